@@ -1,0 +1,220 @@
+"""One slot's market: the participants, the grid tariffs, the zone charges.
+
+Everything here is an integer: energy in Wh, prices in micro-units of the
+token per kWh.  An `Instance` is canonical: sellers and buyers are sorted by
+id, so two nodes that received the same bids in any order hold the same
+instance, and every index derived from it means the same on both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+MAX_ID_LEN = 64
+MAX_WH = 10**9  # 1 GWh in one slot: far above any participant of this market
+MAX_PRICE = 10**9  # 1,000 tokens per kWh
+MAX_WEIGHT = 1000
+MAX_ZONES = 64
+
+
+class InstanceError(ValueError):
+    """The instance is malformed; the message names the offending field."""
+
+
+@dataclass(frozen=True, order=True)
+class Participant:
+    """A seller or buyer: quantity offered or wanted, limit price, zone."""
+
+    id: str
+    wh: int
+    price: int
+    zone: int = 0
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A market instance: what one slot's clearing is computed from."""
+
+    slot: int
+    feed_in: int
+    retail: int
+    network_charge: tuple[tuple[int, ...], ...]
+    sellers: tuple[Participant, ...]
+    buyers: tuple[Participant, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sellers", tuple(sorted(self.sellers, key=lambda p: p.id)))
+        object.__setattr__(self, "buyers", tuple(sorted(self.buyers, key=lambda p: p.id)))
+        _check_instance(self)
+
+    # --- derived arrays (int64; all values are bounded so nothing overflows)
+    @cached_property
+    def seller_wh(self) -> np.ndarray:
+        return np.array([p.wh for p in self.sellers], dtype=np.int64)
+
+    @cached_property
+    def buyer_wh(self) -> np.ndarray:
+        return np.array([p.wh for p in self.buyers], dtype=np.int64)
+
+    @cached_property
+    def seller_limit(self) -> np.ndarray:
+        """Seller limits clamped up to the feed-in tariff (the grid pays that)."""
+        return np.maximum(np.array([p.price for p in self.sellers], dtype=np.int64), self.feed_in)
+
+    @cached_property
+    def buyer_limit(self) -> np.ndarray:
+        """Buyer limits clamped down to the retail tariff (the grid sells at that)."""
+        return np.minimum(np.array([p.price for p in self.buyers], dtype=np.int64), self.retail)
+
+    @cached_property
+    def seller_zone(self) -> np.ndarray:
+        return np.array([p.zone for p in self.sellers], dtype=np.int64)
+
+    @cached_property
+    def buyer_zone(self) -> np.ndarray:
+        return np.array([p.zone for p in self.buyers], dtype=np.int64)
+
+    @cached_property
+    def seller_weight(self) -> np.ndarray:
+        return np.array([p.weight for p in self.sellers], dtype=np.int64)
+
+    @cached_property
+    def buyer_weight(self) -> np.ndarray:
+        return np.array([p.weight for p in self.buyers], dtype=np.int64)
+
+    @cached_property
+    def charge_matrix(self) -> np.ndarray:
+        return np.array(self.network_charge, dtype=np.int64).reshape(
+            len(self.network_charge), len(self.network_charge)
+        )
+
+    @cached_property
+    def seller_index(self) -> dict[str, int]:
+        return {p.id: k for k, p in enumerate(self.sellers)}
+
+    @cached_property
+    def buyer_index(self) -> dict[str, int]:
+        return {p.id: k for k, p in enumerate(self.buyers)}
+
+    def to_json(self) -> dict[str, Any]:
+        def side(ps: tuple[Participant, ...]) -> list[dict[str, Any]]:
+            out = []
+            for p in ps:
+                d: dict[str, Any] = {"id": p.id, "wh": p.wh, "price": p.price, "zone": p.zone}
+                if p.weight != 1:
+                    d["weight"] = p.weight
+                out.append(d)
+            return out
+
+        return {
+            "slot": self.slot,
+            "grid": {"feed_in": self.feed_in, "retail": self.retail},
+            "network_charge": [list(r) for r in self.network_charge],
+            "sellers": side(self.sellers),
+            "buyers": side(self.buyers),
+        }
+
+
+# --------------------------------------------------------------------------
+# Parsing and validation: every error names the field it is about.
+
+_TOP_FIELDS = {"slot", "grid", "network_charge", "sellers", "buyers"}
+_GRID_FIELDS = {"feed_in", "retail"}
+_PARTICIPANT_FIELDS = {"id", "wh", "price", "zone", "weight"}
+
+
+def _int(value: Any, where: str, lo: int, hi: int) -> int:
+    # bool is an int subclass in Python; JSON true is not a quantity.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InstanceError(f"{where}: expected an integer, got {json.dumps(value)[:40]}")
+    if not lo <= value <= hi:
+        raise InstanceError(f"{where}: {value} is outside [{lo}, {hi}]")
+    return value
+
+
+def _obj(value: Any, where: str, allowed: set[str], required: set[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InstanceError(f"{where}: expected an object")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise InstanceError(f"{where}.{unknown[0]}: unknown field")
+    missing = sorted(required - set(value))
+    if missing:
+        raise InstanceError(f"{where}.{missing[0]}: missing field")
+    return value
+
+
+def _participants(value: Any, where: str, zones: int) -> list[Participant]:
+    if not isinstance(value, list):
+        raise InstanceError(f"{where}: expected a list")
+    out = []
+    for k, raw in enumerate(value):
+        at = f"{where}[{k}]"
+        d = _obj(raw, at, _PARTICIPANT_FIELDS, {"id", "wh", "price"})
+        pid = d["id"]
+        if not isinstance(pid, str) or not 0 < len(pid) <= MAX_ID_LEN or not pid.isprintable():
+            raise InstanceError(f"{at}.id: expected a printable string of 1..{MAX_ID_LEN} characters")
+        out.append(
+            Participant(
+                id=pid,
+                wh=_int(d["wh"], f"{at}.wh", 1, MAX_WH),
+                price=_int(d["price"], f"{at}.price", 0, MAX_PRICE),
+                zone=_int(d.get("zone", 0), f"{at}.zone", 0, zones - 1),
+                weight=_int(d.get("weight", 1), f"{at}.weight", 1, MAX_WEIGHT),
+            )
+        )
+    return out
+
+
+def instance_from_json(doc: Any) -> Instance:
+    """Build an instance from its JSON document, or raise `InstanceError`."""
+    d = _obj(doc, "instance", _TOP_FIELDS, {"grid", "sellers", "buyers"})
+    grid = _obj(d["grid"], "grid", _GRID_FIELDS, _GRID_FIELDS)
+    charge = d.get("network_charge", [[0]])
+    if not isinstance(charge, list) or not 0 < len(charge) <= MAX_ZONES:
+        raise InstanceError(f"network_charge: expected a square list of 1..{MAX_ZONES} rows")
+    zones = len(charge)
+    rows = []
+    for r, row in enumerate(charge):
+        if not isinstance(row, list) or len(row) != zones:
+            raise InstanceError(f"network_charge[{r}]: expected a row of {zones} integers")
+        rows.append(tuple(_int(v, f"network_charge[{r}][{c}]", 0, MAX_PRICE) for c, v in enumerate(row)))
+    return Instance(
+        slot=_int(d.get("slot", 0), "slot", 0, 2**63 - 1),
+        feed_in=_int(grid["feed_in"], "grid.feed_in", 0, MAX_PRICE),
+        retail=_int(grid["retail"], "grid.retail", 0, MAX_PRICE),
+        network_charge=tuple(rows),
+        sellers=tuple(_participants(d["sellers"], "sellers", zones)),
+        buyers=tuple(_participants(d["buyers"], "buyers", zones)),
+    )
+
+
+def load_instance(path: str) -> Instance:
+    """Read an instance file; malformed JSON is an `InstanceError` too."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except json.JSONDecodeError as e:
+        raise InstanceError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except OSError as e:
+        raise InstanceError(f"{path}: cannot read ({e.strerror})") from None
+    return instance_from_json(doc)
+
+
+def _check_instance(inst: Instance) -> None:
+    if inst.feed_in > inst.retail:
+        raise InstanceError("grid.feed_in: the feed-in tariff is above the retail tariff")
+    seen: set[str] = set()
+    for side, ps in (("sellers", inst.sellers), ("buyers", inst.buyers)):
+        for p in ps:
+            if p.id in seen:
+                raise InstanceError(f"{side}: duplicate id {p.id!r}")
+            seen.add(p.id)
+            if not 0 <= p.zone < len(inst.network_charge):
+                raise InstanceError(f"{side}: {p.id!r} has unknown zone {p.zone}")

@@ -1,0 +1,89 @@
+"""Clear one slot: candidate pairs -> program -> integer clearing -> certificate.
+
+`clear` is what a node's solver calls; its result has already passed the
+same exact verifier every other node runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+
+import numpy as np
+
+from .certificate import certify
+from .clearing import Clearing, Trade
+from .instance import Instance
+from .pairs import DEFAULT_CAP, Pairs, candidate_pairs
+from .program import SolverError, solve_relaxation
+from .rounding import round_clearing
+from .verifier import DEFAULT_QUANTUM, DEFAULT_TOLERANCE, Verdict, verify
+
+
+@dataclass
+class ClearResult:
+    clearing: Clearing
+    verdict: Verdict
+    pairs: int
+    timings: dict[str, float] = field(default_factory=dict)
+    certificate_method: str = ""
+    status: str = ""
+
+
+def clear(
+    inst: Instance,
+    *,
+    cap: int = DEFAULT_CAP,
+    solver: str = "scs",
+    eps: float | None = None,
+    time_limit: float | None = None,
+    tolerance: Fraction = DEFAULT_TOLERANCE,
+    quantum: Decimal = DEFAULT_QUANTUM,
+    pairs: Pairs | None = None,
+) -> ClearResult:
+    """Compute a certified clearing of `inst`.
+
+    An instance without a tradable pair clears empty.  A solver failure, or a
+    result that does not verify, raises `SolverError`: never an empty market.
+    """
+    t = {}
+    t0 = time.perf_counter()
+    if pairs is None:
+        pairs = candidate_pairs(inst, cap)
+    t["pairs"] = time.perf_counter() - t0
+    if not len(pairs):
+        empty = Clearing(inst.slot, ())
+        v = verify(inst, empty, pairs=pairs, tolerance=tolerance, quantum=quantum)
+        return ClearResult(empty, v, 0, t, "none needed", "no tradable pair")
+    rel = solve_relaxation(inst, pairs, solver, eps=eps, time_limit=time_limit)
+    t["compile"], t["solve"] = rel.compile_s, rel.solve_s
+    t1 = time.perf_counter()
+    ic = round_clearing(inst, pairs, rel.x, rel.y)
+    t2 = time.perf_counter()
+    t["round"] = t2 - t1
+    Lam, Mu, method = certify(inst, pairs, ic.seller_surplus, ic.buyer_surplus, rel.lam, rel.mu)
+    t3 = time.perf_counter()
+    t["certify"] = t3 - t2
+    clearing = build_clearing(inst, pairs, ic.wh, ic.payment, Lam, Mu)
+    t4 = time.perf_counter()
+    v = verify(inst, clearing, pairs=pairs, tolerance=tolerance, quantum=quantum)
+    t["verify"] = time.perf_counter() - t4
+    if not v.ok:
+        raise SolverError(f"{solver}'s solution did not verify: {v.reason}")
+    return ClearResult(clearing, v, len(pairs), t, method, rel.status)
+
+
+def build_clearing(inst: Instance, pairs: Pairs, wh, payment, Lam: list[int], Mu: list[int]) -> Clearing:
+    """The clearing document from per-pair arrays and multiplier numerators."""
+    trades = tuple(
+        Trade(inst.sellers[int(pairs.seller[e])].id, inst.buyers[int(pairs.buyer[e])].id, int(wh[e]), int(payment[e]))
+        for e in np.flatnonzero(wh > 0).tolist()
+    )
+    return Clearing(
+        slot=inst.slot,
+        trades=trades,
+        lam={p.id: v for p, v in zip(inst.sellers, Lam) if v},
+        mu={p.id: v for p, v in zip(inst.buyers, Mu) if v},
+    )

@@ -1,0 +1,87 @@
+"""Which (seller, buyer) pairs may trade in a slot: the candidate rule.
+
+A pair can trade when its margin ``buyer limit - seller limit - network
+charge`` is positive.  To keep the program sparse each buyer gets at most
+`cap` candidate sellers.  Taking every buyer's best margins would hand all
+buyers the same few cheapest sellers, so the rule is an assortative band:
+buyers ranked by limit (highest first) are anchored at the same quantile of
+each zone's sellers ranked by limit (cheapest first), and each buyer takes a
+window of `cap` sellers there, slid down to stay within the sellers it can
+trade with.  With several zones the best `cap` margins of the windows win.
+
+Consensus-critical: integer arithmetic only, ties broken by canonical index,
+so every node derives the same pairs from the same instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .instance import Instance
+
+DEFAULT_CAP = 16
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Candidate pairs, sorted by (buyer, seller); margins in micro-units/kWh."""
+
+    seller: np.ndarray
+    buyer: np.ndarray
+    margin: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.seller)
+
+
+def candidate_pairs(inst: Instance, cap: int = DEFAULT_CAP) -> Pairs:
+    """The tradable pairs the clearing of `inst` may use (see module doc)."""
+    if cap < 1:
+        raise ValueError("cap must be at least 1")
+    n_s, n_b = len(inst.sellers), len(inst.buyers)
+    empty = np.zeros(0, dtype=np.int64)
+    if n_s == 0 or n_b == 0:
+        return Pairs(empty, empty, empty)
+    a, b = inst.seller_limit, inst.buyer_limit
+    charge = inst.charge_matrix
+    # Buyer rank: highest limit first, ties by canonical index.
+    order = np.lexsort((np.arange(n_b), -b))
+    rank = np.empty(n_b, dtype=np.int64)
+    rank[order] = np.arange(n_b, dtype=np.int64)
+
+    cols_s, cols_m = [], []
+    for zs in range(len(charge)):
+        members = np.flatnonzero(inst.seller_zone == zs)
+        if len(members) == 0:
+            continue
+        members = members[np.lexsort((members, a[members]))]  # cheapest first
+        a_sorted = a[members]
+        c = charge[zs, inst.buyer_zone]  # network charge from zs to each buyer
+        # Sellers a buyer can trade with form a prefix: a < b - c.
+        tradable = np.searchsorted(a_sorted, b - c, side="left")
+        anchor = rank * len(members) // n_b
+        width = min(cap, len(members))
+        start = np.maximum(np.minimum(anchor, tradable - width), 0)
+        pos = start[:, None] + np.arange(width, dtype=np.int64)[None, :]
+        ok = pos < tradable[:, None]
+        sel = np.where(ok, members[np.minimum(pos, len(members) - 1)], -1)
+        marg = np.where(ok, (b - c)[:, None] - a[np.maximum(sel, 0)], 0)
+        cols_s.append(sel)
+        cols_m.append(marg)
+    if not cols_s:
+        return Pairs(empty, empty, empty)
+    sel = np.concatenate(cols_s, axis=1)
+    marg = np.concatenate(cols_m, axis=1)
+    if sel.shape[1] > cap:
+        # Best margins first, ties to the lower seller index; invalid last.
+        key = np.where(sel >= 0, -marg * (1 << 22) + sel, np.iinfo(np.int64).max)
+        keep = np.argsort(key, axis=1, kind="stable")[:, :cap]
+        sel = np.take_along_axis(sel, keep, axis=1)
+        marg = np.take_along_axis(marg, keep, axis=1)
+    buyer = np.broadcast_to(np.arange(n_b, dtype=np.int64)[:, None], sel.shape)
+    valid = sel >= 0
+    s, bb, m = sel[valid], buyer[valid], marg[valid]
+    idx = np.lexsort((s, bb))
+    return Pairs(s[idx].copy(), bb[idx].copy(), m[idx].copy())

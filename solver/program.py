@@ -1,0 +1,114 @@
+"""The Nash-bargaining program in CVXPY, solved in floats.
+
+Variables per candidate pair e = (i, j): the seller's share x_e and the
+buyer's share y_e of the pair's gain (token units).  The pair then trades
+q_e = (x_e + y_e) / g_e kWh, which makes the design brief's bound
+0 <= x_e <= g_e q_e implicit.  Maximise sum beta log(surplus) subject to
+each participant's capacity.  The capacity rows' duals are lambda and mu.
+
+Scaling: inside the program money is in tokens and energy in kWh, so every
+number is O(1); in micro-units SCS returned negative surpluses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import cvxpy as cp
+import numpy as np
+import scipy.sparse as sp
+
+from .instance import Instance
+from .pairs import Pairs
+
+SOLVERS = ("scs", "clarabel")
+_MICRO = 1e6
+
+
+class SolverError(RuntimeError):
+    """The numerical solver failed or ran out of time; never an empty market."""
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """Float solution: shares per pair (tokens), multipliers per Wh."""
+
+    x: np.ndarray
+    y: np.ndarray
+    lam: np.ndarray  # per seller (canonical index), per Wh
+    mu: np.ndarray  # per buyer, per Wh
+    compile_s: float
+    solve_s: float
+    status: str
+
+
+def _solver_opts(name: str, eps: float | None, time_limit: float | None) -> dict:
+    if name == "scs":
+        e = 1e-7 if eps is None else eps
+        opts: dict = {"solver": cp.SCS, "eps_abs": e, "eps_rel": e, "max_iters": 200_000}
+        if time_limit:
+            opts["time_limit_secs"] = time_limit
+        return opts
+    if name == "clarabel":
+        e = 1e-8 if eps is None else eps
+        opts = {"solver": cp.CLARABEL, "tol_gap_abs": e, "tol_gap_rel": e, "tol_feas": e}
+        if time_limit:
+            opts["time_limit"] = time_limit
+        return opts
+    raise ValueError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
+
+
+def solve_relaxation(
+    inst: Instance,
+    pairs: Pairs,
+    solver: str = "scs",
+    *,
+    eps: float | None = None,
+    time_limit: float | None = None,
+) -> Relaxation:
+    """Solve the program on `pairs` (non-empty) and return its float optimum."""
+    opts = _solver_opts(solver, eps, time_limit)
+    t0 = time.perf_counter()
+    P = len(pairs)
+    g = pairs.margin / _MICRO  # tokens per kWh
+    sellers, s_row = np.unique(pairs.seller, return_inverse=True)
+    buyers, b_row = np.unique(pairs.buyer, return_inverse=True)
+    cols = np.arange(P)
+    inc_s = sp.csr_matrix((np.ones(P), (s_row, cols)), shape=(len(sellers), P))
+    inc_b = sp.csr_matrix((np.ones(P), (b_row, cols)), shape=(len(buyers), P))
+    per_kwh = sp.diags(1.0 / g)
+    cap_s = inst.seller_wh[sellers] / 1000.0
+    cap_b = inst.buyer_wh[buyers] / 1000.0
+
+    x = cp.Variable(P, nonneg=True)
+    y = cp.Variable(P, nonneg=True)
+    kwh = per_kwh @ (x + y)
+    rows_s = inc_s @ kwh <= cap_s
+    rows_b = inc_b @ kwh <= cap_b
+    objective = cp.sum(cp.multiply(inst.seller_weight[sellers], cp.log(inc_s @ x))) + cp.sum(
+        cp.multiply(inst.buyer_weight[buyers], cp.log(inc_b @ y))
+    )
+    problem = cp.Problem(cp.Maximize(objective), [rows_s, rows_b])
+    t1 = time.perf_counter()
+    try:
+        problem.solve(**opts)
+    except cp.SolverError as e:
+        raise SolverError(f"{solver} failed: {e}") from None
+    t2 = time.perf_counter()
+    compile_s = (t1 - t0) + (problem.compilation_time or 0.0)
+    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or x.value is None:
+        raise SolverError(f"{solver} returned status {problem.status!r}")
+    lam = np.zeros(len(inst.sellers))
+    mu = np.zeros(len(inst.buyers))
+    lam[sellers] = np.maximum(np.asarray(rows_s.dual_value, dtype=float), 0.0) / 1000.0
+    mu[buyers] = np.maximum(np.asarray(rows_b.dual_value, dtype=float), 0.0) / 1000.0
+    return Relaxation(
+        x=np.maximum(x.value, 0.0),
+        y=np.maximum(y.value, 0.0),
+        lam=lam,
+        mu=mu,
+        compile_s=compile_s,
+        solve_s=t2 - t0 - compile_s,
+        status=problem.status,
+    )

@@ -1,0 +1,110 @@
+"""From the program's float optimum to an exactly feasible integer clearing.
+
+Quantities are rounded at the participant level (floors, then the largest
+remainders while both sides have room), so no capacity is ever exceeded.
+Each pair's gain is then split as the float solution split it, and the
+payment rounded to a whole micro-unit inside the two limits, so no one
+trades below their limit.  A participant that could trade but ended with
+nothing gets a micro-unit moved to it where a pair allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .instance import Instance
+from .pairs import Pairs
+
+_MICRO = 1e6
+
+
+@dataclass(frozen=True)
+class IntegerClearing:
+    """Trades as arrays over the candidate pairs (zero rows are no trade)."""
+
+    wh: np.ndarray  # int64 per pair
+    payment: np.ndarray  # int64 micro-units per pair
+    seller_surplus: np.ndarray  # int64 nano-units per seller
+    buyer_surplus: np.ndarray  # int64 nano-units per buyer
+
+
+def _ceil_div(a: np.ndarray, d: int) -> np.ndarray:
+    return -((-a) // d)
+
+
+def round_quantities(inst: Instance, pairs: Pairs, wh: np.ndarray) -> np.ndarray:
+    """Integer Wh per pair within every capacity, close to the float `wh`."""
+    wh = np.maximum(wh, 0.0)
+    q = np.floor(wh + 1e-9).astype(np.int64)
+    frac = wh - q
+    n_s, n_b = len(inst.sellers), len(inst.buyers)
+    # Participant targets: round each participant's float total, within capacity.
+    tgt_s = np.minimum(np.rint(np.bincount(pairs.seller, wh, n_s)).astype(np.int64), inst.seller_wh)
+    tgt_b = np.minimum(np.rint(np.bincount(pairs.buyer, wh, n_b)).astype(np.int64), inst.buyer_wh)
+    have_s = np.bincount(pairs.seller, q, n_s).astype(np.int64)
+    have_b = np.bincount(pairs.buyer, q, n_b).astype(np.int64)
+    room_s = (tgt_s - have_s).tolist()
+    room_b = (tgt_b - have_b).tolist()
+    cand = np.flatnonzero(frac > 1e-6)
+    cand = cand[np.argsort(-frac[cand], kind="stable")]
+    S, B = pairs.seller.tolist(), pairs.buyer.tolist()
+    for e in cand.tolist():
+        i, j = S[e], B[e]
+        if room_s[i] > 0 and room_b[j] > 0:
+            q[e] += 1
+            room_s[i] -= 1
+            room_b[j] -= 1
+    return q
+
+
+def round_clearing(inst: Instance, pairs: Pairs, x: np.ndarray, y: np.ndarray) -> IntegerClearing:
+    """Round the float shares (tokens per pair) to an integer clearing."""
+    g = pairs.margin  # micro-units per kWh
+    total = np.maximum(x + y, 0.0)
+    q = round_quantities(inst, pairs, 1000.0 * _MICRO * total / g)
+    a = inst.seller_limit[pairs.seller]
+    net = inst.buyer_limit[pairs.buyer] - inst.charge_matrix[inst.seller_zone[pairs.seller], inst.buyer_zone[pairs.buyer]]
+    share = np.divide(x, total, out=np.full_like(total, 0.5), where=total > 0)
+    gain = g * q  # nano-units
+    lo = _ceil_div(a * q, 1000)
+    hi = (net * q) // 1000
+    pay = np.rint((a * q + share * gain) / 1000.0).astype(np.int64)
+    pay = np.clip(pay, lo, hi)
+    drop = lo > hi  # too small a trade to pay in whole micro-units
+    q = np.where(drop, 0, q)
+    pay = np.where(drop, 0, pay)
+    lo, hi = np.where(drop, 0, lo), np.where(drop, 0, hi)
+    pay = _give_everyone_something(inst, pairs, q, pay, lo, hi, a, net)
+    xs = 1000 * pay - a * q
+    ys = net * q - 1000 * pay
+    U = np.zeros(len(inst.sellers), dtype=np.int64)
+    np.add.at(U, pairs.seller, xs)
+    W = np.zeros(len(inst.buyers), dtype=np.int64)
+    np.add.at(W, pairs.buyer, ys)
+    return IntegerClearing(q, pay, U, W)
+
+
+def _give_everyone_something(inst, pairs, q, pay, lo, hi, a, net) -> np.ndarray:
+    """Move a micro-unit to participants that could trade but got no surplus."""
+    pay = pay.copy()
+    for _ in range(2):
+        xs = 1000 * pay - a * q
+        ys = net * q - 1000 * pay
+        U = np.bincount(pairs.seller, xs, len(inst.sellers))
+        W = np.bincount(pairs.buyer, ys, len(inst.buyers))
+        starving = np.flatnonzero((U[pairs.seller] <= 0) | (W[pairs.buyer] <= 0))
+        if not len(starving):
+            break
+        for e in starving.tolist():
+            i, j = int(pairs.seller[e]), int(pairs.buyer[e])
+            if U[i] <= 0 and pay[e] < hi[e] and W[j] > 1000:
+                pay[e] += 1
+                U[i] += 1000
+                W[j] -= 1000
+            elif W[j] <= 0 and pay[e] > lo[e] and U[i] > 1000:
+                pay[e] -= 1
+                U[i] -= 1000
+                W[j] += 1000
+    return pay

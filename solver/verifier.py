@@ -1,0 +1,257 @@
+"""Decide, exactly and without a solver, whether a clearing is valid and how good.
+
+A clearing is valid when it is exactly feasible on the integers and carries a
+certificate: multipliers lambda (sellers) and mu (buyers) with, for every
+candidate pair, ``g * max(beta_i / U_i, beta_j / W_j) <= lambda_i + mu_j``,
+so that by weak duality its log-objective is within
+``gap = sum lambda_i S_i + sum mu_j D_j - sum beta`` of the optimum.
+
+Units (all integers): surpluses U, W in nano-units (1/1000 micro-unit; a
+Wh times a price per kWh is a whole number of those), margins g in
+micro-units per kWh, multipliers per Wh over `MULTIPLIER_SCALE`.
+
+Consensus-critical: every decision is exact.  Floats only pre-screen the
+pair checks with a margin far above their rounding error; anything close is
+decided in integers, so the verdict is the same on every machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+from fractions import Fraction
+
+import numpy as np
+
+from .clearing import MULTIPLIER_SCALE, Clearing
+from .instance import Instance
+from .pairs import DEFAULT_CAP, Pairs, candidate_pairs
+
+DEFAULT_TOLERANCE = Fraction(1, 1000)  # nats of gap per unit of bargaining weight
+DEFAULT_QUANTUM = Decimal("1e-6")  # objective is ranked in steps of this many nats
+_SCREEN = 1e-9  # relative margin of the float pre-screen (float error is ~1e-15)
+_LN_PREC = 60
+_LN_BITS = 256
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verifier's answer; `objective` is in quanta (an integer) when valid."""
+
+    ok: bool
+    reason: str
+    objective: int | None = None
+    gap: Fraction | None = None
+    participants: int = 0
+    seller_surplus: np.ndarray | None = None  # nano-units, canonical seller order
+    buyer_surplus: np.ndarray | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @property
+    def gap_per_weight(self) -> Fraction | None:
+        return None if self.gap is None or not self.participants else self.gap / self.participants
+
+
+def _reject(reason: str) -> Verdict:
+    return Verdict(False, reason)
+
+
+def verify(
+    inst: Instance,
+    clearing: Clearing,
+    *,
+    pairs: Pairs | None = None,
+    cap: int = DEFAULT_CAP,
+    tolerance: Fraction = DEFAULT_TOLERANCE,
+    quantum: Decimal = DEFAULT_QUANTUM,
+) -> Verdict:
+    """Check `clearing` against `inst`; never raises on a hostile clearing.
+
+    `pairs` may be passed when the caller already derived the candidate pairs
+    of `inst` with the same `cap` (a node does so once per slot).
+    """
+    if clearing.slot != inst.slot:
+        return _reject(f"clearing is for slot {clearing.slot}, the instance is slot {inst.slot}")
+    if pairs is None:
+        pairs = candidate_pairs(inst, cap)
+    n_s, n_b = len(inst.sellers), len(inst.buyers)
+    s_idx, b_idx = inst.seller_index, inst.buyer_index
+
+    # Trades -> index arrays.
+    m = len(clearing.trades)
+    ts = np.empty(m, dtype=np.int64)
+    tb = np.empty(m, dtype=np.int64)
+    q = np.empty(m, dtype=np.int64)
+    pay = np.empty(m, dtype=np.int64)
+    for k, t in enumerate(clearing.trades):
+        i, j = s_idx.get(t.seller), b_idx.get(t.buyer)
+        if i is None or j is None:
+            return _reject(f"trade {t.seller}->{t.buyer}: not a seller and buyer of this instance")
+        if not (0 < t.wh <= inst.sellers[i].wh and 0 <= t.payment <= 10**15):
+            return _reject(f"trade {t.seller}->{t.buyer}: quantity or payment out of range")
+        ts[k], tb[k], q[k], pay[k] = i, j, t.wh, t.payment
+
+    # Every trade is on a distinct candidate pair.
+    pair_key = pairs.buyer * n_s + pairs.seller  # sorted ascending
+    trade_key = tb * n_s + ts
+    if m:
+        pos = np.minimum(np.searchsorted(pair_key, trade_key), max(len(pair_key) - 1, 0))
+        hit = pair_key[pos] == trade_key if len(pair_key) else np.zeros(m, dtype=bool)
+        if not hit.all():
+            t = clearing.trades[int(np.flatnonzero(~hit)[0])]
+            return _reject(f"trade {t.seller}->{t.buyer}: not a tradable candidate pair")
+        if len(np.unique(trade_key)) != m:
+            return _reject("a pair is traded twice")
+
+    # Capacities.
+    sold = np.zeros(n_s, dtype=np.int64)
+    np.add.at(sold, ts, q)
+    bought = np.zeros(n_b, dtype=np.int64)
+    np.add.at(bought, tb, q)
+    over = np.flatnonzero(sold > inst.seller_wh)
+    if len(over):
+        i = int(over[0])
+        return _reject(f"seller {inst.sellers[i].id} sells {int(sold[i])} Wh of {inst.sellers[i].wh}")
+    over = np.flatnonzero(bought > inst.buyer_wh)
+    if len(over):
+        j = int(over[0])
+        return _reject(f"buyer {inst.buyers[j].id} buys {int(bought[j])} Wh of {inst.buyers[j].wh}")
+
+    # Individual rationality per pair, in nano-units (values < 2^63 by the ranges above).
+    a, b = inst.seller_limit, inst.buyer_limit
+    net = b[tb] - inst.charge_matrix[inst.seller_zone[ts], inst.buyer_zone[tb]]
+    x = 1000 * pay - a[ts] * q  # seller's share of the pair's gain
+    y = net * q - 1000 * pay  # buyer's share
+    bad = np.flatnonzero((x < 0) | (y < 0))
+    if len(bad):
+        t = clearing.trades[int(bad[0])]
+        return _reject(f"trade {t.seller}->{t.buyer}: payment outside the two limits")
+    U = np.zeros(n_s, dtype=np.int64)
+    np.add.at(U, ts, x)
+    W = np.zeros(n_b, dtype=np.int64)
+    np.add.at(W, tb, y)
+
+    # Participants in the objective: those with a candidate pair.
+    in_s = np.zeros(n_s, dtype=bool)
+    in_s[pairs.seller] = True
+    in_b = np.zeros(n_b, dtype=bool)
+    in_b[pairs.buyer] = True
+    zero = np.flatnonzero(in_s & (U <= 0))
+    if len(zero):
+        return _reject(f"seller {inst.sellers[int(zero[0])].id} could trade but gets no surplus")
+    zero = np.flatnonzero(in_b & (W <= 0))
+    if len(zero):
+        return _reject(f"buyer {inst.buyers[int(zero[0])].id} could trade but gets no surplus")
+
+    # Certificate.
+    lam = _numerators(clearing.lam, inst.sellers)
+    mu = _numerators(clearing.mu, inst.buyers)
+    if isinstance(lam, str) or isinstance(mu, str):
+        return _reject(lam if isinstance(lam, str) else mu)  # type: ignore[arg-type]
+    fail = _certificate_failure(inst, pairs, U, W, lam, mu)
+    if fail is not None:
+        return _reject(fail)
+    weight = int(inst.seller_weight[in_s].sum() + inst.buyer_weight[in_b].sum())
+    dual = sum(l * w.wh for l, w in zip(lam, inst.sellers)) + sum(u * w.wh for u, w in zip(mu, inst.buyers))
+    gap = Fraction(dual, MULTIPLIER_SCALE) - weight
+    if gap > tolerance * weight:
+        return _reject(f"certificate gap {float(gap):.6g} exceeds the tolerance {float(tolerance * weight):.6g}")
+    objective = log_objective(
+        np.concatenate([U[in_s], W[in_b]]),
+        np.concatenate([inst.seller_weight[in_s], inst.buyer_weight[in_b]]),
+        quantum,
+    )
+    return Verdict(True, "valid", objective, gap, weight, U, W)
+
+
+def _numerators(given: dict[str, int], side) -> list[int] | str:
+    """Multiplier numerators in canonical order; unknown ids are an error."""
+    ids = {p.id for p in side}
+    for k in given:
+        if k not in ids:
+            return f"multiplier for unknown participant {k!r}"
+    return [given.get(p.id, 0) for p in side]
+
+
+def _certificate_failure(inst: Instance, pairs: Pairs, U, W, lam: list[int], mu: list[int]) -> str | None:
+    bad = pair_violations(inst, pairs, U, W, lam, mu, first_only=True)
+    if not bad:
+        return None
+    i, j = int(pairs.seller[bad[0]]), int(pairs.buyer[bad[0]])
+    return f"certificate fails on pair {inst.sellers[i].id}->{inst.buyers[j].id}"
+
+
+def pair_violations(
+    inst: Instance, pairs: Pairs, U, W, lam: list[int], mu: list[int], *, first_only: bool = False
+) -> list[int]:
+    """Indices of pairs whose dual constraint fails, decided exactly.
+
+    ``g * beta * SCALE <= (Lambda_i + M_j) * surplus`` for the seller's and
+    the buyer's side of every pair.  A float pass with a wide margin clears
+    the pairs that are obviously fine; the rest are checked in integers.
+    """
+    out: list[int] = []
+    if not len(pairs):
+        return out
+    S, B, g = pairs.seller, pairs.buyer, pairs.margin
+    rhs_sum = np.array(lam, dtype=float)[S] + np.array(mu, dtype=float)[B]
+    for side_idx, surplus, weight in ((S, U, inst.seller_weight), (B, W, inst.buyer_weight)):
+        lhs = g.astype(float) * weight[side_idx].astype(float) * float(MULTIPLIER_SCALE)
+        rhs = rhs_sum * surplus[side_idx].astype(float)
+        for k in np.flatnonzero(lhs > rhs * (1 - _SCREEN)).tolist():
+            v = int(side_idx[k])
+            if int(g[k]) * int(weight[v]) * MULTIPLIER_SCALE > (lam[int(S[k])] + mu[int(B[k])]) * int(surplus[v]):
+                out.append(k)
+                if first_only:
+                    return out
+    return sorted(set(out))
+
+
+def _tree_product(values: list[int]) -> int:
+    """Product of many integers, balanced so big-integer work stays near-linear."""
+    if not values:
+        return 1
+    while len(values) > 1:
+        nxt = [values[k] * values[k + 1] for k in range(0, len(values) - 1, 2)]
+        if len(values) % 2:
+            nxt.append(values[-1])
+        values = nxt
+    return values[0]
+
+
+def _ln_int(n: int) -> Decimal:
+    """ln(n) for a positive integer, from its top bits; deterministic everywhere."""
+    shift = max(n.bit_length() - _LN_BITS, 0)
+    return Decimal(n >> shift).ln() + shift * Decimal(2).ln()
+
+
+def log_objective(surplus: np.ndarray, weight: np.ndarray, quantum: Decimal = DEFAULT_QUANTUM) -> int:
+    """sum weight * ln(surplus in nano-units), as a whole number of quanta (floor).
+
+    Computed as ln of an exact integer product per weight class, in `decimal`
+    at fixed precision: no platform logarithm decides anything.
+    """
+    with localcontext() as ctx:
+        ctx.prec = _LN_PREC
+        total = Decimal(0)
+        for w in sorted(set(weight.tolist())):
+            total += w * _ln_int(_tree_product([int(u) for u in surplus[weight == w]]))
+        return int((total / quantum).to_integral_value(rounding="ROUND_FLOOR"))
+
+
+def rank_key(verdict: Verdict, tiebreak: bytes) -> tuple[int, bytes]:
+    """Sort key among valid clearings of one instance: smaller ranks higher.
+
+    Best objective first; equal objectives go to the lowest tie-break
+    (consensus passes hash(solver address, an old block hash)).
+    """
+    if not verdict.ok or verdict.objective is None:
+        raise ValueError("only valid clearings are ranked")
+    return (-verdict.objective, tiebreak)
+
+
+def better(a: Verdict, a_tiebreak: bytes, b: Verdict, b_tiebreak: bytes) -> bool:
+    """True when clearing a ranks above clearing b."""
+    return rank_key(a, a_tiebreak) < rank_key(b, b_tiebreak)
