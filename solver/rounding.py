@@ -36,10 +36,15 @@ def _ceil_div(a: np.ndarray, d: int) -> np.ndarray:
 
 def round_quantities(inst: Instance, pairs: Pairs, wh: np.ndarray) -> np.ndarray:
     """Integer Wh per pair within every capacity, close to the float `wh`."""
+    n_s, n_b = len(inst.sellers), len(inst.buyers)
     wh = np.maximum(wh, 0.0)
+    # A float solution may overshoot a capacity by the solver's tolerance:
+    # scale each pair down by its tighter side's overshoot first.
+    over_s = inst.seller_wh / np.maximum(np.bincount(pairs.seller, wh, n_s), 1e-300)
+    over_b = inst.buyer_wh / np.maximum(np.bincount(pairs.buyer, wh, n_b), 1e-300)
+    wh = wh * np.minimum(1.0, np.minimum(over_s[pairs.seller], over_b[pairs.buyer]))
     q = np.floor(wh + 1e-9).astype(np.int64)
     frac = wh - q
-    n_s, n_b = len(inst.sellers), len(inst.buyers)
     # Participant targets: round each participant's float total, within capacity.
     tgt_s = np.minimum(np.rint(np.bincount(pairs.seller, wh, n_s)).astype(np.int64), inst.seller_wh)
     tgt_b = np.minimum(np.rint(np.bincount(pairs.buyer, wh, n_b)).astype(np.int64), inst.buyer_wh)

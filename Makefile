@@ -1,0 +1,25 @@
+# Two commands set everything up on a fresh machine: `make test` and `make devnet`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: test devnet bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+devnet: $(STAMP)
+	$(VENV)/bin/transx devnet
+
+bench: $(STAMP)
+	$(PY) bench/solver.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

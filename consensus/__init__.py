@@ -1,0 +1,1 @@
+"""Proof-of-Solution: round schedule, commit/reveal, ranking, fork choice, rewards."""

@@ -1,0 +1,1 @@
+"""libp2p host, gossipsub topics with validators, block sync: moves bytes, knows no blocks."""

@@ -1,0 +1,1 @@
+"""The TransX node: types, encoding, keys, ledger, store, mempool, chain, API, wallet, daemon."""
