@@ -9,6 +9,10 @@ each zone's sellers ranked by limit (cheapest first), and each buyer takes a
 window of `cap` sellers there, slid down to stay within the sellers it can
 trade with.  With several zones the best `cap` margins of the windows win.
 
+A pair whose whole possible gain, ``margin * min(S_i, D_j)``, is below
+`MIN_PAIR_GAIN` (0.001 token) is not a candidate: payments are whole
+micro-units, so smaller gains cannot be split fairly nor certified.
+
 Consensus-critical: integer arithmetic only, ties broken by canonical index,
 so every node derives the same pairs from the same instance.
 """
@@ -22,6 +26,7 @@ import numpy as np
 from .instance import Instance
 
 DEFAULT_CAP = 16
+MIN_PAIR_GAIN = 10**6  # nano-units (1/1000 micro-unit): 0.001 token
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ def candidate_pairs(inst: Instance, cap: int = DEFAULT_CAP) -> Pairs:
         ok = pos < tradable[:, None]
         sel = np.where(ok, members[np.minimum(pos, len(members) - 1)], -1)
         marg = np.where(ok, (b - c)[:, None] - a[np.maximum(sel, 0)], 0)
+        reach = np.minimum(inst.seller_wh[np.maximum(sel, 0)], inst.buyer_wh[:, None])
+        sel = np.where(marg * reach >= MIN_PAIR_GAIN, sel, -1)
         cols_s.append(sel)
         cols_m.append(marg)
     if not cols_s:

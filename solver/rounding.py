@@ -81,6 +81,8 @@ def round_clearing(inst: Instance, pairs: Pairs, x: np.ndarray, y: np.ndarray) -
     q = np.where(drop, 0, q)
     pay = np.where(drop, 0, pay)
     lo, hi = np.where(drop, 0, lo), np.where(drop, 0, hi)
+    split = (q > 0) & (lo < hi) & (x > 1e-7 * total) & (y > 1e-7 * total)
+    pay = _balance_split_pairs(inst, pairs, np.flatnonzero(split), q, pay, lo, hi, a, net)
     pay = _give_everyone_something(inst, pairs, q, pay, lo, hi, a, net)
     xs = 1000 * pay - a * q
     ys = net * q - 1000 * pay
@@ -89,6 +91,45 @@ def round_clearing(inst: Instance, pairs: Pairs, x: np.ndarray, y: np.ndarray) -
     W = np.zeros(len(inst.buyers), dtype=np.int64)
     np.add.at(W, pairs.buyer, ys)
     return IntegerClearing(q, pay, U, W)
+
+
+def _balance_split_pairs(inst, pairs, split, q, pay, lo, hi, a, net, sweeps: int = 50) -> np.ndarray:
+    """Re-split the pairs whose gain the optimum shares, after quantity rounding.
+
+    At the optimum both sides of a shared pair have the same surplus per unit
+    of weight (beta_i/U_i = beta_j/W_j); rounding breaks that by a Wh here and
+    there, and the certificate pays for any imbalance to first order.  Sweeps
+    of exact per-pair updates (Gauss-Seidel) restore it to the micro-unit.
+    """
+    pay = pay.copy()
+    if not len(split):
+        return pay
+    xs = 1000 * pay - a * q
+    ys = net * q - 1000 * pay
+    U = np.bincount(pairs.seller, xs, len(inst.sellers)).astype(np.int64).tolist()
+    W = np.bincount(pairs.buyer, ys, len(inst.buyers)).astype(np.int64).tolist()
+    bs, bb = inst.seller_weight.tolist(), inst.buyer_weight.tolist()
+    rows = [
+        (e, int(pairs.seller[e]), int(pairs.buyer[e]), int(a[e] * q[e]), int(net[e] * q[e]), int(lo[e]), int(hi[e]))
+        for e in split.tolist()
+    ]
+    P = pay.tolist()
+    for _ in range(sweeps):
+        moved = 0
+        for e, i, j, aq, nq, l, h in rows:
+            old = P[e]
+            u_rest = U[i] - (1000 * old - aq)
+            w_rest = W[j] - (nq - 1000 * old)
+            num = bs[i] * (w_rest + nq) - bb[j] * (u_rest - aq)
+            new = min(max((2 * num + 1000 * (bs[i] + bb[j])) // (2000 * (bs[i] + bb[j])), l), h)
+            if new != old:
+                P[e] = new
+                U[i] += 1000 * (new - old)
+                W[j] -= 1000 * (new - old)
+                moved += 1
+        if not moved:
+            break
+    return np.array(P, dtype=np.int64)
 
 
 def _give_everyone_something(inst, pairs, q, pay, lo, hi, a, net) -> np.ndarray:

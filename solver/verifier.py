@@ -6,6 +6,14 @@ candidate pair, ``g * max(beta_i / U_i, beta_j / W_j) <= lambda_i + mu_j``,
 so that by weak duality its log-objective is within
 ``gap = sum lambda_i S_i + sum mu_j D_j - sum beta`` of the optimum.
 
+The gap must be at most ``tolerance * sum beta`` plus the *grid allowance*:
+a clearing lives on whole Wh and whole micro-units, and the bound above is
+first-order in how far each surplus sits from the continuous optimum, so
+each traded pair may cost ``(g + 1000) * max(beta_i/U_i, beta_j/W_j)``, what
+moving it by one Wh and one micro-unit could change.  Without it a seller
+whose 1,082 Wh go to two buyers cannot be certified at 1e-3 per participant
+even though its objective is within 1e-5 of the optimum.
+
 Units (all integers): surpluses U, W in nano-units (1/1000 micro-unit; a
 Wh times a price per kWh is a whole number of those), margins g in
 micro-units per kWh, multipliers per Wh over `MULTIPLIER_SCALE`.
@@ -23,7 +31,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .clearing import MULTIPLIER_SCALE, Clearing
+from .clearing import MAX_MULTIPLIER, MULTIPLIER_SCALE, Clearing
 from .instance import Instance
 from .pairs import DEFAULT_CAP, Pairs, candidate_pairs
 
@@ -156,8 +164,9 @@ def verify(
     weight = int(inst.seller_weight[in_s].sum() + inst.buyer_weight[in_b].sum())
     dual = sum(l * w.wh for l, w in zip(lam, inst.sellers)) + sum(u * w.wh for u, w in zip(mu, inst.buyers))
     gap = Fraction(dual, MULTIPLIER_SCALE) - weight
-    if gap > tolerance * weight:
-        return _reject(f"certificate gap {float(gap):.6g} exceeds the tolerance {float(tolerance * weight):.6g}")
+    allowed = tolerance * weight + Fraction(_grid_allowance(ts, tb, net - a[ts], U, W, inst), MULTIPLIER_SCALE)
+    if gap > allowed:
+        return _reject(f"certificate gap {float(gap):.6g} exceeds the tolerance {float(allowed):.6g}")
     objective = log_objective(
         np.concatenate([U[in_s], W[in_b]]),
         np.concatenate([inst.seller_weight[in_s], inst.buyer_weight[in_b]]),
@@ -166,12 +175,25 @@ def verify(
     return Verdict(True, "valid", objective, gap, weight, U, W)
 
 
+def _grid_allowance(ts, tb, g, U, W, inst: Instance) -> int:
+    """Sum over trades of (g + 1000) * max(beta/U, beta/W), floored, over SCALE."""
+    total = 0
+    bs, bb = inst.seller_weight, inst.buyer_weight
+    for i, j, gain in zip(ts.tolist(), tb.tolist(), g.tolist()):
+        u, w, wi, wj = int(U[i]), int(W[j]), int(bs[i]), int(bb[j])
+        beta, sur = (wi, u) if wi * w >= wj * u else (wj, w)
+        total += (gain + 1000) * beta * MULTIPLIER_SCALE // sur
+    return total
+
+
 def _numerators(given: dict[str, int], side) -> list[int] | str:
     """Multiplier numerators in canonical order; unknown ids are an error."""
     ids = {p.id for p in side}
-    for k in given:
+    for k, v in given.items():
         if k not in ids:
             return f"multiplier for unknown participant {k!r}"
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_MULTIPLIER:
+            return f"multiplier for {k!r} is not an integer in [0, {MAX_MULTIPLIER}]"
     return [given.get(p.id, 0) for p in side]
 
 
