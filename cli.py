@@ -40,7 +40,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("instance", required=False, type=click.Path(dir_okay=False))
-@click.option("--solver", "solver_name", type=click.Choice(["scs", "clarabel"]), default="scs", show_default=True)
+@click.option("--solver", "solver_name", type=click.Choice(["clarabel", "scs"]), default="clarabel", show_default=True)
 @click.option("--cap", type=click.IntRange(1, 1024), default=16, show_default=True, help="Candidate sellers per buyer.")
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), help="Seconds the solver may take.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable clearing.")

@@ -17,14 +17,9 @@ from .certificate import certify
 from .clearing import Clearing, Trade
 from .instance import Instance
 from .pairs import DEFAULT_CAP, Pairs, candidate_pairs
-from .program import SolverError, solve_relaxation
+from .program import DEFAULT_SOLVER, SolverError, solve_relaxation
 from .rounding import round_clearing
-from .support import entering, initial_working_set, pricing, subset
 from .verifier import DEFAULT_QUANTUM, DEFAULT_TOLERANCE, Verdict, verify
-
-
-MAX_ROUNDS = 25
-PRICE_IN = 1e-6  # relative reduced cost above which a pair joins the working set
 
 
 @dataclass
@@ -35,15 +30,13 @@ class ClearResult:
     timings: dict[str, float] = field(default_factory=dict)
     certificate_method: str = ""
     status: str = ""
-    rounds: int = 0  # column-generation rounds (program solves)
-    working_pairs: int = 0  # pairs in the last program solved
 
 
 def clear(
     inst: Instance,
     *,
     cap: int = DEFAULT_CAP,
-    solver: str = "scs",
+    solver: str = DEFAULT_SOLVER,
     eps: float | None = None,
     time_limit: float | None = None,
     tolerance: Fraction = DEFAULT_TOLERANCE,
@@ -64,32 +57,14 @@ def clear(
         empty = Clearing(inst.slot, ())
         v = verify(inst, empty, pairs=pairs, tolerance=tolerance, quantum=quantum)
         return ClearResult(empty, v, 0, t, "none needed", "no tradable pair")
-    working = initial_working_set(inst, pairs)
-    t["compile"] = t["solve"] = t["pricing"] = 0.0
-    rounds = 0
-    deadline = None if time_limit is None else time.perf_counter() + time_limit
-    while True:
-        rounds += 1
-        left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
-        rel = solve_relaxation(inst, subset(pairs, working), solver, eps=eps, time_limit=left)
-        t["compile"] += rel.compile_s
-        t["solve"] += rel.solve_s
-        tp = time.perf_counter()
-        gain = pricing(inst, pairs, working, rel.x, rel.y, rel.lam, rel.mu)
-        enter = entering(pairs, working, gain, PRICE_IN)
-        t["pricing"] += time.perf_counter() - tp
-        if not enter.any() or rounds >= MAX_ROUNDS:
-            break
-        if deadline is not None and time.perf_counter() > deadline:
-            raise SolverError(f"{solver} ran out of its {time_limit:g}s before the working set settled")
-        working |= enter
-    x = np.zeros(len(pairs))
-    y = np.zeros(len(pairs))
-    x[working], y[working] = rel.x, rel.y
+    rel = solve_relaxation(inst, pairs, solver, eps=eps, time_limit=time_limit)
+    t["compile"], t["solve"] = rel.compile_s, rel.solve_s
     t1 = time.perf_counter()
-    ic = round_clearing(inst, pairs, x, y)
+    ic = round_clearing(inst, pairs, rel.x, rel.y)
     t2 = time.perf_counter()
     t["round"] = t2 - t1
+    if (ic.seller_surplus[pairs.seller] <= 0).any() or (ic.buyer_surplus[pairs.buyer] <= 0).any():
+        raise SolverError("rounding left a participant that can trade without surplus")
     Lam, Mu, method = certify(inst, pairs, ic.seller_surplus, ic.buyer_surplus, rel.lam, rel.mu)
     t3 = time.perf_counter()
     t["certify"] = t3 - t2
@@ -99,7 +74,7 @@ def clear(
     t["verify"] = time.perf_counter() - t4
     if not v.ok:
         raise SolverError(f"{solver}'s solution did not verify: {v.reason}")
-    return ClearResult(clearing, v, len(pairs), t, method, rel.status, rounds, int(working.sum()))
+    return ClearResult(clearing, v, len(pairs), t, method, rel.status)
 
 
 def build_clearing(inst: Instance, pairs: Pairs, wh, payment, Lam: list[int], Mu: list[int]) -> Clearing:

@@ -22,7 +22,10 @@ import scipy.sparse as sp
 from .instance import Instance
 from .pairs import Pairs
 
-SOLVERS = ("scs", "clarabel")
+SOLVERS = ("clarabel", "scs")
+# Clarabel is the default: on the benchmark instances it reaches the same
+# certified gap as SCS 10-30x sooner (README, "Solver benchmark").
+DEFAULT_SOLVER = "clarabel"
 _MICRO = 1e6
 
 
@@ -45,7 +48,7 @@ class Relaxation:
 
 def _solver_opts(name: str, eps: float | None, time_limit: float | None) -> dict:
     if name == "scs":
-        e = 1e-7 if eps is None else eps
+        e = 1e-5 if eps is None else eps  # tighter buys nothing: rounding dominates the gap
         opts: dict = {"solver": cp.SCS, "eps_abs": e, "eps_rel": e, "max_iters": 200_000}
         if time_limit:
             opts["time_limit_secs"] = time_limit
@@ -62,7 +65,7 @@ def _solver_opts(name: str, eps: float | None, time_limit: float | None) -> dict
 def solve_relaxation(
     inst: Instance,
     pairs: Pairs,
-    solver: str = "scs",
+    solver: str = DEFAULT_SOLVER,
     *,
     eps: float | None = None,
     time_limit: float | None = None,
