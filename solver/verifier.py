@@ -12,7 +12,8 @@ first-order in how far each surplus sits from the continuous optimum, so
 each traded pair may cost ``(g + 1000) * max(beta_i/U_i, beta_j/W_j)``, what
 moving it by one Wh and one micro-unit could change.  Without it a seller
 whose 1,082 Wh go to two buyers cannot be certified at 1e-3 per participant
-even though its objective is within 1e-5 of the optimum.
+(bound 8.2e-3 nats against 4e-3) though its objective is 1.1e-4 nats below
+the continuous optimum.
 
 Units (all integers): surpluses U, W in nano-units (1/1000 micro-unit; a
 Wh times a price per kWh is a whole number of those), margins g in
