@@ -8,10 +8,10 @@ denominator `MULTIPLIER_SCALE`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .documents import read_json, require_int
 from .instance import InstanceError
 
 MULTIPLIER_SCALE = 10**15
@@ -59,11 +59,7 @@ class Clearing:
 
 
 def _int(v: Any, where: str, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ClearingError(f"{where}: expected an integer")
-    if not lo <= v <= hi:
-        raise ClearingError(f"{where}: {v} is outside [{lo}, {hi}]")
-    return v
+    return require_int(v, where, lo, hi, ClearingError)
 
 
 def _multipliers(v: Any, where: str) -> dict[str, int]:
@@ -107,11 +103,5 @@ def clearing_from_json(doc: Any) -> Clearing:
 
 
 def load_clearing(path: str) -> Clearing:
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ClearingError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    except OSError as e:
-        raise ClearingError(f"{path}: cannot read ({e.strerror})") from None
-    return clearing_from_json(doc)
+    """Read a clearing file; malformed JSON is a `ClearingError` too."""
+    return clearing_from_json(read_json(path, ClearingError))

@@ -8,12 +8,13 @@ instance, and every index derived from it means the same on both.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import numpy as np
+
+from .documents import DocumentError, read_json, require_int
 
 MAX_ID_LEN = 64
 MAX_WH = 10**9  # 1 GWh in one slot: far above any participant of this market
@@ -22,7 +23,7 @@ MAX_WEIGHT = 1000
 MAX_ZONES = 64
 
 
-class InstanceError(ValueError):
+class InstanceError(DocumentError):
     """The instance is malformed; the message names the offending field."""
 
 
@@ -130,12 +131,7 @@ _PARTICIPANT_FIELDS = {"id", "wh", "price", "zone", "weight"}
 
 
 def _int(value: Any, where: str, lo: int, hi: int) -> int:
-    # bool is an int subclass in Python; JSON true is not a quantity.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InstanceError(f"{where}: expected an integer, got {json.dumps(value)[:40]}")
-    if not lo <= value <= hi:
-        raise InstanceError(f"{where}: {value} is outside [{lo}, {hi}]")
-    return value
+    return require_int(value, where, lo, hi, InstanceError)
 
 
 def _obj(value: Any, where: str, allowed: set[str], required: set[str]) -> dict[str, Any]:
@@ -197,14 +193,7 @@ def instance_from_json(doc: Any) -> Instance:
 
 def load_instance(path: str) -> Instance:
     """Read an instance file; malformed JSON is an `InstanceError` too."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except json.JSONDecodeError as e:
-        raise InstanceError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    except OSError as e:
-        raise InstanceError(f"{path}: cannot read ({e.strerror})") from None
-    return instance_from_json(doc)
+    return instance_from_json(read_json(path, InstanceError))
 
 
 def _check_instance(inst: Instance) -> None:
