@@ -33,6 +33,16 @@ def _table(headers: list[str], rows: list[list], limit: int | None = None) -> st
     return "\n".join(lines)
 
 
+def _progress():
+    """Stage messages on stderr for a person watching a terminal; silent otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    import time
+
+    start = time.perf_counter()
+    return lambda msg: click.echo(f"[{time.perf_counter() - start:7.2f}s] {msg}", err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """TransX: a peer-to-peer energy market cleared by Proof-of-Solution."""
@@ -72,7 +82,7 @@ def solve(instance, solver_name, cap, time_limit, as_json, show_all, generate, s
     except InstanceError as e:
         _fail(str(e))
     try:
-        result = clear(inst, cap=cap, solver=solver_name, time_limit=time_limit)
+        result = clear(inst, cap=cap, solver=solver_name, time_limit=time_limit, progress=_progress())
     except SolverError as e:
         _fail(f"no clearing: {e}", status=1)
     if as_json:
@@ -92,6 +102,7 @@ def _solution_doc(inst, result) -> dict:
     doc["objective"] = v.objective
     doc["gap"] = float(v.gap)
     doc["participants"] = v.participants
+    doc["weight"] = v.weight
     doc["pairs"] = result.pairs
     doc["timing"] = {k: round(t, 6) for k, t in result.timings.items()}
     return doc

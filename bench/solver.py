@@ -63,7 +63,7 @@ def row(n: int, seed: int, solver: str, time_limit: float) -> str:
     return (
         f"| {n:,} | {len(pairs):,} | {t_pairs:.3f} | {r.timings['compile']:.2f} | {solve:.2f} "
         f"| {r.timings['round'] + r.timings['certify']:.2f} | {t_verify:.3f} ({100 * t_verify / solve:.1f}%) "
-        f"| {float(v.gap) / v.participants:.1e} | {nbs:,.2f} / {best:,.2f} ({100 * (1 - nbs / best):.2f}%) | ok |"
+        f"| {float(v.gap_per_weight):.1e} | {nbs:,.2f} / {best:,.2f} ({100 * (1 - nbs / best):.2f}%) | ok |"
     )
 
 

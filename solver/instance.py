@@ -21,6 +21,7 @@ MAX_WH = 10**9  # 1 GWh in one slot: far above any participant of this market
 MAX_PRICE = 10**9  # 1,000 tokens per kWh
 MAX_WEIGHT = 1000
 MAX_ZONES = 64
+MAX_PER_SIDE = 2**21  # sellers (or buyers) in one slot; keeps pair keys in int64
 
 
 class InstanceError(DocumentError):
@@ -200,6 +201,9 @@ def _check_instance(inst: Instance) -> None:
     if inst.feed_in > inst.retail:
         raise InstanceError("grid.feed_in: the feed-in tariff is above the retail tariff")
     seen: set[str] = set()
+    for side, ps in (("sellers", inst.sellers), ("buyers", inst.buyers)):
+        if len(ps) > MAX_PER_SIDE:
+            raise InstanceError(f"{side}: more than {MAX_PER_SIDE} participants in one slot")
     for side, ps in (("sellers", inst.sellers), ("buyers", inst.buyers)):
         for p in ps:
             if p.id in seen:

@@ -7,6 +7,7 @@ same exact verifier every other node runs.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -42,12 +43,16 @@ def clear(
     tolerance: Fraction = DEFAULT_TOLERANCE,
     quantum: Decimal = DEFAULT_QUANTUM,
     pairs: Pairs | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ClearResult:
     """Compute a certified clearing of `inst`.
 
     An instance without a tradable pair clears empty.  A solver failure, or a
     result that does not verify, raises `SolverError`: never an empty market.
+    `progress`, if given, is told each stage as it starts (large solves take
+    minutes).
     """
+    say = progress or (lambda _msg: None)
     t = {}
     t0 = time.perf_counter()
     if pairs is None:
@@ -57,18 +62,22 @@ def clear(
         empty = Clearing(inst.slot, ())
         v = verify(inst, empty, pairs=pairs, tolerance=tolerance, quantum=quantum)
         return ClearResult(empty, v, 0, t, "none needed", "no tradable pair")
+    say(f"solving the Nash-bargaining program over {len(pairs):,} candidate pairs with {solver}")
     rel = solve_relaxation(inst, pairs, solver, eps=eps, time_limit=time_limit)
     t["compile"], t["solve"] = rel.compile_s, rel.solve_s
+    say(f"solved in {rel.solve_s:.1f}s; rounding to Wh and micro-units")
     t1 = time.perf_counter()
     ic = round_clearing(inst, pairs, rel.x, rel.y)
     t2 = time.perf_counter()
     t["round"] = t2 - t1
     if (ic.seller_surplus[pairs.seller] <= 0).any() or (ic.buyer_surplus[pairs.buyer] <= 0).any():
         raise SolverError("rounding left a participant that can trade without surplus")
+    say("certifying: multipliers for the rounded surpluses")
     Lam, Mu, method = certify(inst, pairs, ic.seller_surplus, ic.buyer_surplus, rel.lam, rel.mu)
     t3 = time.perf_counter()
     t["certify"] = t3 - t2
     clearing = build_clearing(inst, pairs, ic.wh, ic.payment, Lam, Mu)
+    say("verifying exactly")
     t4 = time.perf_counter()
     v = verify(inst, clearing, pairs=pairs, tolerance=tolerance, quantum=quantum)
     t["verify"] = time.perf_counter() - t4

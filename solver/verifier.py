@@ -51,7 +51,8 @@ class Verdict:
     reason: str
     objective: int | None = None
     gap: Fraction | None = None
-    participants: int = 0
+    participants: int = 0  # with a candidate pair: the objective's terms
+    weight: int = 0  # their bargaining weights summed (= participants when all are 1)
     seller_surplus: np.ndarray | None = None  # nano-units, canonical seller order
     buyer_surplus: np.ndarray | None = None
 
@@ -60,7 +61,7 @@ class Verdict:
 
     @property
     def gap_per_weight(self) -> Fraction | None:
-        return None if self.gap is None or not self.participants else self.gap / self.participants
+        return None if self.gap is None or not self.weight else self.gap / self.weight
 
 
 def _reject(reason: str) -> Verdict:
@@ -173,7 +174,8 @@ def verify(
         np.concatenate([inst.seller_weight[in_s], inst.buyer_weight[in_b]]),
         quantum,
     )
-    return Verdict(True, "valid", objective, gap, weight, U, W)
+    count = int(in_s.sum() + in_b.sum())
+    return Verdict(True, "valid", objective, gap, count, weight, U, W)
 
 
 def _grid_allowance(ts, tb, g, U, W, inst: Instance) -> int:

@@ -226,7 +226,8 @@ def test_doubling_a_weight_raises_that_participants_surplus(unweighted_2x2, pid)
     after = int(getattr(r.verdict, side)[k])
     assert after > before, f"{pid}: surplus {before} -> {after} with weight 2"
     # The weighted participant is counted twice in the objective's weight.
-    assert r.verdict.participants == base.participants + 1
+    assert r.verdict.weight == base.weight + 1
+    assert r.verdict.participants == base.participants
 
 
 # --------------------------------------------------------------------------
