@@ -50,7 +50,8 @@ def main() -> None:
 
 @main.command()
 @click.argument("instance", required=False, type=click.Path(dir_okay=False))
-@click.option("--solver", "solver_name", type=click.Choice(["clarabel", "scs"]), default="clarabel", show_default=True)
+@click.option("--solver", "solver_name", type=click.Choice(["auto", "clarabel", "scs", "dual"]), default="auto",
+              show_default=True, help="auto: Clarabel for small markets, the smoothed dual for large ones.")
 @click.option("--cap", type=click.IntRange(1, 1024), default=16, show_default=True, help="Candidate sellers per buyer.")
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), help="Seconds the solver may take.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable clearing.")
@@ -75,7 +76,7 @@ def solve(instance, solver_name, cap, time_limit, as_json, show_all, generate, s
     if instance is None:
         _fail("give an INSTANCE.json to clear, or --generate N")
     from solver.market import clear
-    from solver.program import SolverError
+    from solver.relaxation import SolverError
 
     try:
         inst = load_instance(instance)

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from solver.generator import generate  # noqa: E402
 from solver.market import clear  # noqa: E402
 from solver.pairs import candidate_pairs  # noqa: E402
-from solver.program import SolverError  # noqa: E402
+from solver.relaxation import SolverError  # noqa: E402
 from solver.verifier import verify  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def row(n: int, seed: int, solver: str, time_limit: float) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="200,500,1000,2000,4000,8000")
-    ap.add_argument("--solver", default="clarabel", choices=["clarabel", "scs"])
+    ap.add_argument("--solver", default="auto", choices=["auto", "clarabel", "scs", "dual"])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--time-limit", type=float, default=600.0, help="seconds per solve")
     args = ap.parse_args()

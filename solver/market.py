@@ -18,9 +18,16 @@ from .certificate import certify
 from .clearing import Clearing, Trade
 from .instance import Instance
 from .pairs import DEFAULT_CAP, Pairs, candidate_pairs
-from .program import DEFAULT_SOLVER, SolverError, solve_relaxation
+from .relaxation import Relaxation, SolverError
 from .rounding import round_clearing
 from .verifier import DEFAULT_QUANTUM, DEFAULT_TOLERANCE, Verdict, verify
+
+SOLVERS = ("auto", "clarabel", "scs", "dual")
+DEFAULT_SOLVER = "auto"
+# "auto": Clarabel (interior point, the best objective) while it is quick,
+# the smoothed dual above this many candidate pairs (~2,000 participants),
+# where Clarabel's time grows super-linearly.  README, "Solver benchmark".
+AUTO_DUAL_ABOVE = 16_000
 
 
 @dataclass
@@ -62,8 +69,8 @@ def clear(
         empty = Clearing(inst.slot, ())
         v = verify(inst, empty, pairs=pairs, tolerance=tolerance, quantum=quantum)
         return ClearResult(empty, v, 0, t, "none needed", "no tradable pair")
-    say(f"solving the Nash-bargaining program over {len(pairs):,} candidate pairs with {solver}")
-    rel = solve_relaxation(inst, pairs, solver, eps=eps, time_limit=time_limit)
+    say(f"solving the Nash-bargaining program over {len(pairs):,} candidate pairs ({solver})")
+    rel = float_solve(inst, pairs, solver, eps=eps, time_limit=time_limit)
     t["compile"], t["solve"] = rel.compile_s, rel.solve_s
     say(f"solved in {rel.solve_s:.1f}s; rounding to Wh and micro-units")
     t1 = time.perf_counter()
@@ -82,8 +89,25 @@ def clear(
     v = verify(inst, clearing, pairs=pairs, tolerance=tolerance, quantum=quantum)
     t["verify"] = time.perf_counter() - t4
     if not v.ok:
-        raise SolverError(f"{solver}'s solution did not verify: {v.reason}")
+        raise SolverError(f"the solution ({rel.status}) did not verify: {v.reason}")
     return ClearResult(clearing, v, len(pairs), t, method, rel.status)
+
+
+def float_solve(
+    inst: Instance, pairs: Pairs, solver: str, *, eps: float | None = None, time_limit: float | None = None
+) -> Relaxation:
+    """The program's float optimum by the named method (see SOLVERS)."""
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    if solver == "auto":
+        solver = "dual" if len(pairs) > AUTO_DUAL_ABOVE else "clarabel"
+    if solver == "dual":
+        from .smoothed_dual import solve_smoothed_dual
+
+        return solve_smoothed_dual(inst, pairs, time_limit=time_limit)
+    from .program import solve_relaxation  # imports CVXPY: only when used
+
+    return solve_relaxation(inst, pairs, solver, eps=eps, time_limit=time_limit)
 
 
 def build_clearing(inst: Instance, pairs: Pairs, wh, payment, Lam: list[int], Mu: list[int]) -> Clearing:

@@ -13,7 +13,6 @@ number is O(1); in micro-units SCS returned negative surpluses.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import cvxpy as cp
 import numpy as np
@@ -21,29 +20,10 @@ import scipy.sparse as sp
 
 from .instance import Instance
 from .pairs import Pairs
+from .relaxation import Relaxation, SolverError
 
 SOLVERS = ("clarabel", "scs")
-# Clarabel is the default: on the benchmark instances it reaches the same
-# certified gap as SCS 10-30x sooner (README, "Solver benchmark").
-DEFAULT_SOLVER = "clarabel"
 _MICRO = 1e6
-
-
-class SolverError(RuntimeError):
-    """The numerical solver failed or ran out of time; never an empty market."""
-
-
-@dataclass(frozen=True)
-class Relaxation:
-    """Float solution: shares per pair (tokens), multipliers per Wh."""
-
-    x: np.ndarray
-    y: np.ndarray
-    lam: np.ndarray  # per seller (canonical index), per Wh
-    mu: np.ndarray  # per buyer, per Wh
-    compile_s: float
-    solve_s: float
-    status: str
 
 
 def _solver_opts(name: str, eps: float | None, time_limit: float | None) -> dict:
@@ -65,7 +45,7 @@ def _solver_opts(name: str, eps: float | None, time_limit: float | None) -> dict
 def solve_relaxation(
     inst: Instance,
     pairs: Pairs,
-    solver: str = DEFAULT_SOLVER,
+    solver: str = "clarabel",
     *,
     eps: float | None = None,
     time_limit: float | None = None,
@@ -113,5 +93,5 @@ def solve_relaxation(
         mu=mu,
         compile_s=compile_s,
         solve_s=t2 - t0 - compile_s,
-        status=problem.status,
+        status=f"{solver}, {problem.status}",
     )

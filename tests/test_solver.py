@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from fractions import Fraction
 
 import pytest
@@ -138,16 +139,13 @@ def check_clearing_properties(inst: Instance, r) -> None:
     assert r.verdict.buyer_surplus.tolist() == [W[p.id] for p in inst.buyers]
 
 
+@pytest.mark.parametrize("solver", ["clarabel", "dual"])
 @PROPERTY
-@given(instances())
-def _ir_property(inst):
-    r = clear(inst, solver="clarabel")
+@given(inst=instances())
+def test_clearing_is_individually_rational_and_feasible(solver, inst):
+    r = clear(inst, solver=solver)
     assert r.verdict.ok, r.verdict.reason
     check_clearing_properties(inst, r)
-
-
-def test_clearing_is_individually_rational_and_feasible():
-    _ir_property()
 
 
 # The property above, pinned on instances that once broke clear(): gains too
@@ -352,3 +350,25 @@ def test_scs_clears_a_generated_instance():
     # Both solvers land within their certified gaps of the same optimum.
     c = clear(inst, solver="clarabel").verdict
     assert abs(v.objective - c.objective) * Fraction(1, 10**6) <= max(v.gap, c.gap) + Fraction(1, 10**6)
+
+
+# --------------------------------------------------------------------------
+# 7. The two float methods certify each other.
+
+
+def test_each_certificate_bounds_the_other_methods_objective():
+    """Weak duality across methods: no clearing beats another's objective plus its gap."""
+    inst = generate(300, seed=5)
+    ipm = clear(inst, solver="clarabel").verdict
+    dual = clear(inst, solver="dual").verdict
+    assert ipm.ok and dual.ok
+    for a, b in ((ipm, dual), (dual, ipm)):
+        bound = a.objective + math.ceil(a.gap * 10**6) + 1  # objectives are floored to 1e-6 nats
+        assert b.objective <= bound
+    # The smoothed dual is within 1e-3 nats per participant of the interior point.
+    assert ipm.objective - dual.objective < 10**-3 * 10**6 * ipm.participants
+
+
+def test_auto_picks_the_interior_point_for_a_small_market():
+    r = clear(generate(100, seed=2))
+    assert r.status.startswith("clarabel")

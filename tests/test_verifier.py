@@ -56,10 +56,11 @@ def solved():
 # 1. Everything the solver returns verifies.
 
 
+@pytest.mark.parametrize("solver", ["clarabel", "dual"])
 @PROPERTY
-@given(instances(weights=True))
-def _acceptance_property(inst):
-    r = clear(inst, solver="clarabel")
+@given(inst=instances(weights=True))
+def test_verifier_accepts_every_solver_clearing(solver, inst):
+    r = clear(inst, solver=solver)
     v = verify(inst, r.clearing)  # fresh: derives the candidate pairs itself
     assert v.ok, v.reason
     assert (v.objective, v.gap, v.participants) == (r.verdict.objective, r.verdict.gap, r.verdict.participants)
@@ -67,10 +68,6 @@ def _acceptance_property(inst):
     # As a node receives it: through JSON.
     wire = clearing_from_json(json.loads(json.dumps(r.clearing.to_json())))
     assert verify(inst, wire).objective == v.objective
-
-
-def test_verifier_accepts_every_solver_clearing():
-    _acceptance_property()
 
 
 # --------------------------------------------------------------------------
