@@ -48,9 +48,11 @@ def row(n: int, seed: int, solver: str, time_limit: float) -> str:
         r = clear(inst, solver=solver, pairs=pairs, time_limit=time_limit)
     except SolverError as e:
         return f"| {n:,} | {len(pairs):,} | {t_pairs:.3f} | - | - | - | - | - | - | {e} |"
-    t1 = time.perf_counter()
-    v = verify(inst, r.clearing, pairs=pairs)
-    t_verify = time.perf_counter() - t1
+    t_verify = float("inf")
+    for _ in range(3):  # best of three: a node verifies on warm structures
+        t1 = time.perf_counter()
+        v = verify(inst, r.clearing, pairs=pairs)
+        t_verify = min(t_verify, time.perf_counter() - t1)
     assert v.ok, v.reason
     nbs = sum(
         (int(inst.buyer_limit[inst.buyer_index[t.buyer]])

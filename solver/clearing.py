@@ -29,6 +29,13 @@ class Trade:
     wh: int
     payment: int
 
+    def __post_init__(self) -> None:
+        # Exact types: a float or bool quantity must never be truncated quietly.
+        if type(self.seller) is not str or type(self.buyer) is not str:
+            raise ClearingError("trade: seller and buyer are ids (strings)")
+        if type(self.wh) is not int or type(self.payment) is not int:
+            raise ClearingError(f"trade {self.seller}->{self.buyer}: wh and payment must be integers")
+
 
 @dataclass(frozen=True)
 class Clearing:

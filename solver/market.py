@@ -25,9 +25,9 @@ from .verifier import DEFAULT_QUANTUM, DEFAULT_TOLERANCE, Verdict, verify
 SOLVERS = ("auto", "clarabel", "scs", "dual")
 DEFAULT_SOLVER = "auto"
 # "auto": Clarabel (interior point, the best objective) while it is quick,
-# the smoothed dual above this many candidate pairs (~2,000 participants),
+# the smoothed dual above this many candidate pairs (~1,250 participants),
 # where Clarabel's time grows super-linearly.  README, "Solver benchmark".
-AUTO_DUAL_ABOVE = 16_000
+AUTO_DUAL_ABOVE = 10_000
 
 
 @dataclass

@@ -35,7 +35,8 @@ def _solver_opts(name: str, eps: float | None, time_limit: float | None) -> dict
         return opts
     if name == "clarabel":
         e = 1e-8 if eps is None else eps
-        opts = {"solver": cp.CLARABEL, "tol_gap_abs": e, "tol_gap_rel": e, "tol_feas": e}
+        # qdldl, not the "auto" choice (faer at this size): 3x faster here.
+        opts = {"solver": cp.CLARABEL, "tol_gap_abs": e, "tol_gap_rel": e, "tol_feas": e, "direct_solve_method": "qdldl"}
         if time_limit:
             opts["time_limit"] = time_limit
         return opts

@@ -41,6 +41,7 @@ DEFAULT_QUANTUM = Decimal("1e-6")  # objective is ranked in steps of this many n
 _SCREEN = 1e-9  # relative margin of the float pre-screen (float error is ~1e-15)
 _LN_PREC = 60
 _LN_BITS = 256
+_ALLOWANCE_SCALE = 10**6
 
 
 @dataclass(frozen=True)
@@ -89,19 +90,24 @@ def verify(
     n_s, n_b = len(inst.sellers), len(inst.buyers)
     s_idx, b_idx = inst.seller_index, inst.buyer_index
 
-    # Trades -> index arrays.
-    m = len(clearing.trades)
-    ts = np.empty(m, dtype=np.int64)
-    tb = np.empty(m, dtype=np.int64)
-    q = np.empty(m, dtype=np.int64)
-    pay = np.empty(m, dtype=np.int64)
-    for k, t in enumerate(clearing.trades):
-        i, j = s_idx.get(t.seller), b_idx.get(t.buyer)
-        if i is None or j is None:
-            return _reject(f"trade {t.seller}->{t.buyer}: not a seller and buyer of this instance")
-        if not (0 < t.wh <= inst.sellers[i].wh and 0 <= t.payment <= 10**15):
-            return _reject(f"trade {t.seller}->{t.buyer}: quantity or payment out of range")
-        ts[k], tb[k], q[k], pay[k] = i, j, t.wh, t.payment
+    # Trades -> index arrays (ids resolved by the canonical index; -1 unknown).
+    trades = clearing.trades
+    m = len(trades)
+    try:
+        rows = np.array(
+            [(s_idx.get(t.seller, -1), b_idx.get(t.buyer, -1), t.wh, t.payment) for t in trades], dtype=np.int64
+        ).reshape(m, 4)
+    except (OverflowError, TypeError, ValueError):
+        return _reject("a trade's quantity or payment is not a 64-bit integer")
+    ts, tb, q, pay = rows.T
+    bad = np.flatnonzero((ts < 0) | (tb < 0))
+    if len(bad):
+        t = trades[int(bad[0])]
+        return _reject(f"trade {t.seller}->{t.buyer}: not a seller and buyer of this instance")
+    bad = np.flatnonzero((q <= 0) | (q > inst.seller_wh[ts]) | (pay < 0) | (pay > 10**15))
+    if len(bad):
+        t = trades[int(bad[0])]
+        return _reject(f"trade {t.seller}->{t.buyer}: quantity or payment out of range")
 
     # Every trade is on a distinct candidate pair.
     pair_key = pairs.buyer * n_s + pairs.seller  # sorted ascending
@@ -112,7 +118,9 @@ def verify(
         if not hit.all():
             t = clearing.trades[int(np.flatnonzero(~hit)[0])]
             return _reject(f"trade {t.seller}->{t.buyer}: not a tradable candidate pair")
-        if len(np.unique(trade_key)) != m:
+        # Trades are sorted by (seller, buyer) ids, the canonical order: a pair
+        # traded twice shows as two equal neighbours.
+        if np.any((ts[1:] == ts[:-1]) & (tb[1:] == tb[:-1])):
             return _reject("a pair is traded twice")
 
     # Capacities.
@@ -156,8 +164,8 @@ def verify(
         return _reject(f"buyer {inst.buyers[int(zero[0])].id} could trade but gets no surplus")
 
     # Certificate.
-    lam = _numerators(clearing.lam, inst.sellers)
-    mu = _numerators(clearing.mu, inst.buyers)
+    lam = _numerators(clearing.lam, inst.sellers, inst.seller_index)
+    mu = _numerators(clearing.mu, inst.buyers, inst.buyer_index)
     if isinstance(lam, str) or isinstance(mu, str):
         return _reject(lam if isinstance(lam, str) else mu)  # type: ignore[arg-type]
     fail = _certificate_failure(inst, pairs, U, W, lam, mu)
@@ -166,7 +174,7 @@ def verify(
     weight = int(inst.seller_weight[in_s].sum() + inst.buyer_weight[in_b].sum())
     dual = sum(l * w.wh for l, w in zip(lam, inst.sellers)) + sum(u * w.wh for u, w in zip(mu, inst.buyers))
     gap = Fraction(dual, MULTIPLIER_SCALE) - weight
-    allowed = tolerance * weight + Fraction(_grid_allowance(ts, tb, net - a[ts], U, W, inst), MULTIPLIER_SCALE)
+    allowed = tolerance * weight + _grid_allowance(ts, tb, net - a[ts], U, W, inst)
     if gap > allowed:
         return _reject(f"certificate gap {float(gap):.6g} exceeds the tolerance {float(allowed):.6g}")
     objective = log_objective(
@@ -178,22 +186,24 @@ def verify(
     return Verdict(True, "valid", objective, gap, count, weight, U, W)
 
 
-def _grid_allowance(ts, tb, g, U, W, inst: Instance) -> int:
-    """Sum over trades of (g + 1000) * max(beta/U, beta/W), floored, over SCALE."""
-    total = 0
-    bs, bb = inst.seller_weight, inst.buyer_weight
-    for i, j, gain in zip(ts.tolist(), tb.tolist(), g.tolist()):
-        u, w, wi, wj = int(U[i]), int(W[j]), int(bs[i]), int(bb[j])
-        beta, sur = (wi, u) if wi * w >= wj * u else (wj, w)
-        total += (gain + 1000) * beta * MULTIPLIER_SCALE // sur
-    return total
+def _grid_allowance(ts, tb, g, U, W, inst: Instance) -> Fraction:
+    """Sum over trades of (g + 1000) * max(beta_i/U_i, beta_j/W_j), in nats.
+
+    Each term is floored to 1e-6 nats (so the allowance never exceeds its
+    definition) and computed in int64: (g + 1000) * beta * 10^6 < 2^63 for
+    every g and beta an instance admits.
+    """
+    if not len(ts):
+        return Fraction(0)
+    g1 = (g + 1000) * _ALLOWANCE_SCALE
+    term = np.maximum(g1 * inst.seller_weight[ts] // U[ts], g1 * inst.buyer_weight[tb] // W[tb])
+    return Fraction(sum(term.tolist()), _ALLOWANCE_SCALE)
 
 
-def _numerators(given: dict[str, int], side) -> list[int] | str:
+def _numerators(given: dict[str, int], side, index: dict[str, int]) -> list[int] | str:
     """Multiplier numerators in canonical order; unknown ids are an error."""
-    ids = {p.id for p in side}
     for k, v in given.items():
-        if k not in ids:
+        if k not in index:
             return f"multiplier for unknown participant {k!r}"
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_MULTIPLIER:
             return f"multiplier for {k!r} is not an integer in [0, {MAX_MULTIPLIER}]"

@@ -359,3 +359,11 @@ def test_clearing_json_round_trip(solved):
 def test_empty_clearing_json_round_trip():
     c = Clearing(9, ())
     assert clearing_from_json(json.loads(json.dumps(c.to_json()))) == c
+
+
+def test_a_trade_with_a_float_or_bool_quantity_cannot_be_built():
+    from solver.clearing import ClearingError, Trade
+
+    for wh, payment in ((1.5, 100), (True, 100), (5, 2.0)):
+        with pytest.raises(ClearingError):
+            Trade("s0", "b0", wh, payment)
