@@ -71,7 +71,7 @@ def row(n: int, seed: int, solver: str, time_limit: float) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="200,500,1000,2000,4000,8000")
+    ap.add_argument("--sizes", default="200,500,1000,2000,5000,10000,30000,100000")
     ap.add_argument("--solver", default="auto", choices=["auto", "clarabel", "scs", "dual"])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--time-limit", type=float, default=600.0, help="seconds per solve")
