@@ -4,8 +4,8 @@ Rounding moves the surpluses, so the solver's duals may no longer satisfy
 ``lambda_i + mu_j >= g_ij * max(beta_i/U_i, beta_j/W_j)`` on every pair.
 Given the final integer surpluses the best multipliers solve the
 transportation LP ``min lambda.S + mu.D`` subject to those rows; HiGHS
-solves it.  A cheap repair (raise mu_j by its worst violation) is kept when
-it is already as good.  The floats are then rounded up to the fixed-point
+solves it.  The solver's own multipliers, tightened, are kept instead when
+they already certify well (the LP takes 0.7 s at 10,000 participants).  The floats are then rounded up to the fixed-point
 grid and any pair still short by a rounding hair is fixed in integers.
 """
 
@@ -33,13 +33,16 @@ def _dual_value(inst: Instance, lam: np.ndarray, mu: np.ndarray) -> float:
     return float(lam @ inst.seller_wh + mu @ inst.buyer_wh)
 
 
-def repair_cheap(inst: Instance, pairs: Pairs, U, W, lam0: np.ndarray, mu0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the solver's multipliers; raise each buyer's mu by its worst shortfall."""
+def repair_tighten(inst: Instance, pairs: Pairs, U, W, lam0: np.ndarray, mu0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """From the solver's multipliers: each lambda_i the least that covers its
+    pairs given mu, then each mu_j the least given that lambda.  Feasible, and
+    a fixed point after one pass on the benchmark instances."""
     need = _pair_need(inst, pairs, U, W)
-    short = need - lam0[pairs.seller] - mu0[pairs.buyer]
-    mu = mu0.copy()
-    np.maximum.at(mu, pairs.buyer, mu0[pairs.buyer] + np.maximum(short, 0.0))
-    return lam0.copy(), mu
+    lam = np.zeros_like(lam0)
+    np.maximum.at(lam, pairs.seller, need - mu0[pairs.buyer])
+    mu = np.zeros_like(mu0)
+    np.maximum.at(mu, pairs.buyer, need - lam[pairs.seller])
+    return lam, mu
 
 
 def repair_lp(inst: Instance, pairs: Pairs, U, W) -> tuple[np.ndarray, np.ndarray]:
@@ -78,17 +81,25 @@ def to_fixed_point(
 
 
 def certify(
-    inst: Instance, pairs: Pairs, U, W, lam0: np.ndarray | None = None, mu0: np.ndarray | None = None
+    inst: Instance,
+    pairs: Pairs,
+    U,
+    W,
+    lam0: np.ndarray | None = None,
+    mu0: np.ndarray | None = None,
+    good_enough: float = 5e-4,
 ) -> tuple[list[int], list[int], str]:
     """Fixed-point multipliers for the clearing with surpluses U, W.
 
-    Returns (Lambda, M, method); method says which repair was kept.
+    The solver's duals, tightened, are kept when their gap is at most
+    `good_enough` nats per unit of weight (Clarabel's usually are, at ~1.6e-4);
+    otherwise the LP finds the best.  Returns (Lambda, M, method).
     """
     candidates = []
     if lam0 is not None and mu0 is not None:
-        candidates.append(("solver duals, repaired", *repair_cheap(inst, pairs, U, W, lam0, mu0)))
+        candidates.append(("solver duals, tightened", *repair_tighten(inst, pairs, U, W, lam0, mu0)))
     weight = float(inst.seller_weight[np.unique(pairs.seller)].sum() + inst.buyer_weight[np.unique(pairs.buyer)].sum())
-    if not candidates or _dual_value(inst, candidates[0][1], candidates[0][2]) - weight > 1e-6 * weight:
+    if not candidates or _dual_value(inst, candidates[0][1], candidates[0][2]) - weight > good_enough * weight:
         candidates.append(("transportation LP", *repair_lp(inst, pairs, U, W)))
     method, lam, mu = min(candidates, key=lambda c: _dual_value(inst, c[1], c[2]))
     Lam, Mu = to_fixed_point(inst, pairs, U, W, lam, mu)

@@ -93,13 +93,16 @@ def round_clearing(inst: Instance, pairs: Pairs, x: np.ndarray, y: np.ndarray) -
     return IntegerClearing(q, pay, U, W)
 
 
-def _balance_split_pairs(inst, pairs, split, q, pay, lo, hi, a, net, sweeps: int = 50) -> np.ndarray:
+def _balance_split_pairs(inst, pairs, split, q, pay, lo, hi, a, net, sweeps: int = 15) -> np.ndarray:
     """Re-split the pairs whose gain the optimum shares, after quantity rounding.
 
     At the optimum both sides of a shared pair have the same surplus per unit
     of weight (beta_i/U_i = beta_j/W_j); rounding breaks that by a Wh here and
     there, and the certificate pays for any imbalance to first order.  Sweeps
-    of exact per-pair updates (Gauss-Seidel) restore it to the micro-unit.
+    of exact per-pair updates (Gauss-Seidel) restore it.  On long chains of
+    shared pairs (the smoothed dual's solutions) it converges slowly; at
+    10,000 participants 15 sweeps gave 85% of the objective 50 gave, in a
+    third of the time.
     """
     pay = pay.copy()
     if not len(split):
@@ -126,8 +129,8 @@ def _balance_split_pairs(inst, pairs, split, q, pay, lo, hi, a, net, sweeps: int
                 P[e] = new
                 U[i] += 1000 * (new - old)
                 W[j] -= 1000 * (new - old)
-                moved += 1
-        if not moved:
+                moved += abs(new - old) > 1
+        if not moved:  # settled: at most one micro-unit of dither left
             break
     return np.array(P, dtype=np.int64)
 
