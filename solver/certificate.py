@@ -5,8 +5,9 @@ Rounding moves the surpluses, so the solver's duals may no longer satisfy
 Given the final integer surpluses the best multipliers solve the
 transportation LP ``min lambda.S + mu.D`` subject to those rows; HiGHS
 solves it.  The solver's own multipliers, tightened, are kept instead when
-they already certify well (the LP takes 0.7 s at 10,000 participants).  The floats are then rounded up to the fixed-point
-grid and any pair still short by a rounding hair is fixed in integers.
+they already certify well (the LP takes 0.7 s at 10,000 participants).
+The floats are then rounded up to the fixed-point grid and any pair still
+short by a rounding hair is fixed in integers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from scipy.optimize import linprog
 from .clearing import MULTIPLIER_SCALE
 from .instance import Instance
 from .pairs import Pairs
+from .relaxation import SolverError
 from .verifier import pair_violations
 
 
@@ -57,7 +59,7 @@ def repair_lp(inst: Instance, pairs: Pairs, U, W) -> tuple[np.ndarray, np.ndarra
     c = np.concatenate([inst.seller_wh, inst.buyer_wh]).astype(float)
     res = linprog(c, A_ub=A, b_ub=-need / scale, bounds=(0, None), method="highs")
     if res.status != 0:
-        raise RuntimeError(f"multiplier LP failed: {res.message}")
+        raise SolverError(f"the multiplier LP failed: {res.message}")
     z = np.maximum(res.x, 0.0) * scale
     return z[:n_s], z[n_s:]
 

@@ -4,8 +4,10 @@ Quantities are rounded at the participant level (floors, then the largest
 remainders while both sides have room), so no capacity is ever exceeded.
 Each pair's gain is then split as the float solution split it, and the
 payment rounded to a whole micro-unit inside the two limits, so no one
-trades below their limit.  A participant that could trade but ended with
-nothing gets a micro-unit moved to it where a pair allows.
+trades below their limit.  Pairs whose gain the optimum shares are then
+re-balanced so both sides keep equal surplus per unit of weight, as at the
+optimum.  A participant that could trade but ended with nothing gets a
+micro-unit moved to it where a pair allows.
 """
 
 from __future__ import annotations
