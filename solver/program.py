@@ -13,6 +13,7 @@ number is O(1); in micro-units SCS returned negative surpluses.
 from __future__ import annotations
 
 import time
+import warnings
 
 import cvxpy as cp
 import numpy as np
@@ -76,11 +77,15 @@ def solve_relaxation(
     problem = cp.Problem(cp.Maximize(objective), [rows_s, rows_b])
     t1 = time.perf_counter()
     try:
-        problem.solve(**opts)
+        with warnings.catch_warnings():  # the status below says what went wrong, once
+            warnings.simplefilter("ignore")
+            problem.solve(**opts)
     except cp.SolverError as e:
         raise SolverError(f"{solver} failed: {e}") from None
     t2 = time.perf_counter()
     compile_s = (t1 - t0) + (problem.compilation_time or 0.0)
+    if problem.status == cp.USER_LIMIT:
+        raise SolverError(f"{solver} ran out of its time limit ({time_limit:g}s)" if time_limit else f"{solver} hit an iteration limit")
     if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or x.value is None:
         raise SolverError(f"{solver} returned status {problem.status!r}")
     lam = np.zeros(len(inst.sellers))

@@ -77,7 +77,7 @@ class _Dual:
 
     def value_and_gradient(self, z: np.ndarray, T: float) -> tuple[float, np.ndarray]:
         if self.deadline is not None and time.perf_counter() > self.deadline:
-            raise SolverError("the smoothed dual ran out of its time limit")
+            raise SolverError("the smoothed dual ran out of its time limit")  # minimize() propagates it
         price, w_s, w_b, soft_s, soft_b = self._weights(z, T)
         f = z @ self.cap - self.ws @ soft_s - self.wb @ soft_b
         kwh = (self.ws[self.s] * w_s + self.wb[self.b] * w_b) / price

@@ -85,3 +85,13 @@ def test_bad_option_and_missing_file(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     r = transx("solve", "missing.json", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.startswith("error: missing.json: cannot read")
+
+
+@pytest.mark.parametrize("solver", ["dual", "clarabel"])
+def test_a_time_out_is_reported_not_an_empty_market(tmp_path, solver):
+    assert transx("solve", "--generate", "1500", "--seed", "1", "-o", "big.json", cwd=tmp_path).returncode == 0
+    r = transx("solve", "big.json", "--solver", solver, "--time-limit", "0.001", "--json", cwd=tmp_path)
+    assert r.returncode == 1, r.stdout[:200]
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no clearing:") and "time limit" in lines[0], r.stderr
