@@ -7,12 +7,32 @@ clearings of one instance.  Nothing here imports the rest of TransX, and
 CVXPY is imported only when a CVXPY method runs.
 """
 
-from .clearing import MULTIPLIER_SCALE, Clearing, ClearingError, Trade, clearing_from_json, load_clearing
-from .instance import Instance, InstanceError, Participant, instance_from_json, load_instance
+from .clearing import (
+    MULTIPLIER_SCALE,
+    Clearing,
+    ClearingError,
+    Trade,
+    clearing_from_json,
+    load_clearing,
+)
+from .instance import (
+    Instance,
+    InstanceError,
+    Participant,
+    instance_from_json,
+    load_instance,
+)
 from .market import DEFAULT_SOLVER, SOLVERS, ClearResult, clear
 from .pairs import DEFAULT_CAP, Pairs, candidate_pairs
 from .relaxation import SolverError
-from .verifier import DEFAULT_QUANTUM, DEFAULT_TOLERANCE, Verdict, better, rank_key, verify
+from .verifier import (
+    DEFAULT_QUANTUM,
+    DEFAULT_TOLERANCE,
+    Verdict,
+    better,
+    rank_key,
+    verify,
+)
 
 __all__ = [
     "DEFAULT_CAP",

@@ -47,6 +47,15 @@ class Clearing:
     mu: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # verify() must never raise on a hostile clearing: refuse odd types here.
+        if type(self.slot) is not int or not 0 <= self.slot < 2**63:
+            raise ClearingError("clearing: slot must be an integer in [0, 2^63)")
+        if not all(type(t) is Trade for t in self.trades):
+            raise ClearingError("clearing: trades must be Trade records")
+        for name in ("lam", "mu"):
+            m = getattr(self, name)
+            if not isinstance(m, dict) or not all(type(k) is str and type(v) is int for k, v in m.items()):
+                raise ClearingError(f"clearing: {name} must map ids to integers")
         object.__setattr__(self, "trades", tuple(sorted(self.trades)))
 
     @property

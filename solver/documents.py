@@ -17,6 +17,12 @@ def read_json(path: str, error: type[DocumentError] = DocumentError) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise error(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text") from None
+    except RecursionError:
+        raise error(f"{path}: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise error(f"{path}: not valid JSON ({e})") from None
     except OSError as e:
         raise error(f"{path}: cannot read ({e.strerror})") from None
 

@@ -131,6 +131,10 @@ _GRID_FIELDS = {"feed_in", "retail"}
 _PARTICIPANT_FIELDS = {"id", "wh", "price", "zone", "weight"}
 
 
+def _is_int(v: object) -> bool:
+    return type(v) is int
+
+
 def _int(value: Any, where: str, lo: int, hi: int) -> int:
     return require_int(value, where, lo, hi, InstanceError)
 
@@ -155,8 +159,8 @@ def _participants(value: Any, where: str, zones: int) -> list[Participant]:
         at = f"{where}[{k}]"
         d = _obj(raw, at, _PARTICIPANT_FIELDS, {"id", "wh", "price"})
         pid = d["id"]
-        if not isinstance(pid, str) or not 0 < len(pid) <= MAX_ID_LEN or not pid.isprintable():
-            raise InstanceError(f"{at}.id: expected a printable string of 1..{MAX_ID_LEN} characters")
+        if not valid_id(pid):
+            raise InstanceError(f"{at}.id: expected 1..{MAX_ID_LEN} printable ASCII characters, no spaces")
         out.append(
             Participant(
                 id=pid,
@@ -197,9 +201,35 @@ def load_instance(path: str) -> Instance:
     return instance_from_json(read_json(path, InstanceError))
 
 
+def valid_id(pid: object) -> bool:
+    """Ids are 1..64 printable ASCII characters without spaces: the same set on
+    every Python version (str.isprintable follows the Unicode tables)."""
+    return isinstance(pid, str) and 0 < len(pid) <= MAX_ID_LEN and all("!" <= c <= "~" for c in pid)
+
+
 def _check_instance(inst: Instance) -> None:
+    """Every bound the arithmetic relies on (int64 products, see verifier), also
+    for instances built in code rather than parsed."""
+    if not (_is_int(inst.slot) and 0 <= inst.slot < 2**63):
+        raise InstanceError("slot: expected an integer in [0, 2^63)")
+    for name in ("feed_in", "retail"):
+        v = getattr(inst, name)
+        if not (_is_int(v) and 0 <= v <= MAX_PRICE):
+            raise InstanceError(f"grid.{name}: expected an integer in [0, {MAX_PRICE}]")
     if inst.feed_in > inst.retail:
         raise InstanceError("grid.feed_in: the feed-in tariff is above the retail tariff")
+    zones = len(inst.network_charge)
+    if not 0 < zones <= MAX_ZONES or any(len(r) != zones for r in inst.network_charge):
+        raise InstanceError(f"network_charge: expected a square matrix of 1..{MAX_ZONES} zones")
+    if not all(_is_int(v) and 0 <= v <= MAX_PRICE for r in inst.network_charge for v in r):
+        raise InstanceError(f"network_charge: expected integers in [0, {MAX_PRICE}]")
+    for side, ps in (("sellers", inst.sellers), ("buyers", inst.buyers)):
+        for p in ps:
+            if not valid_id(p.id):
+                raise InstanceError(f"{side}: id {p.id!r} is not 1..{MAX_ID_LEN} printable ASCII characters")
+            if not (_is_int(p.wh) and 1 <= p.wh <= MAX_WH and _is_int(p.price) and 0 <= p.price <= MAX_PRICE
+                    and _is_int(p.weight) and 1 <= p.weight <= MAX_WEIGHT and _is_int(p.zone)):
+                raise InstanceError(f"{side}: {p.id!r} has a quantity, price or weight out of range")
     seen: set[str] = set()
     for side, ps in (("sellers", inst.sellers), ("buyers", inst.buyers)):
         if len(ps) > MAX_PER_SIDE:

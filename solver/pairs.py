@@ -9,9 +9,15 @@ each zone's sellers ranked by limit (cheapest first), and each buyer takes a
 window of `cap` sellers there, slid down to stay within the sellers it can
 trade with.  With several zones the best `cap` margins of the windows win.
 
-A pair whose whole possible gain, ``margin * min(S_i, D_j)``, is below
-`MIN_PAIR_GAIN` (0.001 token) is not a candidate: payments are whole
-micro-units, so smaller gains cannot be split fairly nor certified.
+Two rules make sure a valid clearing always exists, one in which everyone
+with a candidate pair gains something.  A participant has at most one
+candidate counterpart per `MIN_TRADE_WH` (100 Wh) of its capacity, at least
+one, best margins first (sellers too).  And a pair is a candidate only if
+``margin * min(S_i, D_j, 100 Wh)`` is at least `MIN_PAIR_GAIN` (0.001 token).
+Then trading min(100 Wh, S_i, D_j) on every candidate pair fits every
+capacity, and each such trade has a gain that whole micro-units can split
+so both sides gain: without these rules one 10 Wh seller with twenty
+possible buyers admits no valid clearing at all.
 
 Consensus-critical: integer arithmetic only, ties broken by canonical index,
 so every node derives the same pairs from the same instance.
@@ -27,6 +33,7 @@ from .instance import Instance
 
 DEFAULT_CAP = 16
 MIN_PAIR_GAIN = 10**6  # nano-units (1/1000 micro-unit): 0.001 token
+MIN_TRADE_WH = 100
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,7 @@ def candidate_pairs(inst: Instance, cap: int = DEFAULT_CAP) -> Pairs:
         ok = pos < tradable[:, None]
         sel = np.where(ok, members[np.minimum(pos, len(members) - 1)], -1)
         marg = np.where(ok, (b - c)[:, None] - a[np.maximum(sel, 0)], 0)
-        reach = np.minimum(inst.seller_wh[np.maximum(sel, 0)], inst.buyer_wh[:, None])
+        reach = np.minimum(np.minimum(inst.seller_wh[np.maximum(sel, 0)], inst.buyer_wh[:, None]), MIN_TRADE_WH)
         sel = np.where(marg * reach >= MIN_PAIR_GAIN, sel, -1)
         cols_s.append(sel)
         cols_m.append(marg)
@@ -81,14 +88,27 @@ def candidate_pairs(inst: Instance, cap: int = DEFAULT_CAP) -> Pairs:
         return Pairs(empty, empty, empty)
     sel = np.concatenate(cols_s, axis=1)
     marg = np.concatenate(cols_m, axis=1)
-    if sel.shape[1] > cap:
-        # Best margins first, ties to the lower seller index; invalid last.
-        key = np.where(sel >= 0, -marg * (1 << 22) + sel, np.iinfo(np.int64).max)
-        keep = np.argsort(key, axis=1, kind="stable")[:, :cap]
-        sel = np.take_along_axis(sel, keep, axis=1)
-        marg = np.take_along_axis(marg, keep, axis=1)
+    # Per buyer: best margins first, ties to the lower seller index, invalid
+    # last; keep at most its limit.
+    key = np.where(sel >= 0, -marg * (1 << 22) + sel, np.iinfo(np.int64).max)
+    keep = np.argsort(key, axis=1, kind="stable")
+    sel = np.take_along_axis(sel, keep, axis=1)
+    marg = np.take_along_axis(marg, keep, axis=1)
+    limit_b = np.minimum(_counterpart_limit(inst.buyer_wh), cap)
+    sel = np.where(np.arange(sel.shape[1])[None, :] < limit_b[:, None], sel, -1)
     buyer = np.broadcast_to(np.arange(n_b, dtype=np.int64)[:, None], sel.shape)
     valid = sel >= 0
     s, bb, m = sel[valid], buyer[valid], marg[valid]
+    # Per seller: the same limit, best margins first, ties to the lower buyer.
+    by_seller = np.lexsort((bb, -m, s))
+    s_sorted = s[by_seller]
+    rank = np.arange(len(s_sorted)) - np.searchsorted(s_sorted, s_sorted, side="left")
+    kept = by_seller[rank < _counterpart_limit(inst.seller_wh)[s_sorted]]
+    s, bb, m = s[kept], bb[kept], m[kept]
     idx = np.lexsort((s, bb))
     return Pairs(s[idx].copy(), bb[idx].copy(), m[idx].copy())
+
+
+def _counterpart_limit(wh: np.ndarray) -> np.ndarray:
+    """At most one candidate counterpart per MIN_TRADE_WH of capacity (at least one)."""
+    return np.maximum(wh // MIN_TRADE_WH, 1)

@@ -10,7 +10,8 @@ The gap must be at most ``tolerance * sum beta`` plus the *grid allowance*:
 a clearing lives on whole Wh and whole micro-units, and the bound above is
 first-order in how far each surplus sits from the continuous optimum, so
 each traded pair may cost ``(g + 1000) * max(beta_i/U_i, beta_j/W_j)``, what
-moving it by one Wh and one micro-unit could change.  Without it a seller
+moving it by one Wh and one micro-unit could change, up to 0.01 nats per
+unit of weight for any one participant (so tiny surpluses buy no slack).  Without it a seller
 whose 1,082 Wh go to two buyers cannot be certified at 1e-3 per participant
 (bound 8.2e-3 nats against 4e-3) though its objective is 1.1e-4 nats below
 the continuous optimum.
@@ -27,7 +28,7 @@ decided in integers, so the verdict is the same on every machine.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, localcontext
 from fractions import Fraction
 
 import numpy as np
@@ -42,6 +43,8 @@ _SCREEN = 1e-9  # relative margin of the float pre-screen (float error is ~1e-15
 _LN_PREC = 60
 _LN_BITS = 256
 _ALLOWANCE_SCALE = 10**6
+ALLOWANCE_CAP = Fraction(1, 100)  # nats per unit of weight, per participant
+_CAP_SCALED = int(ALLOWANCE_CAP * _ALLOWANCE_SCALE)
 
 
 @dataclass(frozen=True)
@@ -187,17 +190,28 @@ def verify(
 
 
 def _grid_allowance(ts, tb, g, U, W, inst: Instance) -> Fraction:
-    """Sum over trades of (g + 1000) * max(beta_i/U_i, beta_j/W_j), in nats.
+    """The grid allowance in nats (see module doc), computed in int64.
 
-    Each term is floored to 1e-6 nats (so the allowance never exceeds its
-    definition) and computed in int64: (g + 1000) * beta * 10^6 < 2^63 for
-    every g and beta an instance admits.
+    Each trade's term ``(g + 1000) * max(beta_i/U_i, beta_j/W_j)`` is charged to
+    the side that attains the max, floored to 1e-6 nats; a participant's
+    charges are capped at `ALLOWANCE_CAP` nats per unit of its weight, so tiny
+    surpluses cannot buy slack (the bound is first-order only where U >> g).
+    (g + 1000) * beta * 10^6 < 2^63 for every g and beta an instance admits.
     """
     if not len(ts):
         return Fraction(0)
     g1 = (g + 1000) * _ALLOWANCE_SCALE
-    term = np.maximum(g1 * inst.seller_weight[ts] // U[ts], g1 * inst.buyer_weight[tb] // W[tb])
-    return Fraction(sum(term.tolist()), _ALLOWANCE_SCALE)
+    bs, bb = inst.seller_weight[ts], inst.buyer_weight[tb]
+    term_s = np.minimum(g1 * bs // U[ts], bs * _CAP_SCALED)
+    term_b = np.minimum(g1 * bb // W[tb], bb * _CAP_SCALED)
+    to_seller = term_s >= term_b
+    per_s = np.zeros(len(inst.sellers), dtype=np.int64)
+    np.add.at(per_s, ts[to_seller], term_s[to_seller])
+    per_b = np.zeros(len(inst.buyers), dtype=np.int64)
+    np.add.at(per_b, tb[~to_seller], term_b[~to_seller])
+    per_s = np.minimum(per_s, inst.seller_weight * _CAP_SCALED)
+    per_b = np.minimum(per_b, inst.buyer_weight * _CAP_SCALED)
+    return Fraction(int(per_s.sum()) + int(per_b.sum()), _ALLOWANCE_SCALE)
 
 
 def _numerators(given: dict[str, int], side, index: dict[str, int]) -> list[int] | str:
@@ -268,8 +282,9 @@ def log_objective(surplus: np.ndarray, weight: np.ndarray, quantum: Decimal = DE
     Computed as ln of an exact integer product per weight class, in `decimal`
     at fixed precision: no platform logarithm decides anything.
     """
-    with localcontext() as ctx:
-        ctx.prec = _LN_PREC
+    # An explicit context: the caller's (traps, rounding, exponent range) must
+    # not change a consensus value.
+    with localcontext(Context(prec=_LN_PREC, rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[])):
         total = Decimal(0)
         for w in sorted(set(weight.tolist())):
             total += w * _ln_int(_tree_product([int(u) for u in surplus[weight == w]]))

@@ -95,3 +95,11 @@ def test_a_time_out_is_reported_not_an_empty_market(tmp_path, solver):
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no clearing:") and "time limit" in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{}", b"[" * 100_000, b'{"slot": ' + b"9" * 5000 + b"}"])
+def test_hostile_files_are_one_line_too(tmp_path, content):
+    (tmp_path / "in.json").write_bytes(content)
+    r = transx("solve", "in.json", cwd=tmp_path)
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: in.json"), r.stderr[:300]

@@ -21,7 +21,7 @@ from market_strategies import FEED_IN, PROPERTY, RETAIL, instances
 
 from solver.clearing import Clearing, Trade, clearing_from_json
 from solver.generator import generate
-from solver.instance import Instance, Participant
+from solver.instance import Instance, InstanceError, Participant
 from solver.market import clear
 from solver.pairs import candidate_pairs
 from solver.verifier import Verdict, better, log_objective, rank_key, verify
@@ -367,3 +367,90 @@ def test_a_trade_with_a_float_or_bool_quantity_cannot_be_built():
     for wh, payment in ((1.5, 100), (True, 100), (5, 2.0)):
         with pytest.raises(ClearingError):
             Trade("s0", "b0", wh, payment)
+
+
+# --------------------------------------------------------------------------
+# Hostile and extreme clearings (found in review).
+
+
+def test_tiny_surpluses_buy_no_certificate_slack():
+    """A seller left with a few nano-units over ten 1 Wh trades: far from the
+    optimum, and the grid allowance must not cover it."""
+    from solver.certificate import certify
+    from solver.market import build_clearing
+
+    inst = make([("zs", 1_000, 170_999)], [(f"b{k}", 1_000, RETAIL) for k in range(10)])
+    pairs = candidate_pairs(inst)
+    assert len(pairs) == 10
+    q = np.ones(len(pairs), dtype=np.int64)
+    a = inst.seller_limit[pairs.seller]
+    pay = -(-(a * q) // 1000)  # the lowest payment: the seller keeps 1 nano-unit a trade
+    U = np.zeros(1, dtype=np.int64)
+    np.add.at(U, pairs.seller, 1000 * pay - a * q)
+    W = np.zeros(10, dtype=np.int64)
+    np.add.at(W, pairs.buyer, inst.buyer_limit[pairs.buyer] * q - 1000 * pay)
+    assert U[0] == 10
+    Lam, Mu, _ = certify(inst, pairs, U, W)
+    v = verify(inst, build_clearing(inst, pairs, q, pay, Lam, Mu), pairs=pairs)
+    assert not v.ok and "certificate gap" in v.reason
+    assert clear(inst).verdict.ok  # the honest clearing of the same market is valid
+
+
+def test_a_thin_market_always_has_a_valid_clearing():
+    """One 10 Wh seller, twenty buyers: the candidate rule keeps one buyer, so
+    everyone with a candidate pair can gain and the slot clears."""
+    inst = make([("s0", 10, 200_000)], [(f"b{k:02}", 1_000, 500_000) for k in range(20)])
+    r = clear(inst)
+    assert r.verdict.ok and r.verdict.participants == 2
+    assert sum(t.wh for t in r.clearing.trades) == 10
+
+
+def test_hostile_clearing_types_are_refused_at_construction():
+    from solver.clearing import ClearingError, Trade
+
+    t = Trade("s0", "b0", 1, 1)
+    for bad in (
+        dict(slot=1.0, trades=()),
+        dict(slot=1, trades=("not a trade",)),
+        dict(slot=1, trades=(t,), lam=[1, 2]),
+        dict(slot=1, trades=(t,), mu={3: 1}),
+        dict(slot=1, trades=(t,), lam={"s0": 1.5}),
+    ):
+        with pytest.raises(ClearingError):
+            Clearing(**bad)
+
+
+def test_the_objective_ignores_the_callers_decimal_context():
+    import decimal
+
+    U = np.array([123_456_789, 987_654_321, 5], dtype=np.int64)
+    w = np.array([1, 2, 3], dtype=np.int64)
+    expected = log_objective(U, w)
+    with decimal.localcontext() as ctx:
+        ctx.traps[decimal.Inexact] = True
+        ctx.rounding = decimal.ROUND_UP
+        ctx.Emax = 5
+        assert log_objective(U, w) == expected
+
+
+def test_instances_built_in_code_are_bounded_like_parsed_ones():
+    from solver.instance import MAX_PRICE, MAX_WH
+
+    for sellers in ((Participant("s", MAX_WH + 1, 1),), (Participant("s", 1, MAX_PRICE + 1),),
+                    (Participant("s", 1, 1, 0, 0),), (Participant("s p", 1, 1),), (Participant("s", 1.5, 1),)):
+        with pytest.raises(InstanceError):
+            Instance(0, FEED_IN, RETAIL, ((0,),), sellers, ())
+    with pytest.raises(InstanceError):
+        Instance(0, FEED_IN, RETAIL, ((-1,),), (), ())
+
+
+def test_the_grid_allowance_is_capped_per_participant():
+    from solver.verifier import ALLOWANCE_CAP, _grid_allowance
+
+    inst = make([("zs", 1_000, 170_999)], [(f"b{k}", 1_000, RETAIL) for k in range(10)])
+    ts, tb = np.zeros(10, dtype=np.int64), np.arange(10, dtype=np.int64)
+    g = np.full(10, RETAIL - 170_999, dtype=np.int64)
+    tiny = _grid_allowance(ts, tb, g, np.array([10]), np.full(10, 10**9), inst)
+    assert tiny == ALLOWANCE_CAP  # uncapped it would be ~4e5 nats
+    fair = _grid_allowance(ts, tb, g, np.array([10**9]), np.full(10, 10**9), inst)
+    assert fair == Fraction(10 * ((RETAIL - 170_999 + 1000) * 10**6 // 10**9), 10**6)
