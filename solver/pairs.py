@@ -13,7 +13,7 @@ Two rules make sure a valid clearing always exists, one in which everyone
 with a candidate pair gains something.  A participant has at most one
 candidate counterpart per `MIN_TRADE_WH` (100 Wh) of its capacity, at least
 one, best margins first (sellers too).  And a pair is a candidate only if
-``margin * min(S_i, D_j, 100 Wh)`` is at least `MIN_PAIR_GAIN` (0.001 token).
+``margin * min(S_i, D_j, 100 Wh)`` is at least `MIN_PAIR_GAIN` (0.0001 token).
 Then trading min(100 Wh, S_i, D_j) on every candidate pair fits every
 capacity, and each such trade has a gain that whole micro-units can split
 so both sides gain: without these rules one 10 Wh seller with twenty
@@ -32,7 +32,7 @@ import numpy as np
 from .instance import Instance
 
 DEFAULT_CAP = 16
-MIN_PAIR_GAIN = 10**6  # nano-units (1/1000 micro-unit): 0.001 token
+MIN_PAIR_GAIN = 10**5  # nano-units (1/1000 micro-unit): 0.0001 token, 100 micro-units
 MIN_TRADE_WH = 100
 
 
