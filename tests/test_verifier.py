@@ -454,3 +454,28 @@ def test_the_grid_allowance_is_capped_per_participant():
     assert tiny == ALLOWANCE_CAP  # uncapped it would be ~4e5 nats
     fair = _grid_allowance(ts, tb, g, np.array([10**9]), np.full(10, 10**9), inst)
     assert fair == Fraction(10 * ((RETAIL - 170_999 + 1000) * 10**6 // 10**9), 10**6)
+
+
+def test_the_pair_check_is_exact_at_the_boundary():
+    """One pair, equal surpluses: lambda must reach exactly ceil(2 * SCALE / q);
+    one unit less fails, in the integer check behind the float screen."""
+    from solver.clearing import MULTIPLIER_SCALE
+
+    inst = make([("s0", 3_000, 200_000)], [("b0", 3_000, 400_000)])
+    q, pay = 3_000, 900_000  # midpoint 0.3 token/kWh: each side gains 300,000 micro
+    g, U = 200_000, 300_000_000  # margin per kWh; each side's surplus in nano-units
+    need = -(-g * MULTIPLIER_SCALE // U)  # ceil(g * beta * SCALE / U)
+    ok = verify(inst, Clearing(0, (Trade("s0", "b0", q, pay),), {"s0": need}, {}))
+    assert ok.ok, ok.reason
+    assert ok.gap == Fraction(need * q, MULTIPLIER_SCALE) - 2  # = 1e-12: all but exact
+    short = verify(inst, Clearing(0, (Trade("s0", "b0", q, pay),), {"s0": need - 1}, {}))
+    assert not short.ok and "certificate fails" in short.reason
+
+
+def test_the_clearing_of_another_instance_with_the_same_ids_is_rejected():
+    a = generate(30, seed=4)
+    r = clear(a)
+    cheaper = Instance(a.slot, a.feed_in, a.retail, a.network_charge, a.sellers,
+                       tuple(Participant(p.id, p.wh, p.price * 9 // 10, p.zone) for p in a.buyers))
+    assert verify(a, r.clearing).ok
+    assert not verify(cheaper, r.clearing).ok
