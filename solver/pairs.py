@@ -9,8 +9,9 @@ each zone's sellers ranked by limit (cheapest first), and each buyer takes a
 window of `cap` sellers there, slid down to stay within the sellers it can
 trade with.  With several zones the best `cap` margins of the windows win.
 
-Two rules make sure a valid clearing always exists, one in which everyone
-with a candidate pair gains something.  A participant has at most one
+Two rules make sure a feasible clearing always exists in which everyone
+with a candidate pair gains something, as validity requires (whether the
+solver's clearing then certifies within the tolerance is its own quality).  A participant has at most one
 candidate counterpart per `MIN_TRADE_WH` (100 Wh) of its capacity, at least
 one, best margins first (sellers too).  And a pair is a candidate only if
 ``margin * min(S_i, D_j, 100 Wh)`` is at least `MIN_PAIR_GAIN` (0.0001 token).
