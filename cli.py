@@ -56,7 +56,7 @@ def main() -> None:
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), help="Seconds the solver may take.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable clearing.")
 @click.option("--all", "show_all", is_flag=True, help="Show every trade and participant.")
-@click.option("--generate", type=click.IntRange(1, 10_000_000), help="Write a random instance of N participants instead.")
+@click.option("--generate", type=click.IntRange(1, 4_000_000), help="Write a random instance of N participants instead.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --generate.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="File for --generate (default stdout).")
 def solve(instance, solver_name, cap, time_limit, as_json, show_all, generate, seed, output) -> None:
