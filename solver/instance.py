@@ -96,6 +96,10 @@ class Instance:
             len(self.network_charge), len(self.network_charge)
         )
 
+    def net_limit(self, seller: np.ndarray, buyer: np.ndarray) -> np.ndarray:
+        """Buyer limit net of the network charge from the seller's zone, per pair."""
+        return self.buyer_limit[buyer] - self.charge_matrix[self.seller_zone[seller], self.buyer_zone[buyer]]
+
     @cached_property
     def seller_index(self) -> dict[str, int]:
         return {p.id: k for k, p in enumerate(self.sellers)}

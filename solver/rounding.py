@@ -72,7 +72,7 @@ def round_clearing(inst: Instance, pairs: Pairs, x: np.ndarray, y: np.ndarray) -
     total = np.maximum(x + y, 0.0)
     q = round_quantities(inst, pairs, 1000.0 * _MICRO * total / g)
     a = inst.seller_limit[pairs.seller]
-    net = inst.buyer_limit[pairs.buyer] - inst.charge_matrix[inst.seller_zone[pairs.seller], inst.buyer_zone[pairs.buyer]]
+    net = inst.net_limit(pairs.seller, pairs.buyer)
     share = np.divide(x, total, out=np.full_like(total, 0.5), where=total > 0)
     gain = g * q  # nano-units
     lo = _ceil_div(a * q, 1000)
@@ -86,13 +86,16 @@ def round_clearing(inst: Instance, pairs: Pairs, x: np.ndarray, y: np.ndarray) -
     split = (q > 0) & (lo < hi) & (x > 1e-7 * total) & (y > 1e-7 * total)
     pay = _balance_split_pairs(inst, pairs, np.flatnonzero(split), q, pay, lo, hi, a, net)
     pay = _give_everyone_something(inst, pairs, q, pay, lo, hi, a, net)
-    xs = 1000 * pay - a * q
-    ys = net * q - 1000 * pay
+    return IntegerClearing(q, pay, *_surpluses(inst, pairs, q, pay, a, net))
+
+
+def _surpluses(inst, pairs, q, pay, a, net) -> tuple[np.ndarray, np.ndarray]:
+    """Each seller's and buyer's surplus in nano-units, summed exactly in int64."""
     U = np.zeros(len(inst.sellers), dtype=np.int64)
-    np.add.at(U, pairs.seller, xs)
+    np.add.at(U, pairs.seller, 1000 * pay - a * q)
     W = np.zeros(len(inst.buyers), dtype=np.int64)
-    np.add.at(W, pairs.buyer, ys)
-    return IntegerClearing(q, pay, U, W)
+    np.add.at(W, pairs.buyer, net * q - 1000 * pay)
+    return U, W
 
 
 def _balance_split_pairs(inst, pairs, split, q, pay, lo, hi, a, net, sweeps: int = 15) -> np.ndarray:
@@ -109,10 +112,7 @@ def _balance_split_pairs(inst, pairs, split, q, pay, lo, hi, a, net, sweeps: int
     pay = pay.copy()
     if not len(split):
         return pay
-    xs = 1000 * pay - a * q
-    ys = net * q - 1000 * pay
-    U = np.bincount(pairs.seller, xs, len(inst.sellers)).astype(np.int64).tolist()
-    W = np.bincount(pairs.buyer, ys, len(inst.buyers)).astype(np.int64).tolist()
+    U, W = (s.tolist() for s in _surpluses(inst, pairs, q, pay, a, net))
     bs, bb = inst.seller_weight.tolist(), inst.buyer_weight.tolist()
     rows = [
         (e, int(pairs.seller[e]), int(pairs.buyer[e]), int(a[e] * q[e]), int(net[e] * q[e]), int(lo[e]), int(hi[e]))
@@ -141,10 +141,7 @@ def _give_everyone_something(inst, pairs, q, pay, lo, hi, a, net) -> np.ndarray:
     """Move a micro-unit to participants that could trade but got no surplus."""
     pay = pay.copy()
     for _ in range(2):
-        xs = 1000 * pay - a * q
-        ys = net * q - 1000 * pay
-        U = np.bincount(pairs.seller, xs, len(inst.sellers))
-        W = np.bincount(pairs.buyer, ys, len(inst.buyers))
+        U, W = _surpluses(inst, pairs, q, pay, a, net)
         starving = np.flatnonzero((U[pairs.seller] <= 0) | (W[pairs.buyer] <= 0))
         if not len(starving):
             break

@@ -141,8 +141,8 @@ def verify(
         return _reject(f"buyer {inst.buyers[j].id} buys {int(bought[j])} Wh of {inst.buyers[j].wh}")
 
     # Individual rationality per pair, in nano-units (values < 2^63 by the ranges above).
-    a, b = inst.seller_limit, inst.buyer_limit
-    net = b[tb] - inst.charge_matrix[inst.seller_zone[ts], inst.buyer_zone[tb]]
+    a = inst.seller_limit
+    net = inst.net_limit(ts, tb)
     x = 1000 * pay - a[ts] * q  # seller's share of the pair's gain
     y = net * q - 1000 * pay  # buyer's share
     bad = np.flatnonzero((x < 0) | (y < 0))
