@@ -1,0 +1,45 @@
+"""Solve a slot's market for a block proposal (the single-solver round).
+
+The clearing a proposer puts in its block: the certified Nash-bargaining
+solution when a method finds one, else a void clearing, so a slot that no
+method can certify still gets its block and refunds every escrow (a void
+clearing ranks below any real one).  CPU-bound: the daemon runs it in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from solver import ClearResult, Pairs, SolverError, clear
+from transxnode.blocks import BlockClearing
+from transxnode.genesis import Genesis
+from transxnode.ledger import SlotMarket
+
+log = logging.getLogger("transx.proposer")
+
+# Tried in turn: the default first, then the other interior-point code, then the dual.
+FALLBACKS = ("auto", "scs", "dual")
+
+
+@dataclass(frozen=True)
+class Solution:
+    clearing: BlockClearing
+    result: ClearResult | None  # None: void
+    method: str
+
+
+def solve_slot(market: SlotMarket, pairs: Pairs, g: Genesis, time_limit: float | None = None) -> Solution:
+    inst = market.instance
+    errors = []
+    for method in FALLBACKS:
+        try:
+            res = clear(inst, cap=g.candidate_cap, solver=method, time_limit=time_limit, tolerance=g.tolerance,
+                        quantum=g.quantum, pairs=pairs)
+        except SolverError as e:
+            errors.append(f"{method}: {e}")
+            continue
+        return Solution(BlockClearing.from_clearing(inst, res.clearing), res, method)
+    log.warning("slot %d: no method certified a clearing (%s); proposing a void clearing", inst.slot, "; ".join(errors))
+    return Solution(BlockClearing(void=True), None, "void")

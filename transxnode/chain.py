@@ -1,0 +1,242 @@
+"""The chain manager: validates and connects blocks, reverts them, builds new ones.
+
+Sans-IO apart from the store: the caller passes the time (`now_ms`), so the
+same code runs in the daemon, in tests and in a simulator with a virtual
+clock.  Every block, built here or received, goes through `connect`, which
+re-derives the slot's instance from the chain and re-verifies its clearing
+with the solver-free exact verifier before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from solver import Pairs, candidate_pairs, verify
+from solver.verifier import Verdict
+
+from . import keys, ledger, schema
+from .blocks import BLOCK, Block, BlockClearing, Header, tx_root
+from .codec import DecodeError
+from .genesis import Genesis
+from .ledger import SlotMarket
+from .state import StateOverlay, next_state_hash
+from .store import Store, StoreError
+from .transactions import Transfer, Tx, TxError, check_stateless
+
+MAX_FUTURE_MS = 15_000  # a block stamped further ahead of our clock than this is held back
+
+
+class BlockError(ValueError):
+    """A block is invalid; the message says which rule it breaks."""
+
+
+@dataclass
+class Connected:
+    """What connecting a block did, for logs and callers."""
+
+    block: Block
+    fees: int
+    verdict: Verdict | None
+    market: SlotMarket
+    writes: int = 0
+
+
+@dataclass
+class _Execution:
+    state: StateOverlay
+    fees: int
+    applied: list[Tx]
+    rejected: list[tuple[Tx, str]] = field(default_factory=list)
+
+
+class Chain:
+    """The chain a node follows, over its store."""
+
+    def __init__(self, store: Store, genesis: Genesis) -> None:
+        self.store, self.genesis = store, genesis
+        self._markets: dict[int, tuple[SlotMarket, Pairs]] = {}
+        known = store.get(schema.GENESIS)
+        if known is None:
+            self._commit_genesis()
+        elif known != genesis.hash:
+            raise StoreError(f"{store.path} belongs to another network (genesis {known.hex()[:16]}..., "
+                             f"this genesis file is {genesis.hash.hex()[:16]}...)")
+        self.head = self.header_at_hash(store.get(schema.HEAD))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ reads
+    @property
+    def height(self) -> int:
+        return self.head.height
+
+    def state(self) -> StateOverlay:
+        """A read view of the state at the head (writes to it are never stored)."""
+        return StateOverlay(self.store)
+
+    def block(self, block_hash: bytes) -> Block | None:
+        raw = self.store.get(schema.block(block_hash))
+        return BLOCK.decode(raw) if raw is not None else None
+
+    def hash_at(self, height: int) -> bytes | None:
+        return self.store.get(schema.canonical(height))
+
+    def block_at(self, height: int) -> Block | None:
+        h = self.hash_at(height)
+        return self.block(h) if h is not None else None
+
+    def header_at_hash(self, block_hash: bytes) -> Header:
+        b = self.block(block_hash)
+        if b is None:
+            raise StoreError(f"block {block_hash.hex()} is missing from the store")
+        return b.header
+
+    def tx(self, tx_hash: bytes) -> tuple[Tx, int, int] | None:
+        """(transaction, height, position) of an included transaction."""
+        loc = self.store.get(schema.tx_location(tx_hash))
+        if loc is None:
+            return None
+        height, pos = schema.read_location(loc)
+        return self.block_at(height).txs[pos], height, pos  # type: ignore[union-attr]
+
+    def market(self, slot: int) -> tuple[SlotMarket, Pairs]:
+        """Slot `slot`'s instance and candidate pairs, as the chain at its head defines them."""
+        hit = self._markets.get(slot)
+        if hit is None:
+            m = ledger.slot_market(self.state(), slot, self.genesis)
+            hit = (m, candidate_pairs(m.instance, self.genesis.candidate_cap))
+            if slot <= self.height + self.genesis.gate_closure:  # fixed: no block can add bids to it
+                self._markets[slot] = hit
+        return hit
+
+    # ------------------------------------------------------------- building
+    def build_block(self, key, clearing: BlockClearing, candidates: list[Tx], timestamp_ms: int) -> tuple[Block, list[tuple[Tx, str]]]:
+        """A block on the head: the slot's clearing, then every candidate that still applies, signed by `key`.
+
+        Returns the block and the candidates left out, with the reason."""
+        height = self.height + 1
+        proposer = keys.address_of_key(key)
+        ex = self._execute(height, proposer, clearing, candidates, strict=False)
+        header = Header(
+            height=height, parent=self.head.hash, timestamp=max(timestamp_ms, self.head.timestamp + 1),
+            state_hash=next_state_hash(self.head.state_hash, ex.state.writes), tx_root=tx_root(ex.applied),
+            clearing_hash=clearing.hash, proposer=keys.public_key(key),
+        ).signed(key)
+        return Block(header, tuple(ex.applied), clearing), ex.rejected
+
+    # ----------------------------------------------------------- connecting
+    def connect(self, block: Block, now_ms: int) -> Connected:
+        """Validate `block` as the head's child and write it; raises `BlockError`, writing nothing."""
+        h, g = block.header, self.genesis
+        if h.height != self.height + 1 or h.parent != self.head.hash:
+            raise BlockError(f"block {h.height} does not extend the head ({self.height}, {self.head.hash.hex()[:16]})")
+        if h.timestamp < g.slot_start_ms(h.height):
+            raise BlockError(f"block {h.height} is stamped before its slot starts")
+        if h.timestamp <= self.head.timestamp:
+            raise BlockError("block timestamp is not after its parent's")
+        if h.timestamp > now_ms + MAX_FUTURE_MS:
+            raise BlockError("block is stamped in the future")
+        if len(block.txs) > g.max_block_txs:
+            raise BlockError(f"{len(block.txs)} transactions, the limit is {g.max_block_txs}")
+        if not h.signature_ok():
+            raise BlockError("bad proposer signature")
+        if h.tx_root != tx_root(block.txs):
+            raise BlockError("transaction root does not match")
+        if h.clearing_hash != block.clearing.hash:
+            raise BlockError("clearing hash does not match")
+        proposer = keys.address_of(h.proposer)
+        if self.state().solver(proposer) is None:
+            raise BlockError("the proposer is not a registered solver")
+        for tx in block.txs:
+            try:
+                check_stateless(tx, g.chain_id, g.zones, g.min_fee)
+            except TxError as e:
+                raise BlockError(f"transaction {tx.hash.hex()[:16]}: {e}") from None
+        verdict = self.check_clearing(h.height, block.clearing)
+        market = self.market(h.height)[0]
+        ex = self._execute(h.height, proposer, block.clearing, list(block.txs), strict=True)
+        if next_state_hash(self.head.state_hash, ex.state.writes) != h.state_hash:
+            raise BlockError("state hash does not match")
+        changes = dict(ex.state.writes)
+        for pos, tx in enumerate(block.txs):
+            loc = schema.location(h.height, pos)
+            changes[schema.tx_location(tx.hash)] = loc
+            changes[schema.address_tx(tx.sender, h.height, pos)] = tx.hash
+            if isinstance(tx.body, Transfer) and tx.body.to != tx.sender:
+                changes[schema.address_tx(tx.body.to, h.height, pos)] = tx.hash
+        changes[schema.canonical(h.height)] = block.hash
+        changes[schema.HEAD] = block.hash
+        self.store.commit(block.hash, block.encoded, changes)
+        self.head = h
+        for s in [s for s in self._markets if s <= h.height]:
+            del self._markets[s]
+        return Connected(block, ex.fees, verdict, market, len(changes))
+
+    def check_clearing(self, height: int, clearing: BlockClearing) -> Verdict | None:
+        """The exact verdict on `clearing` for slot `height`, or `BlockError`; None for a void clearing."""
+        market, pairs = self.market(height)
+        if clearing.void:
+            if clearing.trades or clearing.lam or clearing.mu:
+                raise BlockError("a void clearing carries no trades or multipliers")
+            return None
+        try:
+            c = clearing.to_clearing(market.instance)
+        except IndexError:
+            raise BlockError("the clearing names a participant the slot does not have") from None
+        g = self.genesis
+        v = verify(market.instance, c, pairs=pairs, tolerance=g.tolerance, quantum=g.quantum)
+        if not v.ok:
+            raise BlockError(f"clearing of slot {height} is invalid: {v.reason}")
+        return v
+
+    def _execute(self, height: int, proposer: bytes, clearing: BlockClearing, txs: list[Tx], strict: bool) -> _Execution:
+        g = self.genesis
+        state = self.state()
+        ledger.settle_slot(state, self.market(height)[0], clearing, g)
+        ex = _Execution(state, 0, [])
+        for tx in txs:
+            if len(ex.applied) >= g.max_block_txs:
+                ex.rejected.append((tx, "block full"))
+                continue
+            mark = state.checkpoint()
+            try:
+                ex.fees += ledger.apply_tx(state, tx, height, g)
+            except TxError as e:
+                if strict:
+                    raise BlockError(f"transaction {tx.hash.hex()[:16]}: {e}") from None
+                state.rollback(mark)
+                ex.rejected.append((tx, str(e)))
+                continue
+            ex.applied.append(tx)
+        ledger.reward(state, proposer, ex.fees, g)
+        return ex
+
+    # -------------------------------------------------------------- reverting
+    def revert_head(self) -> Block:
+        """Undo the head block (a reorg's first step); returns it so its transactions can go back to the mempool."""
+        if self.height == 0:
+            raise BlockError("the genesis block cannot be reverted")
+        block = self.block(self.head.hash)
+        assert block is not None
+        self.store.revert(block.hash)
+        self._markets.clear()
+        self.head = self.header_at_hash(self.store.get(schema.HEAD))  # type: ignore[arg-type]
+        return block
+
+    # --------------------------------------------------------------- genesis
+    def _commit_genesis(self) -> None:
+        g = self.genesis
+        state = StateOverlay(self.store)
+        ledger.apply_genesis(state, g)
+        header = Header(height=0, parent=g.hash, timestamp=g.timestamp * 1000,
+                        state_hash=next_state_hash(bytes(32), state.writes), tx_root=tx_root([]),
+                        clearing_hash=BlockClearing().hash, proposer=bytes(32))
+        block = Block(header, (), BlockClearing())
+        changes = dict(state.writes)
+        changes.update({schema.canonical(0): block.hash, schema.HEAD: block.hash, schema.GENESIS: g.hash})
+        self.store.commit(block.hash, block.encoded, changes)
+
+
+def decode_block(raw: bytes) -> Block:
+    try:
+        return BLOCK.decode(raw)
+    except DecodeError as e:
+        raise BlockError(f"malformed block: {e}") from None

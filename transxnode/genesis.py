@@ -1,0 +1,213 @@
+"""The genesis file: a network's parameters, first balances and first solvers.
+
+Every consensus parameter lives here, so two nodes that agree on the genesis
+hash agree on every rule.  The hash is over the canonical JSON form (sorted
+keys, no spaces), so reformatting the file does not change the network.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from solver.documents import DocumentError, read_json, require_int
+
+from .codec import digest
+from .keys import AddressError, decode_address, encode_address
+
+MAX_SUPPLY = 2**62  # every balance, escrow and deposit sums below this: no u64 overflow anywhere
+_FIELDS = {
+    "chain_id", "timestamp", "slot_seconds", "gate_closure", "commit_window", "finality_depth",
+    "bid_horizon", "tolerance_ppm", "quantum_exp", "candidate_cap", "grid", "network_charge",
+    "block_reward", "min_fee", "solver_deposit", "max_block_txs", "network_operator",
+    "balances", "solvers",
+}
+
+
+class GenesisError(DocumentError):
+    """The genesis file is malformed; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Genesis:
+    chain_id: str
+    timestamp: int  # seconds since the epoch: when slot 0 starts
+    slot_seconds: int
+    gate_closure: int  # L: a bid for slot s must be in a block of height <= s - L
+    commit_window: int  # C: commits for height h are in blocks h - C .. h - 1
+    finality_depth: int
+    bid_horizon: int  # a bid may target at most this many slots past the block that includes it
+    tolerance_ppm: int  # certificate tolerance, 1e-6 nats per unit of weight
+    quantum_exp: int  # objectives rank in steps of 10^-quantum_exp nats
+    candidate_cap: int
+    feed_in: int
+    retail: int
+    network_charge: tuple[tuple[int, ...], ...]
+    block_reward: int
+    min_fee: int
+    solver_deposit: int
+    max_block_txs: int
+    network_operator: bytes | None  # receives network charges; None burns them
+    balances: tuple[tuple[bytes, int], ...]
+    solvers: tuple[tuple[bytes, int], ...]
+    hash: bytes = b""
+
+    @property
+    def zones(self) -> int:
+        return len(self.network_charge)
+
+    @property
+    def tolerance(self) -> Fraction:
+        return Fraction(self.tolerance_ppm, 10**6)
+
+    @property
+    def quantum(self) -> Decimal:
+        return Decimal(1).scaleb(-self.quantum_exp)
+
+    def slot_start_ms(self, slot: int) -> int:
+        """When `slot` begins, in ms: the earliest timestamp of the block that clears it."""
+        return (self.timestamp + slot * self.slot_seconds) * 1000
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "timestamp": self.timestamp,
+            "slot_seconds": self.slot_seconds,
+            "gate_closure": self.gate_closure,
+            "commit_window": self.commit_window,
+            "finality_depth": self.finality_depth,
+            "bid_horizon": self.bid_horizon,
+            "tolerance_ppm": self.tolerance_ppm,
+            "quantum_exp": self.quantum_exp,
+            "candidate_cap": self.candidate_cap,
+            "grid": {"feed_in": self.feed_in, "retail": self.retail},
+            "network_charge": [list(r) for r in self.network_charge],
+            "block_reward": self.block_reward,
+            "min_fee": self.min_fee,
+            "solver_deposit": self.solver_deposit,
+            "max_block_txs": self.max_block_txs,
+            "network_operator": encode_address(self.network_operator) if self.network_operator else None,
+            "balances": {encode_address(a): v for a, v in self.balances},
+            "solvers": {encode_address(a): v for a, v in self.solvers},
+        }
+
+
+def canonical_json(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _int(doc: dict, name: str, lo: int, hi: int) -> int:
+    if name not in doc:
+        raise GenesisError(f"genesis.{name}: missing field")
+    return require_int(doc[name], f"genesis.{name}", lo, hi, GenesisError)
+
+
+def _address(text: Any, where: str) -> bytes:
+    try:
+        return decode_address(text)
+    except AddressError as e:
+        raise GenesisError(f"{where}: {e}") from None
+
+
+def _allocations(doc: Any, where: str, lo: int) -> tuple[tuple[bytes, int], ...]:
+    if not isinstance(doc, dict):
+        raise GenesisError(f"{where}: expected an object of address -> amount")
+    out = {}
+    for k, v in doc.items():
+        out[_address(k, f"{where}.{k}")] = require_int(v, f"{where}.{k}", lo, MAX_SUPPLY, GenesisError)
+    return tuple(sorted(out.items()))
+
+
+def genesis_from_json(doc: Any) -> Genesis:
+    """Parse and check a genesis document, or raise `GenesisError` naming the field."""
+    if not isinstance(doc, dict):
+        raise GenesisError("genesis: expected an object")
+    unknown = sorted(set(doc) - _FIELDS)
+    if unknown:
+        raise GenesisError(f"genesis.{unknown[0]}: unknown field")
+    cid = doc.get("chain_id")
+    if not isinstance(cid, str) or not 0 < len(cid) <= 32 or not all("!" <= c <= "~" for c in cid):
+        raise GenesisError("genesis.chain_id: expected 1..32 printable ASCII characters, no spaces")
+    grid = doc.get("grid")
+    if not isinstance(grid, dict) or set(grid) != {"feed_in", "retail"}:
+        raise GenesisError("genesis.grid: expected {feed_in, retail}")
+    feed_in = _int(grid, "feed_in", 0, 10**9)
+    retail = _int(grid, "retail", feed_in, 10**9)
+    charge = doc.get("network_charge", [[0]])
+    if not isinstance(charge, list) or not 0 < len(charge) <= 64 or not all(
+        isinstance(r, list) and len(r) == len(charge) for r in charge
+    ):
+        raise GenesisError("genesis.network_charge: expected a square matrix of 1..64 zones")
+    rows = tuple(
+        tuple(require_int(v, f"genesis.network_charge[{i}][{j}]", 0, 10**9, GenesisError) for j, v in enumerate(r))
+        for i, r in enumerate(charge)
+    )
+    L = _int(doc, "gate_closure", 3, 10_000)
+    C = _int(doc, "commit_window", 2, 10_000)
+    if C >= L:
+        raise GenesisError("genesis.commit_window: must be below gate_closure (the brief: L > C)")
+    op = doc.get("network_operator")
+    g = Genesis(
+        chain_id=cid,
+        timestamp=_int(doc, "timestamp", 0, 2**40),
+        slot_seconds=_int(doc, "slot_seconds", 1, 86_400),
+        gate_closure=L,
+        commit_window=C,
+        finality_depth=_int(doc, "finality_depth", 1, 10_000),
+        bid_horizon=_int(doc, "bid_horizon", L, 100_000),
+        tolerance_ppm=_int(doc, "tolerance_ppm", 1, 10**6),
+        quantum_exp=_int(doc, "quantum_exp", 0, 12),
+        candidate_cap=_int(doc, "candidate_cap", 1, 1024),
+        feed_in=feed_in,
+        retail=retail,
+        network_charge=rows,
+        block_reward=_int(doc, "block_reward", 0, 10**15),
+        min_fee=_int(doc, "min_fee", 0, 10**12),
+        solver_deposit=_int(doc, "solver_deposit", 1, 10**15),
+        max_block_txs=_int(doc, "max_block_txs", 1, 100_000),
+        network_operator=None if op is None else _address(op, "genesis.network_operator"),
+        balances=_allocations(doc.get("balances", {}), "genesis.balances", 1),
+        solvers=_allocations(doc.get("solvers", {}), "genesis.solvers", 1),
+    )
+    total = sum(v for _, v in g.balances) + sum(v for _, v in g.solvers)
+    if total > MAX_SUPPLY // 2:
+        raise GenesisError(f"genesis.balances: the supply {total} leaves too little room for rewards")
+    h = digest(canonical_json(g.to_json()), b"transx-genesis")
+    object.__setattr__(g, "hash", h)
+    return g
+
+
+def load_genesis(path: str) -> Genesis:
+    return genesis_from_json(read_json(path, GenesisError))
+
+
+def dev_genesis(
+    funded: list[bytes], solvers: list[bytes], *, slot_seconds: int = 5, chain_id: str = "transx-dev",
+    start: int | None = None,
+) -> dict[str, Any]:
+    """A development network: starts now, short slots, the given addresses funded and solving."""
+    return {
+        "chain_id": chain_id,
+        "timestamp": int(time.time()) if start is None else start,
+        "slot_seconds": slot_seconds,
+        "gate_closure": 3,
+        "commit_window": 2,
+        "finality_depth": 12,
+        "bid_horizon": 1000,
+        "tolerance_ppm": 1000,
+        "quantum_exp": 6,
+        "candidate_cap": 16,
+        "grid": {"feed_in": 170000, "retail": 570000},
+        "network_charge": [[10000, 30000, 30000], [30000, 10000, 30000], [30000, 30000, 10000]],
+        "block_reward": 1_000_000,
+        "min_fee": 1_000,
+        "solver_deposit": 100_000_000,
+        "max_block_txs": 5_000,
+        "network_operator": None,
+        "balances": {encode_address(a): 1_000_000_000_000 for a in funded},
+        "solvers": {encode_address(a): 100_000_000 for a in solvers},
+    }

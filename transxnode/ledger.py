@@ -1,0 +1,207 @@
+"""The state transition: what a transaction, a slot's clearing and a block reward do to the ledger.
+
+Pure functions over a `StateOverlay`; integers only.  Money is conserved:
+``sum of balances + escrow + solver deposits + burned == minted``, where
+only block rewards mint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from solver import Instance, Participant
+
+from . import schema
+from .blocks import BlockClearing
+from .genesis import Genesis
+from .state import CANCELLED, CLEARED, OPEN, Account, BidRecord, SolverRecord, StateOverlay, Totals
+from .transactions import (BUY, SELL, Bid, CancelBid, Commit, MeterReading, RegisterSolver, Transfer, Tx, TxError,
+                           escrow_for)
+
+
+class LedgerError(Exception):
+    """A clearing that the ledger cannot settle (a consensus failure, never user input)."""
+
+
+def apply_genesis(state: StateOverlay, g: Genesis) -> None:
+    minted = 0
+    for addr, amount in g.balances:
+        state.set_account(addr, Account(balance=amount))
+        minted += amount
+    for addr, deposit in g.solvers:
+        state.set_solver(addr, SolverRecord(deposit=deposit, since=0))
+        minted += deposit
+    state.set_totals(Totals(minted=minted, burned=0))
+
+
+def apply_tx(state: StateOverlay, tx: Tx, height: int, g: Genesis) -> int:
+    """Apply `tx` as included at `height`; returns its fee.  Raises `TxError` and changes
+    nothing the caller cannot roll back (callers checkpoint around it)."""
+    sender = tx.sender
+    acct = state.account(sender)
+    if tx.nonce != acct.nonce:
+        raise TxError(f"nonce {tx.nonce} is not the account's next nonce {acct.nonce}")
+    cost = tx.fee + _locked_by(tx, height, g, state)
+    if acct.balance < cost:
+        raise TxError(f"insufficient balance: {acct.balance} micro-units, the transaction needs {cost}")
+    acct = replace(acct, balance=acct.balance - tx.fee, nonce=acct.nonce + 1)
+    b = tx.body
+    if isinstance(b, Transfer):
+        acct = replace(acct, balance=acct.balance - b.amount)
+        state.set_account(sender, acct)
+        to = state.account(b.to)
+        state.set_account(b.to, replace(to, balance=to.balance + b.amount))
+        return tx.fee
+    if isinstance(b, Bid):
+        escrow = escrow_for(b.wh, b.price) if b.side == BUY else 0
+        acct = replace(acct, balance=acct.balance - escrow, escrowed=acct.escrowed + escrow)
+        state.set_bid(tx.hash, BidRecord(owner=sender, side=b.side, slot=b.slot, wh=b.wh, price=b.price, zone=b.zone,
+                                         escrow=escrow, included=height))
+    elif isinstance(b, CancelBid):
+        rec = state.bid(b.bid)
+        assert rec is not None  # checked by _locked_by
+        acct = replace(acct, balance=acct.balance + rec.escrow, escrowed=acct.escrowed - rec.escrow)
+        state.set_bid(b.bid, replace(rec, status=CANCELLED, escrow=0))
+    elif isinstance(b, RegisterSolver):
+        acct = replace(acct, balance=acct.balance - b.deposit)
+        old = state.solver(sender)
+        state.set_solver(sender, SolverRecord(deposit=b.deposit + (old.deposit if old else 0),
+                                              since=old.since if old else height))
+    elif isinstance(b, Commit):
+        state.put(schema.commit(b.height, sender), b.commitment)
+    elif isinstance(b, MeterReading):
+        state.put(schema.meter(b.slot, sender), tx.hash)
+    state.set_account(sender, acct)
+    return tx.fee
+
+
+def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
+    """What `tx` moves out of the sender's balance besides its fee; checks its stateful rules."""
+    b = tx.body
+    if isinstance(b, Transfer):
+        return b.amount
+    if isinstance(b, Bid):
+        closes = b.slot - g.gate_closure
+        if height > closes:
+            raise TxError(f"slot {b.slot} closed for bids at height {closes} (gate closure {g.gate_closure} slots "
+                          f"ahead); the chain is at height {height}")
+        if b.slot > height + g.bid_horizon:
+            raise TxError(f"slot {b.slot} is more than {g.bid_horizon} slots ahead of height {height}")
+        if b.expiry < height:
+            raise TxError(f"bid expired at height {b.expiry}")
+        opposite = bytes([SELL if b.side == BUY else BUY])
+        if any(v == opposite for _, v in state.items(schema.owner_bids(tx.sender, b.slot))):
+            raise TxError(f"this address already has an open {'sell' if b.side == BUY else 'buy'} bid for slot "
+                          f"{b.slot}: one side per slot (cancel it first)")
+        return escrow_for(b.wh, b.price) if b.side == BUY else 0
+    if isinstance(b, CancelBid):
+        rec = state.bid(b.bid)
+        if rec is None or rec.owner != tx.sender:
+            raise TxError(f"no bid {b.bid.hex()} of this address")
+        if rec.status != OPEN:
+            raise TxError(f"bid {b.bid.hex()} is already {('open', 'cancelled', 'cleared')[rec.status]}")
+        if height > rec.slot - g.gate_closure:
+            raise TxError(f"slot {rec.slot} closed at height {rec.slot - g.gate_closure}: its bids are final")
+        return 0
+    if isinstance(b, RegisterSolver):
+        if state.solver(tx.sender) is None and b.deposit < g.solver_deposit:
+            raise TxError(f"a solver's deposit is at least {g.solver_deposit}")
+        return b.deposit
+    if isinstance(b, Commit):
+        if state.solver(tx.sender) is None:
+            raise TxError("only registered solvers commit solutions")
+        if not b.height - g.commit_window <= height <= b.height - 1:
+            raise TxError(f"a commit for height {b.height} belongs in blocks {b.height - g.commit_window}.."
+                          f"{b.height - 1}; this is height {height}")
+        if state.get(schema.commit(b.height, tx.sender)) is not None:
+            raise TxError(f"this solver already committed for height {b.height}")
+        return 0
+    if isinstance(b, MeterReading):
+        if b.slot >= height:
+            raise TxError(f"slot {b.slot} has not been delivered yet (height {height})")
+        if state.get(schema.meter(b.slot, tx.sender)) is not None:
+            raise TxError(f"a reading for slot {b.slot} is already on chain")
+        return 0
+    raise TxError(f"unknown transaction kind {type(b).__name__}")  # pragma: no cover - the codec has no others
+
+
+@dataclass(frozen=True)
+class SlotMarket:
+    """A slot's instance as the chain defines it: every open bid, keyed by its hex bid id."""
+
+    instance: Instance
+    bids: dict[str, BidRecord]
+
+
+def slot_market(state: StateOverlay, slot: int, g: Genesis) -> SlotMarket:
+    """The instance that clears `slot`: its open bids (fixed once height slot - L is on chain)."""
+    sellers, buyers, bids = [], [], {}
+    for bid_id, rec in state.slot_bids(slot):
+        if rec.status != OPEN:
+            continue
+        pid = bid_id.hex()
+        bids[pid] = rec
+        (sellers if rec.side == SELL else buyers).append(Participant(pid, rec.wh, rec.price, rec.zone))
+    inst = Instance(slot=slot, feed_in=g.feed_in, retail=g.retail, network_charge=g.network_charge,
+                    sellers=tuple(sellers), buyers=tuple(buyers))
+    return SlotMarket(inst, bids)
+
+
+def network_fee(g: Genesis, seller_zone: int, buyer_zone: int, wh: int) -> int:
+    """The network charge on a trade, in micro-units (rounded down; the escrow covers it)."""
+    return g.network_charge[seller_zone][buyer_zone] * wh // 1000
+
+
+def settle_slot(state: StateOverlay, market: SlotMarket, clearing: BlockClearing, g: Genesis) -> None:
+    """Pay each trade from the buyer's escrow to the seller, then close every bid of the slot
+    and return the unspent escrow.  The clearing has been verified against `market`."""
+    inst = market.instance
+    traded: dict[str, list[int]] = {pid: [0, 0] for pid in market.bids}  # wh, amount
+    operator_fees = burned = 0
+    for t in clearing.trades:
+        s, b = inst.sellers[t.seller], inst.buyers[t.buyer]
+        fee = network_fee(g, s.zone, b.zone, t.wh)
+        traded[s.id][0] += t.wh
+        traded[s.id][1] += t.payment
+        traded[b.id][0] += t.wh
+        traded[b.id][1] += t.payment + fee
+        if g.network_operator is None:
+            burned += fee
+        else:
+            operator_fees += fee
+    for pid, rec in market.bids.items():
+        wh, amount = traded[pid]
+        owner = state.account(rec.owner)
+        if rec.side == BUY:
+            if amount > rec.escrow:
+                raise LedgerError(f"bid {pid} pays {amount}, more than its escrow {rec.escrow}")
+            owner = replace(owner, balance=owner.balance + rec.escrow - amount, escrowed=owner.escrowed - rec.escrow)
+        else:
+            owner = replace(owner, balance=owner.balance + amount)
+        state.set_account(rec.owner, owner)
+        state.set_bid(bytes.fromhex(pid), replace(rec, status=CLEARED, escrow=0, traded_wh=wh, amount=amount))
+    if operator_fees:
+        op = state.account(g.network_operator)  # type: ignore[arg-type]
+        state.set_account(g.network_operator, replace(op, balance=op.balance + operator_fees))  # type: ignore[arg-type]
+    if burned:
+        t = state.totals()
+        state.set_totals(replace(t, burned=t.burned + burned))
+
+
+def reward(state: StateOverlay, proposer: bytes, fees: int, g: Genesis) -> None:
+    """The block reward (minted) and the block's fees go to its proposer."""
+    acct = state.account(proposer)
+    state.set_account(proposer, replace(acct, balance=acct.balance + g.block_reward + fees))
+    if g.block_reward:
+        t = state.totals()
+        state.set_totals(replace(t, minted=t.minted + g.block_reward))
+
+
+def money_in_state(state: StateOverlay) -> tuple[int, int]:
+    """(balances + escrow + deposits + burned, minted): equal in every valid state."""
+    from .state import ACCOUNT, SOLVER
+
+    held = sum(ACCOUNT.decode(v).balance + ACCOUNT.decode(v).escrowed for _, v in state.items(b"sa"))
+    held += sum(SOLVER.decode(v).deposit for _, v in state.items(schema.SOLVERS))
+    t = state.totals()
+    return held + t.burned, t.minted

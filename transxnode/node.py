@@ -1,0 +1,87 @@
+"""The node's core, without I/O: admits transactions, proposes and connects blocks.
+
+The daemon drives it from the trio loop (time, the solver thread, HTTP);
+tests and a simulator drive it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from consensus.proposer import Solution
+
+from . import keys
+from .chain import Chain, Connected
+from .mempool import Mempool
+from .state import StateOverlay
+from .transactions import Tx, TxError, check_stateless, decode_tx
+from . import ledger
+
+log = logging.getLogger("transx.node")
+
+
+@dataclass
+class Admitted:
+    tx: Tx
+    displaced: Tx | None
+
+
+class Node:
+    def __init__(self, chain: Chain, key, mempool: Mempool | None = None) -> None:
+        self.chain, self.key = chain, key
+        self.address = keys.address_of_key(key)
+        self.mempool = mempool or Mempool()
+
+    @property
+    def genesis(self):
+        return self.chain.genesis
+
+    def chain_nonce(self, addr: bytes) -> int:
+        return self.chain.state().account(addr).nonce
+
+    def submit(self, raw: bytes) -> Admitted:
+        """Admit a raw signed transaction to the mempool, or raise `TxError` with the reason."""
+        tx = decode_tx(raw)
+        return self.submit_tx(tx)
+
+    def submit_tx(self, tx: Tx) -> Admitted:
+        g = self.genesis
+        check_stateless(tx, g.chain_id, g.zones, g.min_fee)
+        if self.chain.tx(tx.hash) is not None:
+            raise TxError("already on chain")
+        state = self.chain.state()
+        chain_nonce = state.account(tx.sender).nonce
+        if tx.nonce == self.mempool.next_nonce(tx.sender, chain_nonce):
+            self._trial(state, tx)
+        displaced = self.mempool.add(tx, chain_nonce)
+        return Admitted(tx, displaced)
+
+    def _trial(self, state: StateOverlay, tx: Tx) -> None:
+        """Apply the sender's pending transactions, then `tx`, as the next block would: its errors are the user's."""
+        height = self.chain.height + 1
+        for prior in self.mempool.pending(tx.sender):
+            if prior.nonce >= tx.nonce:
+                break
+            try:
+                ledger.apply_tx(state, prior, height, self.genesis)
+            except TxError:
+                return  # an earlier pending transaction fails: the block builder will sort it out
+        ledger.apply_tx(state, tx, height, self.genesis)
+
+    def propose(self, solution: Solution, now_ms: int) -> Connected:
+        """Build the next block from `solution` and the mempool, connect it, prune the mempool."""
+        g = self.genesis
+        candidates = self.mempool.select(g.max_block_txs, self.chain_nonce)
+        block, rejected = self.chain.build_block(self.key, solution.clearing, candidates, now_ms)
+        for tx, reason in rejected:
+            log.info("dropped %s from the mempool: %s", tx.hash.hex()[:16], reason)
+            self.mempool.remove(tx)
+        done = self.chain.connect(block, now_ms)
+        self.after_connect(done)
+        return done
+
+    def after_connect(self, done: Connected) -> None:
+        for tx in done.block.txs:
+            self.mempool.remove(tx)
+        self.mempool.prune(self.chain.height + 1, self.chain_nonce, self.genesis.gate_closure)

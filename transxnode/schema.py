@@ -1,0 +1,115 @@
+"""Every LevelDB key TransX writes, built in one place (as py-evm does).
+
+Three namespaces: ``s`` is consensus state (hashed into the state hash,
+reverted by undo data), ``i`` is indexes for queries (reverted too, not
+hashed), ``c``/``m`` are the chain itself and node metadata.  Heights and
+slots are 8-byte big-endian so iteration follows their order.
+"""
+
+from __future__ import annotations
+
+import struct
+
+STATE = b"s"
+INDEX = b"i"
+
+_U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+
+
+def u64(n: int) -> bytes:
+    return _U64.pack(n)
+
+
+def read_u64(b: bytes) -> int:
+    return _U64.unpack(b)[0]
+
+
+# --- consensus state -------------------------------------------------------
+def account(addr: bytes) -> bytes:
+    return b"sa" + addr
+
+
+def bid(slot: int, bid_id: bytes) -> bytes:
+    return b"sb" + u64(slot) + bid_id
+
+
+def bids_of_slot(slot: int) -> bytes:
+    return b"sb" + u64(slot)
+
+
+def owner_bid(owner: bytes, slot: int, bid_id: bytes) -> bytes:
+    """Open bids by owner and slot: the value is the bid's side."""
+    return b"so" + owner + u64(slot) + bid_id
+
+
+def owner_bids(owner: bytes, slot: int | None = None) -> bytes:
+    return b"so" + owner + (b"" if slot is None else u64(slot))
+
+
+def bid_slot(bid_id: bytes) -> bytes:
+    """Where a bid lives: bid id -> its slot."""
+    return b"sl" + bid_id
+
+
+def solver(addr: bytes) -> bytes:
+    return b"sv" + addr
+
+
+SOLVERS = b"sv"
+
+
+def commit(height: int, addr: bytes) -> bytes:
+    return b"sc" + u64(height) + addr
+
+
+def commits_for(height: int) -> bytes:
+    return b"sc" + u64(height)
+
+
+def meter(slot: int, addr: bytes) -> bytes:
+    return b"sr" + u64(slot) + addr
+
+
+TOTALS = b"st"
+
+# --- indexes -----------------------------------------------------------------
+def tx_location(tx_hash: bytes) -> bytes:
+    """tx hash -> (height, position)."""
+    return b"it" + tx_hash
+
+
+def address_tx(addr: bytes, height: int, pos: int) -> bytes:
+    """An address's history: one key per transaction it sent or received."""
+    return b"ix" + addr + u64(height) + _U32.pack(pos)
+
+
+def address_txs(addr: bytes) -> bytes:
+    return b"ix" + addr
+
+
+def location(height: int, pos: int) -> bytes:
+    return u64(height) + _U32.pack(pos)
+
+
+def read_location(b: bytes) -> tuple[int, int]:
+    return _U64.unpack(b[:8])[0], _U32.unpack(b[8:12])[0]
+
+
+# --- chain ---------------------------------------------------------------------
+def block(block_hash: bytes) -> bytes:
+    return b"cb" + block_hash
+
+
+def undo(block_hash: bytes) -> bytes:
+    return b"cu" + block_hash
+
+
+def canonical(height: int) -> bytes:
+    """height -> hash of the block at that height on the chain the node follows."""
+    return b"ch" + u64(height)
+
+
+HEAD = b"mhead"
+GENESIS = b"mgenesis"
+FORMAT = b"mformat"

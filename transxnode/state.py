@@ -1,0 +1,179 @@
+"""Ledger state records and the write overlay a block is applied through.
+
+A block never writes to the database directly: the ledger applies it to a
+`StateOverlay` over the store, which records every key it changes.  The
+store then writes those changes, their undo data and the block in one
+atomic batch.  Checkpoints let a block builder try a transaction and drop
+it again without copying the state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+from . import schema
+from .codec import ADDRESS, U64, ListOf, Optional_, Record, UInt, VarBytes, digest
+
+OPEN, CANCELLED, CLEARED = 0, 1, 2
+STATUS_NAMES = {OPEN: "open", CANCELLED: "cancelled", CLEARED: "cleared"}
+
+
+@dataclass(frozen=True)
+class Account:
+    balance: int = 0
+    nonce: int = 0
+    escrowed: int = 0  # locked by this account's open buy bids
+
+
+@dataclass(frozen=True)
+class BidRecord:
+    owner: bytes
+    side: int
+    slot: int
+    wh: int
+    price: int
+    zone: int
+    escrow: int  # micro-units still locked (buy bids)
+    included: int  # height of the block that included it
+    status: int = OPEN
+    traded_wh: int = 0
+    amount: int = 0  # micro-units paid (buyer, with network charge) or received (seller)
+
+
+@dataclass(frozen=True)
+class SolverRecord:
+    deposit: int
+    since: int  # height of registration
+
+
+@dataclass(frozen=True)
+class Totals:
+    minted: int  # genesis supply plus every block reward
+    burned: int  # network charges without an operator
+
+
+ACCOUNT = Record(Account, {"balance": U64, "nonce": U64, "escrowed": U64})
+BID = Record(BidRecord, {"owner": ADDRESS, "side": UInt(1), "slot": U64, "wh": U64, "price": U64, "zone": U64,
+                         "escrow": U64, "included": U64, "status": UInt(2), "traded_wh": U64, "amount": U64})
+SOLVER = Record(SolverRecord, {"deposit": U64, "since": U64})
+TOTALS = Record(Totals, {"minted": UInt(2**80), "burned": UInt(2**80)})
+
+
+class Reader(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+_ABSENT = object()
+
+
+@dataclass(frozen=True)
+class _Change:
+    key: bytes
+    value: bytes | None
+
+
+CHANGE = Record(_Change, {"key": VarBytes(256), "value": Optional_(VarBytes(1 << 20))})
+CHANGES = ListOf(CHANGE, 1 << 24)
+
+
+def encode_changes(changes: dict[bytes, bytes | None]) -> bytes:
+    """Canonical bytes of a set of key changes (sorted by key); also the undo record's form."""
+    return CHANGES.encode(tuple(_Change(k, changes[k]) for k in sorted(changes)))
+
+
+def decode_changes(raw: bytes) -> dict[bytes, bytes | None]:
+    return {c.key: c.value for c in CHANGES.decode(raw)}
+
+
+def next_state_hash(parent_state_hash: bytes, writes: dict[bytes, bytes | None]) -> bytes:
+    """The state hash after a block: its parent's, chained with the block's state changes."""
+    state = {k: v for k, v in writes.items() if k.startswith(schema.STATE)}
+    return digest(parent_state_hash + digest(encode_changes(state), b"transx-changes"), b"transx-state")
+
+
+class StateOverlay:
+    """Reads through to `base`, buffers writes, and can roll back to a checkpoint."""
+
+    def __init__(self, base: Reader) -> None:
+        self.base = base
+        self.writes: dict[bytes, bytes | None] = {}
+        self._journal: list[tuple[bytes, object]] = []
+
+    # raw access
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        return self.base.get(key)
+
+    def put(self, key: bytes, value: bytes | None) -> None:
+        self._journal.append((key, self.writes.get(key, _ABSENT)))
+        self.writes[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.put(key, None)
+
+    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) under `prefix` in key order, with this overlay's writes applied."""
+        pending = sorted((k, v) for k, v in self.writes.items() if k.startswith(prefix))
+        merged: dict[bytes, bytes | None] = dict(self.base.items(prefix))
+        merged.update(pending)
+        for k in sorted(merged):
+            v = merged[k]
+            if v is not None:
+                yield k, v
+
+    def checkpoint(self) -> int:
+        return len(self._journal)
+
+    def rollback(self, mark: int) -> None:
+        while len(self._journal) > mark:
+            key, old = self._journal.pop()
+            if old is _ABSENT:
+                del self.writes[key]
+            else:
+                self.writes[key] = old  # type: ignore[assignment]
+
+    # typed access
+    def account(self, addr: bytes) -> Account:
+        raw = self.get(schema.account(addr))
+        return ACCOUNT.decode(raw) if raw is not None else Account()
+
+    def set_account(self, addr: bytes, acct: Account) -> None:
+        self.put(schema.account(addr), ACCOUNT.encode(acct) if acct != Account() else None)
+
+    def bid(self, bid_id: bytes) -> BidRecord | None:
+        slot = self.get(schema.bid_slot(bid_id))
+        if slot is None:
+            return None
+        raw = self.get(schema.bid(schema.read_u64(slot), bid_id))
+        return BID.decode(raw) if raw is not None else None
+
+    def set_bid(self, bid_id: bytes, rec: BidRecord) -> None:
+        self.put(schema.bid_slot(bid_id), schema.u64(rec.slot))
+        self.put(schema.bid(rec.slot, bid_id), BID.encode(rec))
+        self.put(schema.owner_bid(rec.owner, rec.slot, bid_id), bytes([rec.side]) if rec.status == OPEN else None)
+
+    def slot_bids(self, slot: int) -> list[tuple[bytes, BidRecord]]:
+        """Every bid for `slot` (any status), by bid id."""
+        prefix = schema.bids_of_slot(slot)
+        return [(k[len(prefix):], BID.decode(v)) for k, v in self.items(prefix)]
+
+    def solver(self, addr: bytes) -> SolverRecord | None:
+        raw = self.get(schema.solver(addr))
+        return SOLVER.decode(raw) if raw is not None else None
+
+    def set_solver(self, addr: bytes, rec: SolverRecord) -> None:
+        self.put(schema.solver(addr), SOLVER.encode(rec))
+
+    def totals(self) -> Totals:
+        raw = self.get(schema.TOTALS)
+        return TOTALS.decode(raw) if raw is not None else Totals(0, 0)
+
+    def set_totals(self, t: Totals) -> None:
+        self.put(schema.TOTALS, TOTALS.encode(t))
+
+
+__all__ = ["ACCOUNT", "BID", "Account", "BidRecord", "SolverRecord", "StateOverlay", "Totals"]

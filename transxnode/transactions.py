@@ -1,0 +1,163 @@
+"""Signed transactions: what a user asks the chain to do.
+
+A transaction is a body (transfer, bid, cancel, solver registration,
+solution commit, meter reading) plus the envelope every kind shares:
+chain id, signer's public key, nonce, fee, Ed25519 signature over the
+canonical encoding.  `check_stateless` decides what needs no chain state
+(signature, sizes, ranges); the ledger decides the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+from solver.instance import MAX_PRICE, MAX_WH
+
+from . import keys
+from .codec import (ADDRESS, HASH, PUBKEY, SIGNATURE, U8, U32, U64, DecodeError, Record, Tagged, Text,
+                    UInt, digest)
+
+BUY, SELL = 0, 1
+SIDES = {"buy": BUY, "sell": SELL}
+SIDE_NAMES = {BUY: "buy", SELL: "sell"}
+MAX_TX_BYTES = 1024
+MAX_AMOUNT = 2**62
+
+
+class TxError(ValueError):
+    """A transaction is invalid; the message says why, for the user who sent it."""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    to: bytes
+    amount: int
+
+
+@dataclass(frozen=True)
+class Bid:
+    """Offer to sell (or wish to buy) `wh` in `slot` at a limit of `price` micro-units per kWh."""
+
+    side: int
+    slot: int
+    wh: int
+    price: int
+    zone: int
+    expiry: int  # last block height that may include it
+
+
+@dataclass(frozen=True)
+class CancelBid:
+    bid: bytes  # the bid transaction's hash
+
+
+@dataclass(frozen=True)
+class RegisterSolver:
+    deposit: int
+
+
+@dataclass(frozen=True)
+class Commit:
+    """A solver's commitment to its solution for block `height` (the reveal comes later)."""
+
+    height: int
+    commitment: bytes
+
+
+@dataclass(frozen=True)
+class MeterReading:
+    slot: int
+    imported_wh: int
+    exported_wh: int
+
+
+_AMOUNT = UInt(MAX_AMOUNT)
+BODY = Tagged({
+    1: Record(Transfer, {"to": ADDRESS, "amount": UInt(MAX_AMOUNT, lo=1)}),
+    2: Record(Bid, {"side": UInt(1), "slot": U64, "wh": UInt(MAX_WH, lo=1), "price": UInt(MAX_PRICE), "zone": U8,
+                    "expiry": U64}),
+    3: Record(CancelBid, {"bid": HASH}),
+    4: Record(RegisterSolver, {"deposit": UInt(MAX_AMOUNT, lo=1)}),
+    5: Record(Commit, {"height": U64, "commitment": HASH}),
+    6: Record(MeterReading, {"slot": U64, "imported_wh": U32, "exported_wh": U32}),
+})
+KIND_NAMES = {Transfer: "transfer", Bid: "bid", CancelBid: "cancel", RegisterSolver: "register_solver",
+              Commit: "commit", MeterReading: "meter"}
+Body = Transfer | Bid | CancelBid | RegisterSolver | Commit | MeterReading
+
+
+@dataclass(frozen=True)
+class Tx:
+    chain_id: str
+    signer: bytes  # Ed25519 public key
+    nonce: int
+    fee: int
+    body: Body
+    signature: bytes = bytes(64)
+
+    @cached_property
+    def encoded(self) -> bytes:
+        return TX.encode(self)
+
+    @cached_property
+    def hash(self) -> bytes:
+        return digest(self.encoded, b"transx-tx")
+
+    @cached_property
+    def sender(self) -> bytes:
+        """The signer's 20-byte address."""
+        return keys.address_of(self.signer)
+
+    @property
+    def kind(self) -> str:
+        return KIND_NAMES[type(self.body)]
+
+    def signing_bytes(self) -> bytes:
+        return b"transx-tx-v1" + UNSIGNED.encode(replace(self, signature=bytes(64)))
+
+
+_ENVELOPE = {"chain_id": Text(32, min_len=1), "signer": PUBKEY, "nonce": U64, "fee": _AMOUNT, "body": BODY}
+TX = Record(Tx, {**_ENVELOPE, "signature": SIGNATURE})
+UNSIGNED = TX  # the signature field is zeroed before signing: one codec, one layout
+
+
+def sign_tx(key, *, chain_id: str, nonce: int, fee: int, body: Body) -> Tx:
+    unsigned = Tx(chain_id, keys.public_key(key), nonce, fee, body)
+    return replace(unsigned, signature=keys.sign(key, unsigned.signing_bytes()))
+
+
+def decode_tx(raw: bytes) -> Tx:
+    """Parse a raw transaction, or `TxError` saying what is malformed."""
+    if len(raw) > MAX_TX_BYTES:
+        raise TxError(f"transaction is {len(raw)} bytes, the limit is {MAX_TX_BYTES}")
+    try:
+        return TX.decode(raw)
+    except DecodeError as e:
+        raise TxError(f"malformed transaction: {e}") from None
+
+
+def check_stateless(tx: Tx, chain_id: str, zones: int, min_fee: int) -> None:
+    """Everything about `tx` that needs no chain state; raises `TxError`."""
+    if tx.chain_id != chain_id:
+        raise TxError(f"wrong chain id {tx.chain_id!r} (this network is {chain_id!r})")
+    if len(tx.encoded) > MAX_TX_BYTES:
+        raise TxError(f"transaction is {len(tx.encoded)} bytes, the limit is {MAX_TX_BYTES}")
+    if tx.fee < min_fee:
+        raise TxError(f"fee {tx.fee} is below the minimum {min_fee}")
+    b = tx.body
+    if isinstance(b, Bid) and b.zone >= zones:
+        raise TxError(f"zone {b.zone} does not exist (this network has {zones})")
+    if isinstance(b, MeterReading) and b.imported_wh and b.exported_wh:
+        raise TxError("a meter reading is either an import or an export for one slot")
+    if not keys.verify_signature(tx.signer, tx.signing_bytes(), tx.signature):
+        raise TxError("bad signature")
+
+
+def escrow_for(wh: int, price: int) -> int:
+    """Micro-units a buy bid locks: its whole quantity at its limit, rounded up."""
+    return -(-wh * price // 1000)
+
+
+__all__ = ["BUY", "SELL", "Bid", "Body", "CancelBid", "Commit", "MeterReading", "RegisterSolver", "Transfer", "Tx",
+           "TxError", "check_stateless", "decode_tx", "escrow_for", "sign_tx"]
