@@ -170,5 +170,498 @@ def verify(instance, solution, cap, as_json) -> None:
     sys.exit(0 if v.ok else 1)
 
 
+
+# --------------------------------------------------------------------------
+# Node, wallet, bids and explorer: the chain's commands.
+
+_datadir_option = click.option(
+    "--datadir", type=click.Path(file_okay=False), default=None, envvar="TRANSX_DATADIR",
+    help="The node's data directory (default ~/.transx, or $TRANSX_DATADIR).")
+_password_option = click.option(
+    "--password-file", type=click.Path(dir_okay=False), help="File whose first line is the keystore password "
+    "(else $TRANSX_PASSWORD, else a prompt).")
+_api_option = click.option("--api", help="The node's API URL (default: the node running on --datadir).")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def _datadir(datadir: str | None) -> str:
+    from transxnode.config import DEFAULT_DATADIR
+
+    return datadir or DEFAULT_DATADIR
+
+
+def _client(api: str | None, datadir: str | None):
+    from transxnode.client import ApiClient, resolve_api
+
+    return ApiClient(resolve_api(api, _datadir(datadir)))
+
+
+def _guard(fn):
+    """One line and a non-zero exit for every error a user can cause."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from transxnode.client import ClientError
+        from transxnode.config import ConfigError
+        from transxnode.genesis import GenesisError
+        from transxnode.keys import AddressError
+        from transxnode.keystore import KeystoreError
+        from transxnode.store import StoreError
+        from transxnode.wallet import InputError
+
+        try:
+            return fn(*args, **kwargs)
+        except ClientError as e:
+            _fail(str(e), status=1)
+        except (ConfigError, GenesisError, AddressError, KeystoreError, StoreError, InputError) as e:
+            _fail(str(e))
+
+    return wrapper
+
+
+def _password(password_file: str | None, confirm: bool = False) -> str:
+    from transxnode.keystore import read_password
+
+    return read_password(password_file=password_file, prompt=sys.stdin.isatty(), confirm=confirm)
+
+
+def _micro(v: int | None) -> str:
+    return "-" if v is None else _tokens(v)
+
+
+def _price(v: int | None) -> str:
+    return "-" if v is None else f"{v / 1e6:.4f}"
+
+
+def _emit(doc, as_json: bool, text) -> None:
+    click.echo(json.dumps(doc, indent=1) if as_json else text(doc))
+
+
+@main.command()
+@_datadir_option
+@click.option("--genesis", "genesis_file", type=click.Path(dir_okay=False, exists=True),
+              help="Genesis file of the network to join (default: the repository's genesis.json).")
+@click.option("--dev", is_flag=True, help="A private development chain: starts now, this node funded and solving.")
+@click.option("--slot-seconds", type=click.IntRange(1, 86400), default=5, show_default=True,
+              help="Slot length of a --dev chain.")
+@click.option("--api-listen", default=None, help="HOST:PORT of the HTTP API (default 127.0.0.1:8645; port 0 picks one).")
+@_password_option
+def init(datadir, genesis_file, dev, slot_seconds, api_listen, password_file) -> None:
+    """Create a data directory: node key (encrypted), genesis, config."""
+    _init(datadir, genesis_file, dev, slot_seconds, api_listen, password_file)
+
+
+@_guard
+def _init(datadir, genesis_file, dev, slot_seconds, api_listen, password_file) -> None:
+    from pathlib import Path
+
+    from transxnode import genesis as G
+    from transxnode.config import DEFAULT_API, Config, config_path, write_config
+    from transxnode.keys import decode_address
+    from transxnode.keystore import Keystore
+
+    d = Path(_datadir(datadir))
+    if config_path(d).exists():
+        _fail(f"{d} is already initialised (config.toml exists); choose another --datadir")
+    if dev and genesis_file:
+        _fail("give --dev or --genesis, not both")
+    if not dev:
+        src = genesis_file or str(Path(__file__).resolve().parent / "genesis.json")
+        doc = G.read_json(src, G.GenesisError)
+        G.genesis_from_json(doc)  # refuse a bad file before creating anything
+    password = _password(password_file, confirm=True)
+    d.mkdir(parents=True, exist_ok=True)
+    address = Keystore(d / "keystore").create(password)
+    if dev:
+        raw = decode_address(address)
+        doc = G.dev_genesis([raw], [raw], slot_seconds=slot_seconds)
+    g = G.genesis_from_json(doc)
+    (d / "genesis.json").write_text(json.dumps(doc, indent=1) + "\n")
+    write_config(Config(datadir=d, key=address, api_listen=api_listen or DEFAULT_API))
+    click.echo(f"initialised {d}")
+    click.echo(f"  network   {g.chain_id} (genesis {g.hash.hex()[:16]}, {g.slot_seconds}s slots)")
+    click.echo(f"  node key  {address}")
+    click.echo(f"next: transx node --datadir {d}")
+
+
+@main.command()
+@_datadir_option
+@_password_option
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def node(datadir, password_file, verbose) -> None:
+    """Run the node: keep the chain, clear each slot, serve the API. Ctrl-C stops it cleanly."""
+    _node(datadir, password_file, verbose)
+
+
+@_guard
+def _node(datadir, password_file, verbose) -> None:
+    import logging
+
+    import trio
+
+    from transxnode.config import load_config
+    from transxnode.daemon import run_node
+
+    d = _datadir(datadir)
+    load_config(d)  # a missing datadir is one line, before asking for a password
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-5s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("hypercorn.error", "hypercorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    password = _password(password_file)
+    trio.run(run_node, d, password)
+
+
+# --- wallet ---------------------------------------------------------------
+@main.group()
+def wallet() -> None:
+    """Keys and money: new, list, address, balance, send."""
+
+
+def _keystore(datadir):
+    from pathlib import Path
+
+    from transxnode.keystore import Keystore
+
+    return Keystore(Path(_datadir(datadir)) / "keystore")
+
+
+def _default_address(datadir) -> str:
+    from transxnode.config import ConfigError, load_config
+
+    try:
+        return load_config(_datadir(datadir)).key
+    except ConfigError:
+        addrs = _keystore(datadir).addresses()
+        if not addrs:
+            _fail("no key in the keystore: run `transx wallet new` (or name an address)")
+        return addrs[0]
+
+
+def _unlock(datadir, address: str | None, password_file):
+    address = address or _default_address(datadir)
+    return _keystore(datadir).unlock(address, _password(password_file))
+
+
+@wallet.command("new")
+@_datadir_option
+@_password_option
+@_json_option
+@_guard
+def wallet_new(datadir, password_file, as_json) -> None:
+    """Create a key in the keystore; prints its address."""
+    address = _keystore(datadir).create(_password(password_file, confirm=True))
+    _emit({"address": address}, as_json, lambda d: d["address"])
+
+
+@wallet.command("list")
+@_datadir_option
+@_api_option
+@_json_option
+@_guard
+def wallet_list(datadir, api, as_json) -> None:
+    """The keystore's addresses, with balances when a node answers."""
+    from transxnode.client import ClientError
+
+    rows = []
+    client = _client(api, datadir)
+    for a in _keystore(datadir).addresses():
+        try:
+            acct = client.get(f"/api/address/{a}")
+            rows.append({"address": a, "balance": acct["balance"], "escrowed": acct["escrowed"]})
+        except ClientError:
+            rows.append({"address": a, "balance": None, "escrowed": None})
+    _emit(rows, as_json, lambda rs: _table(["address", "balance", "escrowed"],
+                                           [[r["address"], _micro(r["balance"]), _micro(r["escrowed"])] for r in rs])
+          if rs else "the keystore is empty: `transx wallet new`")
+
+
+@wallet.command("address")
+@_datadir_option
+@_json_option
+@_guard
+def wallet_address(datadir, as_json) -> None:
+    """The default address: the node key of --datadir (or the keystore's first key)."""
+    a = _default_address(datadir)
+    _emit({"address": a}, as_json, lambda d: d["address"])
+
+
+@wallet.command("balance")
+@click.argument("address", required=False)
+@_datadir_option
+@_api_option
+@_json_option
+@_guard
+def wallet_balance(address, datadir, api, as_json) -> None:
+    """Balance, escrow and nonce of ADDRESS (default: the default address)."""
+    from transxnode.keys import decode_address
+
+    address = address or _default_address(datadir)
+    decode_address(address)
+    acct = _client(api, datadir).get(f"/api/address/{address}")
+    _emit(acct, as_json, lambda a: "\n".join([
+        f"address   {a['address']}", f"balance   {_tokens(a['balance'])}", f"escrowed  {_tokens(a['escrowed'])}",
+        f"nonce     {a['nonce']} ({a['pending_nonce'] - a['nonce']} pending)",
+        f"open bids {len(a['open_bids'])}"]))
+
+
+@wallet.command("send")
+@click.argument("to")
+@click.argument("amount")
+@click.option("--from", "sender", help="Address to send from (default: the default address).")
+@click.option("--fee", help="Fee in tokens (default: the network's minimum).")
+@_datadir_option
+@_api_option
+@_password_option
+@_json_option
+@_guard
+def wallet_send(to, amount, sender, fee, datadir, api, password_file, as_json) -> None:
+    """Send AMOUNT tokens to TO."""
+    from transxnode.keys import decode_address
+    from transxnode.transactions import Transfer
+    from transxnode.wallet import parse_tokens, send
+
+    body = Transfer(decode_address(to), parse_tokens(amount))
+    fee_micro = None if fee is None else parse_tokens(fee, "fee", allow_zero=True)
+    client = _client(api, datadir)
+    out = send(client, _unlock(datadir, sender, password_file), body, fee_micro)
+    _emit(out, as_json, lambda d: f"sent {_tokens(body.amount)} to {to}: transaction {d['hash']} (pending)")
+
+
+# --- bids -----------------------------------------------------------------
+@main.group()
+def bid() -> None:
+    """Buy and sell energy for future slots: buy, sell, cancel, list."""
+
+
+def _bid_options(fn):
+    for opt in reversed([
+        click.argument("quantity"),
+        click.argument("price"),
+        click.option("--slot", type=click.IntRange(0), help="Delivery slot (default: the first one still open)."),
+        click.option("--zone", type=click.IntRange(0, 255), default=0, show_default=True, help="Your network zone."),
+        click.option("--expiry", type=click.IntRange(0), help="Last block height that may include the bid "
+                     "(default: the slot's gate closure)."),
+        click.option("--from", "sender", help="Address that bids (default: the default address)."),
+        click.option("--fee", help="Fee in tokens (default: the network's minimum)."),
+        click.option("-y", "--yes", is_flag=True, help="Sign without asking."),
+        _datadir_option, _api_option, _password_option, _json_option,
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+@bid.command("buy")
+@_bid_options
+def bid_buy(**kw) -> None:
+    """Buy QUANTITY (e.g. 5kWh) at most at PRICE tokens per kWh; the most you pay is held in escrow."""
+    _bid(0, **kw)
+
+
+@bid.command("sell")
+@_bid_options
+def bid_sell(**kw) -> None:
+    """Sell QUANTITY (e.g. 5kWh) at least at PRICE tokens per kWh."""
+    _bid(1, **kw)
+
+
+@_guard
+def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, api, password_file, as_json) -> None:
+    from transxnode.transactions import Bid
+    from transxnode.wallet import parse_energy, parse_tokens, quote, send
+
+    wh = parse_energy(quantity)
+    limit = parse_tokens(price, "price", allow_zero=True)
+    client = _client(api, datadir)
+    market = client.get("/api/market")
+    info = client.get("/api/node")
+    slot = market["first_open_slot"] if slot is None else slot
+    if zone >= info["zones"]:
+        _fail(f"zone {zone} does not exist (this network has zones 0..{info['zones'] - 1})")
+    q = quote(side, wh, limit, market)
+    if not as_json:
+        verb = "buy" if side == 0 else "sell"
+        click.echo(f"{verb} {wh / 1000:,.3f} kWh in slot {slot} at {'most' if side == 0 else 'least'} "
+                   f"{_price(limit)} per kWh (grid {'retail' if side == 0 else 'feed-in'} {_price(q.grid_price)})")
+        click.echo(f"  expected: {_price(q.expected_price)} per kWh ({q.basis}), "
+                   f"return against the grid {_tokens(q.expected_return)}")
+        click.echo(f"  at your limit: return against the grid {_tokens(q.worst_return)}; "
+                   "what does not clear is returned" + (" from escrow" if side == 0 else ""))
+        if side == 0:
+            click.echo(f"  escrow now: {_tokens(-(-wh * limit // 1000))}")
+    if not yes and sys.stdin.isatty() and not as_json:
+        click.confirm("sign and send?", abort=True)
+    body = Bid(side=side, slot=slot, wh=wh, price=limit, zone=zone,
+               expiry=slot - info["gate_closure"] if expiry is None else expiry)
+    fee_micro = None if fee is None else parse_tokens(fee, "fee", allow_zero=True)
+    out = send(client, _unlock(datadir, sender, password_file), body, fee_micro)
+    out.update(bid=out["hash"], slot=slot, quote=q.to_json())
+    _emit(out, as_json, lambda d: f"bid {d['bid']} sent (pending; it clears in slot {slot})")
+
+
+@bid.command("cancel")
+@click.argument("bid_id")
+@click.option("--from", "sender", help="The bid's owner (default: the default address).")
+@_datadir_option
+@_api_option
+@_password_option
+@_json_option
+@_guard
+def bid_cancel(bid_id, sender, datadir, api, password_file, as_json) -> None:
+    """Cancel an open bid before its slot's gate closure; its escrow comes back."""
+    from transxnode.transactions import CancelBid
+    from transxnode.wallet import send
+
+    try:
+        raw = bytes.fromhex(bid_id)
+        assert len(raw) == 32
+    except (ValueError, AssertionError):
+        _fail("a bid id is 64 hex characters (the bid transaction's hash)")
+    out = send(_client(api, datadir), _unlock(datadir, sender, password_file), CancelBid(raw))
+    _emit(out, as_json, lambda d: f"cancel sent: transaction {d['hash']} (pending)")
+
+
+@bid.command("list")
+@click.argument("address", required=False)
+@_datadir_option
+@_api_option
+@_json_option
+@_guard
+def bid_list(address, datadir, api, as_json) -> None:
+    """Open bids of ADDRESS (default: the default address)."""
+    from transxnode.keys import decode_address
+
+    address = address or _default_address(datadir)
+    decode_address(address)
+    bids = _client(api, datadir).get(f"/api/address/{address}")["open_bids"]
+    _emit(bids, as_json, lambda bs: _bids_table(bs) if bs else "no open bids")
+
+
+def _bids_table(bids) -> str:
+    return _table(["bid", "side", "slot", "kWh", "price/kWh", "zone", "escrow", "status"],
+                  [[b["id"][:16], b["side"], b["slot"], f"{b['wh'] / 1000:,.3f}", _price(b["price"]), b["zone"],
+                    _tokens(b["escrow"]), b["status"]] for b in bids])
+
+
+# --- explorer ---------------------------------------------------------------
+@main.group()
+def explorer() -> None:
+    """Read the chain: head, block, tx, address, market."""
+
+
+def _block_text(b) -> str:
+    import datetime
+
+    ts = datetime.datetime.fromtimestamp(b["timestamp"] / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    lines = [f"block {b['height']}  {b['hash']}", f"  time      {ts} UTC", f"  parent    {b['parent']}",
+             f"  proposer  {b['proposer']}"]
+    if "txs" in b and isinstance(b["txs"], list):
+        c = b["clearing"]
+        lines += [f"  clearing  slot {c['slot']}: {len(c['trades'])} trades, {c['traded_wh'] / 1000:,.3f} kWh, "
+                  f"{_tokens(c['value'])} paid" + ("  (void: no certified clearing)" if c["void"] else "")]
+        lines += [f"  txs       {len(b['txs'])}"]
+        if b["txs"]:
+            lines += ["", _table(["tx", "kind", "from", "fee"],
+                                 [[t["hash"][:16], t["kind"], t["from"], _tokens(t["fee"])] for t in b["txs"]], 20)]
+    return "\n".join(lines)
+
+
+@explorer.command("head")
+@_datadir_option
+@_api_option
+@_json_option
+@_guard
+def explorer_head(datadir, api, as_json) -> None:
+    """The chain head."""
+    _emit(_client(api, datadir).get("/api/head"), as_json, _block_text)
+
+
+@explorer.command("block")
+@click.argument("ref")
+@_datadir_option
+@_api_option
+@_json_option
+@_guard
+def explorer_block(ref, datadir, api, as_json) -> None:
+    """A block by height or hash, with its transactions and clearing."""
+    _emit(_client(api, datadir).get(f"/api/block/{ref}"), as_json, _block_text)
+
+
+@explorer.command("tx")
+@click.argument("tx_hash")
+@_datadir_option
+@_api_option
+@_json_option
+@_guard
+def explorer_tx(tx_hash, datadir, api, as_json) -> None:
+    """A transaction by hash (included or pending)."""
+    t = _client(api, datadir).get(f"/api/tx/{tx_hash}")
+    _emit(t, as_json, lambda t: "\n".join(f"{k:<12}{v}" for k, v in t.items()))
+
+
+@explorer.command("address")
+@click.argument("address")
+@_datadir_option
+@_api_option
+@_json_option
+@_guard
+def explorer_address(address, datadir, api, as_json) -> None:
+    """An address: balance, escrow, open bids and history."""
+    a = _client(api, datadir).get(f"/api/address/{address}")
+
+    def text(a) -> str:
+        out = [f"address   {a['address']}", f"balance   {_tokens(a['balance'])}",
+               f"escrowed  {_tokens(a['escrowed'])}", f"nonce     {a['nonce']}"]
+        if a["solver_deposit"]:
+            out.append(f"solver    deposit {_tokens(a['solver_deposit'])}")
+        if a["open_bids"]:
+            out += ["", _bids_table(a["open_bids"])]
+        if a["history"]:
+            out += ["", _table(["height", "tx", "kind", "from", "fee"],
+                               [[h["height"], h["hash"][:16], h["kind"], h["from"], _tokens(h["fee"])]
+                                for h in a["history"]], 20)]
+        return "\n".join(out)
+
+    _emit(a, as_json, text)
+
+
+@explorer.command("market")
+@click.argument("slot", required=False, type=click.IntRange(0))
+@_datadir_option
+@_api_option
+@_json_option
+@_guard
+def explorer_market(slot, datadir, api, as_json) -> None:
+    """A slot's market (bids, trades, prices, returns against the grid); without SLOT, recent slots."""
+    client = _client(api, datadir)
+    if slot is None:
+        m = client.get("/api/market")
+        _emit(m, as_json, lambda m: f"first open slot {m['first_open_slot']}, recent average price "
+              f"{_price(m['average_price'])} per kWh\n\n" + _table(
+                  ["slot", "trades", "kWh", "value", "price/kWh"],
+                  [[r["slot"], r["trades"], f"{r['traded_wh'] / 1000:,.3f}", _tokens(r["value"]),
+                    _price(r["average_price"])] for r in reversed(m["recent"])]))
+        return
+    m = client.get(f"/api/market/{slot}")
+
+    def text(m) -> str:
+        out = [f"slot {m['slot']} ({m['status']}): {len(m['bids'])} bids"]
+        if m["trades"]:
+            out[0] += (f", {len(m['trades'])} trades, {m['traded_wh'] / 1000:,.3f} kWh at "
+                       f"{_price(m['average_price'])} per kWh on average")
+            out += ["", _table(["seller bid", "buyer bid", "Wh", "payment", "price/kWh"],
+                               [[t["seller"][:16], t["buyer"][:16], f"{t['wh']:,}", _tokens(t["payment"]),
+                                 _price(t["price"])] for t in m["trades"]], 20)]
+            out += ["", _table(["bid", "owner", "side", "Wh", "amount", "vs grid"],
+                               [[p["bid"][:16], p["owner"], p["side"], f"{p['wh']:,}", _tokens(p["amount"]),
+                                 _tokens(p["return_vs_grid"])] for p in m["participants"] if p["wh"]], 20)]
+        elif m["bids"]:
+            out += ["", _bids_table(m["bids"])]
+        return "\n".join(out)
+
+    _emit(m, as_json, text)
+
+
 if __name__ == "__main__":
     main()

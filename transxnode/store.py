@@ -48,8 +48,8 @@ class Store:
     def get(self, key: bytes) -> bytes | None:
         return self.db.get(key)
 
-    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        with self.db.iterator(prefix=prefix) as it:
+    def items(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        with self.db.iterator(prefix=prefix, reverse=reverse) as it:
             yield from it
 
     def last(self, prefix: bytes) -> tuple[bytes, bytes] | None:

@@ -1,0 +1,182 @@
+"""The node's HTTP JSON API (Starlette, served by hypercorn on the node's trio loop).
+
+GET  /api/node, /api/head, /api/block/<height|hash>, /api/tx/<hash>,
+     /api/address/<addr>, /api/market, /api/market/<slot>
+POST /api/tx   {"raw": "<hex of a signed transaction>"}
+GET  /metrics  Prometheus
+Errors are JSON ``{"error": "..."}`` with a status that fits: 400 malformed
+input, 404 unknown object, 413 oversize body, 422 a well-formed transaction
+the chain refuses.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from consensus.schedule import first_open_slot
+
+from . import views
+from .keys import AddressError, decode_address, encode_address
+from .metrics import NodeMetrics
+from .node import Node
+from .transactions import MAX_TX_BYTES, TxError
+
+MAX_BODY = 64 * 1024
+RECENT_SLOTS = 24
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _json(doc: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(doc, status_code=status)
+
+
+def _hash(text: str, what: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise ApiError(400, f"{what} must be 64 hex characters") from None
+    if len(raw) != 32:
+        raise ApiError(400, f"{what} must be 64 hex characters")
+    return raw
+
+
+def _height(text: str) -> int:
+    if not text.isdigit() or len(text) > 19:
+        raise ApiError(400, "a height is a non-negative integer")
+    return int(text)
+
+
+def make_app(node: Node, metrics: NodeMetrics, info: dict[str, Any] | None = None) -> Starlette:
+    """The API over `node`; `info` adds fields to /api/node (version, plugins, ...)."""
+    chain = node.chain
+    g = chain.genesis
+
+    async def node_info(request: Request) -> Response:
+        return _json({
+            "chain_id": g.chain_id, "genesis": g.hash.hex(), "height": chain.height, "head": chain.head.hash.hex(),
+            "address": encode_address(node.address), "mempool": len(node.mempool),
+            "slot_seconds": g.slot_seconds, "gate_closure": g.gate_closure, "bid_horizon": g.bid_horizon,
+            "first_open_slot": first_open_slot(g, chain.height), "zones": g.zones, "min_fee": g.min_fee,
+            "grid": {"feed_in": g.feed_in, "retail": g.retail}, "genesis_time": g.timestamp,
+            **(info or {}),
+        })
+
+    async def head(request: Request) -> Response:
+        return _json({**views.header_json(chain.head), "txs": len(chain.block(chain.head.hash).txs)})
+
+    async def block(request: Request) -> Response:
+        ref = request.path_params["ref"]
+        b = chain.block_at(_height(ref)) if len(ref) != 64 else chain.block(_hash(ref, "a block hash"))
+        if b is None or chain.hash_at(b.height) != b.hash:
+            raise ApiError(404, f"no block {ref} on this chain")
+        return _json(views.block_json(chain, b))
+
+    async def tx(request: Request) -> Response:
+        h = _hash(request.path_params["hash"], "a transaction hash")
+        found = chain.tx(h)
+        if found is not None:
+            t, height, pos = found
+            return _json({**views.tx_json(t), "status": "included", "height": height, "position": pos})
+        pending = node.mempool.get(h)
+        if pending is not None:
+            return _json({**views.tx_json(pending), "status": "pending"})
+        raise ApiError(404, f"no transaction {h.hex()}")
+
+    async def address(request: Request) -> Response:
+        try:
+            addr = decode_address(request.path_params["addr"])
+        except AddressError as e:
+            raise ApiError(400, str(e)) from None
+        pending = node.mempool.next_nonce(addr, chain.state().account(addr).nonce)
+        return _json(views.address_view(chain, addr, pending))
+
+    async def market(request: Request) -> Response:
+        slot = _height(request.path_params["slot"])
+        if slot > chain.height + g.bid_horizon + 1:
+            raise ApiError(404, f"slot {slot} is beyond the bidding horizon")
+        return _json(views.slot_view(chain, slot))
+
+    async def market_summary(request: Request) -> Response:
+        """Recent cleared slots: what a quote for a new bid is based on."""
+        rows = []
+        wh = value = 0
+        for s in range(max(1, chain.height - RECENT_SLOTS + 1), chain.height + 1):
+            b = chain.block_at(s)
+            if b is None:
+                continue
+            t_wh = sum(t.wh for t in b.clearing.trades)
+            t_val = sum(t.payment for t in b.clearing.trades)
+            wh += t_wh
+            value += t_val
+            rows.append({"slot": s, "trades": len(b.clearing.trades), "traded_wh": t_wh, "value": t_val,
+                         "average_price": t_val * 1000 // t_wh if t_wh else None, "void": b.clearing.void})
+        return _json({"height": chain.height, "first_open_slot": first_open_slot(g, chain.height),
+                      "grid": {"feed_in": g.feed_in, "retail": g.retail},
+                      "average_price": value * 1000 // wh if wh else None, "recent": rows})
+
+    async def submit(request: Request) -> Response:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+            raise ApiError(413, f"body over {MAX_BODY} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise ApiError(413, f"body over {MAX_BODY} bytes")
+        try:
+            doc = json.loads(body)
+            raw = bytes.fromhex(doc["raw"])
+        except (ValueError, KeyError, TypeError):
+            metrics.tx_rejected.labels("malformed").inc()
+            raise ApiError(400, 'expected {"raw": "<hex of a signed transaction>"}') from None
+        if len(raw) > MAX_TX_BYTES:
+            metrics.tx_rejected.labels("malformed").inc()
+            raise ApiError(413, f"transaction over {MAX_TX_BYTES} bytes")
+        try:
+            admitted = node.submit(raw)
+        except TxError as e:
+            metrics.tx_rejected.labels("invalid").inc()
+            raise ApiError(422, str(e)) from None
+        metrics.tx_accepted.inc()
+        metrics.mempool.set(len(node.mempool))
+        out = {"accepted": True, "hash": admitted.tx.hash.hex()}
+        if admitted.displaced is not None:
+            out["displaced"] = admitted.displaced.hash.hex()
+        return _json(out, 202)
+
+    async def prometheus(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return _json({"error": str(exc)}, exc.status)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _json({"error": exc.detail}, exc.status_code)
+
+    routes = [
+        Route("/api/node", node_info),
+        Route("/api/head", head),
+        Route("/api/block/{ref}", block),
+        Route("/api/tx/{hash}", tx),
+        Route("/api/tx", submit, methods=["POST"]),
+        Route("/api/address/{addr}", address),
+        Route("/api/market", market_summary),
+        Route("/api/market/{slot}", market),
+        Route("/metrics", prometheus),
+    ]
+    return Starlette(routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error})

@@ -1,0 +1,61 @@
+"""The HTTP client the CLI uses to talk to a node's API (standard library only)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from .config import DEFAULT_API, ConfigError, load_config, running_api
+
+
+class ClientError(Exception):
+    """The node could not be reached, or refused the request; one line for the user."""
+
+
+def resolve_api(api: str | None, datadir: str | Path) -> str:
+    """--api if given, else the URL the running node wrote, else the config's listen address."""
+    if api:
+        return api.rstrip("/")
+    url = running_api(datadir)
+    if url:
+        return url.rstrip("/")
+    try:
+        return "http://" + load_config(datadir).api_listen
+    except ConfigError:
+        return "http://" + DEFAULT_API
+
+
+class ApiClient:
+    def __init__(self, url: str, timeout: float = 30) -> None:
+        self.url, self.timeout = url, timeout
+
+    def get(self, path: str) -> Any:
+        return self._call(urllib.request.Request(self.url + path))
+
+    def post(self, path: str, doc: Any) -> Any:
+        body = json.dumps(doc).encode()
+        return self._call(urllib.request.Request(self.url + path, data=body, method="POST",
+                                                 headers={"Content-Type": "application/json"}))
+
+    def submit(self, raw: bytes) -> dict[str, Any]:
+        return self.post("/api/tx", {"raw": raw.hex()})
+
+    def _call(self, req: urllib.request.Request) -> Any:
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            try:
+                msg = json.loads(e.read())["error"]
+            except (ValueError, KeyError, TypeError):
+                msg = f"HTTP {e.code}"
+            raise ClientError(msg) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+            reason = getattr(e, "reason", e)
+            raise ClientError(f"no node answers at {self.url} ({reason}): is `transx node` running? "
+                              "(--api URL or --datadir DIR)") from None
+        except ValueError:
+            raise ClientError(f"{self.url} did not answer with JSON: is it a TransX node?") from None

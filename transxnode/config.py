@@ -1,0 +1,109 @@
+"""A node's data directory: its layout and its config file (TOML).
+
+    <datadir>/config.toml   the node key's address, API and p2p listen addresses
+    <datadir>/genesis.json  the network this node belongs to
+    <datadir>/keystore/     encrypted keys (the node key and any wallet keys)
+    <datadir>/chain/        the LevelDB store
+    <datadir>/node.json     written while the node runs: its API URL and pid
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATADIR = os.environ.get("TRANSX_DATADIR", str(Path.home() / ".transx"))
+DEFAULT_API = "127.0.0.1:8645"
+DEFAULT_P2P = "/ip4/0.0.0.0/tcp/9645"
+
+
+class ConfigError(Exception):
+    """The data directory or its config is missing or malformed; one line for the user."""
+
+
+@dataclass
+class Config:
+    datadir: Path
+    key: str
+    api_listen: str = DEFAULT_API
+    p2p_listen: str = DEFAULT_P2P
+    bootstrap: list[str] = field(default_factory=list)
+    solver_time_limit: float | None = None
+
+    @property
+    def keystore_dir(self) -> Path:
+        return self.datadir / "keystore"
+
+    @property
+    def chain_dir(self) -> Path:
+        return self.datadir / "chain"
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.datadir / "genesis.json"
+
+    @property
+    def runtime_path(self) -> Path:
+        return self.datadir / "node.json"
+
+
+def config_path(datadir: str | Path) -> Path:
+    return Path(datadir) / "config.toml"
+
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s)  # a JSON string of ASCII is a valid TOML basic string
+
+
+def write_config(cfg: Config) -> None:
+    text = (
+        "# TransX node configuration (see the README)\n"
+        f"key = {_toml_str(cfg.key)}  # the node's key in keystore/: signs blocks, identifies the peer\n\n"
+        "[api]\n"
+        f"listen = {_toml_str(cfg.api_listen)}  # HTTP API and explorer; keep it on localhost\n\n"
+        "[p2p]\n"
+        f"listen = {_toml_str(cfg.p2p_listen)}\n"
+        f"bootstrap = [{', '.join(_toml_str(b) for b in cfg.bootstrap)}]\n\n"
+        "[solver]\n"
+        f"time_limit = {cfg.solver_time_limit or 0}  # seconds per slot's solve; 0: no limit\n"
+    )
+    path = config_path(cfg.datadir)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load_config(datadir: str | Path) -> Config:
+    path = config_path(datadir)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{datadir} is not a TransX data directory (no config.toml): run `transx init --datadir "
+                          f"{datadir}` first") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: {e}") from None
+    try:
+        api, p2p, solver = doc.get("api", {}), doc.get("p2p", {}), doc.get("solver", {})
+        limit = float(solver.get("time_limit", 0))
+        cfg = Config(
+            datadir=Path(datadir), key=str(doc["key"]), api_listen=str(api.get("listen", DEFAULT_API)),
+            p2p_listen=str(p2p.get("listen", DEFAULT_P2P)), bootstrap=[str(b) for b in p2p.get("bootstrap", [])],
+            solver_time_limit=limit if limit > 0 else None,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ConfigError(f"{path}: missing or malformed setting ({e})") from None
+    host, _, port = cfg.api_listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{path}: api.listen must be HOST:PORT, got {cfg.api_listen!r}")
+    return cfg
+
+
+def running_api(datadir: str | Path) -> str | None:
+    """The API URL of the node running on `datadir`, from the file it writes at start."""
+    try:
+        return json.loads((Path(datadir) / "node.json").read_text())["api"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,129 @@
+"""`transx node`: the composition root that wires store, chain, mempool, solver and API.
+
+Runs everything on one trio loop: the HTTP API (hypercorn), and the block
+producer, which waits for each slot's start, solves its market in a worker
+thread and commits the block.  SIGINT/SIGTERM cancel the loop; the store
+is closed on the way out, and a block is either fully written or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from functools import partial
+from pathlib import Path
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from consensus.proposer import solve_slot
+
+from .api import make_app
+from .chain import Chain
+from .config import Config, load_config
+from .genesis import load_genesis
+from .keys import encode_address
+from .keystore import Keystore
+from .metrics import NodeMetrics
+from .node import Node
+from .store import Store
+
+log = logging.getLogger("transx.node")
+VERSION = "0.1.0"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def run_node(datadir: str, password: str) -> None:
+    """Run the node on `datadir` until cancelled or signalled."""
+    cfg = load_config(datadir)
+    genesis = load_genesis(str(cfg.genesis_path))
+    key = Keystore(cfg.keystore_dir).unlock(cfg.key, password)
+    store = Store(str(cfg.chain_dir))
+    try:
+        chain = Chain(store, genesis)
+        node = Node(chain, key)
+        metrics = NodeMetrics()
+        metrics.height.set(chain.height)
+        app = make_app(node, metrics, info={"version": VERSION, "plugins": []})
+        log.info("chain %s at height %d (%s), node %s", genesis.chain_id, chain.height, chain.head.hash.hex()[:16],
+                 encode_address(node.address))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_signals, nursery.cancel_scope)
+            binds = await nursery.start(partial(serve, app, _hypercorn_config(cfg), shutdown_trigger=trio.sleep_forever))
+            _write_runtime(cfg, binds[0])
+            log.info("API on %s", binds[0])
+            if chain.state().solver(node.address) is not None:
+                nursery.start_soon(_produce, node, metrics, cfg)
+            else:
+                log.info("this node is not a registered solver: it serves the chain but proposes no blocks")
+    finally:
+        cfg.runtime_path.unlink(missing_ok=True)
+        store.close()
+        log.info("stopped; the store is closed at height %d", store_height(store))
+
+
+def store_height(store: Store) -> int:
+    from . import schema
+
+    last = store.last(b"ch")
+    return schema.read_u64(last[0][2:]) if last else -1
+
+
+def _hypercorn_config(cfg: Config) -> HypercornConfig:
+    hc = HypercornConfig()
+    hc.bind = [cfg.api_listen]
+    hc.loglevel = "WARNING"
+    hc.accesslog = None
+    return hc
+
+
+def _write_runtime(cfg: Config, api_url: str) -> None:
+    tmp = cfg.runtime_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"api": api_url, "pid": os.getpid()}))
+    os.replace(tmp, cfg.runtime_path)
+
+
+async def _watch_signals(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for sig in signals:
+            log.info("%s: shutting down", signal.Signals(sig).name)
+            scope.cancel()
+            return
+
+
+async def _produce(node: Node, metrics: NodeMetrics, cfg: Config) -> None:
+    """Propose one block per slot, at the slot's start; catch up at once on missed slots."""
+    g = node.genesis
+    while True:
+        height = node.chain.height + 1
+        wait = (g.slot_start_ms(height) - now_ms()) / 1000
+        if wait > 0:
+            await trio.sleep(wait)
+        market, pairs = node.chain.market(height)
+        t0 = time.perf_counter()
+        solution = await trio.to_thread.run_sync(
+            solve_slot, market, pairs, g, cfg.solver_time_limit, abandon_on_cancel=True)
+        solved = time.perf_counter() - t0
+        done = node.propose(solution, now_ms())
+        metrics.solve_seconds.observe(solved)
+        metrics.commit_seconds.observe(time.perf_counter() - t0 - solved)
+        metrics.height.set(node.chain.height)
+        metrics.mempool.set(len(node.mempool))
+        wh = sum(t.wh for t in done.block.clearing.trades)
+        metrics.traded_wh.inc(wh)
+        if solution.clearing.void:
+            metrics.void_slots.inc()
+        behind = (now_ms() - g.slot_start_ms(height)) // (g.slot_seconds * 1000)
+        if behind <= 1 or height % 100 == 0:
+            n = market.instance
+            log.info("block %d  txs %d  bids %d/%d  cleared %.1f kWh in %d trades  solve %.2fs (%s)%s", height,
+                     len(done.block.txs), len(n.sellers), len(n.buyers), wh / 1000, len(done.block.clearing.trades),
+                     solved, solution.method, f"  catching up: {behind} slots behind" if behind > 1 else "")
+        await trio.sleep(0)

@@ -1,0 +1,157 @@
+"""JSON views of chain objects: what the HTTP API returns and the CLI prints.
+
+Amounts stay integers (micro-units, Wh, micro-units per kWh); addresses are
+Bech32, hashes hex.  Market views rebuild a slot's instance from the bid
+records, so a cleared slot shows the same participants its block cleared.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from solver import Instance, Participant
+from solver.report import outcomes
+
+from . import schema
+from .blocks import Block, Header
+from .chain import Chain
+from .keys import address_of, encode_address
+from .state import CANCELLED, OPEN, STATUS_NAMES, BidRecord
+from .transactions import (SIDE_NAMES, Bid, CancelBid, Commit, MeterReading, RegisterSolver, Transfer, Tx,
+                           escrow_for)
+
+
+def header_json(h: Header) -> dict[str, Any]:
+    return {
+        "height": h.height,
+        "hash": h.hash.hex(),
+        "parent": h.parent.hex(),
+        "timestamp": h.timestamp,
+        "proposer": encode_address(address_of(h.proposer)) if any(h.proposer) else None,
+        "state_hash": h.state_hash.hex(),
+        "tx_root": h.tx_root.hex(),
+        "clearing_hash": h.clearing_hash.hex(),
+    }
+
+
+def tx_json(tx: Tx) -> dict[str, Any]:
+    out: dict[str, Any] = {"hash": tx.hash.hex(), "kind": tx.kind, "from": encode_address(tx.sender),
+                           "nonce": tx.nonce, "fee": tx.fee}
+    b = tx.body
+    if isinstance(b, Transfer):
+        out.update(to=encode_address(b.to), amount=b.amount)
+    elif isinstance(b, Bid):
+        out.update(side=SIDE_NAMES[b.side], slot=b.slot, wh=b.wh, price=b.price, zone=b.zone, expiry=b.expiry,
+                   escrow=escrow_for(b.wh, b.price) if b.side == 0 else 0)
+    elif isinstance(b, CancelBid):
+        out.update(bid=b.bid.hex())
+    elif isinstance(b, RegisterSolver):
+        out.update(deposit=b.deposit)
+    elif isinstance(b, Commit):
+        out.update(target_height=b.height, commitment=b.commitment.hex())
+    elif isinstance(b, MeterReading):
+        out.update(slot=b.slot, imported_wh=b.imported_wh, exported_wh=b.exported_wh)
+    return out
+
+
+def block_json(chain: Chain, block: Block) -> dict[str, Any]:
+    out = header_json(block.header)
+    out["txs"] = [tx_json(t) for t in block.txs]
+    c = block.clearing
+    market = slot_view(chain, block.height) if block.height else None
+    out["clearing"] = {
+        "slot": block.height,
+        "void": c.void,
+        "trades": market["trades"] if market else [],
+        "traded_wh": sum(t.wh for t in c.trades),
+        "value": sum(t.payment for t in c.trades),
+    }
+    return out
+
+
+def bid_json(bid_id: bytes, r: BidRecord) -> dict[str, Any]:
+    return {"id": bid_id.hex(), "owner": encode_address(r.owner), "side": SIDE_NAMES[r.side], "slot": r.slot,
+            "wh": r.wh, "price": r.price, "zone": r.zone, "escrow": r.escrow, "included": r.included,
+            "status": STATUS_NAMES[r.status], "traded_wh": r.traded_wh, "amount": r.amount}
+
+
+def _instance(chain: Chain, slot: int, bids: list[tuple[bytes, BidRecord]]) -> Instance:
+    g = chain.genesis
+    sellers = [Participant(i.hex(), r.wh, r.price, r.zone) for i, r in bids if r.side == 1]
+    buyers = [Participant(i.hex(), r.wh, r.price, r.zone) for i, r in bids if r.side == 0]
+    return Instance(slot, g.feed_in, g.retail, g.network_charge, tuple(sellers), tuple(buyers))
+
+
+def slot_view(chain: Chain, slot: int) -> dict[str, Any]:
+    """A slot's market: its bids, and once cleared its trades, prices, surpluses and returns against the grid."""
+    state = chain.state()
+    bids = [(i, r) for i, r in state.slot_bids(slot) if r.status != CANCELLED]
+    cleared = slot <= chain.height
+    block = chain.block_at(slot) if cleared else None
+    out: dict[str, Any] = {
+        "slot": slot,
+        "status": "cleared" if cleared else ("open" if slot >= chain.height + 1 + chain.genesis.gate_closure
+                                             else "closed"),
+        "starts": chain.genesis.slot_start_ms(slot),
+        "grid": {"feed_in": chain.genesis.feed_in, "retail": chain.genesis.retail},
+        "bids": [bid_json(i, r) for i, r in bids],
+        "trades": [],
+        "participants": [],
+    }
+    if block is None or not bids:
+        return out
+    inst = _instance(chain, slot, bids)
+    c = block.clearing
+    out["void"] = c.void
+    out["trades"] = [
+        {"seller": inst.sellers[t.seller].id, "buyer": inst.buyers[t.buyer].id, "wh": t.wh, "payment": t.payment,
+         "price": t.payment * 1000 // t.wh}
+        for t in c.trades
+    ]
+    wh = sum(t.wh for t in c.trades)
+    out["traded_wh"] = wh
+    out["value"] = sum(t.payment for t in c.trades)
+    out["average_price"] = out["value"] * 1000 // wh if wh else None
+    owners = {i.hex(): encode_address(r.owner) for i, r in bids}
+    if c.trades:
+        rows = outcomes(inst, c.to_clearing(inst))
+        out["participants"] = [
+            {"bid": o.id, "owner": owners[o.id], "side": o.side, "wh": o.wh, "amount": o.paid, "grid": o.grid,
+             "surplus": o.surplus_nano // 1000, "return_vs_grid": o.return_vs_grid}
+            for o in rows
+        ]
+    return out
+
+
+def address_view(chain: Chain, addr: bytes, pending_nonce: int, history: int = 50) -> dict[str, Any]:
+    state = chain.state()
+    acct = state.account(addr)
+    open_bids = []
+    for k, _ in state.items(schema.owner_bids(addr)):
+        bid_id = k[-32:]
+        rec = state.bid(bid_id)
+        if rec is not None and rec.status == OPEN:
+            open_bids.append(bid_json(bid_id, rec))
+    solver = state.solver(addr)
+    return {
+        "address": encode_address(addr),
+        "balance": acct.balance,
+        "escrowed": acct.escrowed,
+        "nonce": acct.nonce,
+        "pending_nonce": pending_nonce,
+        "solver_deposit": solver.deposit if solver else 0,
+        "open_bids": open_bids,
+        "history": address_history(chain, addr, history),
+    }
+
+
+def address_history(chain: Chain, addr: bytes, limit: int) -> list[dict[str, Any]]:
+    """The address's latest transactions, newest first."""
+    out = []
+    for _, tx_hash in chain.store.items(schema.address_txs(addr), reverse=True):
+        found = chain.tx(tx_hash)
+        if found is not None:
+            out.append({**tx_json(found[0]), "height": found[1]})
+            if len(out) >= limit:
+                break
+    return out

@@ -1,0 +1,99 @@
+"""The wallet side of the CLI: amounts as people write them, quotes, signing and sending.
+
+Keys never leave the machine: a transaction is signed here and only its
+bytes go to the node's API.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .client import ApiClient
+from .keys import address_of_key
+from .transactions import BUY, Body, sign_tx
+
+
+class InputError(ValueError):
+    """An amount, quantity or price a person typed is not valid; one line."""
+
+
+def parse_tokens(text: str, what: str = "amount", allow_zero: bool = False) -> int:
+    """'12.5' tokens -> 12_500_000 micro-units, exactly; at most 6 decimals."""
+    try:
+        d = Decimal(text.strip())
+    except (InvalidOperation, AttributeError):
+        raise InputError(f"{what} {text!r} is not a number of tokens (e.g. 12.5)") from None
+    if not d.is_finite() or d < 0 or (d == 0 and not allow_zero):
+        raise InputError(f"{what} must be {'non-negative' if allow_zero else 'positive'}, got {text!r}")
+    micro = d * 1_000_000
+    if micro != micro.to_integral_value():
+        raise InputError(f"{what} {text!r} has more than 6 decimals (the smallest unit is 0.000001)")
+    if micro > 2**62:
+        raise InputError(f"{what} {text!r} is too large")
+    return int(micro)
+
+
+_ENERGY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(wh|kwh|mwh)?\s*$", re.IGNORECASE)
+
+
+def parse_energy(text: str) -> int:
+    """'5kWh', '2.5 kwh', '800Wh' or '800' (Wh) -> whole Wh."""
+    m = _ENERGY.match(text)
+    if not m:
+        raise InputError(f"quantity {text!r} is not an energy (e.g. 5kWh or 800Wh)")
+    scale = {"wh": 1, "kwh": 1000, "mwh": 1_000_000}[(m.group(2) or "wh").lower()]
+    wh = Decimal(m.group(1)) * scale
+    if wh != wh.to_integral_value() or wh < 1 or wh > 10**9:
+        raise InputError(f"quantity {text!r} must be a whole number of Wh from 1 Wh to 1 GWh")
+    return int(wh)
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a bid is expected to bring against the grid-only outcome, before it is signed."""
+
+    side: str
+    wh: int
+    limit: int  # micro-units per kWh
+    grid_price: int  # retail for a buyer, feed-in for a seller
+    expected_price: int
+    expected_return: int  # micro-units, if fully cleared at the expected price
+    worst_return: int  # micro-units, if fully cleared at the limit
+    basis: str
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def quote(side: int, wh: int, limit: int, market: dict[str, Any]) -> Quote:
+    """Expected and worst-case return vs the grid, from the recent cleared prices (or the grid midpoint)."""
+    feed_in, retail = market["grid"]["feed_in"], market["grid"]["retail"]
+    recent = market.get("average_price")
+    basis = "recent cleared slots' average price" if recent else "midpoint of the grid tariffs (no recent trades)"
+    expected = recent if recent else (feed_in + retail) // 2
+    if side == BUY:
+        expected = min(expected, limit)
+        return Quote("buy", wh, limit, retail, expected, (retail - expected) * wh // 1000,
+                     (retail - min(limit, retail)) * wh // 1000, basis)
+    expected = max(expected, limit)
+    return Quote("sell", wh, limit, feed_in, expected, (expected - feed_in) * wh // 1000,
+                 (max(limit, feed_in) - feed_in) * wh // 1000, basis)
+
+
+def send(client: ApiClient, key, body: Body, fee: int | None = None) -> dict[str, Any]:
+    """Sign `body` with `key` at the account's next nonce and submit it; returns the node's answer."""
+    info = client.get("/api/node")
+    acct = client.get(f"/api/address/{_bech32(key)}")
+    tx = sign_tx(key, chain_id=info["chain_id"], nonce=acct["pending_nonce"],
+                 fee=info["min_fee"] if fee is None else fee, body=body)
+    answer = client.submit(tx.encoded)
+    return {**answer, "nonce": tx.nonce, "fee": tx.fee}
+
+
+def _bech32(key) -> str:
+    from .keys import encode_address
+
+    return encode_address(address_of_key(key))
