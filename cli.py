@@ -43,7 +43,24 @@ def _progress():
     return lambda msg: click.echo(f"[{time.perf_counter() - start:7.2f}s] {msg}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Transx(click.Group):
+    """Usage errors as one line (`error: ...`, exit 2), like every other bad input."""
+
+    def main(self, *args, **kwargs):
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Abort:
+            _fail("aborted", status=1)
+        except click.exceptions.NoArgsIsHelpError as e:
+            click.echo(e.format_message(), err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            hint = f" (see: {e.ctx.command_path} --help)" if isinstance(e, click.UsageError) and e.ctx else ""
+            _fail(e.format_message() + hint, status=e.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_Transx, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """TransX: a peer-to-peer energy market cleared by Proof-of-Solution."""
 
@@ -477,6 +494,10 @@ def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, a
     market = client.get("/api/market")
     info = client.get("/api/node")
     slot = market["first_open_slot"] if slot is None else slot
+    if slot < market["first_open_slot"]:
+        _fail(f"slot {slot} is closed for bids (gate closure); the first open slot is {market['first_open_slot']}")
+    if slot > market["height"] + info["bid_horizon"]:
+        _fail(f"slot {slot} is beyond the bidding horizon ({info['bid_horizon']} slots past height {market['height']})")
     if zone >= info["zones"]:
         _fail(f"zone {zone} does not exist (this network has zones 0..{info['zones'] - 1})")
     q = quote(side, wh, limit, market)

@@ -65,12 +65,14 @@ def make_app(node: Node, metrics: NodeMetrics, info: dict[str, Any] | None = Non
     g = chain.genesis
 
     async def node_info(request: Request) -> Response:
+        totals = chain.state().totals()
         return _json({
             "chain_id": g.chain_id, "genesis": g.hash.hex(), "height": chain.height, "head": chain.head.hash.hex(),
             "address": encode_address(node.address), "mempool": len(node.mempool),
             "slot_seconds": g.slot_seconds, "gate_closure": g.gate_closure, "bid_horizon": g.bid_horizon,
             "first_open_slot": first_open_slot(g, chain.height), "zones": g.zones, "min_fee": g.min_fee,
             "grid": {"feed_in": g.feed_in, "retail": g.retail}, "genesis_time": g.timestamp,
+            "supply": {"minted": totals.minted, "burned": totals.burned},
             **(info or {}),
         })
 

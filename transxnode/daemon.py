@@ -46,6 +46,7 @@ async def run_node(datadir: str, password: str) -> None:
     genesis = load_genesis(str(cfg.genesis_path))
     key = Keystore(cfg.keystore_dir).unlock(cfg.key, password)
     store = Store(str(cfg.chain_dir))
+    chain = None
     try:
         chain = Chain(store, genesis)
         node = Node(chain, key)
@@ -66,14 +67,8 @@ async def run_node(datadir: str, password: str) -> None:
     finally:
         cfg.runtime_path.unlink(missing_ok=True)
         store.close()
-        log.info("stopped; the store is closed at height %d", store_height(store))
-
-
-def store_height(store: Store) -> int:
-    from . import schema
-
-    last = store.last(b"ch")
-    return schema.read_u64(last[0][2:]) if last else -1
+        if chain is not None:
+            log.info("stopped; the store is closed at height %d", chain.height)
 
 
 def _hypercorn_config(cfg: Config) -> HypercornConfig:

@@ -1,0 +1,214 @@
+"""A real node process driven through the CLI and the HTTP API, as a homeowner would."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+
+from transxnode.keys import decode_address
+from transxnode.keystore import Keystore
+from transxnode.transactions import BUY, SELL, Bid, Transfer, sign_tx
+
+from node_support import PASSWORD, TRANSX, ENV, NodeProcess, transx, transx_json, wait_for
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    n = NodeProcess.init_dev(tmp_path_factory.mktemp("home") / "data").start()
+    n.wait_height(1)
+    yield n
+    n.stop()
+
+
+def _balance(node, address: str) -> dict:
+    return node.get(f"/api/address/{address}")
+
+
+def _fund(node, *addresses: str, amount: str = "100") -> None:
+    for a in addresses:
+        transx("wallet", "send", a, amount, *node.dd, check=True)
+    wait_for(lambda: all(_balance(node, a)["balance"] > 0 for a in addresses), 30, "funding to land")
+
+
+def test_wallets_bid_and_a_slot_clears_and_pays(node):
+    seller = transx_json("wallet", "new", *node.dd)["address"]
+    buyer = transx_json("wallet", "new", *node.dd)["address"]
+    _fund(node, seller, buyer)
+    listed = transx_json("wallet", "list", *node.dd)
+    assert {seller, buyer} <= {r["address"] for r in listed}
+
+    slot = node.get("/api/node")["first_open_slot"] + 2
+    sell = transx_json("bid", "sell", "5kWh", "0.30", "--slot", str(slot), "--from", seller, "-y", *node.dd)
+    buy = transx_json("bid", "buy", "3kWh", "0.50", "--slot", str(slot), "--zone", "1", "--from", buyer, "-y",
+                      *node.dd)
+    assert buy["quote"]["worst_return"] == (570000 - 500000) * 3  # retail minus the limit, on 3 kWh
+    # Escrow is locked as soon as the bid is in a block: 3 kWh x 0.50.
+    wait_for(lambda: _balance(node, buyer)["escrowed"] == 1_500_000, 30, "the buy bid's escrow")
+    assert [b["id"] for b in transx_json("bid", "list", buyer, *node.dd)] == [buy["bid"]]
+
+    node.wait_height(slot)
+    m = transx_json("explorer", "market", str(slot), *node.dd)
+    assert m["status"] == "cleared"
+    assert [(t["seller"], t["buyer"], t["wh"]) for t in m["trades"]] == [(sell["bid"], buy["bid"], 3000)]
+    payment = m["trades"][0]["payment"]
+    assert 300_000 * 3 <= payment <= 500_000 * 3 - 30_000 * 3  # within both limits, net of the zone 0->1 charge
+    rows = {p["side"]: p for p in m["participants"]}
+    assert rows["sell"]["return_vs_grid"] > 0 and rows["buy"]["return_vs_grid"] > 0
+
+    fee = 1000
+    s, b = _balance(node, seller), _balance(node, buyer)
+    assert s["balance"] == 100_000_000 - fee + payment
+    assert b["balance"] == 100_000_000 - fee - rows["buy"]["amount"]
+    assert rows["buy"]["amount"] == payment + 30_000 * 3000 // 1000  # payment plus the network charge
+    assert b["escrowed"] == 0 and b["open_bids"] == []
+
+    block = transx_json("explorer", "block", str(slot), *node.dd)
+    assert block["clearing"]["traded_wh"] == 3000 and not block["clearing"]["void"]
+    tx = transx_json("explorer", "tx", buy["bid"], *node.dd)
+    assert tx["status"] == "included" and tx["kind"] == "bid"
+    hist = transx_json("explorer", "address", buyer, *node.dd)["history"]
+    assert buy["bid"] in {h["hash"] for h in hist}
+    text = transx("explorer", "market", str(slot), *node.dd, check=True).stdout
+    assert "trades" in text and "vs grid" in text
+
+
+def test_bad_cli_input_is_one_line_and_nonzero(node):
+    payee = transx_json("wallet", "new", *node.dd)["address"]
+    cases = [
+        (("wallet", "send", "trx1notanaddress", "1"), 2, "address"),
+        (("wallet", "send", payee, "1.0000001"), 2, "6 decimals"),
+        (("wallet", "send", payee, "0"), 2, "positive"),
+        (("wallet", "send", payee, "-3"), 2, "No such option"),
+        (("bid", "buy", "lots", "0.5", "-y"), 2, "energy"),
+        (("bid", "buy", "5kWh", "0.5", "--zone", "9", "-y"), 2, "zone 9"),
+        (("bid", "buy", "5kWh", "0.5", "--slot", "1", "-y"), 2, "closed"),
+        (("bid", "buy", "5kWh", "0.5", "--slot", "99999999", "-y"), 2, "horizon"),
+        (("wallet", "send", payee, "5", "--from", payee), 1, "insufficient balance"),
+        (("explorer", "block", "999999"), 1, "no block"),
+        (("explorer", "tx", "zz"), 1, "hex"),
+    ]
+    before = node.get("/api/node")["mempool"]
+    for args, status, words in cases:
+        r = transx(*args, *node.dd)
+        assert r.returncode == status, (args, r.stdout, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], (args, r.stderr)
+    assert node.get("/api/node")["mempool"] == before
+    r = transx("node", "--datadir", str(node.datadir.parent / "nowhere"))
+    assert r.returncode == 2 and "transx init" in r.stderr
+
+
+def test_api_refuses_hostile_input_without_changing_state(node):
+    ks = Keystore(node.datadir / "keystore")
+    me = ks.addresses()[0] if ks.addresses()[0] == _node_key(node) else _node_key(node)
+    key = ks.unlock(me, PASSWORD)
+    info = node.get("/api/node")
+    before = _balance(node, me)
+    good = sign_tx(key, chain_id=info["chain_id"], nonce=before["pending_nonce"], fee=1000,
+                   body=Transfer(decode_address(me), 1))
+    wrong_chain = sign_tx(key, chain_id="another-chain", nonce=before["pending_nonce"], fee=1000,
+                          body=Transfer(decode_address(me), 1))
+    tampered = bytearray(good.encoded)
+    tampered[-1] ^= 1
+    assert node.request("POST", "/api/tx", b"{not json")[0] == 400
+    assert node.request("POST", "/api/tx", json.dumps({"raw": "zz"}).encode())[0] == 400
+    assert node.request("POST", "/api/tx", b"x" * 70_000)[0] == 413
+    status, err = node.submit(wrong_chain.encoded)
+    assert status == 422 and "chain id" in err["error"]
+    status, err = node.submit(bytes(tampered))
+    assert status == 422 and "signature" in err["error"]
+    status, err = node.submit(good.encoded + b"\x00")
+    assert status == 422 and "trailing" in err["error"]
+    assert node.request("GET", "/api/address/trx1qqqq")[0] == 400
+    assert node.request("GET", "/api/block/" + "ab" * 32)[0] == 404
+    assert node.request("GET", "/api/tx/" + "ab" * 32)[0] == 404
+    assert node.request("GET", "/api/nothing")[0] == 404
+    after = _balance(node, me)
+    assert after["pending_nonce"] == before["pending_nonce"]
+    # The good one is accepted once; a replay of an included transaction is refused.
+    status, ok = node.submit(good.encoded)
+    assert status == 202 and ok["hash"] == good.hash.hex()
+    assert node.submit(good.encoded)[0] == 422
+    wait_for(lambda: node.get(f"/api/tx/{good.hash.hex()}")["status"] == "included", 30, "inclusion")
+    status, err = node.submit(good.encoded)
+    assert status == 422 and "already on chain" in err["error"]
+    metrics = node.request("GET", "/api/node")[1]
+    assert metrics["height"] >= 1
+
+
+def _node_key(node) -> str:
+    return transx_json("wallet", "address", *node.dd)["address"]
+
+
+def _money(node, addresses) -> tuple[int, dict]:
+    """What the accounts hold (balance, escrow, deposit), and /api/node, read at one height."""
+    while True:
+        info = node.get("/api/node")
+        total = 0
+        for a in addresses:
+            acct = _balance(node, a)
+            total += acct["balance"] + acct["escrowed"] + acct["solver_deposit"]
+        if node.get("/api/node")["height"] == info["height"]:
+            return total, info
+
+
+def test_sigkill_at_any_instant_restarts_with_the_chain_intact(tmp_path):
+    """Kill -9 while blocks, bids and transfers are being written; every restart finds a whole chain."""
+    n = NodeProcess.init_dev(tmp_path / "data").start()
+    rng = random.Random(7)
+    try:
+        me = _node_key(n)
+        ks = Keystore(n.datadir / "keystore")
+        key = ks.unlock(me, PASSWORD)
+        others = [ks.create(PASSWORD) for _ in range(3)]
+        addresses = [me, *others]
+        info = n.get("/api/node")
+        nonce = 0
+        n.wait_height(1)
+        for round_ in range(4):
+            acct = _balance(n, me)
+            nonce = acct["pending_nonce"]
+            first = n.get("/api/node")["first_open_slot"]
+            for k in range(12):
+                body = (Transfer(decode_address(rng.choice(others)), rng.randint(1, 10**6)) if k % 3 else
+                        Bid(BUY if k % 2 else SELL, first + rng.randint(0, 3), rng.randint(100, 5000),
+                            rng.randint(170_000, 570_000), 0, first + 50))
+                if isinstance(body, Bid) and body.side == SELL and any(
+                        b["side"] == "buy" and b["slot"] == body.slot for b in acct["open_bids"]):
+                    continue
+                tx = sign_tx(key, chain_id=info["chain_id"], nonce=nonce, fee=1000, body=body)
+                if n.submit(tx.encoded)[0] == 202:
+                    nonce += 1
+            seen = n.height
+            wait_for(lambda: n.height > seen, 30, "a new block")
+            time.sleep(rng.uniform(0, 1.0))
+            seen = n.height
+            n.kill()
+            n.start()
+            head = n.height
+            assert head >= seen, f"round {round_}: restarted at {head}, below the {seen} seen before the kill"
+            # A whole chain: every block present and linked to its parent.
+            prev = n.get("/api/block/0")["hash"]
+            for h in range(1, head + 1):
+                b = n.get(f"/api/block/{h}")
+                assert b["parent"] == prev, f"round {round_}: block {h} does not link to {h - 1}"
+                prev = b["hash"]
+            # Money is conserved: what the accounts hold plus what was burned is what was minted.
+            held, info = _money(n, addresses)
+            assert held + info["supply"]["burned"] == info["supply"]["minted"]
+            assert info["supply"]["minted"] == 1_000_000_000_000 + 100_000_000 + 1_000_000 * info["height"]
+        # A second node on the same data directory is refused with one line.
+        r = subprocess.run([*TRANSX, "node", *n.dd], capture_output=True, text=True, timeout=60, env=ENV)
+        assert r.returncode == 2
+        assert r.stderr.strip().splitlines()[-1].startswith("error: another node is using the data directory")
+        assert n.stop(signal.SIGINT) == 0
+        assert not (n.datadir / "node.json").exists()
+        assert "stopped; the store is closed" in n.log()
+    finally:
+        if n.proc and n.proc.poll() is None:
+            n.kill()
