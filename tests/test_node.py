@@ -202,6 +202,18 @@ def test_sigkill_at_any_instant_restarts_with_the_chain_intact(tmp_path):
             held, info = _money(n, addresses)
             assert held + info["supply"]["burned"] == info["supply"]["minted"]
             assert info["supply"]["minted"] == 1_000_000_000_000 + 100_000_000 + 1_000_000 * info["height"]
+        # Pending transactions survive a kill: one held back by a nonce gap is still pending after the
+        # restart, and goes in once the gap is filled.
+        nonce = _balance(n, me)["pending_nonce"]
+        later = sign_tx(key, chain_id=info["chain_id"], nonce=nonce + 1, fee=1000,
+                        body=Transfer(decode_address(others[0]), 7))
+        gap = sign_tx(key, chain_id=info["chain_id"], nonce=nonce, fee=1000, body=Transfer(decode_address(others[1]), 7))
+        assert n.submit(later.encoded)[0] == 202
+        n.kill()
+        n.start()
+        assert n.get(f"/api/tx/{later.hash.hex()}")["status"] == "pending"
+        assert n.submit(gap.encoded)[0] == 202
+        wait_for(lambda: n.get(f"/api/tx/{later.hash.hex()}")["status"] == "included", 30, "the journalled tx")
         # A second node on the same data directory is refused with one line.
         r = subprocess.run([*TRANSX, "node", *n.dd], capture_output=True, text=True, timeout=60, env=ENV)
         assert r.returncode == 2

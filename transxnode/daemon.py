@@ -27,6 +27,7 @@ from .chain import Chain
 from .config import Config, load_config
 from .genesis import load_genesis
 from .keys import encode_address
+from .journal import Journal
 from .keystore import Keystore
 from .metrics import NodeMetrics
 from .node import Node
@@ -46,10 +47,11 @@ async def run_node(datadir: str, password: str) -> None:
     genesis = load_genesis(str(cfg.genesis_path))
     key = Keystore(cfg.keystore_dir).unlock(cfg.key, password)
     store = Store(str(cfg.chain_dir))
+    journal = Journal(cfg.datadir / "mempool.journal")
     chain = None
     try:
         chain = Chain(store, genesis)
-        node = Node(chain, key)
+        node = Node(chain, key, journal=journal)
         metrics = NodeMetrics()
         metrics.height.set(chain.height)
         app = make_app(node, metrics, info={"version": VERSION, "plugins": []})
@@ -65,6 +67,7 @@ async def run_node(datadir: str, password: str) -> None:
             else:
                 log.info("this node is not a registered solver: it serves the chain but proposes no blocks")
     finally:
+        journal.close()
         cfg.runtime_path.unlink(missing_ok=True)
         store.close()
         if chain is not None:

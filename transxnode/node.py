@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 from consensus.proposer import Solution
 
-from . import keys
+from . import keys, ledger
 from .chain import Chain, Connected
+from .journal import Journal
 from .mempool import Mempool
 from .state import StateOverlay
 from .transactions import Tx, TxError, check_stateless, decode_tx
-from . import ledger
 
 log = logging.getLogger("transx.node")
 
@@ -28,10 +28,26 @@ class Admitted:
 
 
 class Node:
-    def __init__(self, chain: Chain, key, mempool: Mempool | None = None) -> None:
+    def __init__(self, chain: Chain, key, mempool: Mempool | None = None, journal: Journal | None = None) -> None:
         self.chain, self.key = chain, key
         self.address = keys.address_of_key(key)
         self.mempool = mempool or Mempool()
+        self.journal = journal
+        if journal is not None:
+            self._replay(journal)
+
+    def _replay(self, journal: Journal) -> None:
+        """Re-admit the journal's transactions (those still valid), then compact it."""
+        kept = 0
+        for raw in journal.load():
+            try:
+                self._admit(decode_tx(raw))
+                kept += 1
+            except TxError:
+                pass
+        journal.rewrite([t.encoded for t in self.mempool.by_hash.values()])
+        if kept:
+            log.info("mempool: %d pending transactions restored from the journal", kept)
 
     @property
     def genesis(self):
@@ -46,6 +62,12 @@ class Node:
         return self.submit_tx(tx)
 
     def submit_tx(self, tx: Tx) -> Admitted:
+        admitted = self._admit(tx)
+        if self.journal is not None:
+            self.journal.append(tx.encoded)
+        return admitted
+
+    def _admit(self, tx: Tx) -> Admitted:
         g = self.genesis
         check_stateless(tx, g.chain_id, g.zones, g.min_fee)
         if self.chain.tx(tx.hash) is not None:
@@ -85,3 +107,5 @@ class Node:
         for tx in done.block.txs:
             self.mempool.remove(tx)
         self.mempool.prune(self.chain.height + 1, self.chain_nonce, self.genesis.gate_closure)
+        if self.journal is not None and self.journal.records > 2 * len(self.mempool) + 1000:
+            self.journal.rewrite([t.encoded for t in self.mempool.by_hash.values()])
