@@ -29,7 +29,7 @@ POOR_BALANCE = 20_000
 
 # Slow properties (they build chains and call the solver): few, fixed examples.
 CHAIN_PROPERTY = settings(
-    max_examples=6,
+    max_examples=25,
     deadline=None,
     derandomize=True,
     database=None,

@@ -125,8 +125,6 @@ def test_header_hash_ignores_signature_but_covers_every_other_field():
         assert not changed.signature_ok()
 
 
-@pytest.mark.xfail(strict=True, reason="Header.signed signs the hash over the old proposer field, then replaces it "
-                                       "(transxnode/blocks.py:94)")
 def test_header_signed_by_a_key_other_than_its_proposer_field_verifies():
     unsigned = Header(5, bytes(32), 1, bytes(32), bytes(32), bytes(32), bytes(32))  # proposer not filled in yet
     signed = unsigned.signed(ALICE)

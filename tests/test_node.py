@@ -137,8 +137,15 @@ def test_api_refuses_hostile_input_without_changing_state(node):
     wait_for(lambda: node.get(f"/api/tx/{good.hash.hex()}")["status"] == "included", 30, "inclusion")
     status, err = node.submit(good.encoded)
     assert status == 422 and "already on chain" in err["error"]
-    metrics = node.request("GET", "/api/node")[1]
-    assert metrics["height"] >= 1
+
+    # The explorer page and the metrics are served beside the API.
+    import urllib.request
+
+    with urllib.request.urlopen(node.api + "/", timeout=10) as r:
+        assert r.headers["content-type"].startswith("text/html") and b"TransX explorer" in r.read()
+    with urllib.request.urlopen(node.api + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert "transx_height" in text and 'transx_tx_rejected_total{reason="invalid"}' in text
 
 
 def _node_key(node) -> str:

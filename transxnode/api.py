@@ -4,6 +4,7 @@ GET  /api/node, /api/head, /api/block/<height|hash>, /api/tx/<hash>,
      /api/address/<addr>, /api/market, /api/market/<slot>
 POST /api/tx   {"raw": "<hex of a signed transaction>"}
 GET  /metrics  Prometheus
+GET  /         the explorer page (static; it reads the API above)
 Errors are JSON ``{"error": "..."}`` with a status that fits: 400 malformed
 input, 404 unknown object, 413 oversize body, 422 a well-formed transaction
 the chain refuses.
@@ -12,13 +13,14 @@ the chain refuses.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from consensus.schedule import first_open_slot
@@ -30,6 +32,7 @@ from .node import Node
 from .transactions import MAX_TX_BYTES, TxError
 
 MAX_BODY = 64 * 1024
+_EXPLORER = (Path(__file__).parent / "static" / "explorer.html").read_text()
 RECENT_SLOTS = 24
 
 
@@ -159,6 +162,9 @@ def make_app(node: Node, metrics: NodeMetrics, info: dict[str, Any] | None = Non
             out["displaced"] = admitted.displaced.hash.hex()
         return _json(out, 202)
 
+    async def explorer_page(request: Request) -> Response:
+        return HTMLResponse(_EXPLORER)
+
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -180,5 +186,6 @@ def make_app(node: Node, metrics: NodeMetrics, info: dict[str, Any] | None = Non
         Route("/api/market", market_summary),
         Route("/api/market/{slot}", market),
         Route("/metrics", prometheus),
+        Route("/", explorer_page),
     ]
     return Starlette(routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error})

@@ -91,7 +91,9 @@ class Header:
         return b"transx-block-v1" + self.hash
 
     def signed(self, key) -> "Header":
-        return replace(self, proposer=keys.public_key(key), signature=keys.sign(key, self.signing_bytes()))
+        """This header with `key` as its proposer, signed by it."""
+        h = replace(self, proposer=keys.public_key(key))
+        return replace(h, signature=keys.sign(key, h.signing_bytes()))
 
     def signature_ok(self) -> bool:
         return keys.verify_signature(self.proposer, self.signing_bytes(), self.signature)

@@ -61,7 +61,7 @@ class Mempool:
             return old
         displaced = None
         if len(self.by_hash) >= self.max_size:
-            victim = self._cheapest_tail()
+            victim = self._cheapest_tail(exclude=tx.sender if q else None)
             if victim is None or victim.fee >= tx.fee:
                 raise TxError(f"mempool full: the fee must beat {victim.fee if victim else 0}")
             self._drop(victim)
@@ -110,11 +110,14 @@ class Mempool:
     def _drop(self, tx: Tx) -> None:
         self.by_hash.pop(tx.hash, None)
         q = self.by_sender.get(tx.sender)
-        if q is not None and q.get(tx.nonce) is tx:
+        cur = q.get(tx.nonce) if q is not None else None
+        if cur is not None and cur.hash == tx.hash:
             del q[tx.nonce]
             if not q:
                 del self.by_sender[tx.sender]
 
-    def _cheapest_tail(self) -> Tx | None:
-        tails = [q[max(q)] for q in self.by_sender.values() if q]
+    def _cheapest_tail(self, exclude: bytes | None = None) -> Tx | None:
+        """The cheapest last-in-line transaction of any sender but `exclude` (evicting the new
+        transaction's own predecessor would leave it stranded behind a gap)."""
+        tails = [q[max(q)] for sender, q in self.by_sender.items() if q and sender != exclude]
         return min(tails, key=lambda t: (t.fee, t.hash), default=None)

@@ -74,7 +74,7 @@ class Node:
             raise TxError("already on chain")
         state = self.chain.state()
         chain_nonce = state.account(tx.sender).nonce
-        if tx.nonce == self.mempool.next_nonce(tx.sender, chain_nonce):
+        if chain_nonce <= tx.nonce <= self.mempool.next_nonce(tx.sender, chain_nonce):  # next in line, or a replacement
             self._trial(state, tx)
         displaced = self.mempool.add(tx, chain_nonce)
         return Admitted(tx, displaced)
