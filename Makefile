@@ -16,12 +16,11 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 devnet: $(STAMP)
-	@$(VENV)/bin/transx devnet --help >/dev/null 2>&1 || { \
-	  echo "transx devnet is not built yet (the p2p issue); meanwhile: $(VENV)/bin/transx solve --generate 200 -o market.json && $(VENV)/bin/transx solve market.json"; exit 1; }
 	$(VENV)/bin/transx devnet
 
 bench: $(STAMP)
 	$(PY) bench/solver.py
+	$(PY) bench/chain.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

@@ -274,28 +274,21 @@ def _init(datadir, genesis_file, dev, slot_seconds, api_listen, password_file) -
     from pathlib import Path
 
     from transxnode import genesis as G
-    from transxnode.config import DEFAULT_API, Config, config_path, write_config
-    from transxnode.keys import decode_address
-    from transxnode.keystore import Keystore
+    from transxnode.config import DEFAULT_API, config_path
+    from transxnode.datadir import init_datadir
 
     d = Path(_datadir(datadir))
     if config_path(d).exists():
         _fail(f"{d} is already initialised (config.toml exists); choose another --datadir")
     if dev and genesis_file:
         _fail("give --dev or --genesis, not both")
+    doc = None
     if not dev:
-        src = genesis_file or str(Path(__file__).resolve().parent / "genesis.json")
-        doc = G.read_json(src, G.GenesisError)
-        G.genesis_from_json(doc)  # refuse a bad file before creating anything
+        doc = G.read_json(genesis_file or str(Path(__file__).resolve().parent / "genesis.json"), G.GenesisError)
+        G.genesis_from_json(doc)  # refuse a bad file before asking for a password
     password = _password(password_file, confirm=True)
-    d.mkdir(parents=True, exist_ok=True)
-    address = Keystore(d / "keystore").create(password)
-    if dev:
-        raw = decode_address(address)
-        doc = G.dev_genesis([raw], [raw], slot_seconds=slot_seconds)
-    g = G.genesis_from_json(doc)
-    (d / "genesis.json").write_text(json.dumps(doc, indent=1) + "\n")
-    write_config(Config(datadir=d, key=address, api_listen=api_listen or DEFAULT_API))
+    address, g = init_datadir(d, password, doc, dev_slot_seconds=slot_seconds if dev else None,
+                              api_listen=api_listen or DEFAULT_API)
     click.echo(f"initialised {d}")
     click.echo(f"  network   {g.chain_id} (genesis {g.hash.hex()[:16]}, {g.slot_seconds}s slots)")
     click.echo(f"  node key  {address}")
@@ -682,6 +675,47 @@ def explorer_market(slot, datadir, api, as_json) -> None:
         return "\n".join(out)
 
     _emit(m, as_json, text)
+
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default="devnet", show_default=True,
+              help="Where the devnet lives (recreated at every start).")
+@click.option("--nodes", type=click.IntRange(1), default=1, show_default=True, help="Node processes.")
+@click.option("--homes", type=click.IntRange(0, 5000), default=20, show_default=True,
+              help="Simulated households (PV homes, homes, EV stations) bidding every slot.")
+@click.option("--slot-seconds", type=click.IntRange(1, 3600), default=2, show_default=True)
+@click.option("--slots", type=click.IntRange(1), help="Stop after this many slots (default: run until Ctrl-C).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulated households.")
+def devnet(directory, nodes, homes, slot_seconds, slots, seed) -> None:
+    """Start a local network that trades: nodes, simulated households, one status line per slot."""
+    _devnet(directory, nodes, homes, slot_seconds, slots, seed)
+
+
+@_guard
+def _devnet(directory, nodes, homes, slot_seconds, slots, seed) -> None:
+    from pathlib import Path
+
+    from transxnode.devnet import Devnet, DevnetError
+
+    say = lambda msg: click.echo(msg)  # noqa: E731
+    try:
+        net = Devnet(Path(directory), nodes=nodes, homes=homes, slot_seconds=slot_seconds, seed=seed, say=say)
+        say(f"creating {directory}/: {nodes} node, {homes} households, {slot_seconds}s slots")
+        net.create()
+    except DevnetError as e:
+        _fail(str(e))
+    try:
+        say("starting the node (first start imports the solver: a few seconds)")
+        net.start()
+        say(f"{directory}/devnet.json lists the nodes; Ctrl-C stops everything")
+        net.run(slots)
+    except KeyboardInterrupt:
+        say("stopping")
+    except DevnetError as e:
+        _fail(str(e), status=1)
+    finally:
+        net.stop()
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def test_signed_transaction_round_trips_canonically(tx):
     assert type(back.body) is type(tx.body)
     assert back.encoded == raw
     assert back.hash == tx.hash
-    assert keys.verify_signature(back.signer, back.signing_bytes(), back.signature)
+    assert keys.verify_signature(back.signer, back.signing_bytes, back.signature)
 
 
 @pytest.mark.parametrize("body", [

@@ -67,6 +67,8 @@ async def run_node(datadir: str, password: str) -> None:
             else:
                 log.info("this node is not a registered solver: it serves the chain but proposes no blocks")
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not interrupt the close
+            signal.signal(sig, signal.SIG_IGN)
         journal.close()
         cfg.runtime_path.unlink(missing_ok=True)
         store.close()

@@ -9,6 +9,7 @@ it again without copying the state.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Iterator, Protocol
 
@@ -101,6 +102,7 @@ class StateOverlay:
         self.base = base
         self.writes: dict[bytes, bytes | None] = {}
         self._journal: list[tuple[bytes, object]] = []
+        self._sorted: list[bytes] = []  # the keys of `writes`, sorted: prefix scans stay O(log n + hits)
 
     # raw access
     def get(self, key: bytes) -> bytes | None:
@@ -109,7 +111,10 @@ class StateOverlay:
         return self.base.get(key)
 
     def put(self, key: bytes, value: bytes | None) -> None:
-        self._journal.append((key, self.writes.get(key, _ABSENT)))
+        old = self.writes.get(key, _ABSENT)
+        self._journal.append((key, old))
+        if old is _ABSENT:
+            bisect.insort(self._sorted, key)
         self.writes[key] = value
 
     def delete(self, key: bytes) -> None:
@@ -117,9 +122,12 @@ class StateOverlay:
 
     def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) under `prefix` in key order, with this overlay's writes applied."""
-        pending = sorted((k, v) for k, v in self.writes.items() if k.startswith(prefix))
+        lo = bisect.bisect_left(self._sorted, prefix)
+        hi = lo
+        while hi < len(self._sorted) and self._sorted[hi].startswith(prefix):
+            hi += 1
         merged: dict[bytes, bytes | None] = dict(self.base.items(prefix))
-        merged.update(pending)
+        merged.update((k, self.writes[k]) for k in self._sorted[lo:hi])
         for k in sorted(merged):
             v = merged[k]
             if v is not None:
@@ -133,6 +141,7 @@ class StateOverlay:
             key, old = self._journal.pop()
             if old is _ABSENT:
                 del self.writes[key]
+                del self._sorted[bisect.bisect_left(self._sorted, key)]
             else:
                 self.writes[key] = old  # type: ignore[assignment]
 

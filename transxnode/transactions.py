@@ -113,18 +113,19 @@ class Tx:
     def kind(self) -> str:
         return KIND_NAMES[type(self.body)]
 
+    @cached_property
     def signing_bytes(self) -> bytes:
-        return b"transx-tx-v1" + UNSIGNED.encode(replace(self, signature=bytes(64)))
+        """What the signature covers: the encoding with the signature (the last field, fixed 64 bytes) zeroed."""
+        return b"transx-tx-v1" + self.encoded[:-64] + bytes(64)
 
 
 _ENVELOPE = {"chain_id": Text(32, min_len=1), "signer": PUBKEY, "nonce": U64, "fee": _AMOUNT, "body": BODY}
 TX = Record(Tx, {**_ENVELOPE, "signature": SIGNATURE})
-UNSIGNED = TX  # the signature field is zeroed before signing: one codec, one layout
 
 
 def sign_tx(key, *, chain_id: str, nonce: int, fee: int, body: Body) -> Tx:
     unsigned = Tx(chain_id, keys.public_key(key), nonce, fee, body)
-    return replace(unsigned, signature=keys.sign(key, unsigned.signing_bytes()))
+    return replace(unsigned, signature=keys.sign(key, unsigned.signing_bytes))
 
 
 def decode_tx(raw: bytes) -> Tx:
@@ -150,7 +151,7 @@ def check_stateless(tx: Tx, chain_id: str, zones: int, min_fee: int) -> None:
         raise TxError(f"zone {b.zone} does not exist (this network has {zones})")
     if isinstance(b, MeterReading) and b.imported_wh and b.exported_wh:
         raise TxError("a meter reading is either an import or an export for one slot")
-    if not keys.verify_signature(tx.signer, tx.signing_bytes(), tx.signature):
+    if not keys.verify_signature(tx.signer, tx.signing_bytes, tx.signature):
         raise TxError("bad signature")
 
 

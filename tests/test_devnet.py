@@ -1,0 +1,44 @@
+"""`transx devnet` as a developer runs it: a local network that trades, stopped by Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+from node_support import ENV, TRANSX, wait_for
+
+
+def test_devnet_trades_and_stops_everything_on_ctrl_c(tmp_path):
+    d = tmp_path / "devnet"
+    proc = subprocess.Popen([*TRANSX, "devnet", "--dir", str(d), "--slot-seconds", "1", "--homes", "12"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not any("cleared" in ln for ln in lines):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+        assert any("cleared" in ln and "kWh" in ln for ln in lines), "".join(lines)
+        manifest = json.loads((d / "devnet.json").read_text())
+        node = manifest["nodes"][0]
+        assert node["api"].startswith("http://127.0.0.1:") and (d / "node1" / "node.json").exists()
+        assert len(manifest["households"]) == 12
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    # Every process it started is gone: the node removes its runtime file on a clean stop.
+    wait_for(lambda: not (d / "node1" / "node.json").exists(), 10, "the node to stop")
+    assert "stopped; the store is closed" in (d / "node1" / "node.log").read_text()
+
+
+def test_devnet_refuses_a_directory_that_is_not_its_own(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    r = subprocess.run([*TRANSX, "devnet", "--dir", str(tmp_path)], capture_output=True, text=True, env=ENV,
+                       timeout=60)
+    assert r.returncode == 2 and "not a devnet directory" in r.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"

@@ -1,0 +1,35 @@
+"""Create a node's data directory: encrypted node key, genesis, config (what `transx init` does)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .config import DEFAULT_API, Config, ConfigError, config_path, write_config
+from .genesis import Genesis, genesis_from_json
+from .keys import decode_address
+from .keystore import Keystore
+
+
+def init_datadir(datadir: Path, password: str, genesis_doc: dict[str, Any] | None = None, *,
+                 dev_slot_seconds: int | None = None, api_listen: str = DEFAULT_API,
+                 seed: bytes | None = None) -> tuple[str, Genesis]:
+    """Make `datadir` a node's: a new node key, and `genesis_doc` (or, with `dev_slot_seconds`, a
+    development genesis that funds this key and makes it the solver).  Returns (address, genesis)."""
+    from .genesis import dev_genesis
+
+    if config_path(datadir).exists():
+        raise ConfigError(f"{datadir} is already initialised (config.toml exists); choose another --datadir")
+    if genesis_doc is not None:
+        genesis_from_json(genesis_doc)  # refuse a bad genesis before creating anything
+    datadir.mkdir(parents=True, exist_ok=True)
+    ks = Keystore(datadir / "keystore")
+    address = ks.import_seed(seed, password) if seed is not None else ks.create(password)
+    if genesis_doc is None:
+        raw = decode_address(address)
+        genesis_doc = dev_genesis([raw], [raw], slot_seconds=dev_slot_seconds or 5)
+    g = genesis_from_json(genesis_doc)
+    (datadir / "genesis.json").write_text(json.dumps(genesis_doc, indent=1) + "\n")
+    write_config(Config(datadir=datadir, key=address, api_listen=api_listen))
+    return address, g

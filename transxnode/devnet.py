@@ -1,0 +1,199 @@
+"""`transx devnet`: a local network that trades, started with one command.
+
+Creates a fresh directory with a development genesis, starts the node
+processes on 127.0.0.1, and plays simulated households against them: rooftop
+PV homes that sell, homes and EV charging stations that buy, each posting a
+bid for the first open slot every slot.  Prints one status line per cleared
+slot, and stops every process it started on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacl.signing import SigningKey
+
+from .client import ApiClient, ClientError
+from .datadir import init_datadir
+from .genesis import dev_genesis
+from .keys import address_of_key, encode_address
+from .transactions import BUY, SELL, Bid, sign_tx
+
+PASSWORD = "devnet"  # the devnet's keys guard nothing of value
+ROLES = (("pv", 0.45), ("home", 0.4), ("ev", 0.15))
+
+
+class DevnetError(Exception):
+    """The devnet cannot start; one line for the user."""
+
+
+@dataclass
+class Household:
+    """A simulated participant: a PV home sells its surplus, a home or an EV station buys."""
+
+    key: SigningKey
+    role: str
+    zone: int
+    nonce: int = 0
+
+    @property
+    def address(self) -> str:
+        return encode_address(address_of_key(self.key))
+
+    def bid(self, rng: random.Random, slot: int, gate_closure: int) -> Bid:
+        """This slot's bid, with the quantities and limits of solver/generator.py."""
+        if self.role == "pv":
+            return Bid(SELL, slot, rng.randint(1_000, 10_000), rng.randint(175_000, 450_000), self.zone,
+                       slot - gate_closure)
+        wh = rng.randint(7_000, 22_000) if self.role == "ev" else rng.randint(1_000, 8_000)
+        return Bid(BUY, slot, wh, rng.randint(250_000, 570_000), self.zone, slot - gate_closure)
+
+
+@dataclass
+class DevnetNode:
+    datadir: Path
+    address: str
+    proc: subprocess.Popen | None = None
+    api: str = ""
+
+
+def _seed(seed: int, label: str) -> bytes:
+    return hashlib.blake2b(f"transx-devnet/{seed}/{label}".encode(), digest_size=32).digest()
+
+
+def _transx() -> list[str]:
+    script = Path(sys.executable).parent / "transx"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+
+
+class Devnet:
+    def __init__(self, directory: Path, *, nodes: int = 1, homes: int = 20, slot_seconds: int = 2, seed: int = 0,
+                 say: Callable[[str], None] = print) -> None:
+        if nodes != 1:
+            raise DevnetError("several nodes need the peer-to-peer network, which is not built yet: run --nodes 1")
+        self.dir, self.say, self.seed = directory, say, seed
+        self.rng = random.Random(seed)
+        self.slot_seconds = slot_seconds
+        self.households = [
+            Household(SigningKey(_seed(seed, f"home{k}")),
+                      self.rng.choices([r for r, _ in ROLES], [w for _, w in ROLES])[0], self.rng.randrange(3))
+            for k in range(homes)
+        ]
+        self.nodes: list[DevnetNode] = []
+        self.client: ApiClient | None = None
+
+    # ------------------------------------------------------------------ setup
+    def create(self) -> None:
+        """A fresh directory: one data directory per node, all on one development genesis."""
+        if self.dir.exists():
+            if not (self.dir / "devnet.json").exists() and any(self.dir.iterdir()):
+                raise DevnetError(f"{self.dir} exists and is not a devnet directory; choose another --dir")
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+        node_keys = [SigningKey(_seed(self.seed, f"node{k}") if self.seed else os.urandom(32)) for k in range(1)]
+        funded = [address_of_key(k) for k in node_keys] + [address_of_key(h.key) for h in self.households]
+        doc = dev_genesis(funded, [address_of_key(k) for k in node_keys], slot_seconds=self.slot_seconds,
+                          chain_id="transx-devnet", start=int(time.time()) + 1)
+        for k, key in enumerate(node_keys):
+            d = self.dir / f"node{k + 1}"
+            address, _ = init_datadir(d, PASSWORD, doc, api_listen="127.0.0.1:0", seed=bytes(key))
+            self.nodes.append(DevnetNode(d, address))
+        self._write_manifest()
+
+    def start(self, timeout: float = 60) -> None:
+        env = {**os.environ, "TRANSX_PASSWORD": PASSWORD}
+        for n in self.nodes:
+            log = open(n.datadir / "node.log", "ab")
+            n.proc = subprocess.Popen([*_transx(), "node", "--datadir", str(n.datadir)], stdout=log,
+                                      stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
+                                      start_new_session=True)  # Ctrl-C reaches the devnet, which stops them in turn
+            log.close()
+        deadline = time.monotonic() + timeout
+        for n in self.nodes:
+            while not (n.datadir / "node.json").exists():
+                if n.proc.poll() is not None:  # type: ignore[union-attr]
+                    raise DevnetError(f"node {n.datadir.name} exited at start; see {n.datadir / 'node.log'}")
+                if time.monotonic() > deadline:
+                    raise DevnetError(f"node {n.datadir.name} did not start within {timeout}s")
+                time.sleep(0.1)
+            n.api = json.loads((n.datadir / "node.json").read_text())["api"]
+            self.say(f"node {n.datadir.name} up: API and explorer at {n.api}/  (key {n.address})")
+        self.client = ApiClient(self.nodes[0].api)
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        doc = {"nodes": [{"api": n.api or None, "peer": None, "datadir": str(n.datadir)} for n in self.nodes],
+               "households": [{"address": h.address, "role": h.role, "zone": h.zone} for h in self.households]}
+        (self.dir / "devnet.json").write_text(json.dumps(doc, indent=1) + "\n")
+
+    # -------------------------------------------------------------------- run
+    def run(self, slots: int | None = None) -> None:
+        """Bid every slot and report every cleared slot; `slots` bounds the run (None: until Ctrl-C)."""
+        assert self.client is not None
+        info = self.client.get("/api/node")
+        chain_id, gate = info["chain_id"], info["gate_closure"]
+        reported = info["height"]
+        bid_for = -1
+        while slots is None or slots > 0:
+            info = self.client.get("/api/node")
+            for h in range(reported + 1, info["height"] + 1):
+                self.say(self.status(h))
+                if slots is not None:
+                    slots -= 1
+            reported = info["height"]
+            if info["first_open_slot"] > bid_for:
+                bid_for = info["first_open_slot"]
+                self._post_bids(chain_id, bid_for, gate)
+            time.sleep(min(0.25, self.slot_seconds / 8))
+
+    def _post_bids(self, chain_id: str, slot: int, gate: int) -> None:
+        assert self.client is not None
+        for h in self.households:
+            tx = sign_tx(h.key, chain_id=chain_id, nonce=h.nonce, fee=1_000, body=h.bid(self.rng, slot, gate))
+            try:
+                self.client.submit(tx.encoded)
+                h.nonce += 1
+            except ClientError:
+                h.nonce = self.client.get(f"/api/address/{h.address}")["pending_nonce"]
+
+    def status(self, height: int) -> str:
+        """One line for a cleared slot: bids, energy, price, the households' gain, the winner."""
+        assert self.client is not None
+        m = self.client.get(f"/api/market/{height}")
+        b = self.client.get(f"/api/block/{height}")
+        sells = sum(1 for x in m["bids"] if x["side"] == "sell")
+        gain = sum(p["return_vs_grid"] for p in m["participants"])
+        winner = (b["proposer"] or "-")[:14]
+        if not m["trades"]:
+            return f"slot {height:>5}  bids {sells:>3} sell {len(m['bids']) - sells:>3} buy  no trades" + \
+                   (" (void)" if m.get("void") else "") + f"  winner {winner}"
+        return (f"slot {height:>5}  bids {sells:>3} sell {len(m['bids']) - sells:>3} buy  cleared "
+                f"{m['traded_wh'] / 1000:7.1f} kWh in {len(m['trades']):>3} trades at {m['average_price'] / 1e6:.4f}"
+                f"/kWh  gain vs grid {gain / 1e6:8.3f}  winner {winner}")
+
+    def stop(self) -> None:
+        """Stop every node this devnet started (SIGINT, then SIGKILL after 20 s)."""
+        for n in self.nodes:
+            if n.proc is not None and n.proc.poll() is None:
+                n.proc.send_signal(signal.SIGINT)
+        for n in self.nodes:
+            if n.proc is None:
+                continue
+            try:
+                n.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                n.proc.kill()
+                n.proc.wait()
+
+
