@@ -233,6 +233,8 @@ def _guard(fn):
             _fail(str(e), status=1)
         except (ConfigError, GenesisError, AddressError, KeystoreError, StoreError, InputError) as e:
             _fail(str(e))
+        except OSError as e:  # a path that cannot be written, a disk that is full
+            _fail(f"{e.strerror or e}{': ' + str(e.filename) if e.filename else ''}")
 
     return wrapper
 
@@ -449,9 +451,9 @@ def _bid_options(fn):
     for opt in reversed([
         click.argument("quantity"),
         click.argument("price"),
-        click.option("--slot", type=click.IntRange(0), help="Delivery slot (default: the first one still open)."),
+        click.option("--slot", type=click.IntRange(0, 2**63 - 1), help="Delivery slot (default: the first one still open)."),
         click.option("--zone", type=click.IntRange(0, 255), default=0, show_default=True, help="Your network zone."),
-        click.option("--expiry", type=click.IntRange(0), help="Last block height that may include the bid "
+        click.option("--expiry", type=click.IntRange(0, 2**63 - 1), help="Last block height that may include the bid "
                      "(default: the slot's gate closure)."),
         click.option("--from", "sender", help="Address that bids (default: the default address)."),
         click.option("--fee", help="Fee in tokens (default: the network's minimum)."),
@@ -478,11 +480,14 @@ def bid_sell(**kw) -> None:
 
 @_guard
 def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, api, password_file, as_json) -> None:
+    from solver.instance import MAX_PRICE
     from transxnode.transactions import Bid
     from transxnode.wallet import parse_energy, parse_tokens, quote, send
 
     wh = parse_energy(quantity)
     limit = parse_tokens(price, "price", allow_zero=True)
+    if limit > MAX_PRICE:
+        _fail(f"price {price} is above the most a bid may name ({MAX_PRICE / 1e6:,.0f} tokens per kWh)")
     client = _client(api, datadir)
     market = client.get("/api/market")
     info = client.get("/api/node")
@@ -503,7 +508,7 @@ def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, a
         click.echo(f"  at your limit: return against the grid {_tokens(q.worst_return)}; "
                    "what does not clear is returned" + (" from escrow" if side == 0 else ""))
         if side == 0:
-            click.echo(f"  escrow now: {_tokens(-(-wh * limit // 1000))}")
+            click.echo(f"  escrow now: {_tokens(-(-wh * min(limit, market['grid']['retail']) // 1000))}")
     if not yes and sys.stdin.isatty() and not as_json:
         click.confirm("sign and send?", abort=True)
     body = Bid(side=side, slot=slot, wh=wh, price=limit, zone=zone,

@@ -40,6 +40,10 @@ def solve_slot(market: SlotMarket, pairs: Pairs, g: Genesis, time_limit: float |
         except SolverError as e:
             errors.append(f"{method}: {e}")
             continue
+        except Exception as e:  # a numerical library's own failure: the slot still gets its block
+            log.exception("slot %d: the %s method failed", inst.slot, method)
+            errors.append(f"{method}: {type(e).__name__}: {e}")
+            continue
         return Solution(BlockClearing.from_clearing(inst, res.clearing), res, method)
     log.warning("slot %d: no method certified a clearing (%s); proposing a void clearing", inst.slot, "; ".join(errors))
     return Solution(BlockClearing(void=True), None, "void")

@@ -436,3 +436,12 @@ def test_wrong_prefix_or_length_is_rejected():
         keys.decode_address(text[:5] + text[5:].upper())  # mixed case
     with pytest.raises(keys.AddressError):
         keys.decode_address("trz1" + text[4:])
+
+
+def test_merkle_root_binds_the_number_of_transactions():
+    """[a, b, c] and [a, b, c, c] build the same tree; the root differs because it commits to the count."""
+    from transxnode.blocks import merkle_root
+
+    a, b, c = (bytes([k]) * 32 for k in (1, 2, 3))
+    assert merkle_root([a, b, c]) != merkle_root([a, b, c, c])
+    assert merkle_root([a, b, c]) == merkle_root([a, b, c])

@@ -223,7 +223,7 @@ def test_cleared_slot_pays_sellers_from_buyer_escrow_and_beats_the_grid(net):
     before = {addr(k): net.account(k) for k in owners}
     burned_before = net.state().totals().burned
     for tx in buys:
-        assert net.state().bid(tx.hash).escrow == escrow_for(tx.body.wh, tx.body.price)
+        assert net.state().bid(tx.hash).escrow == escrow_for(tx.body.wh, min(tx.body.price, net.g.retail))
 
     done = net.produce()
     trades = done.block.clearing.trades
@@ -257,7 +257,7 @@ def test_cleared_slot_pays_sellers_from_buyer_escrow_and_beats_the_grid(net):
             assert amount * 1000 >= max(tx.body.price, g.feed_in) * wh  # and never below its limit
         else:
             paid += amount
-            escrow = escrow_for(tx.body.wh, tx.body.price)
+            escrow = escrow_for(tx.body.wh, min(tx.body.price, g.retail))
             assert new.balance == old.balance + escrow - amount  # the unspent escrow came back
             assert new.escrowed == old.escrowed - escrow == 0
             assert amount <= ceil_div(g.retail * wh, 1000)  # no worse than buying from the grid
@@ -525,11 +525,9 @@ TAMPERS = {
     "clearing swapped": (lambda n, b: replace(b, clearing=BlockClearing(void=True)), "^clearing hash does not match$"),
     "seller oversold by 1 Wh": (oversell, r"^clearing of slot \d+ is invalid: .*seller .* sells \d+ Wh of \d+"),
     "forged multiplier": (forged_multiplier, r"^clearing of slot \d+ is invalid: "),
-    "replayed transaction": (bad_tx_inside, r"^transaction [0-9a-f]{16}: nonce (\d+) is not the account's next nonce \d+$"),
+    "replayed transaction": (bad_tx_inside, r"^a transaction appears twice$"),
     "proposer not a solver": (proposer_not_solver, "^the proposer is not a registered solver$"),
-    "stamped before its slot": (
-        lambda n, b: n.chain.build_block(n.solver_key, b.clearing, list(b.txs), n.now() - 1)[0],
-        "stamped before its slot starts"),
+    "stamped before its slot": (lambda n, b: resign(n, b, timestamp=n.now() - 1), "stamped before its slot starts"),
     "stamped in the future": (
         lambda n, b: n.chain.build_block(n.solver_key, b.clearing, list(b.txs), n.now() + MAX_FUTURE_MS + 1)[0],
         "^block is stamped in the future$"),
@@ -590,3 +588,43 @@ def test_datadir_of_another_network_is_refused_and_reopening_keeps_the_head(tmp_
         assert chain.tx(sent.hash) == (sent, 1, 0)
     finally:
         store.close()
+
+
+# ------------------------------------------------------------ abuse limits
+def test_nothing_free_sits_in_the_mempool(net):
+    """A sender must afford every transaction it has pending, gapped ones included; behind a gap it may
+    queue only a few, and they expire: an unfunded key cannot fill the pool."""
+    stranger = net.stranger
+    with pytest.raises(TxError, match="insufficient balance"):
+        net.submit(stranger, Transfer(addr(net.users[0]), 1), nonce=5)
+    poor = net.poor
+    net.submit(poor, Transfer(addr(net.users[0]), 1_000), nonce=1)  # behind a gap, but affordable
+    with pytest.raises(TxError, match="with 1 pending, the transactions need"):
+        net.submit(poor, Transfer(addr(net.users[0]), POOR_BALANCE), nonce=2)
+    u = net.users[0]
+    from transxnode.mempool import GAP_TTL, MAX_GAP
+
+    for n in range(1, MAX_GAP + 1):
+        net.submit(u, Transfer(addr(net.users[1]), 1), nonce=n)
+    with pytest.raises(TxError, match="too far past the sender's next nonce"):
+        net.submit(u, Transfer(addr(net.users[1]), 1), nonce=MAX_GAP + 1)
+    gapped = len(net.node.mempool)
+    net.produce_until(net.height + GAP_TTL + 1)
+    assert len(net.node.mempool) == 0 < gapped  # expired, never mined
+
+
+def test_a_slot_holds_at_most_max_bids_per_slot_per_side(tmp_path):
+    n = Net(str(tmp_path / "db"), max_bids_per_slot=2)
+    try:
+        slot = n.next_height + n.g.gate_closure + 1
+        n.bid(n.users[0], SELL, slot, 1_000, 200_000)
+        n.bid(n.users[1], SELL, slot, 1_000, 200_000)
+        n.bid(n.users[2], BUY, slot, 1_000, 400_000)  # the other side has its own count
+        n.bid(n.users[4], SELL, slot, 1_000, 200_000)  # admitted, but the block has room for two sells only
+        done = n.produce()
+        assert len(done.block.txs) == 3 and len(n.node.mempool) == 0
+        with pytest.raises(TxError, match=f"slot {slot} is full: it holds 2 sell bids"):
+            n.bid(n.users[3], SELL, slot, 1_000, 200_000)
+        n.bid(n.users[3], SELL, slot + 1, 1_000, 200_000)  # another slot is not full
+    finally:
+        n.close()

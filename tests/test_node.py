@@ -123,7 +123,9 @@ def test_api_refuses_hostile_input_without_changing_state(node):
     status, err = node.submit(bytes(tampered))
     assert status == 422 and "signature" in err["error"]
     status, err = node.submit(good.encoded + b"\x00")
-    assert status == 422 and "trailing" in err["error"]
+    assert status == 400 and "trailing" in err["error"]
+    assert node.request("GET", "/api/block/%C2%B2")[0] == 400  # a digit to str.isdigit, not to int()
+    assert node.request("POST", "/api/tx", b"[" * 30_000)[0] == 400
     assert node.request("GET", "/api/address/trx1qqqq")[0] == 400
     assert node.request("GET", "/api/block/" + "ab" * 32)[0] == 404
     assert node.request("GET", "/api/tx/" + "ab" * 32)[0] == 404

@@ -13,9 +13,11 @@ the chain refuses.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import anyio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -29,9 +31,10 @@ from . import views
 from .keys import AddressError, decode_address, encode_address
 from .metrics import NodeMetrics
 from .node import Node
-from .transactions import MAX_TX_BYTES, TxError
+from .transactions import MAX_TX_BYTES, TxError, decode_tx
 
 MAX_BODY = 64 * 1024
+_DIGITS = re.compile(r"[0-9]{1,18}")
 _EXPLORER = (Path(__file__).parent / "static" / "explorer.html").read_text()
 RECENT_SLOTS = 24
 
@@ -40,6 +43,15 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+_VIEWS = anyio.CapacityLimiter(2)
+
+
+async def _off_loop(fn, *args):
+    """Run a view that reads many blocks in a worker thread, so block production never waits on it
+    (LevelDB reads are thread-safe)."""
+    return await anyio.to_thread.run_sync(fn, *args, limiter=_VIEWS)
 
 
 def _json(doc: Any, status: int = 200) -> JSONResponse:
@@ -57,7 +69,7 @@ def _hash(text: str, what: str) -> bytes:
 
 
 def _height(text: str) -> int:
-    if not text.isdigit() or len(text) > 19:
+    if not _DIGITS.fullmatch(text):
         raise ApiError(400, "a height is a non-negative integer")
     return int(text)
 
@@ -87,7 +99,7 @@ def make_app(node: Node, metrics: NodeMetrics, info: dict[str, Any] | None = Non
         b = chain.block_at(_height(ref)) if len(ref) != 64 else chain.block(_hash(ref, "a block hash"))
         if b is None or chain.hash_at(b.height) != b.hash:
             raise ApiError(404, f"no block {ref} on this chain")
-        return _json(views.block_json(chain, b))
+        return _json(await _off_loop(views.block_json, chain, b))
 
     async def tx(request: Request) -> Response:
         h = _hash(request.path_params["hash"], "a transaction hash")
@@ -106,15 +118,18 @@ def make_app(node: Node, metrics: NodeMetrics, info: dict[str, Any] | None = Non
         except AddressError as e:
             raise ApiError(400, str(e)) from None
         pending = node.mempool.next_nonce(addr, chain.state().account(addr).nonce)
-        return _json(views.address_view(chain, addr, pending))
+        return _json(await _off_loop(views.address_view, chain, addr, pending))
 
     async def market(request: Request) -> Response:
         slot = _height(request.path_params["slot"])
         if slot > chain.height + g.bid_horizon + 1:
             raise ApiError(404, f"slot {slot} is beyond the bidding horizon")
-        return _json(views.slot_view(chain, slot))
+        return _json(await _off_loop(views.slot_view, chain, slot))
 
     async def market_summary(request: Request) -> Response:
+        return _json(await _off_loop(recent_markets))
+
+    def recent_markets() -> dict[str, Any]:
         """Recent cleared slots: what a quote for a new bid is based on."""
         rows = []
         wh = value = 0
@@ -128,9 +143,9 @@ def make_app(node: Node, metrics: NodeMetrics, info: dict[str, Any] | None = Non
             value += t_val
             rows.append({"slot": s, "trades": len(b.clearing.trades), "traded_wh": t_wh, "value": t_val,
                          "average_price": t_val * 1000 // t_wh if t_wh else None, "void": b.clearing.void})
-        return _json({"height": chain.height, "first_open_slot": first_open_slot(g, chain.height),
-                      "grid": {"feed_in": g.feed_in, "retail": g.retail},
-                      "average_price": value * 1000 // wh if wh else None, "recent": rows})
+        return {"height": chain.height, "first_open_slot": first_open_slot(g, chain.height),
+                "grid": {"feed_in": g.feed_in, "retail": g.retail},
+                "average_price": value * 1000 // wh if wh else None, "recent": rows}
 
     async def submit(request: Request) -> Response:
         declared = request.headers.get("content-length")
@@ -144,14 +159,19 @@ def make_app(node: Node, metrics: NodeMetrics, info: dict[str, Any] | None = Non
         try:
             doc = json.loads(body)
             raw = bytes.fromhex(doc["raw"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             metrics.tx_rejected.labels("malformed").inc()
             raise ApiError(400, 'expected {"raw": "<hex of a signed transaction>"}') from None
         if len(raw) > MAX_TX_BYTES:
             metrics.tx_rejected.labels("malformed").inc()
             raise ApiError(413, f"transaction over {MAX_TX_BYTES} bytes")
         try:
-            admitted = node.submit(raw)
+            tx = decode_tx(raw)
+        except TxError as e:
+            metrics.tx_rejected.labels("malformed").inc()
+            raise ApiError(400, str(e)) from None
+        try:
+            admitted = node.submit_tx(tx)
         except TxError as e:
             metrics.tx_rejected.labels("invalid").inc()
             raise ApiError(422, str(e)) from None

@@ -119,7 +119,10 @@ class Block:
 
 
 def merkle_root(leaves: list[bytes]) -> bytes:
-    """Binary Merkle root of 32-byte leaves (an odd node is paired with itself); the empty root is 32 zero bytes."""
+    """Binary Merkle root of 32-byte leaves, bound to their count; the empty root is 32 zero bytes.
+
+    An odd node is paired with itself, so [a, b, c] and [a, b, c, c] share a tree: hashing the count in
+    makes their roots differ (Bitcoin's CVE-2012-2459 came from leaving it out)."""
     if not leaves:
         return bytes(32)
     level = [digest(b"\x00" + x, b"transx-merkle") for x in leaves]
@@ -127,7 +130,7 @@ def merkle_root(leaves: list[bytes]) -> bytes:
         if len(level) % 2:
             level.append(level[-1])
         level = [digest(b"\x01" + level[k] + level[k + 1], b"transx-merkle") for k in range(0, len(level), 2)]
-    return level[0]
+    return digest(b"\x02" + len(leaves).to_bytes(8, "big") + level[0], b"transx-merkle")
 
 
 def tx_root(txs: tuple[Tx, ...] | list[Tx]) -> bytes:

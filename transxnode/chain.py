@@ -21,7 +21,7 @@ from .genesis import Genesis
 from .ledger import SlotMarket
 from .state import StateOverlay, next_state_hash
 from .store import Store, StoreError
-from .transactions import Transfer, Tx, TxError, check_stateless
+from .transactions import TX, Transfer, Tx, TxError, check_stateless
 
 MAX_FUTURE_MS = 15_000  # a block stamped further ahead of our clock than this is held back
 
@@ -55,7 +55,7 @@ class Chain:
     def __init__(self, store: Store, genesis: Genesis) -> None:
         self.store, self.genesis = store, genesis
         self._markets: dict[int, tuple[SlotMarket, Pairs]] = {}
-        self._built: tuple[bytes, _Execution] | None = None  # the last block build_block made, and its execution
+        self._built: tuple[bytes, _Execution] | None = None  # the last block build_block made (encoded), and its execution
         known = store.get(schema.GENESIS)
         if known is None:
             self._commit_genesis()
@@ -92,11 +92,11 @@ class Chain:
 
     def tx(self, tx_hash: bytes) -> tuple[Tx, int, int] | None:
         """(transaction, height, position) of an included transaction."""
-        loc = self.store.get(schema.tx_location(tx_hash))
-        if loc is None:
+        raw = self.store.get(schema.tx_location(tx_hash))
+        if raw is None:
             return None
-        height, pos = schema.read_location(loc)
-        return self.block_at(height).txs[pos], height, pos  # type: ignore[union-attr]
+        height, pos = schema.read_location(raw)
+        return TX.decode(raw[12:]), height, pos
 
     def market(self, slot: int) -> tuple[SlotMarket, Pairs]:
         """Slot `slot`'s instance and candidate pairs, as the chain at its head defines them."""
@@ -117,12 +117,13 @@ class Chain:
         proposer = keys.address_of_key(key)
         ex = self._execute(height, proposer, clearing, candidates, strict=False)
         header = Header(
-            height=height, parent=self.head.hash, timestamp=max(timestamp_ms, self.head.timestamp + 1),
+            height=height, parent=self.head.hash,
+            timestamp=max(timestamp_ms, self.genesis.slot_start_ms(height), self.head.timestamp + 1),
             state_hash=next_state_hash(self.head.state_hash, ex.state.writes), tx_root=tx_root(ex.applied),
             clearing_hash=clearing.hash, proposer=keys.public_key(key),
         ).signed(key)
         block = Block(header, tuple(ex.applied), clearing)
-        self._built = (block.hash, ex)
+        self._built = (block.encoded, ex)
         return block, ex.rejected
 
     # ----------------------------------------------------------- connecting
@@ -143,6 +144,8 @@ class Chain:
             raise BlockError("bad proposer signature")
         if h.tx_root != tx_root(block.txs):
             raise BlockError("transaction root does not match")
+        if len({t.hash for t in block.txs}) != len(block.txs):
+            raise BlockError("a transaction appears twice")
         if h.clearing_hash != block.clearing.hash:
             raise BlockError("clearing hash does not match")
         proposer = keys.address_of(h.proposer)
@@ -151,7 +154,7 @@ class Chain:
         verdict = self.check_clearing(h.height, block.clearing)
         market = self.market(h.height)[0]
         built, self._built = self._built, None
-        if built is not None and built[0] == block.hash:
+        if built is not None and built[0] == block.encoded:
             ex = built[1]  # built here on this head, from admitted transactions: executed already
         else:
             for tx in block.txs:
@@ -164,8 +167,7 @@ class Chain:
             raise BlockError("state hash does not match")
         changes = dict(ex.state.writes)
         for pos, tx in enumerate(block.txs):
-            loc = schema.location(h.height, pos)
-            changes[schema.tx_location(tx.hash)] = loc
+            changes[schema.tx_location(tx.hash)] = schema.location(h.height, pos) + tx.encoded
             changes[schema.address_tx(tx.sender, h.height, pos)] = tx.hash
             if isinstance(tx.body, Transfer) and tx.body.to != tx.sender:
                 changes[schema.address_tx(tx.body.to, h.height, pos)] = tx.hash

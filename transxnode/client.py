@@ -33,17 +33,20 @@ class ApiClient:
         self.url, self.timeout = url, timeout
 
     def get(self, path: str) -> Any:
-        return self._call(urllib.request.Request(self.url + path))
+        return self._call(path)
 
     def post(self, path: str, doc: Any) -> Any:
-        body = json.dumps(doc).encode()
-        return self._call(urllib.request.Request(self.url + path, data=body, method="POST",
-                                                 headers={"Content-Type": "application/json"}))
+        return self._call(path, json.dumps(doc).encode())
 
     def submit(self, raw: bytes) -> dict[str, Any]:
         return self.post("/api/tx", {"raw": raw.hex()})
 
-    def _call(self, req: urllib.request.Request) -> Any:
+    def _call(self, path: str, body: bytes | None = None) -> Any:
+        try:
+            req = urllib.request.Request(self.url + path, data=body, method="POST" if body is not None else "GET",
+                                         headers={"Content-Type": "application/json"} if body is not None else {})
+        except ValueError:
+            raise ClientError(f"{self.url!r} is not an API URL (e.g. http://127.0.0.1:8645)") from None
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 return json.loads(r.read())

@@ -70,10 +70,22 @@ def write_config(cfg: Config) -> None:
         "[solver]\n"
         f"time_limit = {cfg.solver_time_limit or 0}  # seconds per slot's solve; 0: no limit\n"
     )
-    path = config_path(cfg.datadir)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
+    atomic_write(config_path(cfg.datadir), text)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write `path` so that a crash leaves the old file or the new one, never a torn one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load_config(datadir: str | Path) -> Config:

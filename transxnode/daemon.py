@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import time
 from functools import partial
 from pathlib import Path
@@ -24,7 +25,7 @@ from consensus.proposer import solve_slot
 
 from .api import make_app
 from .chain import Chain
-from .config import Config, load_config
+from .config import Config, ConfigError, load_config
 from .genesis import load_genesis
 from .keys import encode_address
 from .journal import Journal
@@ -46,6 +47,7 @@ async def run_node(datadir: str, password: str) -> None:
     cfg = load_config(datadir)
     genesis = load_genesis(str(cfg.genesis_path))
     key = Keystore(cfg.keystore_dir).unlock(cfg.key, password)
+    sock, api_url = _listen(cfg.api_listen)
     store = Store(str(cfg.chain_dir))
     journal = Journal(cfg.datadir / "mempool.journal")
     chain = None
@@ -59,9 +61,9 @@ async def run_node(datadir: str, password: str) -> None:
                  encode_address(node.address))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, nursery.cancel_scope)
-            binds = await nursery.start(partial(serve, app, _hypercorn_config(cfg), shutdown_trigger=trio.sleep_forever))
-            _write_runtime(cfg, binds[0])
-            log.info("API on %s", binds[0])
+            await nursery.start(partial(serve, app, _hypercorn_config(sock), shutdown_trigger=trio.sleep_forever))
+            _write_runtime(cfg, api_url)
+            log.info("API and explorer on %s/", api_url)
             if chain.state().solver(node.address) is not None:
                 nursery.start_soon(_produce, node, metrics, cfg)
             else:
@@ -69,16 +71,27 @@ async def run_node(datadir: str, password: str) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not interrupt the close
             signal.signal(sig, signal.SIG_IGN)
-        journal.close()
         cfg.runtime_path.unlink(missing_ok=True)
+        journal.close()
+        sock.close()
         store.close()
         if chain is not None:
             log.info("stopped; the store is closed at height %d", chain.height)
 
 
-def _hypercorn_config(cfg: Config) -> HypercornConfig:
+def _listen(address: str) -> tuple[socket.socket, str]:
+    """The API's listening socket, bound here so a busy port is one clear error; and its URL."""
+    host, _, port = address.rpartition(":")
+    try:
+        sock = socket.create_server((host, int(port)))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot listen on {address} for the API: {getattr(e, 'strerror', None) or e}") from None
+    return sock, f"http://{host}:{sock.getsockname()[1]}"
+
+
+def _hypercorn_config(sock: socket.socket) -> HypercornConfig:
     hc = HypercornConfig()
-    hc.bind = [cfg.api_listen]
+    hc.bind = [f"fd://{os.dup(sock.fileno())}"]  # hypercorn closes its own copy on the way out
     hc.loglevel = "WARNING"
     hc.accesslog = None
     return hc
@@ -102,28 +115,37 @@ async def _produce(node: Node, metrics: NodeMetrics, cfg: Config) -> None:
     """Propose one block per slot, at the slot's start; catch up at once on missed slots."""
     g = node.genesis
     while True:
-        height = node.chain.height + 1
-        wait = (g.slot_start_ms(height) - now_ms()) / 1000
-        if wait > 0:
-            await trio.sleep(wait)
-        market, pairs = node.chain.market(height)
-        t0 = time.perf_counter()
-        solution = await trio.to_thread.run_sync(
-            solve_slot, market, pairs, g, cfg.solver_time_limit, abandon_on_cancel=True)
-        solved = time.perf_counter() - t0
-        done = node.propose(solution, now_ms())
-        metrics.solve_seconds.observe(solved)
-        metrics.commit_seconds.observe(time.perf_counter() - t0 - solved)
-        metrics.height.set(node.chain.height)
-        metrics.mempool.set(len(node.mempool))
-        wh = sum(t.wh for t in done.block.clearing.trades)
-        metrics.traded_wh.inc(wh)
-        if solution.clearing.void:
-            metrics.void_slots.inc()
-        behind = (now_ms() - g.slot_start_ms(height)) // (g.slot_seconds * 1000)
-        if behind <= 1 or height % 100 == 0:
-            n = market.instance
-            log.info("block %d  txs %d  bids %d/%d  cleared %.1f kWh in %d trades  solve %.2fs (%s)%s", height,
-                     len(done.block.txs), len(n.sellers), len(n.buyers), wh / 1000, len(done.block.clearing.trades),
-                     solved, solution.method, f"  catching up: {behind} slots behind" if behind > 1 else "")
-        await trio.sleep(0)
+        try:
+            await _produce_one(node, metrics, cfg)
+        except Exception:  # keep serving the chain; the next attempt may succeed (a clock step, a disk hiccup)
+            log.exception("could not produce block %d; retrying in 1 s", node.chain.height + 1)
+            await trio.sleep(1)
+
+
+async def _produce_one(node: Node, metrics: NodeMetrics, cfg: Config) -> None:
+    g = node.genesis
+    height = node.chain.height + 1
+    wait = (g.slot_start_ms(height) - now_ms()) / 1000
+    if wait > 0:
+        await trio.sleep(wait)
+    market, pairs = node.chain.market(height)
+    t0 = time.perf_counter()
+    solution = await trio.to_thread.run_sync(
+        solve_slot, market, pairs, g, cfg.solver_time_limit, abandon_on_cancel=True)
+    solved = time.perf_counter() - t0
+    done = node.propose(solution, now_ms())
+    metrics.solve_seconds.observe(solved)
+    metrics.commit_seconds.observe(time.perf_counter() - t0 - solved)
+    metrics.height.set(node.chain.height)
+    metrics.mempool.set(len(node.mempool))
+    wh = sum(t.wh for t in done.block.clearing.trades)
+    metrics.traded_wh.inc(wh)
+    if solution.clearing.void:
+        metrics.void_slots.inc()
+    behind = (now_ms() - g.slot_start_ms(height)) // (g.slot_seconds * 1000)
+    if behind <= 1 or height % 100 == 0:
+        n = market.instance
+        log.info("block %d  txs %d  bids %d/%d  cleared %.1f kWh in %d trades  solve %.2fs (%s)%s", height,
+                 len(done.block.txs), len(n.sellers), len(n.buyers), wh / 1000, len(done.block.clearing.trades),
+                 solved, solution.method, f"  catching up: {behind} slots behind" if behind > 1 else "")
+    await trio.sleep(0)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_API, Config, ConfigError, config_path, write_config
+from .config import DEFAULT_API, Config, ConfigError, atomic_write, config_path, write_config
 from .genesis import Genesis, genesis_from_json
 from .keys import decode_address
 from .keystore import Keystore
@@ -30,6 +30,7 @@ def init_datadir(datadir: Path, password: str, genesis_doc: dict[str, Any] | Non
         raw = decode_address(address)
         genesis_doc = dev_genesis([raw], [raw], slot_seconds=dev_slot_seconds or 5)
     g = genesis_from_json(genesis_doc)
-    (datadir / "genesis.json").write_text(json.dumps(genesis_doc, indent=1) + "\n")
+    atomic_write(datadir / "genesis.json", json.dumps(genesis_doc, indent=1) + "\n")
+    # The config last: a directory that has one is whole.
     write_config(Config(datadir=datadir, key=address, api_listen=api_listen))
     return address, g

@@ -15,15 +15,17 @@ from fractions import Fraction
 from typing import Any
 
 from solver.documents import DocumentError, read_json, require_int
+from solver.instance import MAX_PER_SIDE
 
 from .codec import digest
 from .keys import AddressError, decode_address, encode_address
 
+DEFAULT_MAX_BIDS = 50_000  # per side and slot: ~100,000 participants clear in about 100 s (README)
 MAX_SUPPLY = 2**62  # every balance, escrow and deposit sums below this: no u64 overflow anywhere
 _FIELDS = {
     "chain_id", "timestamp", "slot_seconds", "gate_closure", "commit_window", "finality_depth",
     "bid_horizon", "tolerance_ppm", "quantum_exp", "candidate_cap", "grid", "network_charge",
-    "block_reward", "min_fee", "solver_deposit", "max_block_txs", "network_operator",
+    "block_reward", "min_fee", "solver_deposit", "max_block_txs", "max_bids_per_slot", "network_operator",
     "balances", "solvers",
 }
 
@@ -51,6 +53,7 @@ class Genesis:
     min_fee: int
     solver_deposit: int
     max_block_txs: int
+    max_bids_per_slot: int  # per side: bounds the instance a slot's solvers face
     network_operator: bytes | None  # receives network charges; None burns them
     balances: tuple[tuple[bytes, int], ...]
     solvers: tuple[tuple[bytes, int], ...]
@@ -90,6 +93,7 @@ class Genesis:
             "min_fee": self.min_fee,
             "solver_deposit": self.solver_deposit,
             "max_block_txs": self.max_block_txs,
+            "max_bids_per_slot": self.max_bids_per_slot,
             "network_operator": encode_address(self.network_operator) if self.network_operator else None,
             "balances": {encode_address(a): v for a, v in self.balances},
             "solvers": {encode_address(a): v for a, v in self.solvers},
@@ -169,6 +173,8 @@ def genesis_from_json(doc: Any) -> Genesis:
         min_fee=_int(doc, "min_fee", 0, 10**12),
         solver_deposit=_int(doc, "solver_deposit", 1, 10**15),
         max_block_txs=_int(doc, "max_block_txs", 1, 100_000),
+        max_bids_per_slot=require_int(doc.get("max_bids_per_slot", DEFAULT_MAX_BIDS), "genesis.max_bids_per_slot", 1,
+                                      MAX_PER_SIDE, GenesisError),
         network_operator=None if op is None else _address(op, "genesis.network_operator"),
         balances=_allocations(doc.get("balances", {}), "genesis.balances", 1),
         solvers=_allocations(doc.get("solvers", {}), "genesis.solvers", 1),
@@ -207,6 +213,7 @@ def dev_genesis(
         "min_fee": 1_000,
         "solver_deposit": 100_000_000,
         "max_block_txs": 5_000,
+        "max_bids_per_slot": DEFAULT_MAX_BIDS,
         "network_operator": None,
         "balances": {encode_address(a): 1_000_000_000_000 for a in funded},
         "solvers": {encode_address(a): 100_000_000 for a in solvers},

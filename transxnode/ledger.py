@@ -15,7 +15,7 @@ from . import schema
 from .blocks import BlockClearing
 from .genesis import Genesis
 from .state import CANCELLED, CLEARED, OPEN, Account, BidRecord, SolverRecord, StateOverlay, Totals
-from .transactions import (BUY, SELL, Bid, CancelBid, Commit, MeterReading, RegisterSolver, Transfer, Tx, TxError,
+from .transactions import (BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, MeterReading, RegisterSolver, Transfer, Tx, TxError,
                            escrow_for)
 
 
@@ -53,8 +53,9 @@ def apply_tx(state: StateOverlay, tx: Tx, height: int, g: Genesis) -> int:
         state.set_account(b.to, replace(to, balance=to.balance + b.amount))
         return tx.fee
     if isinstance(b, Bid):
-        escrow = escrow_for(b.wh, b.price) if b.side == BUY else 0
+        escrow = bid_escrow(b, g)
         acct = replace(acct, balance=acct.balance - escrow, escrowed=acct.escrowed + escrow)
+        _count_bid(state, b.slot, b.side, +1)
         state.set_bid(tx.hash, BidRecord(owner=sender, side=b.side, slot=b.slot, wh=b.wh, price=b.price, zone=b.zone,
                                          escrow=escrow, included=height))
     elif isinstance(b, CancelBid):
@@ -62,6 +63,7 @@ def apply_tx(state: StateOverlay, tx: Tx, height: int, g: Genesis) -> int:
         assert rec is not None  # checked by _locked_by
         acct = replace(acct, balance=acct.balance + rec.escrow, escrowed=acct.escrowed - rec.escrow)
         state.set_bid(b.bid, replace(rec, status=CANCELLED, escrow=0))
+        _count_bid(state, rec.slot, rec.side, -1)
     elif isinstance(b, RegisterSolver):
         acct = replace(acct, balance=acct.balance - b.deposit)
         old = state.solver(sender)
@@ -73,6 +75,25 @@ def apply_tx(state: StateOverlay, tx: Tx, height: int, g: Genesis) -> int:
         state.put(schema.meter(b.slot, sender), tx.hash)
     state.set_account(sender, acct)
     return tx.fee
+
+
+def upfront_cost(tx: Tx, g: Genesis) -> int:
+    """What `tx` takes from its sender's balance when included: the fee, plus the amount sent, the
+    escrow locked or the deposit made."""
+    b = tx.body
+    if isinstance(b, Transfer):
+        return tx.fee + b.amount
+    if isinstance(b, Bid):
+        return tx.fee + bid_escrow(b, g)
+    if isinstance(b, RegisterSolver):
+        return tx.fee + b.deposit
+    return tx.fee
+
+
+def bid_escrow(b: Bid, g: Genesis) -> int:
+    """A buy bid's escrow: its quantity at its limit, or at the retail tariff if that is lower (a
+    buyer never pays more than the grid would charge)."""
+    return escrow_for(b.wh, min(b.price, g.retail)) if b.side == BUY else 0
 
 
 def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
@@ -93,7 +114,9 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
         if any(v == opposite for _, v in state.items(schema.owner_bids(tx.sender, b.slot))):
             raise TxError(f"this address already has an open {'sell' if b.side == BUY else 'buy'} bid for slot "
                           f"{b.slot}: one side per slot (cancel it first)")
-        return escrow_for(b.wh, b.price) if b.side == BUY else 0
+        if bid_count(state, b.slot, b.side) >= g.max_bids_per_slot:
+            raise TxError(f"slot {b.slot} is full: it holds {g.max_bids_per_slot} {SIDE_NAMES[b.side]} bids")
+        return bid_escrow(b, g)
     if isinstance(b, CancelBid):
         rec = state.bid(b.bid)
         if rec is None or rec.owner != tx.sender:
@@ -123,6 +146,16 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
             raise TxError(f"a reading for slot {b.slot} is already on chain")
         return 0
     raise TxError(f"unknown transaction kind {type(b).__name__}")  # pragma: no cover - the codec has no others
+
+
+def bid_count(state: StateOverlay, slot: int, side: int) -> int:
+    raw = state.get(schema.slot_bid_count(slot, side))
+    return 0 if raw is None else schema.read_u64(raw)
+
+
+def _count_bid(state: StateOverlay, slot: int, side: int, delta: int) -> None:
+    n = bid_count(state, slot, side) + delta
+    state.put(schema.slot_bid_count(slot, side), schema.u64(n) if n else None)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,16 @@ from collections.abc import Callable
 from .transactions import Bid, Tx, TxError
 
 
+MAX_GAP = 16  # transactions a sender may queue beyond a nonce gap
+GAP_TTL = 64  # blocks a transaction behind a gap may wait for it to fill
+
+
 class Mempool:
     def __init__(self, max_size: int = 20_000, max_per_sender: int = 256) -> None:
         self.max_size, self.max_per_sender = max_size, max_per_sender
         self.by_hash: dict[bytes, Tx] = {}
         self.by_sender: dict[bytes, dict[int, Tx]] = {}
+        self.admitted: dict[bytes, int] = {}  # tx hash -> the height the chain was at
 
     def __len__(self) -> int:
         return len(self.by_hash)
@@ -43,30 +48,39 @@ class Mempool:
             n += 1
         return n
 
-    def add(self, tx: Tx, chain_nonce: int) -> Tx | None:
-        """Admit `tx`; returns a transaction it displaced, if any.  Raises `TxError` when refused."""
+    def add(self, tx: Tx, chain_nonce: int, height: int = 0) -> Tx | None:
+        """Admit `tx`; returns a transaction it displaced, if any.  Raises `TxError` when refused.
+
+        A transaction behind a nonce gap waits at most `GAP_TTL` blocks, at most `MAX_GAP` of them per
+        sender, and never displaces another: it cannot be mined until the gap fills."""
         if tx.hash in self.by_hash:
             raise TxError("already in the mempool")
         if tx.nonce < chain_nonce:
             raise TxError(f"nonce {tx.nonce} was already used (the account is at {chain_nonce})")
         if tx.nonce >= chain_nonce + self.max_per_sender:
             raise TxError(f"nonce {tx.nonce} is too far ahead of the account's {chain_nonce}")
+        gapped = tx.nonce > self.next_nonce(tx.sender, chain_nonce)
+        if gapped and tx.nonce > self.next_nonce(tx.sender, chain_nonce) + MAX_GAP:
+            raise TxError(f"nonce {tx.nonce} is too far past the sender's next nonce "
+                          f"{self.next_nonce(tx.sender, chain_nonce)}")
         q = self.by_sender.setdefault(tx.sender, {})
         old = q.get(tx.nonce)
         if old is not None:
             if tx.fee <= old.fee:
                 raise TxError(f"a transaction with nonce {tx.nonce} is already pending; replace it with a higher fee")
             self._drop(old)
-            self._insert(tx)
+            self._insert(tx, height)
             return old
         displaced = None
         if len(self.by_hash) >= self.max_size:
-            victim = self._cheapest_tail(exclude=tx.sender if q else None)
+            victim = None if gapped else self._cheapest_tail(exclude=tx.sender if q else None)
             if victim is None or victim.fee >= tx.fee:
+                if not q:
+                    del self.by_sender[tx.sender]
                 raise TxError(f"mempool full: the fee must beat {victim.fee if victim else 0}")
             self._drop(victim)
             displaced = victim
-        self._insert(tx)
+        self._insert(tx, height)
         return displaced
 
     def select(self, limit: int, chain_nonce: Callable[[bytes], int]) -> list[Tx]:
@@ -87,20 +101,24 @@ class Mempool:
         return out
 
     def prune(self, next_height: int, chain_nonce: Callable[[bytes], int], gate_closure: int) -> list[Tx]:
-        """Drop what can no longer go into block `next_height` or later: used nonces, expired or closed bids."""
+        """Drop what can no longer go into block `next_height` or later: used nonces, expired or closed
+        bids, and transactions that waited more than `GAP_TTL` blocks behind a nonce gap."""
         gone = []
         for sender, q in list(self.by_sender.items()):
             n = chain_nonce(sender)
+            ready = self.next_nonce(sender, n)
             for nonce, tx in list(q.items()):
                 b = tx.body
-                if nonce < n or (isinstance(b, Bid) and (b.expiry < next_height or b.slot - gate_closure < next_height)):
+                if (nonce < n or (isinstance(b, Bid) and (b.expiry < next_height or b.slot - gate_closure < next_height))
+                        or (nonce > ready and self.admitted.get(tx.hash, 0) + GAP_TTL < next_height)):
                     gone.append(tx)
         for tx in gone:
             self._drop(tx)
         return gone
 
-    def _insert(self, tx: Tx) -> None:
+    def _insert(self, tx: Tx, height: int = 0) -> None:
         self.by_hash[tx.hash] = tx
+        self.admitted[tx.hash] = height
         self.by_sender.setdefault(tx.sender, {})[tx.nonce] = tx
 
     def remove(self, tx: Tx) -> None:
@@ -109,6 +127,7 @@ class Mempool:
 
     def _drop(self, tx: Tx) -> None:
         self.by_hash.pop(tx.hash, None)
+        self.admitted.pop(tx.hash, None)
         q = self.by_sender.get(tx.sender)
         cur = q.get(tx.nonce) if q is not None else None
         if cur is not None and cur.hash == tx.hash:

@@ -31,7 +31,7 @@ class Node:
     def __init__(self, chain: Chain, key, mempool: Mempool | None = None, journal: Journal | None = None) -> None:
         self.chain, self.key = chain, key
         self.address = keys.address_of_key(key)
-        self.mempool = mempool or Mempool()
+        self.mempool = mempool if mempool is not None else Mempool()
         self.journal = journal
         if journal is not None:
             self._replay(journal)
@@ -73,10 +73,16 @@ class Node:
         if self.chain.tx(tx.hash) is not None:
             raise TxError("already on chain")
         state = self.chain.state()
-        chain_nonce = state.account(tx.sender).nonce
-        if chain_nonce <= tx.nonce <= self.mempool.next_nonce(tx.sender, chain_nonce):  # next in line, or a replacement
+        acct = state.account(tx.sender)
+        # The sender must afford everything it has pending plus this: nothing free sits in the pool.
+        others = [p for p in self.mempool.pending(tx.sender) if p.nonce != tx.nonce]
+        owed = ledger.upfront_cost(tx, g) + sum(ledger.upfront_cost(p, g) for p in others)
+        if owed > acct.balance:
+            what = f"with {len(others)} pending, the transactions need" if others else "the transaction needs"
+            raise TxError(f"insufficient balance: {acct.balance} micro-units, {what} {owed}")
+        if acct.nonce <= tx.nonce <= self.mempool.next_nonce(tx.sender, acct.nonce):  # next in line, or a replacement
             self._trial(state, tx)
-        displaced = self.mempool.add(tx, chain_nonce)
+        displaced = self.mempool.add(tx, acct.nonce, self.chain.height)
         return Admitted(tx, displaced)
 
     def _trial(self, state: StateOverlay, tx: Tx) -> None:

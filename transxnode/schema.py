@@ -73,9 +73,14 @@ def meter(slot: int, addr: bytes) -> bytes:
 
 TOTALS = b"st"
 
+
+def slot_bid_count(slot: int, side: int) -> bytes:
+    """How many bids of `side` slot `slot` holds: capped by genesis.max_bids_per_slot."""
+    return b"sn" + u64(slot) + bytes([side])
+
 # --- indexes -----------------------------------------------------------------
 def tx_location(tx_hash: bytes) -> bytes:
-    """tx hash -> (height, position)."""
+    """tx hash -> its location (height, position; 12 bytes) and its encoding, so one read finds it."""
     return b"it" + tx_hash
 
 

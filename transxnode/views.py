@@ -17,8 +17,7 @@ from .blocks import Block, Header
 from .chain import Chain
 from .keys import address_of, encode_address
 from .state import CANCELLED, OPEN, STATUS_NAMES, BidRecord
-from .transactions import (SIDE_NAMES, Bid, CancelBid, Commit, MeterReading, RegisterSolver, Transfer, Tx,
-                           escrow_for)
+from .transactions import SIDE_NAMES, Bid, CancelBid, Commit, MeterReading, RegisterSolver, Transfer, Tx
 
 
 def header_json(h: Header) -> dict[str, Any]:
@@ -41,8 +40,7 @@ def tx_json(tx: Tx) -> dict[str, Any]:
     if isinstance(b, Transfer):
         out.update(to=encode_address(b.to), amount=b.amount)
     elif isinstance(b, Bid):
-        out.update(side=SIDE_NAMES[b.side], slot=b.slot, wh=b.wh, price=b.price, zone=b.zone, expiry=b.expiry,
-                   escrow=escrow_for(b.wh, b.price) if b.side == 0 else 0)
+        out.update(side=SIDE_NAMES[b.side], slot=b.slot, wh=b.wh, price=b.price, zone=b.zone, expiry=b.expiry)
     elif isinstance(b, CancelBid):
         out.update(bid=b.bid.hex())
     elif isinstance(b, RegisterSolver):
