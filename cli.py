@@ -356,6 +356,15 @@ def _unlock(datadir, address: str | None, password_file):
     return _keystore(datadir).unlock(address, _password(password_file))
 
 
+def _account(address: str | None, datadir, api) -> dict:
+    """The node's view of ADDRESS (default: the default address), checked before asking."""
+    from transxnode.keys import decode_address
+
+    address = address or _default_address(datadir)
+    decode_address(address)
+    return _client(api, datadir).get(f"/api/address/{address}")
+
+
 @wallet.command("new")
 @_datadir_option
 @_password_option
@@ -407,11 +416,7 @@ def wallet_address(datadir, as_json) -> None:
 @_guard
 def wallet_balance(address, datadir, api, as_json) -> None:
     """Balance, escrow and nonce of ADDRESS (default: the default address)."""
-    from transxnode.keys import decode_address
-
-    address = address or _default_address(datadir)
-    decode_address(address)
-    acct = _client(api, datadir).get(f"/api/address/{address}")
+    acct = _account(address, datadir, api)
     _emit(acct, as_json, lambda a: "\n".join([
         f"address   {a['address']}", f"balance   {_tokens(a['balance'])}", f"escrowed  {_tokens(a['escrowed'])}",
         f"nonce     {a['nonce']} ({a['pending_nonce'] - a['nonce']} pending)",
@@ -549,11 +554,7 @@ def bid_cancel(bid_id, sender, datadir, api, password_file, as_json) -> None:
 @_guard
 def bid_list(address, datadir, api, as_json) -> None:
     """Open bids of ADDRESS (default: the default address)."""
-    from transxnode.keys import decode_address
-
-    address = address or _default_address(datadir)
-    decode_address(address)
-    bids = _client(api, datadir).get(f"/api/address/{address}")["open_bids"]
+    bids = _account(address, datadir, api)["open_bids"]
     _emit(bids, as_json, lambda bs: _bids_table(bs) if bs else "no open bids")
 
 
