@@ -81,6 +81,7 @@ class Header:
     clearing_hash: bytes
     proposer: bytes  # Ed25519 public key of the solver
     signature: bytes = bytes(64)
+    salt: bytes = bytes(32)  # reveals the proposer's commitment to this clearing; zeros: uncommitted
 
     @cached_property
     def hash(self) -> bytes:
@@ -149,5 +150,5 @@ CLEARING = Record(BlockClearing, {
     "void": Bool(),
 })
 HEADER = Record(Header, {"height": U64, "parent": HASH, "timestamp": U64, "state_hash": HASH, "tx_root": HASH,
-                         "clearing_hash": HASH, "proposer": PUBKEY, "signature": SIGNATURE})
+                         "clearing_hash": HASH, "proposer": PUBKEY, "signature": SIGNATURE, "salt": HASH})
 BLOCK = Record(Block, {"header": HEADER, "txs": ListOf(TX, MAX_BLOCK_TXS), "clearing": CLEARING})

@@ -17,6 +17,8 @@ from solver.verifier import Verdict
 from . import keys, ledger, schema
 from .blocks import BLOCK, Block, BlockClearing, Header, tx_root
 from .codec import DecodeError
+from consensus.ranking import Rank, commitment, rank
+
 from .genesis import Genesis
 from .ledger import SlotMarket
 from .state import StateOverlay, next_state_hash
@@ -55,6 +57,8 @@ class Chain:
     def __init__(self, store: Store, genesis: Genesis) -> None:
         self.store, self.genesis = store, genesis
         self._markets: dict[int, tuple[SlotMarket, Pairs]] = {}
+        self._ranks: dict[bytes, Rank] = {}
+        self._verdicts: dict[tuple[int, bytes, bytes | None], Verdict] = {}  # block hash -> rank, for blocks ranked against this chain
         self._built: tuple[bytes, _Execution] | None = None  # the last block build_block made (encoded), and its execution
         known = store.get(schema.GENESIS)
         if known is None:
@@ -109,18 +113,21 @@ class Chain:
         return hit
 
     # ------------------------------------------------------------- building
-    def build_block(self, key, clearing: BlockClearing, candidates: list[Tx], timestamp_ms: int) -> tuple[Block, list[tuple[Tx, str]]]:
+    def build_block(self, key, clearing: BlockClearing, candidates: list[Tx], timestamp_ms: int,
+                    salt: bytes = bytes(32)) -> tuple[Block, list[tuple[Tx, str]]]:
         """A block on the head: the slot's clearing, then every candidate that still applies, signed by `key`.
 
-        Returns the block and the candidates left out, with the reason."""
+        Returns the block and the candidates left out, with the reason; `BlockError` if the clearing
+        is not a valid one for the slot."""
         height = self.height + 1
+        self.check_clearing(height, clearing)
         proposer = keys.address_of_key(key)
         ex = self._execute(height, proposer, clearing, candidates, strict=False)
         header = Header(
             height=height, parent=self.head.hash,
             timestamp=max(timestamp_ms, self.genesis.slot_start_ms(height), self.head.timestamp + 1),
             state_hash=next_state_hash(self.head.state_hash, ex.state.writes), tx_root=tx_root(ex.applied),
-            clearing_hash=clearing.hash, proposer=keys.public_key(key),
+            clearing_hash=clearing.hash, proposer=keys.public_key(key), salt=salt,
         ).signed(key)
         block = Block(header, tuple(ex.applied), clearing)
         self._built = (block.encoded, ex)
@@ -175,12 +182,15 @@ class Chain:
         changes[schema.HEAD] = block.hash
         self.store.commit(block.hash, block.encoded, changes)
         self.head = h
-        for s in [s for s in self._markets if s <= h.height]:
+        for s in [s for s in self._markets if s <= h.height - g.finality_depth]:  # kept for competing blocks
             del self._markets[s]
         return Connected(block, ex.fees, verdict, market, len(changes))
 
     def check_clearing(self, height: int, clearing: BlockClearing) -> Verdict | None:
         """The exact verdict on `clearing` for slot `height`, or `BlockError`; None for a void clearing."""
+        key = (height, clearing.hash, self.hash_at(height - 1))
+        if key in self._verdicts:
+            return self._verdicts[key]
         market, pairs = self.market(height)
         if clearing.void:
             if clearing.trades or clearing.lam or clearing.mu:
@@ -194,6 +204,9 @@ class Chain:
         v = verify(market.instance, c, pairs=pairs, tolerance=g.tolerance, quantum=g.quantum)
         if not v.ok:
             raise BlockError(f"clearing of slot {height} is invalid: {v.reason}")
+        if len(self._verdicts) > 1_000:
+            self._verdicts.clear()
+        self._verdicts[key] = v  # proposals of one round mostly share a clearing: verify it once
         return v
 
     def _execute(self, height: int, proposer: bytes, clearing: BlockClearing, txs: list[Tx], strict: bool) -> _Execution:
@@ -218,6 +231,59 @@ class Chain:
         ledger.reward(state, proposer, ex.fees, g)
         return ex
 
+    # ---------------------------------------------------------- fork choice
+    def rank(self, block: Block) -> Rank:
+        """How `block` ranks among proposals for its height (consensus/ranking.py); its parent must be on
+        this chain.  Raises `BlockError` if its clearing is invalid."""
+        hit = self._ranks.get(block.hash)
+        if hit is not None:
+            return hit
+        h = block.header
+        if self.hash_at(h.height - 1) != h.parent:
+            raise BlockError(f"block {h.height}'s parent is not on this chain")
+        verdict = self.check_clearing(h.height, block.clearing)
+        solver = keys.address_of(h.proposer)
+        committed = any(h.salt) and self.state().get(schema.commit(h.height, solver)) == commitment(
+            h.clearing_hash, solver, h.salt)
+        ref = self.hash_at(max(0, h.height - self.genesis.gate_closure))
+        r = rank(committed=bool(committed), objective=None if verdict is None else verdict.objective, solver=solver,
+                 reference_hash=ref)  # type: ignore[arg-type]
+        if len(self._ranks) > 10_000:
+            self._ranks.clear()
+        self._ranks[block.hash] = r
+        return r
+
+    def offer(self, block: Block, now_ms: int) -> tuple[str, list[Block]]:
+        """Fork choice: take `block` if it extends the head, or if it ranks above this chain's block at
+        its height (the first height where the two chains differ decides), reverting at most
+        `finality_depth` blocks.  Returns "connected", "reorg", "known", "worse", "final" or "orphan"
+        (its parent is not on this chain), with the blocks a reorg reverted; raises `BlockError` if it
+        is invalid."""
+        h = block.header
+        if self.hash_at(h.height) == block.hash:
+            return "known", []
+        if h.parent == self.head.hash:
+            self.connect(block, now_ms)
+            return "connected", []
+        if h.height > self.height or self.hash_at(h.height - 1) != h.parent:
+            return "orphan", []
+        if self.height - (h.height - 1) > self.genesis.finality_depth:
+            return "final", []
+        ours = self.block_at(h.height)
+        assert ours is not None
+        if not self.rank(block) < self.rank(ours):
+            return "worse", []
+        reverted = []
+        while self.height >= h.height:
+            reverted.append(self.revert_head())
+        try:
+            self.connect(block, now_ms)
+        except BlockError:
+            for b in reversed(reverted):  # put our chain back as it was
+                self.connect(b, now_ms + MAX_FUTURE_MS)
+            raise
+        return "reorg", reverted
+
     # -------------------------------------------------------------- reverting
     def revert_head(self) -> Block:
         """Undo the head block (a reorg's first step); returns it so its transactions can go back to the mempool."""
@@ -228,6 +294,7 @@ class Chain:
         self.store.revert(block.hash)
         self._markets.clear()
         self._built = None
+        self._ranks.clear()
         self.head = self.header_at_hash(self.store.get(schema.HEAD))  # type: ignore[arg-type]
         return block
 

@@ -167,10 +167,12 @@ class SlotMarket:
 
 
 def slot_market(state: StateOverlay, slot: int, g: Genesis) -> SlotMarket:
-    """The instance that clears `slot`: its open bids (fixed once height slot - L is on chain)."""
+    """The instance that clears `slot`: its bids but the cancelled ones.  Fixed once height slot - L is
+    on chain; after the slot's block it is the same set (cleared now), so a competing block for a slot
+    already cleared is checked against the very instance the chain's own block was."""
     sellers, buyers, bids = [], [], {}
     for bid_id, rec in state.slot_bids(slot):
-        if rec.status != OPEN:
+        if rec.status == CANCELLED:
             continue
         pid = bid_id.hex()
         bids[pid] = rec
@@ -203,6 +205,8 @@ def settle_slot(state: StateOverlay, market: SlotMarket, clearing: BlockClearing
         else:
             operator_fees += fee
     for pid, rec in market.bids.items():
+        if rec.status != OPEN:
+            raise LedgerError(f"bid {pid} of slot {rec.slot} is settled already")
         wh, amount = traded[pid]
         owner = state.account(rec.owner)
         if rec.side == BUY:

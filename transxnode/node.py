@@ -69,6 +69,8 @@ class Node:
 
     def _admit(self, tx: Tx) -> Admitted:
         g = self.genesis
+        if tx.hash in self.mempool:  # before the signature check: gossip delivers duplicates often
+            raise TxError("already in the mempool")
         check_stateless(tx, g.chain_id, g.zones, g.min_fee)
         if self.chain.tx(tx.hash) is not None:
             raise TxError("already on chain")

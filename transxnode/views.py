@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from solver import Instance, Participant
 from solver.report import outcomes
 
 from . import schema
 from .blocks import Block, Header
 from .chain import Chain
 from .keys import address_of, encode_address
+from .ledger import slot_market
 from .state import CANCELLED, OPEN, STATUS_NAMES, BidRecord
 from .transactions import SIDE_NAMES, Bid, CancelBid, Commit, MeterReading, RegisterSolver, Transfer, Tx
 
@@ -73,13 +73,6 @@ def bid_json(bid_id: bytes, r: BidRecord) -> dict[str, Any]:
             "status": STATUS_NAMES[r.status], "traded_wh": r.traded_wh, "amount": r.amount}
 
 
-def _instance(chain: Chain, slot: int, bids: list[tuple[bytes, BidRecord]]) -> Instance:
-    g = chain.genesis
-    sellers = [Participant(i.hex(), r.wh, r.price, r.zone) for i, r in bids if r.side == 1]
-    buyers = [Participant(i.hex(), r.wh, r.price, r.zone) for i, r in bids if r.side == 0]
-    return Instance(slot, g.feed_in, g.retail, g.network_charge, tuple(sellers), tuple(buyers))
-
-
 def slot_view(chain: Chain, slot: int) -> dict[str, Any]:
     """A slot's market: its bids, and once cleared its trades, prices, surpluses and returns against the grid."""
     state = chain.state()
@@ -98,7 +91,7 @@ def slot_view(chain: Chain, slot: int) -> dict[str, Any]:
     }
     if block is None or not bids:
         return out
-    inst = _instance(chain, slot, bids)
+    inst = slot_market(state, slot, chain.genesis).instance
     c = block.clearing
     out["void"] = c.void
     out["trades"] = [

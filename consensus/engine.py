@@ -1,0 +1,235 @@
+"""A node's Proof-of-Solution rounds, sans-IO: fed the time and messages, it returns messages to send.
+
+For block h (clearing slot h):
+  solve   once blocks <= h - L are on chain the instance of h is fixed; a registered solver solves it;
+  commit  while the head is in h - C - 1 .. h - 2 it sends Commit(h, hash(clearing, address, salt)), so
+          the commit can land in one of blocks h - C .. h - 1;
+  reveal  at slot h's start it proposes block h on its head, revealing the clearing and the salt;
+  select  proposals for h that arrive in the reveal window (the first half of slot h) are ranked, and
+          the best becomes block h; one that arrives later still replaces block h if it ranks above it
+          (Chain.offer: the first height where two chains differ decides), up to `finality_depth` deep.
+A late proposal can therefore only win if it would have won on time; waiting for the window's end
+just spares every node the reorgs of adopting each better proposal as it arrives.  The daemon and the simulator drive the same
+engine; the daemon feeds it wall-clock time and libp2p messages, the simulator a virtual clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from transxnode import keys, schema
+from transxnode.blocks import Block
+from transxnode.chain import BlockError, decode_block
+from transxnode.codec import digest
+from transxnode.node import Node
+from transxnode.transactions import Commit, TxError, sign_tx
+
+from .proposer import Solution, solve_slot
+from .ranking import commitment
+
+log = logging.getLogger("transx.consensus")
+
+TX, PROPOSAL, WANT, BLOCK = "tx", "proposal", "want", "block"
+MAX_ORPHANS = 512
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    data: bytes
+    to: object | None = None  # None: to every peer; else the peer to answer
+
+
+@dataclass
+class Stats:
+    proposed: int = 0
+    invalid: int = 0
+    reorgs: int = 0
+    deepest_reorg: int = 0
+    orphans: int = 0
+
+
+Solver = Callable[..., Solution]
+
+
+@dataclass
+class Engine:
+    node: Node
+    solve: Solver = solve_slot
+    decode: Callable[[bytes], Block] = decode_block
+    solutions: dict[tuple[int, bytes], Solution] = field(default_factory=dict)
+    committed: set[int] = field(default_factory=set)
+    proposed_on: set[tuple[int, bytes]] = field(default_factory=set)
+    orphans: dict[bytes, dict[bytes, Block]] = field(default_factory=dict)
+    waiting: dict[bytes, Block] = field(default_factory=dict)  # proposals on the head, until the window ends
+    stats: Stats = field(default_factory=Stats)
+
+    @property
+    def chain(self):
+        return self.node.chain
+
+    def registered(self) -> bool:
+        return self.chain.state().solver(self.node.address) is not None
+
+    def salt(self, height: int) -> bytes:
+        """Secret until revealed, and the same after a restart: derived from the node key."""
+        return digest(keys.sign(self.node.key, b"transx-salt" + schema.u64(height)), b"transx-salt")
+
+    def solution(self, height: int) -> Solution:
+        """Our clearing of slot `height` (its instance must be fixed), solved once per instance."""
+        g = self.chain.genesis
+        ref = self.chain.hash_at(max(0, height - g.gate_closure))
+        key = (height, ref)
+        if key not in self.solutions:
+            market, pairs = self.chain.market(height)
+            self.solutions[key] = self.solve(market, pairs, g)
+            for old in [k for k in self.solutions if k[0] < self.chain.height - g.finality_depth]:
+                del self.solutions[old]
+        return self.solutions[key]
+
+    # ---------------------------------------------------------------- time
+    def reveal_ends(self, height: int) -> int:
+        g = self.chain.genesis
+        return g.slot_start_ms(height) + g.slot_seconds * 500
+
+    def tick(self, now_ms: int) -> list[Message]:
+        """Select the best proposal once the reveal window is over; commit to future rounds; propose the
+        next block once its slot has started."""
+        out: list[Message] = []
+        if self.waiting and now_ms >= self.reveal_ends(self.chain.height + 1):
+            out += self._select(now_ms)
+        if not self.registered():
+            return out
+        g, head = self.chain.genesis, self.chain.height
+        for r in range(head + 2, head + 2 + g.commit_window):
+            if r not in self.committed:
+                out += self._commit(r)
+        h = head + 1
+        if now_ms >= g.slot_start_ms(h) and (h, self.chain.head.hash) not in self.proposed_on:
+            out += self._propose(h, now_ms)
+        return out
+
+    def _commit(self, r: int) -> list[Message]:
+        self.committed.add(r)
+        sol = self.solution(r)
+        c = commitment(sol.clearing.hash, self.node.address, self.salt(r))
+        a = self.node.address
+        nonce = self.node.mempool.next_nonce(a, self.chain.state().account(a).nonce)
+        tx = sign_tx(self.node.key, chain_id=self.chain.genesis.chain_id, nonce=nonce,
+                     fee=self.chain.genesis.min_fee, body=Commit(r, c))
+        try:
+            self.node.submit_tx(tx)
+        except TxError as e:
+            log.info("commit for %d not sent: %s", r, e)
+            return []
+        return [Message(TX, tx.encoded)]
+
+    def _propose(self, h: int, now_ms: int) -> list[Message]:
+        self.proposed_on.add((h, self.chain.head.hash))
+        sol = self.solution(h)
+        salt = self.salt(h) if h in self.committed else bytes(32)
+        candidates = self.node.mempool.select(self.chain.genesis.max_block_txs, self.node.chain_nonce)
+        try:
+            block, rejected = self.chain.build_block(self.node.key, sol.clearing, candidates, now_ms, salt)
+        except BlockError as e:  # our own clearing does not verify: propose nothing rather than garbage
+            log.error("not proposing block %d: %s", h, e)
+            return []
+        for tx, _ in rejected:
+            self.node.mempool.remove(tx)
+        self.stats.proposed += 1
+        self._take(block, now_ms)
+        return [Message(PROPOSAL, block.encoded)]
+
+    # ------------------------------------------------------------ messages
+    def receive(self, topic: str, data: bytes, now_ms: int, sender: object = None) -> list[Message]:
+        """Handle a peer's message; returns what to send in answer.  Invalid input is dropped (counted)."""
+        if topic == TX:
+            try:
+                self.node.submit(data)
+            except TxError:
+                pass
+            return []
+        if topic in (PROPOSAL, BLOCK):
+            try:
+                block = self.decode(data)
+            except BlockError:
+                self.stats.invalid += 1
+                return []
+            return self._take(block, now_ms, sender)
+        if topic == WANT:
+            b = self.chain.block(data) if len(data) == 32 else None
+            return [Message(BLOCK, b.encoded, sender)] if b is not None else []
+        return []
+
+    def _select(self, now_ms: int) -> list[Message]:
+        """Adopt the best valid proposal on the head (an invalid one is dropped, the next tried)."""
+        ranked = []
+        for b in self.waiting.values():
+            if b.header.parent != self.chain.head.hash:
+                continue
+            try:
+                ranked.append((self.chain.rank(b), b.hash, b))
+            except BlockError:
+                self.stats.invalid += 1
+        self.waiting.clear()
+        for _, _, b in sorted(ranked):
+            out = self._take(b, now_ms, selecting=True)
+            if self.chain.head.hash == b.hash:
+                return out
+        return []
+
+    def _take(self, block: Block, now_ms: int, sender: object = None, selecting: bool = False) -> list[Message]:
+        """Offer `block` to the fork choice, then any orphans it unlocks; ask for a missing parent.  A
+        proposal on the head inside the reveal window waits for the selection instead."""
+        if (not selecting and block.header.parent == self.chain.head.hash
+                and now_ms < self.reveal_ends(block.height)):
+            if len(self.waiting) < MAX_ORPHANS:
+                self.waiting[block.hash] = block
+            return []
+        try:
+            status, reverted = self.chain.offer(block, now_ms)
+        except BlockError as e:
+            self.stats.invalid += 1
+            log.debug("invalid block %d from %s: %s", block.height, sender, e)
+            return []
+        if status == "orphan":
+            if sum(len(v) for v in self.orphans.values()) < MAX_ORPHANS:
+                self.orphans.setdefault(block.header.parent, {})[block.hash] = block
+                self.stats.orphans += 1
+            return [Message(WANT, block.header.parent, sender)] if self.chain.block(block.header.parent) is None \
+                else self._adopt_known_parent(block, now_ms, sender)
+        if status in ("connected", "reorg"):
+            if status == "reorg":
+                self.stats.reorgs += 1
+                self.stats.deepest_reorg = max(self.stats.deepest_reorg, len(reverted))
+                for b in reverted:
+                    for tx in b.txs:
+                        try:
+                            self.node.submit_tx(tx)
+                        except TxError:
+                            pass
+            self.node.mempool.prune(self.chain.height + 1, self.node.chain_nonce, self.chain.genesis.gate_closure)
+            out: list[Message] = []
+            for child in list(self.orphans.pop(block.hash, {}).values()):
+                out += self._take(child, now_ms, sender)
+            return out
+        return []
+
+    def _adopt_known_parent(self, block: Block, now_ms: int, sender: object) -> list[Message]:
+        """The parent is stored but off our chain: offer the branch from where it leaves our chain."""
+        branch = [block]
+        parent = self.chain.block(block.header.parent)
+        while parent is not None and self.chain.hash_at(parent.height) != parent.hash and parent.height > 0:
+            branch.append(parent)
+            parent = self.chain.block(parent.header.parent)
+        if parent is None:
+            return []
+        out: list[Message] = []
+        for b in reversed(branch[1:]):
+            self.orphans.get(b.header.parent, {}).pop(b.hash, None)
+            out += self._take(b, now_ms, sender)
+            if self.chain.hash_at(b.height) != b.hash:
+                return out  # that branch lost at its first differing height
+        return out + self._take(block, now_ms, sender) if self.chain.head.hash == block.header.parent else out

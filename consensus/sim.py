@@ -1,0 +1,188 @@
+"""A deterministic simulator of a TransX network: N nodes in one process, a virtual clock.
+
+Each node is the real thing (its own LevelDB store, chain, mempool and consensus `Engine`); only the
+network and the clock are simulated: messages are delivered after a random latency, may be lost, and
+cross a partition only when it is healed; each node's clock may be skewed.  Households post bids to
+random nodes every slot.  Everything random comes from one seed: the same seed gives the same run.
+Identical instances are solved once for all nodes (the solver is deterministic; this only saves time).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from nacl.signing import SigningKey
+
+from transxnode import keys
+from transxnode.blocks import Block
+from transxnode.chain import Chain, decode_block
+from transxnode.codec import digest
+from transxnode.genesis import dev_genesis, genesis_from_json
+from transxnode.node import Node
+from transxnode.store import Store
+from transxnode.transactions import BUY, SELL, Bid, sign_tx
+
+from .engine import TX, Engine, Message
+from .proposer import Solution, solve_slot
+
+START = 1_800_000_000  # genesis time of every simulated network (s)
+
+
+@dataclass
+class SimConfig:
+    nodes: int = 5
+    seed: int = 0
+    slot_seconds: int = 2
+    latency_ms: tuple[int, int] = (5, 50)
+    loss: float = 0.0
+    households: int = 8
+    finality_depth: int = 32
+    tick_ms: int = 250
+
+
+@dataclass(order=True)
+class _Event:
+    t: int
+    seq: int
+    node: int = field(compare=False)
+    kind: str = field(compare=False)
+    payload: object = field(compare=False, default=None)
+
+
+class Simulation:
+    def __init__(self, cfg: SimConfig, engine_for: Callable[[int, Node, "Simulation"], Engine] | None = None) -> None:
+        self.cfg = cfg
+        self.rng = random.Random(cfg.seed)
+        self.dir = tempfile.mkdtemp(prefix="transx-sim-")
+        self.keys = [SigningKey(digest(f"sim-node-{cfg.seed}-{i}".encode())) for i in range(cfg.nodes)]
+        self.homes = [SigningKey(digest(f"sim-home-{cfg.seed}-{i}".encode())) for i in range(cfg.households)]
+        addrs = [keys.address_of_key(k) for k in self.keys]
+        doc = dev_genesis(addrs + [keys.address_of_key(k) for k in self.homes], addrs, slot_seconds=cfg.slot_seconds,
+                          chain_id="transx-sim", start=START)
+        doc["finality_depth"] = cfg.finality_depth
+        self.genesis = genesis_from_json(doc)
+        self._memo: dict[bytes, Solution] = {}
+        self.stores = [Store(f"{self.dir}/node{i}") for i in range(cfg.nodes)]
+        make = engine_for or (lambda i, node, sim: Engine(node, solve=sim.solve, decode=sim.decode))
+        self.engines = [make(i, Node(Chain(s, self.genesis), k), self) for i, (s, k) in
+                        enumerate(zip(self.stores, self.keys))]
+        self._decoded: dict[bytes, Block] = {}
+        self.skew = [0] * cfg.nodes
+        self.online = [True] * cfg.nodes
+        self.groups: list[set[int]] | None = None  # a partition: messages cross only within a group
+        self.now = self.genesis.slot_start_ms(1) - 1
+        self._queue: list[_Event] = []
+        self._seq = 0
+        self.messages = 0
+        self._home_nonce = [0] * cfg.households
+        self._bid_slot = 0
+        for i in range(cfg.nodes):
+            self._push(self.now + self.rng.randrange(cfg.tick_ms), i, "tick")
+
+    def close(self) -> None:
+        for s in self.stores:
+            s.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ---------------------------------------------------------------- solving
+    def solve(self, market, pairs, g) -> Solution:
+        key = digest(json.dumps(market.instance.to_json(), sort_keys=True).encode())
+        if key not in self._memo:
+            self._memo[key] = solve_slot(market, pairs, g)
+        return self._memo[key]
+
+    def decode(self, data: bytes) -> Block:
+        """Blocks are immutable values: every node receiving the same bytes gets the one decoded copy
+        (the bytes are still decoded once, with all the codec's checks)."""
+        key = digest(data)
+        hit = self._decoded.get(key)
+        if hit is None:
+            if len(self._decoded) > 4096:
+                self._decoded.clear()
+            hit = self._decoded[key] = decode_block(data)
+        return hit
+
+    # ---------------------------------------------------------------- network
+    def _push(self, t: int, node: int, kind: str, payload: object = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, _Event(t, self._seq, node, kind, payload))
+
+    def linked(self, a: int, b: int) -> bool:
+        return self.groups is None or any(a in g and b in g for g in self.groups)
+
+    def send(self, src: int, msgs: list[Message]) -> None:
+        lo, hi = self.cfg.latency_ms
+        for m in msgs:
+            targets = [m.to] if isinstance(m.to, int) else [j for j in range(self.cfg.nodes) if j != src]
+            for dst in targets:
+                if not self.linked(src, dst) or self.rng.random() < self.cfg.loss:
+                    continue
+                self.messages += 1
+                self._push(self.now + self.rng.randint(lo, hi), dst, "msg", (m, src))
+
+    def partition(self, *groups: set[int]) -> None:
+        self.groups = [set(g) for g in groups]
+
+    def heal(self) -> None:
+        self.groups = None
+
+    # ------------------------------------------------------------------- run
+    def node_time(self, i: int) -> int:
+        return self.now + self.skew[i]
+
+    def run_until(self, t_end: int) -> None:
+        while self._queue and self._queue[0].t <= t_end:
+            ev = heapq.heappop(self._queue)
+            self.now = ev.t
+            i = ev.node
+            if ev.kind == "tick":
+                self._push(ev.t + self.cfg.tick_ms, i, "tick")
+                if i == 0:
+                    self._households()
+                if self.online[i]:
+                    self.send(i, self.engines[i].tick(self.node_time(i)))
+            elif ev.kind == "msg" and self.online[i]:
+                m, src = ev.payload  # type: ignore[misc]
+                self.send(i, self.engines[i].receive(m.topic, m.data, self.node_time(i), src))
+            elif ev.kind == "inject" and self.online[i]:
+                topic, data = ev.payload  # type: ignore[misc]
+                out = self.engines[i].receive(topic, data, self.node_time(i))
+                self.send(i, out + ([Message(topic, data)] if topic == TX else []))
+        self.now = max(self.now, t_end)
+
+    def run_rounds(self, n: int) -> None:
+        """Run until `n` more slots have started and half of the last one has passed."""
+        target = max(e.chain.height for e in self.engines) + n
+        self.run_until(self.genesis.slot_start_ms(target) + self.genesis.slot_seconds * 500 + self.cfg.latency_ms[1]
+                       + 2 * self.cfg.tick_ms)
+
+    def _households(self) -> None:
+        """Once per slot, each household bids through a random node, for the slot after the first open
+        one (so a bid has two blocks to get in, whatever the latency)."""
+        head = max(e.chain.height for e in self.engines)
+        slot = head + 2 + self.genesis.gate_closure
+        if slot <= self._bid_slot:
+            return
+        self._bid_slot = slot
+        for k, home in enumerate(self.homes):
+            side = SELL if k % 2 else BUY
+            body = Bid(side, slot, self.rng.randint(1_000, 6_000),
+                       self.rng.randint(180_000, 400_000) if side == SELL else self.rng.randint(300_000, 560_000),
+                       self.rng.randrange(self.genesis.zones), slot - self.genesis.gate_closure)
+            tx = sign_tx(home, chain_id=self.genesis.chain_id, nonce=self._home_nonce[k], fee=1_000, body=body)
+            self._home_nonce[k] += 1
+            self._push(self.now + self.rng.randint(*self.cfg.latency_ms), self.rng.randrange(self.cfg.nodes), "inject",
+                       (TX, tx.encoded))
+
+    # ---------------------------------------------------------------- checks
+    def heads(self) -> list[tuple[int, bytes]]:
+        return [(e.chain.height, e.chain.head.hash) for e in self.engines]
+
+    def converged(self) -> bool:
+        return len({h for h in self.heads()}) == 1

@@ -1,0 +1,231 @@
+"""Proof-of-Solution across many nodes, in the deterministic simulator (consensus/sim.py).
+
+Every test names its seed; a failure prints it, and the same seed replays the same run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from consensus.engine import PROPOSAL, Engine, Message
+from consensus.ranking import commitment, lottery_ticket, rank
+from consensus.sim import SimConfig, Simulation
+from transxnode import keys
+from transxnode.blocks import BlockClearing, Multiplier
+
+
+@pytest.fixture
+def sims():
+    made = []
+
+    def make(cfg: SimConfig, **kw) -> Simulation:
+        s = Simulation(cfg, **kw)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def chain_of(engine) -> list[bytes]:
+    c = engine.chain
+    return [c.hash_at(h) for h in range(c.height + 1)]
+
+
+def assert_one_chain(sim: Simulation, seed: int, skip: int | None = None) -> None:
+    """Every node (but `skip`, a byzantine one) has the same head, and the chain has no gaps."""
+    heads = [h for i, h in enumerate(sim.heads()) if i != skip]
+    assert len(set(heads)) == 1, f"seed {seed}: heads differ: {[(h, x.hex()[:8]) for h, x in heads]}"
+    c = sim.engines[1 if skip == 0 else 0].chain
+    for h in range(1, c.height + 1):  # no gaps: one block per height, each on its parent
+        assert c.block_at(h).header.parent == c.hash_at(h - 1), f"seed {seed}: block {h}"
+
+
+def winners(engine) -> list[bytes]:
+    c = engine.chain
+    return [keys.address_of(c.block_at(h).header.proposer) for h in range(1, c.height + 1)]
+
+
+def test_ranking_orders_commitment_then_clearing_then_objective_then_ticket():
+    a, b, ref = b"\x01" * 20, b"\x02" * 20, b"\x09" * 32
+    best = rank(committed=True, objective=10, solver=a, reference_hash=ref)
+    assert best < rank(committed=True, objective=9, solver=a, reference_hash=ref)
+    assert rank(committed=True, objective=None, solver=a, reference_hash=ref) > rank(
+        committed=True, objective=-10**9, solver=a, reference_hash=ref)  # void below any real clearing
+    assert rank(committed=False, objective=10**9, solver=a, reference_hash=ref) > rank(
+        committed=True, objective=None, solver=a, reference_hash=ref)  # uncommitted below any committed
+    tie = sorted([rank(committed=True, objective=10, solver=s, reference_hash=ref) for s in (a, b)])
+    assert [t.lottery for t in tie] == sorted([lottery_ticket(a, ref), lottery_ticket(b, ref)])
+    assert commitment(b"\x00" * 32, a, b"\x01" * 32) != commitment(b"\x00" * 32, b, b"\x01" * 32)
+
+
+def test_twenty_honest_nodes_agree_on_one_chain_for_200_rounds(sims):
+    seed = 11
+    sim = sims(SimConfig(nodes=20, seed=seed, latency_ms=(5, 500), households=4))
+    sim.run_rounds(200)
+    assert_one_chain(sim, seed)
+    assert sim.engines[0].chain.height >= 200
+    assert len(set(winners(sim.engines[0]))) > 10, f"seed {seed}: the lottery should spread the wins"
+    assert sum(len(sim.engines[0].chain.block_at(h).clearing.trades) for h in range(1, 201)) > 0
+
+
+def test_same_seed_same_run(sims):
+    a = sims(SimConfig(nodes=4, seed=5))
+    b = sims(SimConfig(nodes=4, seed=5))
+    a.run_rounds(8)
+    b.run_rounds(8)
+    assert chain_of(a.engines[0]) == chain_of(b.engines[0])
+
+
+def test_a_partition_heals_into_one_chain_without_reverting_final_blocks(sims):
+    seed = 3
+    sim = sims(SimConfig(nodes=10, seed=seed, latency_ms=(5, 200), finality_depth=32))
+    sim.run_rounds(5)
+    final_before = chain_of(sim.engines[0])[: sim.engines[0].chain.height - 32 + 1]
+    sim.partition(set(range(4)), set(range(4, 10)))
+    sim.run_rounds(20)
+    assert len({e.chain.head.hash for e in sim.engines}) == 2, f"seed {seed}: both sides kept going"
+    sim.heal()
+    sim.run_rounds(6)
+    assert_one_chain(sim, seed)
+    deepest = max(e.stats.deepest_reorg for e in sim.engines)
+    assert 15 <= deepest <= sim.genesis.finality_depth, f"seed {seed}: deepest reorg {deepest}"
+    assert all(chain_of(e)[: len(final_before)] == final_before for e in sim.engines)
+
+
+def test_with_every_solver_but_one_offline_the_chain_still_advances(sims):
+    sim = sims(SimConfig(nodes=5, seed=4))
+    sim.run_rounds(3)
+    start = sim.engines[0].chain.height
+    sim.online = [True, False, False, False, False]
+    sim.run_rounds(10)
+    assert sim.engines[0].chain.height >= start + 10
+    assert set(winners(sim.engines[0])[start:]) == {sim.engines[0].node.address}
+
+
+class _Tamperer(Engine):
+    """Commits to, and reveals, `tamper(clearing)` instead of its honest clearing (signed, well formed)."""
+
+    def tamper(self, c: BlockClearing) -> BlockClearing:
+        raise NotImplementedError
+
+    def bad_clearing(self, height):
+        c = super().solution(height).clearing
+        return self.tamper(c) if c.trades else c
+
+    def _commit(self, r):
+        honest = self.solution
+        self.solution = lambda h: replace(honest(h), clearing=self.bad_clearing(h))
+        try:
+            return super()._commit(r)
+        finally:
+            self.solution = honest
+
+    def _propose(self, h, now_ms):
+        self.proposed_on.add((h, self.chain.head.hash))
+        honest, _ = self.chain.build_block(self.node.key, self.solution(h).clearing, [], now_ms, self.salt(h))
+        bad = self.bad_clearing(h)
+        header = replace(honest.header, clearing_hash=bad.hash).signed(self.node.key)
+        return [Message(PROPOSAL, replace(honest, header=header, clearing=bad).encoded)]
+
+
+class InvalidSolver(_Tamperer):
+    """Sells more than a seller offered."""
+
+    def tamper(self, c):
+        return replace(c, trades=(replace(c.trades[0], wh=c.trades[0].wh + 10**6),) + c.trades[1:])
+
+
+class ForgedCertificate(_Tamperer):
+    """Makes the certificate's multipliers up."""
+
+    def tamper(self, c):
+        return replace(c, lam=(Multiplier(0, 1),), mu=())
+
+
+class Withholder(Engine):
+    """Commits every round, never reveals."""
+
+    def _propose(self, h, now_ms):
+        self.proposed_on.add((h, self.chain.head.hash))
+        return []
+
+
+class Copier(Engine):
+    """Solves nothing: copies the first clearing it sees revealed into a block of its own."""
+
+    def _propose(self, h, now_ms):
+        self.proposed_on.add((h, self.chain.head.hash))
+        return []
+
+    def _commit(self, r):
+        self.committed.add(r)
+        return []
+
+    def receive(self, topic, data, now_ms, sender=None):
+        out = super().receive(topic, data, now_ms, sender)
+        if topic == PROPOSAL:
+            b = self.decode(data)
+            if b.header.parent == self.chain.head.hash and (b.height, b.header.parent) not in self.proposed_on:
+                self.proposed_on.add((b.height, b.header.parent))
+                mine, _ = self.chain.build_block(self.node.key, b.clearing, [], now_ms)
+                self._take(mine, now_ms)
+                out.append(Message(PROPOSAL, mine.encoded))
+        return out
+
+
+class Spammer(Engine):
+    """Floods garbage blocks and transactions every tick."""
+
+    def tick(self, now_ms):
+        return [Message(PROPOSAL, b"\x07" * 300), Message("tx", b"\x01\x02garbage"),
+                Message(PROPOSAL, self.chain.block_at(self.chain.height).encoded[:-5])]
+
+
+@pytest.mark.parametrize("behaviour", [InvalidSolver, ForgedCertificate, Withholder, Copier, Spammer],
+                         ids=lambda c: c.__name__)
+def test_a_byzantine_solver_never_wins_and_never_stalls_the_chain(sims, behaviour):
+    seed = 21
+    bad = 0
+    sim = sims(SimConfig(nodes=5, seed=seed),
+               engine_for=lambda i, node, s: (behaviour if i == bad else Engine)(node, solve=s.solve, decode=s.decode))
+    sim.run_rounds(14)
+    assert_one_chain(sim, seed, skip=bad)
+    c = sim.engines[1].chain
+    assert c.height >= 14
+    assert sim.engines[bad].node.address not in winners(sim.engines[1]), f"seed {seed}: {behaviour.__name__} won"
+    if behaviour in (InvalidSolver, ForgedCertificate, Spammer):
+        assert all(e.stats.invalid > 0 for e in sim.engines[1:]), f"seed {seed}: nothing was rejected"
+    assert sum(len(c.block_at(h).clearing.trades) for h in range(1, c.height + 1)) > 0
+
+
+class Censor(Engine):
+    """Leaves every rival's commit out of the blocks it proposes."""
+
+    def _propose(self, h, now_ms):
+        mine = self.node.address
+        keep = self.node.mempool.select
+        self.node.mempool.select = lambda limit, nonce: [t for t in keep(limit, nonce)
+                                                         if t.kind != "commit" or t.sender == mine]
+        try:
+            return super()._propose(h, now_ms)
+        finally:
+            self.node.mempool.select = keep
+
+
+def test_a_censoring_winner_does_not_decide_the_next_round(sims):
+    """Commits for h may land in any of blocks h - C .. h - 1: censoring one of them shuts no one out."""
+    seed = 8
+    sim = sims(SimConfig(nodes=4, seed=seed),
+               engine_for=lambda i, node, s: (Censor if i == 0 else Engine)(node, solve=s.solve, decode=s.decode))
+    sim.run_rounds(30)
+    assert_one_chain(sim, seed, skip=0)
+    c = sim.engines[1].chain
+    censor = sim.engines[0].node.address
+    after_censor = [h for h in range(3, c.height + 1) if keys.address_of(c.block_at(h - 1).header.proposer) == censor]
+    assert len(after_censor) >= 3, f"seed {seed}: the censor won too rarely to test"
+    for h in after_censor:
+        assert not c.rank(c.block_at(h)).uncommitted, f"seed {seed}: block {h} after a censored block is uncommitted"
