@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from transxnode import keys, schema
-from transxnode.blocks import Block
+from transxnode.blocks import HEADER, Block
 from transxnode.chain import BlockError, decode_block
 from transxnode.codec import digest
 from transxnode.node import Node
-from transxnode.transactions import Commit, TxError, sign_tx
+from transxnode.transactions import Commit, Evidence, Reveal, TxError, sign_tx
 
 from .proposer import Solution, solve_slot
 from .ranking import commitment
@@ -64,6 +64,8 @@ class Engine:
     proposed_on: set[tuple[int, bytes]] = field(default_factory=set)
     orphans: dict[bytes, dict[bytes, Block]] = field(default_factory=dict)
     waiting: dict[bytes, Block] = field(default_factory=dict)  # proposals on the head, until the window ends
+    revealed: set[int] = field(default_factory=set)
+    seen: dict[tuple[int, bytes, bytes], bytes] = field(default_factory=dict)  # (height, parent, proposer) -> header
     stats: Stats = field(default_factory=Stats)
 
     @property
@@ -103,6 +105,8 @@ class Engine:
         if not self.registered():
             return out
         g, head = self.chain.genesis, self.chain.height
+        for r in sorted(h for h in self.committed if h <= head and h not in self.revealed):
+            out += self._reveal(r)
         for r in range(head + 2, head + 2 + g.commit_window):
             if r not in self.committed:
                 out += self._commit(r)
@@ -113,18 +117,37 @@ class Engine:
 
     def _commit(self, r: int) -> list[Message]:
         self.committed.add(r)
-        sol = self.solution(r)
-        c = commitment(sol.clearing.hash, self.node.address, self.salt(r))
-        a = self.node.address
+        return self._send_tx(Commit(r, commitment(self.solution(r).clearing.hash, self.node.address, self.salt(r))))
+
+    def _reveal(self, r: int) -> list[Message]:
+        """Our proposal for `r` lost: show the commitment was honest, or forfeit part of the deposit."""
+        self.revealed.add(r)
+        won = self.chain.block_at(r)
+        if won is None or keys.address_of(won.header.proposer) == self.node.address:
+            return []
+        return self._send_tx(Reveal(r, self.solution(r).clearing.hash, self.salt(r)))
+
+    def _send_tx(self, body) -> list[Message]:
+        a, g = self.node.address, self.chain.genesis
         nonce = self.node.mempool.next_nonce(a, self.chain.state().account(a).nonce)
-        tx = sign_tx(self.node.key, chain_id=self.chain.genesis.chain_id, nonce=nonce,
-                     fee=self.chain.genesis.min_fee, body=Commit(r, c))
+        tx = sign_tx(self.node.key, chain_id=g.chain_id, nonce=nonce, fee=g.min_fee, body=body)
         try:
             self.node.submit_tx(tx)
         except TxError as e:
-            log.info("commit for %d not sent: %s", r, e)
+            log.info("%s not sent: %s", tx.kind, e)
             return []
         return [Message(TX, tx.encoded)]
+
+    def _watch_equivocation(self, block: Block) -> list[Message]:
+        """Two different proposals from one solver for one height and parent: send the evidence."""
+        h = block.header
+        key = (h.height, h.parent, h.proposer)
+        first = self.seen.setdefault(key, HEADER.encode(h))
+        if first == HEADER.encode(h) or not h.signature_ok():
+            return []
+        if len(self.seen) > 4 * MAX_ORPHANS:
+            self.seen.clear()
+        return self._send_tx(Evidence(first, HEADER.encode(h)))
 
     def _propose(self, h: int, now_ms: int) -> list[Message]:
         self.proposed_on.add((h, self.chain.head.hash))
@@ -157,7 +180,7 @@ class Engine:
             except BlockError:
                 self.stats.invalid += 1
                 return []
-            return self._take(block, now_ms, sender)
+            return self._watch_equivocation(block) + self._take(block, now_ms, sender)
         if topic == WANT:
             b = self.chain.block(data) if len(data) == 32 else None
             return [Message(BLOCK, b.encoded, sender)] if b is not None else []
@@ -210,7 +233,8 @@ class Engine:
                             self.node.submit_tx(tx)
                         except TxError:
                             pass
-            self.node.mempool.prune(self.chain.height + 1, self.node.chain_nonce, self.chain.genesis.gate_closure)
+            g = self.chain.genesis
+            self.node.mempool.prune(self.chain.height + 1, self.node.chain_nonce, g.gate_closure, g.reveal_window)
             out: list[Message] = []
             for child in list(self.orphans.pop(block.hash, {}).values()):
                 out += self._take(child, now_ms, sender)

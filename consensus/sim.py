@@ -80,7 +80,6 @@ class Simulation:
         self._queue: list[_Event] = []
         self._seq = 0
         self.messages = 0
-        self._home_nonce = [0] * cfg.households
         self._bid_slot = 0
         for i in range(cfg.nodes):
             self._push(self.now + self.rng.randrange(cfg.tick_ms), i, "tick")
@@ -175,10 +174,12 @@ class Simulation:
             body = Bid(side, slot, self.rng.randint(1_000, 6_000),
                        self.rng.randint(180_000, 400_000) if side == SELL else self.rng.randint(300_000, 560_000),
                        self.rng.randrange(self.genesis.zones), slot - self.genesis.gate_closure)
-            tx = sign_tx(home, chain_id=self.genesis.chain_id, nonce=self._home_nonce[k], fee=1_000, body=body)
-            self._home_nonce[k] += 1
-            self._push(self.now + self.rng.randint(*self.cfg.latency_ms), self.rng.randrange(self.cfg.nodes), "inject",
-                       (TX, tx.encoded))
+            via = self.rng.randrange(self.cfg.nodes)
+            node = self.engines[via].node  # like a wallet, ask the node for the next nonce
+            a = keys.address_of_key(home)
+            nonce = node.mempool.next_nonce(a, node.chain.state().account(a).nonce)
+            tx = sign_tx(home, chain_id=self.genesis.chain_id, nonce=nonce, fee=1_000, body=body)
+            self._push(self.now + self.rng.randint(*self.cfg.latency_ms), via, "inject", (TX, tx.encoded))
 
     # ---------------------------------------------------------------- checks
     def heads(self) -> list[tuple[int, bytes]]:

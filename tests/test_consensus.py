@@ -12,7 +12,7 @@ import pytest
 from consensus.engine import PROPOSAL, Engine, Message
 from consensus.ranking import commitment, lottery_ticket, rank
 from consensus.sim import SimConfig, Simulation
-from transxnode import keys
+from transxnode import keys, schema
 from transxnode.blocks import BlockClearing, Multiplier
 
 
@@ -147,10 +147,14 @@ class ForgedCertificate(_Tamperer):
 
 
 class Withholder(Engine):
-    """Commits every round, never reveals."""
+    """Commits every round, never reveals (no proposal, no Reveal transaction)."""
 
     def _propose(self, h, now_ms):
         self.proposed_on.add((h, self.chain.head.hash))
+        return []
+
+    def _reveal(self, r):
+        self.revealed.add(r)
         return []
 
 
@@ -196,7 +200,11 @@ def test_a_byzantine_solver_never_wins_and_never_stalls_the_chain(sims, behaviou
     assert_one_chain(sim, seed, skip=bad)
     c = sim.engines[1].chain
     assert c.height >= 14
-    assert sim.engines[bad].node.address not in winners(sim.engines[1]), f"seed {seed}: {behaviour.__name__} won"
+    # Once commits are on chain and markets have trades to tamper with, it never wins a round.
+    contested = [h for h in range(5, c.height + 1) if c.block_at(h).clearing.trades]
+    assert len(contested) >= 5, f"seed {seed}: too few markets with trades"
+    won = [h for h in contested if keys.address_of(c.block_at(h).header.proposer) == sim.engines[bad].node.address]
+    assert not won, f"seed {seed}: {behaviour.__name__} won blocks {won}"
     if behaviour in (InvalidSolver, ForgedCertificate, Spammer):
         assert all(e.stats.invalid > 0 for e in sim.engines[1:]), f"seed {seed}: nothing was rejected"
     assert sum(len(c.block_at(h).clearing.trades) for h in range(1, c.height + 1)) > 0
@@ -229,3 +237,61 @@ def test_a_censoring_winner_does_not_decide_the_next_round(sims):
     assert len(after_censor) >= 3, f"seed {seed}: the censor won too rarely to test"
     for h in after_censor:
         assert not c.rank(c.block_at(h)).uncommitted, f"seed {seed}: block {h} after a censored block is uncommitted"
+
+
+def deposits(sim: Simulation, engine_index: int) -> dict[int, int]:
+    st = sim.engines[engine_index].chain.state()
+    out = {}
+    for i, e in enumerate(sim.engines):
+        rec = st.solver(e.node.address)
+        out[i] = rec.deposit if rec else 0
+    return out
+
+
+def test_committing_without_revealing_forfeits_part_of_the_deposit(sims):
+    seed = 13
+    sim = sims(SimConfig(nodes=4, seed=seed),
+               engine_for=lambda i, node, s: (Withholder if i == 0 else Engine)(node, solve=s.solve, decode=s.decode))
+    sim.run_rounds(20)
+    assert_one_chain(sim, seed, skip=0)
+    g = sim.genesis
+    d = deposits(sim, 1)
+    # Each of its commits whose reveal window closed cost it one share of its deposit.
+    st = sim.engines[1].chain.state()
+    me = sim.engines[0].node.address
+    forfeited = sum(1 for k, v in st.items(b"sc") if k[-20:] == me and v[32] == schema.COMMIT_FORFEITED)
+    assert forfeited >= 5, f"seed {seed}: only {forfeited} commits settled"
+    assert d[0] == g.solver_deposit - forfeited * g.commit_forfeit, f"seed {seed}: {d}"
+    assert all(d[i] == g.solver_deposit for i in (1, 2, 3)), f"seed {seed}: an honest solver forfeited: {d}"
+    held, minted = __import__("transxnode.ledger", fromlist=["x"]).money_in_state(sim.engines[1].chain.state())
+    assert held == minted
+
+
+class Equivocator(Engine):
+    """Signs two different blocks for every height on the same parent."""
+
+    def _propose(self, h, now_ms):
+        out = super()._propose(h, now_ms)
+        if not out:
+            return out
+        twin, _ = self.chain.build_block(self.node.key, self.solution(h).clearing, [], now_ms + 1,
+                                         self.salt(h) if h in self.committed else bytes(32))
+        return out + [Message(PROPOSAL, twin.encoded)]
+
+
+
+def test_equivocation_is_evidence_and_the_deposit_is_slashed(sims):
+    seed = 17
+    sim = sims(SimConfig(nodes=4, seed=seed),
+               engine_for=lambda i, node, s: (Equivocator if i == 0 else Engine)(node, solve=s.solve, decode=s.decode))
+    sim.run_rounds(10)
+    assert_one_chain(sim, seed, skip=0)
+    c = sim.engines[1].chain
+    assert c.state().solver(sim.engines[0].node.address) is None, f"seed {seed}: the equivocator kept its seat"
+    kinds = [t.kind for h in range(1, c.height + 1) for t in c.block_at(h).txs]
+    assert kinds.count("evidence") == 1  # one slashing; later copies are refused ("already punished")
+    reporter_gain = sim.genesis.solver_deposit // 10
+    assert any(c.state().account(e.node.address).balance >= reporter_gain for e in sim.engines[1:])
+    late = [h for h in range(c.height - 3, c.height + 1)
+            if keys.address_of(c.block_at(h).header.proposer) == sim.engines[0].node.address]
+    assert not late, f"seed {seed}: a slashed solver still proposes blocks"

@@ -628,3 +628,27 @@ def test_a_slot_holds_at_most_max_bids_per_slot_per_side(tmp_path):
         n.bid(n.users[3], SELL, slot + 1, 1_000, 200_000)  # another slot is not full
     finally:
         n.close()
+
+
+def test_a_solver_withdraws_and_gets_its_deposit_back_after_the_delay(net):
+    u = net.users[0]
+    g = net.g
+    net.submit(u, RegisterSolver(g.solver_deposit))
+    net.produce()
+    before = net.account(u).balance
+    assert net.state().solver(addr(u)).deposit == g.solver_deposit
+    from transxnode.transactions import WithdrawSolver
+
+    net.submit(u, WithdrawSolver())
+    done = net.produce()
+    exit_at = done.block.height + g.withdrawal_delay
+    assert net.state().solver(addr(u)).exit_at == exit_at
+    with pytest.raises(TxError, match="already withdrawing"):
+        net.submit(u, WithdrawSolver())
+    net.produce_until(exit_at - 1)
+    assert net.state().solver(addr(u)) is not None  # still bonded (and slashable) during the delay
+    net.produce()
+    assert net.state().solver(addr(u)) is None
+    assert net.account(u).balance == before - FEE + g.solver_deposit
+    held, minted = ledger.money_in_state(net.state())
+    assert held == minted

@@ -122,7 +122,7 @@ class Chain:
         height = self.height + 1
         self.check_clearing(height, clearing)
         proposer = keys.address_of_key(key)
-        ex = self._execute(height, proposer, clearing, candidates, strict=False)
+        ex = self._execute(height, proposer, clearing, candidates, strict=False, salt=salt)
         header = Header(
             height=height, parent=self.head.hash,
             timestamp=max(timestamp_ms, self.genesis.slot_start_ms(height), self.head.timestamp + 1),
@@ -169,7 +169,7 @@ class Chain:
                     check_stateless(tx, g.chain_id, g.zones, g.min_fee)
                 except TxError as e:
                     raise BlockError(f"transaction {tx.hash.hex()[:16]}: {e}") from None
-            ex = self._execute(h.height, proposer, block.clearing, list(block.txs), strict=True)
+            ex = self._execute(h.height, proposer, block.clearing, list(block.txs), strict=True, salt=h.salt)
         if next_state_hash(self.head.state_hash, ex.state.writes) != h.state_hash:
             raise BlockError("state hash does not match")
         changes = dict(ex.state.writes)
@@ -209,10 +209,13 @@ class Chain:
         self._verdicts[key] = v  # proposals of one round mostly share a clearing: verify it once
         return v
 
-    def _execute(self, height: int, proposer: bytes, clearing: BlockClearing, txs: list[Tx], strict: bool) -> _Execution:
+    def _execute(self, height: int, proposer: bytes, clearing: BlockClearing, txs: list[Tx], strict: bool,
+                 salt: bytes = bytes(32)) -> _Execution:
         g = self.genesis
         state = self.state()
         ledger.settle_slot(state, self.market(height)[0], clearing, g)
+        ledger.reveal_in_block(state, height, proposer, clearing.hash, salt)
+        ledger.settle_solvers(state, height, g)
         ex = _Execution(state, 0, [])
         for tx in txs:
             if len(ex.applied) >= g.max_block_txs:
@@ -243,8 +246,8 @@ class Chain:
             raise BlockError(f"block {h.height}'s parent is not on this chain")
         verdict = self.check_clearing(h.height, block.clearing)
         solver = keys.address_of(h.proposer)
-        committed = any(h.salt) and self.state().get(schema.commit(h.height, solver)) == commitment(
-            h.clearing_hash, solver, h.salt)
+        stored = self.state().get(schema.commit(h.height, solver))
+        committed = any(h.salt) and stored is not None and stored[:32] == commitment(h.clearing_hash, solver, h.salt)
         ref = self.hash_at(max(0, h.height - self.genesis.gate_closure))
         r = rank(committed=bool(committed), objective=None if verdict is None else verdict.objective, solver=solver,
                  reference_hash=ref)  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ _FIELDS = {
     "chain_id", "timestamp", "slot_seconds", "gate_closure", "commit_window", "finality_depth",
     "bid_horizon", "tolerance_ppm", "quantum_exp", "candidate_cap", "grid", "network_charge",
     "block_reward", "min_fee", "solver_deposit", "max_block_txs", "max_bids_per_slot", "network_operator",
+    "commit_forfeit", "withdrawal_delay", "reveal_window",
     "balances", "solvers",
 }
 
@@ -54,6 +55,9 @@ class Genesis:
     solver_deposit: int
     max_block_txs: int
     max_bids_per_slot: int  # per side: bounds the instance a slot's solvers face
+    commit_forfeit: int  # taken from the deposit of a solver that committed and did not reveal
+    reveal_window: int  # a losing solver's Reveal for h belongs in blocks h .. h + reveal_window
+    withdrawal_delay: int  # blocks between a solver's withdrawal and its deposit's return
     network_operator: bytes | None  # receives network charges; None burns them
     balances: tuple[tuple[bytes, int], ...]
     solvers: tuple[tuple[bytes, int], ...]
@@ -94,6 +98,9 @@ class Genesis:
             "solver_deposit": self.solver_deposit,
             "max_block_txs": self.max_block_txs,
             "max_bids_per_slot": self.max_bids_per_slot,
+            "commit_forfeit": self.commit_forfeit,
+            "reveal_window": self.reveal_window,
+            "withdrawal_delay": self.withdrawal_delay,
             "network_operator": encode_address(self.network_operator) if self.network_operator else None,
             "balances": {encode_address(a): v for a, v in self.balances},
             "solvers": {encode_address(a): v for a, v in self.solvers},
@@ -155,13 +162,15 @@ def genesis_from_json(doc: Any) -> Genesis:
     if C >= L:
         raise GenesisError("genesis.commit_window: must be below gate_closure (the brief: L > C)")
     op = doc.get("network_operator")
+    finality = _int(doc, "finality_depth", 1, 10_000)
+    deposit = _int(doc, "solver_deposit", 1, 10**15)
     g = Genesis(
         chain_id=cid,
         timestamp=_int(doc, "timestamp", 0, 2**40),
         slot_seconds=_int(doc, "slot_seconds", 1, 86_400),
         gate_closure=L,
         commit_window=C,
-        finality_depth=_int(doc, "finality_depth", 1, 10_000),
+        finality_depth=finality,
         bid_horizon=_int(doc, "bid_horizon", L, 100_000),
         tolerance_ppm=_int(doc, "tolerance_ppm", 1, 10**6),
         quantum_exp=_int(doc, "quantum_exp", 0, 12),
@@ -171,10 +180,15 @@ def genesis_from_json(doc: Any) -> Genesis:
         network_charge=rows,
         block_reward=_int(doc, "block_reward", 0, 10**15),
         min_fee=_int(doc, "min_fee", 0, 10**12),
-        solver_deposit=_int(doc, "solver_deposit", 1, 10**15),
+        solver_deposit=deposit,
         max_block_txs=_int(doc, "max_block_txs", 1, 100_000),
         max_bids_per_slot=require_int(doc.get("max_bids_per_slot", DEFAULT_MAX_BIDS), "genesis.max_bids_per_slot", 1,
                                       MAX_PER_SIDE, GenesisError),
+        commit_forfeit=require_int(doc.get("commit_forfeit", deposit // 100), "genesis.commit_forfeit", 0, deposit,
+                                   GenesisError),
+        reveal_window=require_int(doc.get("reveal_window", 8), "genesis.reveal_window", 1, 10_000, GenesisError),
+        withdrawal_delay=require_int(doc.get("withdrawal_delay", finality), "genesis.withdrawal_delay", finality,
+                                     10**6, GenesisError),
         network_operator=None if op is None else _address(op, "genesis.network_operator"),
         balances=_allocations(doc.get("balances", {}), "genesis.balances", 1),
         solvers=_allocations(doc.get("solvers", {}), "genesis.solvers", 1),

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from consensus.ranking import commitment
 from solver import Instance, Participant
 
-from . import schema
-from .blocks import BlockClearing
+from . import keys, schema
+from .blocks import HEADER, BlockClearing
+from .codec import DecodeError
 from .genesis import Genesis
 from .state import CANCELLED, CLEARED, OPEN, Account, BidRecord, SolverRecord, StateOverlay, Totals
-from .transactions import (BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, MeterReading, RegisterSolver, Transfer, Tx, TxError,
+from .transactions import (BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterSolver,
+                           Reveal, Transfer, Tx, TxError, WithdrawSolver,
                            escrow_for)
 
 
@@ -70,7 +73,26 @@ def apply_tx(state: StateOverlay, tx: Tx, height: int, g: Genesis) -> int:
         state.set_solver(sender, SolverRecord(deposit=b.deposit + (old.deposit if old else 0),
                                               since=old.since if old else height))
     elif isinstance(b, Commit):
-        state.put(schema.commit(b.height, sender), b.commitment)
+        state.put(schema.commit(b.height, sender), b.commitment + bytes([schema.COMMIT_PENDING]))
+    elif isinstance(b, Reveal):
+        state.put(schema.commit(b.height, sender), commitment(b.clearing_hash, sender, b.salt)
+                  + bytes([schema.COMMIT_REVEALED]))
+    elif isinstance(b, WithdrawSolver):
+        rec = state.solver(sender)
+        assert rec is not None  # checked by _locked_by
+        exit_at = height + g.withdrawal_delay
+        state.set_solver(sender, replace(rec, exit_at=exit_at))
+        state.put(schema.solver_exit(exit_at, sender), b"")
+    elif isinstance(b, Evidence):
+        first = HEADER.decode(b.first)
+        cheat = keys.address_of(first.proposer)
+        rec = state.solver(cheat)
+        assert rec is not None  # checked by _locked_by
+        bounty = rec.deposit // 10
+        acct = replace(acct, balance=acct.balance + bounty)
+        _burn(state, rec.deposit - bounty)
+        _remove_solver(state, cheat, rec)
+        state.put(schema.evidence(first.height, cheat), tx.hash)
     elif isinstance(b, MeterReading):
         state.put(schema.meter(b.slot, sender), tx.hash)
     state.set_account(sender, acct)
@@ -139,6 +161,22 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
         if state.get(schema.commit(b.height, tx.sender)) is not None:
             raise TxError(f"this solver already committed for height {b.height}")
         return 0
+    if isinstance(b, Reveal):
+        raw = state.get(schema.commit(b.height, tx.sender))
+        if raw is None or raw[32] != schema.COMMIT_PENDING:
+            raise TxError(f"no pending commit of this solver for height {b.height}")
+        if not b.height <= height <= b.height + g.reveal_window:
+            raise TxError(f"reveals for height {b.height} belong in blocks {b.height}..{b.height + g.reveal_window}")
+        if commitment(b.clearing_hash, tx.sender, b.salt) != raw[:32]:
+            raise TxError("the revealed clearing and salt do not match the commitment")
+        return 0
+    if isinstance(b, WithdrawSolver):
+        rec = state.solver(tx.sender)
+        if rec is None or rec.exit_at:
+            raise TxError("not a solver, or already withdrawing")
+        return 0
+    if isinstance(b, Evidence):
+        return _check_evidence(b, state)
     if isinstance(b, MeterReading):
         if b.slot >= height:
             raise TxError(f"slot {b.slot} has not been delivered yet (height {height})")
@@ -156,6 +194,72 @@ def bid_count(state: StateOverlay, slot: int, side: int) -> int:
 def _count_bid(state: StateOverlay, slot: int, side: int, delta: int) -> None:
     n = bid_count(state, slot, side) + delta
     state.put(schema.slot_bid_count(slot, side), schema.u64(n) if n else None)
+
+
+def _check_evidence(b: Evidence, state: StateOverlay) -> int:
+    try:
+        first, second = HEADER.decode(b.first), HEADER.decode(b.second)
+    except DecodeError as e:
+        raise TxError(f"evidence: a header does not decode ({e})") from None
+    if (first.height, first.parent, first.proposer) != (second.height, second.parent, second.proposer):
+        raise TxError("evidence: the headers are not for one height and parent by one solver")
+    if first.hash == second.hash:
+        raise TxError("evidence: the two headers are the same block")
+    if not (first.signature_ok() and second.signature_ok()):
+        raise TxError("evidence: a header's signature is not the solver's")
+    cheat = keys.address_of(first.proposer)
+    if state.solver(cheat) is None:
+        raise TxError("evidence: that solver is not registered (or was slashed already)")
+    if state.get(schema.evidence(first.height, cheat)) is not None:
+        raise TxError("evidence: already punished")
+    return 0
+
+
+def _burn(state: StateOverlay, amount: int) -> None:
+    if amount:
+        t = state.totals()
+        state.set_totals(replace(t, burned=t.burned + amount))
+
+
+def _remove_solver(state: StateOverlay, addr: bytes, rec: SolverRecord) -> None:
+    state.put(schema.solver(addr), None)
+    if rec.exit_at:
+        state.put(schema.solver_exit(rec.exit_at, addr), None)
+
+
+def reveal_in_block(state: StateOverlay, height: int, proposer: bytes, clearing_hash: bytes, salt: bytes) -> None:
+    """The winner of `height` revealed its commitment with its block."""
+    key = schema.commit(height, proposer)
+    raw = state.get(key)
+    if (any(salt) and raw is not None and raw[32] == schema.COMMIT_PENDING
+            and commitment(clearing_hash, proposer, salt) == raw[:32]):
+        state.put(key, raw[:32] + bytes([schema.COMMIT_REVEALED]))
+
+
+def settle_solvers(state: StateOverlay, height: int, g: Genesis) -> None:
+    """At block `height`: commits for height - reveal_window - 1 that were never revealed forfeit
+    `commit_forfeit` of their deposit (burned); withdrawals due now pay the deposit back.  The reveal
+    window is longer than the commit window so that one censoring winner cannot make rivals forfeit."""
+    target = height - g.reveal_window - 1
+    if target >= 1:
+        for key, raw in list(state.items(schema.commits_for(target))):
+            if raw[32] != schema.COMMIT_PENDING:
+                continue
+            solver = key[-20:]
+            state.put(key, raw[:32] + bytes([schema.COMMIT_FORFEITED]))
+            rec = state.solver(solver)
+            if rec is not None:
+                taken = min(rec.deposit, g.commit_forfeit)
+                state.set_solver(solver, replace(rec, deposit=rec.deposit - taken))
+                _burn(state, taken)
+    for key, _ in list(state.items(schema.solver_exits(height))):
+        solver = key[-20:]
+        rec = state.solver(solver)
+        if rec is not None:
+            acct = state.account(solver)
+            state.set_account(solver, replace(acct, balance=acct.balance + rec.deposit))
+            state.put(schema.solver(solver), None)
+        state.put(key, None)
 
 
 @dataclass(frozen=True)

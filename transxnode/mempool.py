@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 
-from .transactions import Bid, Tx, TxError
+from .transactions import Bid, Commit, Reveal, Tx, TxError
 
 
 MAX_GAP = 16  # transactions a sender may queue beyond a nonce gap
@@ -100,9 +100,11 @@ class Mempool:
                 heapq.heappush(heads, (-q[n + 1].fee, q[n + 1].hash, sender, n + 1))
         return out
 
-    def prune(self, next_height: int, chain_nonce: Callable[[bytes], int], gate_closure: int) -> list[Tx]:
+    def prune(self, next_height: int, chain_nonce: Callable[[bytes], int], gate_closure: int,
+              reveal_window: int = 0) -> list[Tx]:
         """Drop what can no longer go into block `next_height` or later: used nonces, expired or closed
-        bids, and transactions that waited more than `GAP_TTL` blocks behind a nonce gap."""
+        bids, commits and reveals past their window, and transactions that waited more than `GAP_TTL`
+        blocks behind a nonce gap.  (A dropped transaction leaves its sender's next nonce free again.)"""
         gone = []
         for sender, q in list(self.by_sender.items()):
             n = chain_nonce(sender)
@@ -110,6 +112,8 @@ class Mempool:
             for nonce, tx in list(q.items()):
                 b = tx.body
                 if (nonce < n or (isinstance(b, Bid) and (b.expiry < next_height or b.slot - gate_closure < next_height))
+                        or (isinstance(b, Commit) and b.height - 1 < next_height)
+                        or (isinstance(b, Reveal) and b.height + reveal_window < next_height)
                         or (nonce > ready and self.admitted.get(tx.hash, 0) + GAP_TTL < next_height)):
                     gone.append(tx)
         for tx in gone:

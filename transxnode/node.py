@@ -114,6 +114,7 @@ class Node:
     def after_connect(self, done: Connected) -> None:
         for tx in done.block.txs:
             self.mempool.remove(tx)
-        self.mempool.prune(self.chain.height + 1, self.chain_nonce, self.genesis.gate_closure)
+        self.mempool.prune(self.chain.height + 1, self.chain_nonce, self.genesis.gate_closure,
+                           self.genesis.reveal_window)
         if self.journal is not None and self.journal.records > 2 * len(self.mempool) + 1000:
             self.journal.rewrite([t.encoded for t in self.mempool.by_hash.values()])

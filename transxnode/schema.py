@@ -64,7 +64,25 @@ def commit(height: int, addr: bytes) -> bytes:
 
 
 def commits_for(height: int) -> bytes:
+    """Commits for block `height`: the value is the commitment and a status byte (COMMIT_*)."""
     return b"sc" + u64(height)
+
+
+COMMIT_PENDING, COMMIT_REVEALED, COMMIT_FORFEITED = 0, 1, 2
+
+
+def solver_exit(height: int, addr: bytes) -> bytes:
+    """Solvers whose withdrawal completes at `height`."""
+    return b"sx" + u64(height) + addr
+
+
+def solver_exits(height: int) -> bytes:
+    return b"sx" + u64(height)
+
+
+def evidence(height: int, addr: bytes) -> bytes:
+    """Equivocation already punished: one slashing per solver and height."""
+    return b"se" + u64(height) + addr
 
 
 def meter(slot: int, addr: bytes) -> bytes:

@@ -46,7 +46,7 @@ class BidRecord:
 class SolverRecord:
     deposit: int
     since: int  # height of registration
-
+    exit_at: int = 0  # the height its withdrawal completes; 0 while it stays
 
 @dataclass(frozen=True)
 class Totals:
@@ -57,7 +57,7 @@ class Totals:
 ACCOUNT = Record(Account, {"balance": U64, "nonce": U64, "escrowed": U64})
 BID = Record(BidRecord, {"owner": ADDRESS, "side": UInt(1), "slot": U64, "wh": U64, "price": U64, "zone": U64,
                          "escrow": U64, "included": U64, "status": UInt(2), "traded_wh": U64, "amount": U64})
-SOLVER = Record(SolverRecord, {"deposit": U64, "since": U64})
+SOLVER = Record(SolverRecord, {"deposit": U64, "since": U64, "exit_at": U64})
 TOTALS = Record(Totals, {"minted": UInt(2**80), "burned": UInt(2**80)})
 
 

@@ -16,7 +16,7 @@ from solver.instance import MAX_PRICE, MAX_WH
 
 from . import keys
 from .codec import (ADDRESS, HASH, PUBKEY, SIGNATURE, U8, U32, U64, DecodeError, Record, Tagged, Text,
-                    UInt, digest)
+                    UInt, VarBytes, digest)
 
 BUY, SELL = 0, 1
 SIDES = {"buy": BUY, "sell": SELL}
@@ -66,6 +66,28 @@ class Commit:
 
 
 @dataclass(frozen=True)
+class Reveal:
+    """A losing solver shows what it committed to for block `height`, so it keeps its deposit."""
+
+    height: int
+    clearing_hash: bytes
+    salt: bytes
+
+
+@dataclass(frozen=True)
+class WithdrawSolver:
+    """Leave the solver set: the deposit comes back `withdrawal_delay` blocks later (it can still be slashed)."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Two different headers one solver signed for one height on one parent: it equivocated."""
+
+    first: bytes  # encoded headers
+    second: bytes
+
+
+@dataclass(frozen=True)
 class MeterReading:
     slot: int
     imported_wh: int
@@ -81,10 +103,14 @@ BODY = Tagged({
     4: Record(RegisterSolver, {"deposit": UInt(MAX_AMOUNT, lo=1)}),
     5: Record(Commit, {"height": U64, "commitment": HASH}),
     6: Record(MeterReading, {"slot": U64, "imported_wh": U32, "exported_wh": U32}),
+    7: Record(Reveal, {"height": U64, "clearing_hash": HASH, "salt": HASH}),
+    8: Record(WithdrawSolver, {}),
+    9: Record(Evidence, {"first": VarBytes(400), "second": VarBytes(400)}),
 })
 KIND_NAMES = {Transfer: "transfer", Bid: "bid", CancelBid: "cancel", RegisterSolver: "register_solver",
-              Commit: "commit", MeterReading: "meter"}
-Body = Transfer | Bid | CancelBid | RegisterSolver | Commit | MeterReading
+              Commit: "commit", MeterReading: "meter", Reveal: "reveal", WithdrawSolver: "withdraw_solver",
+              Evidence: "evidence"}
+Body = Transfer | Bid | CancelBid | RegisterSolver | Commit | MeterReading | Reveal | WithdrawSolver | Evidence
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,13 @@ from typing import Any
 from solver.report import outcomes
 
 from . import schema
-from .blocks import Block, Header
+from .blocks import HEADER, Block, Header
 from .chain import Chain
 from .keys import address_of, encode_address
 from .ledger import slot_market
 from .state import CANCELLED, OPEN, STATUS_NAMES, BidRecord
-from .transactions import SIDE_NAMES, Bid, CancelBid, Commit, MeterReading, RegisterSolver, Transfer, Tx
+from .transactions import (SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterSolver, Reveal, Transfer,
+                           Tx)
 
 
 def header_json(h: Header) -> dict[str, Any]:
@@ -49,6 +50,11 @@ def tx_json(tx: Tx) -> dict[str, Any]:
         out.update(target_height=b.height, commitment=b.commitment.hex())
     elif isinstance(b, MeterReading):
         out.update(slot=b.slot, imported_wh=b.imported_wh, exported_wh=b.exported_wh)
+    elif isinstance(b, Reveal):
+        out.update(target_height=b.height, clearing_hash=b.clearing_hash.hex())
+    elif isinstance(b, Evidence):
+        h = HEADER.decode(b.first)
+        out.update(height=h.height, solver=encode_address(address_of(h.proposer)))
     return out
 
 
