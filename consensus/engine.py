@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from transxnode import keys, schema
 from transxnode.blocks import HEADER, Block
-from transxnode.chain import BlockError, decode_block
+from transxnode.chain import MAX_FUTURE_MS, BlockError, decode_block
 from transxnode.codec import digest
 from transxnode.node import Node
 from transxnode.transactions import Commit, Evidence, Reveal, TxError, sign_tx
@@ -65,6 +65,7 @@ class Engine:
     orphans: dict[bytes, dict[bytes, Block]] = field(default_factory=dict)
     waiting: dict[bytes, Block] = field(default_factory=dict)  # proposals on the head, until the window ends
     revealed: set[int] = field(default_factory=set)
+    future: dict[bytes, Block] = field(default_factory=dict)  # stamped ahead of our clock: held, not refused
     seen: dict[tuple[int, bytes, bytes], bytes] = field(default_factory=dict)  # (height, parent, proposer) -> header
     stats: Stats = field(default_factory=Stats)
 
@@ -100,6 +101,9 @@ class Engine:
         """Select the best proposal once the reveal window is over; commit to future rounds; propose the
         next block once its slot has started."""
         out: list[Message] = []
+        for b in [b for b in self.future.values() if b.header.timestamp <= now_ms + MAX_FUTURE_MS]:
+            del self.future[b.hash]
+            out += self._take(b, now_ms)
         if self.waiting and now_ms >= self.reveal_ends(self.chain.height + 1):
             out += self._select(now_ms)
         if not self.registered():
@@ -205,7 +209,12 @@ class Engine:
 
     def _take(self, block: Block, now_ms: int, sender: object = None, selecting: bool = False) -> list[Message]:
         """Offer `block` to the fork choice, then any orphans it unlocks; ask for a missing parent.  A
-        proposal on the head inside the reveal window waits for the selection instead."""
+        proposal on the head inside the reveal window waits for the selection instead, and one stamped
+        further ahead of our clock than the allowed drift waits until the clock gets there."""
+        if block.header.timestamp > now_ms + MAX_FUTURE_MS:
+            if len(self.future) < MAX_ORPHANS:
+                self.future[block.hash] = block
+            return []
         if (not selecting and block.header.parent == self.chain.head.hash
                 and now_ms < self.reveal_ends(block.height)):
             if len(self.waiting) < MAX_ORPHANS:
