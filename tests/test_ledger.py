@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 from chain_support import (CHAIN_PROPERTY, FEE, POOR_BALANCE, START, Net, addr, escrow_in_accounts, escrow_in_bids,
-                           key, net, snapshot, whole_db)  # noqa: F401  (net is a fixture)
+                           key, snapshot, whole_db)
 from hypothesis import example, given
 from hypothesis import strategies as st
 

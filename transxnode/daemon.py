@@ -15,7 +15,6 @@ import signal
 import socket
 import time
 from functools import partial
-from pathlib import Path
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -113,7 +112,6 @@ async def _watch_signals(scope: trio.CancelScope) -> None:
 
 async def _produce(node: Node, metrics: NodeMetrics, cfg: Config) -> None:
     """Propose one block per slot, at the slot's start; catch up at once on missed slots."""
-    g = node.genesis
     while True:
         try:
             await _produce_one(node, metrics, cfg)
