@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from transxnode import keys, schema
+from transxnode import keys, ledger, schema
 from transxnode.blocks import HEADER, Block
 from transxnode.chain import MAX_FUTURE_MS, BlockError, decode_block
 from transxnode.codec import digest
@@ -74,7 +74,9 @@ class Engine:
         return self.node.chain
 
     def registered(self) -> bool:
-        return self.chain.state().solver(self.node.address) is not None
+        """A solver that may propose the next block (registered long enough ago)."""
+        rec = self.chain.state().solver(self.node.address)
+        return rec is not None and ledger.may_propose(rec, self.chain.height + 1, self.chain.genesis)
 
     def salt(self, height: int) -> bytes:
         """Secret until revealed, and the same after a restart: derived from the node key."""

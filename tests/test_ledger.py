@@ -652,3 +652,22 @@ def test_a_solver_withdraws_and_gets_its_deposit_back_after_the_delay(net):
     assert net.account(u).balance == before - FEE + g.solver_deposit
     held, minted = ledger.money_in_state(net.state())
     assert held == minted
+
+
+def test_a_new_solver_cannot_propose_before_its_lottery_reference_block_is_unknown_to_it(net):
+    """Registered at height r, a solver may propose block h only when r < h - L: it could not have
+    chosen its key knowing hash(block h - L), so it cannot grind the lottery."""
+    u = net.users[0]
+    net.submit(u, RegisterSolver(net.g.solver_deposit))
+    r = net.produce().block.height
+    h = net.next_height
+    market, pairs = net.chain.market(h)
+    early, _ = net.chain.build_block(u, solve_slot(market, pairs, net.g).clearing, [], net.now(h))
+    with pytest.raises(BlockError, match=f"registered at height {r}: too late to propose block {h}"):
+        net.chain.connect(early, net.now(h))
+    net.produce_until(r + net.g.gate_closure)
+    h = net.next_height
+    market, pairs = net.chain.market(h)
+    ok, _ = net.chain.build_block(u, solve_slot(market, pairs, net.g).clearing, [], net.now(h))
+    net.chain.connect(ok, net.now(h))
+    assert net.chain.head.hash == ok.hash

@@ -156,8 +156,11 @@ class Chain:
         if h.clearing_hash != block.clearing.hash:
             raise BlockError("clearing hash does not match")
         proposer = keys.address_of(h.proposer)
-        if self.state().solver(proposer) is None:
+        rec = self.state().solver(proposer)
+        if rec is None:
             raise BlockError("the proposer is not a registered solver")
+        if not ledger.may_propose(rec, h.height, g):
+            raise BlockError(f"the proposer registered at height {rec.since}: too late to propose block {h.height}")
         verdict = self.check_clearing(h.height, block.clearing)
         market = self.market(h.height)[0]
         built, self._built = self._built, None

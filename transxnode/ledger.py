@@ -215,6 +215,13 @@ def _check_evidence(b: Evidence, state: StateOverlay) -> int:
     return 0
 
 
+def may_propose(rec: SolverRecord, height: int, g: Genesis) -> bool:
+    """A solver registered at `since` may propose block h only if block h - L was not yet on chain when
+    it registered: otherwise it could have ground keys until one drew a good lottery ticket
+    hash(address, hash of block h - L).  Genesis solvers may always propose."""
+    return rec.since == 0 or rec.since < height - g.gate_closure
+
+
 def _burn(state: StateOverlay, amount: int) -> None:
     if amount:
         t = state.totals()
