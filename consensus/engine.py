@@ -232,8 +232,11 @@ class Engine:
             if sum(len(v) for v in self.orphans.values()) < MAX_ORPHANS:
                 self.orphans.setdefault(block.header.parent, {})[block.hash] = block
                 self.stats.orphans += 1
-            return [Message(WANT, block.header.parent, sender)] if self.chain.block(block.header.parent) is None \
-                else self._adopt_known_parent(block, now_ms, sender)
+            if self.chain.block(block.header.parent) is not None:
+                return self._adopt_known_parent(block, now_ms, sender)
+            # Ask for the block the whole orphan branch is missing (again at every new orphan: a request
+            # or its answer may have been lost).
+            return [Message(WANT, self._missing_root(block), sender)]
         if status in ("connected", "reorg"):
             if status == "reorg":
                 self.stats.reorgs += 1
@@ -251,6 +254,16 @@ class Engine:
                 out += self._take(child, now_ms, sender)
             return out
         return []
+
+    def _missing_root(self, block: Block) -> bytes:
+        """The parent hash that the chain of orphans ending in `block` lacks."""
+        parent_of = {b.hash: b.header.parent for kids in self.orphans.values() for b in kids.values()}
+        missing = block.header.parent
+        for _ in range(MAX_ORPHANS):
+            if missing not in parent_of:
+                break
+            missing = parent_of[missing]
+        return missing
 
     def _adopt_known_parent(self, block: Block, now_ms: int, sender: object) -> list[Message]:
         """The parent is stored but off our chain: offer the branch from where it leaves our chain."""
