@@ -146,24 +146,24 @@ class ForgedCertificate(_Tamperer):
         return replace(c, lam=(Multiplier(0, 1),), mu=())
 
 
-class Withholder(Engine):
-    """Commits every round, never reveals (no proposal, no Reveal transaction)."""
+class _Silent(Engine):
+    """Never proposes a block of its own making at the slot's start."""
 
     def _propose(self, h, now_ms):
         self.proposed_on.add((h, self.chain.head.hash))
         return []
+
+
+class Withholder(_Silent):
+    """Commits every round, never reveals (no proposal, no Reveal transaction)."""
 
     def _reveal(self, r):
         self.revealed.add(r)
         return []
 
 
-class Copier(Engine):
+class Copier(_Silent):
     """Solves nothing: copies the first clearing it sees revealed into a block of its own."""
-
-    def _propose(self, h, now_ms):
-        self.proposed_on.add((h, self.chain.head.hash))
-        return []
 
     def _commit(self, r):
         self.committed.add(r)
