@@ -82,11 +82,24 @@ class Engine:
         """Secret until revealed, and the same after a restart: derived from the node key."""
         return digest(keys.sign(self.node.key, b"transx-salt" + schema.u64(height)), b"transx-salt")
 
+    def _solution_key(self, height: int) -> tuple[int, bytes]:
+        return height, self.chain.hash_at(max(0, height - self.chain.genesis.gate_closure))  # type: ignore[return-value]
+
+    def needed(self) -> list[int]:
+        """Heights the next ticks will want a solution for and that have none yet: a daemon solves them
+        in a worker thread and hands them over with `put_solution`, so `tick` never blocks on a solve."""
+        if not self.registered():
+            return []
+        head, g = self.chain.height, self.chain.genesis
+        return [h for h in range(head + 1, head + 2 + g.commit_window) if self._solution_key(h) not in self.solutions]
+
+    def put_solution(self, height: int, solution: Solution) -> None:
+        self.solutions[self._solution_key(height)] = solution
+
     def solution(self, height: int) -> Solution:
         """Our clearing of slot `height` (its instance must be fixed), solved once per instance."""
         g = self.chain.genesis
-        ref = self.chain.hash_at(max(0, height - g.gate_closure))
-        key = (height, ref)
+        key = self._solution_key(height)
         if key not in self.solutions:
             market, pairs = self.chain.market(height)
             self.solutions[key] = self.solve(market, pairs, g)
@@ -247,8 +260,7 @@ class Engine:
                             self.node.submit_tx(tx)
                         except TxError:
                             pass
-            g = self.chain.genesis
-            self.node.mempool.prune(self.chain.height + 1, self.node.chain_nonce, g.gate_closure, g.reveal_window)
+            self.node.after_head_change()
             out: list[Message] = []
             for child in list(self.orphans.pop(block.hash, {}).values()):
                 out += self._take(child, now_ms, sender)

@@ -103,10 +103,16 @@ def test_bad_cli_input_is_one_line_and_nonzero(node):
     assert r.returncode == 2 and "transx init" in r.stderr
 
 
-def test_api_refuses_hostile_input_without_changing_state(node):
+def _funded_wallet(node, amount: str = "1000") -> tuple[str, object]:
+    """A wallet key of this test's own (the node key is busy with its solver's commits), funded."""
     ks = Keystore(node.datadir / "keystore")
-    me = ks.addresses()[0] if ks.addresses()[0] == _node_key(node) else _node_key(node)
-    key = ks.unlock(me, PASSWORD)
+    me = ks.create(PASSWORD)
+    _fund(node, me, amount=amount)
+    return me, ks.unlock(me, PASSWORD)
+
+
+def test_api_refuses_hostile_input_without_changing_state(node):
+    me, key = _funded_wallet(node)
     info = node.get("/api/node")
     before = _balance(node, me)
     good = sign_tx(key, chain_id=info["chain_id"], nonce=before["pending_nonce"], fee=1000,
@@ -171,14 +177,12 @@ def test_sigkill_at_any_instant_restarts_with_the_chain_intact(tmp_path):
     n = NodeProcess.init_dev(tmp_path / "data").start()
     rng = random.Random(7)
     try:
-        me = _node_key(n)
-        ks = Keystore(n.datadir / "keystore")
-        key = ks.unlock(me, PASSWORD)
-        others = [ks.create(PASSWORD) for _ in range(3)]
-        addresses = [me, *others]
-        info = n.get("/api/node")
-        nonce = 0
         n.wait_height(1)
+        me, key = _funded_wallet(n, "100000")
+        ks = Keystore(n.datadir / "keystore")
+        others = [ks.create(PASSWORD) for _ in range(3)]
+        addresses = [_node_key(n), me, *others]
+        info = n.get("/api/node")
         for round_ in range(4):
             acct = _balance(n, me)
             nonce = acct["pending_nonce"]
@@ -217,7 +221,8 @@ def test_sigkill_at_any_instant_restarts_with_the_chain_intact(tmp_path):
         later = sign_tx(key, chain_id=info["chain_id"], nonce=nonce + 1, fee=1000,
                         body=Transfer(decode_address(others[0]), 7))
         gap = sign_tx(key, chain_id=info["chain_id"], nonce=nonce, fee=1000, body=Transfer(decode_address(others[1]), 7))
-        assert n.submit(later.encoded)[0] == 202
+        status, answer = n.submit(later.encoded)
+        assert status == 202, answer
         n.kill()
         n.start()
         assert n.get(f"/api/tx/{later.hash.hex()}")["status"] == "pending"

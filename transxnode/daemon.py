@@ -20,6 +20,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from consensus.engine import Engine
 from consensus.proposer import solve_slot
 
 from .api import make_app
@@ -64,7 +65,7 @@ async def run_node(datadir: str, password: str) -> None:
             _write_runtime(cfg, api_url)
             log.info("API and explorer on %s/", api_url)
             if chain.state().solver(node.address) is not None:
-                nursery.start_soon(_produce, node, metrics, cfg)
+                nursery.start_soon(_run_rounds, Engine(node), metrics, cfg)
             else:
                 log.info("this node is not a registered solver: it serves the chain but proposes no blocks")
     finally:
@@ -110,40 +111,46 @@ async def _watch_signals(scope: trio.CancelScope) -> None:
             return
 
 
-async def _produce(node: Node, metrics: NodeMetrics, cfg: Config) -> None:
-    """Propose one block per slot, at the slot's start; catch up at once on missed slots."""
+async def _run_rounds(engine: Engine, metrics: NodeMetrics, cfg: Config) -> None:
+    """Drive the node's Proof-of-Solution rounds: solve what the engine will need in a worker thread,
+    then let it commit, propose and select (consensus/engine.py).  Until the peer-to-peer layer carries
+    its messages, this node is the whole network: it proposes, and wins, every block."""
+    reported = engine.chain.height
     while True:
         try:
-            await _produce_one(node, metrics, cfg)
+            for h in engine.needed():
+                market, pairs = engine.chain.market(h)
+                t0 = time.perf_counter()
+                sol = await trio.to_thread.run_sync(solve_slot, market, pairs, engine.chain.genesis,
+                                                    cfg.solver_time_limit, abandon_on_cancel=True)
+                metrics.solve_seconds.observe(time.perf_counter() - t0)
+                engine.put_solution(h, sol)
+            t0 = time.perf_counter()
+            engine.tick(now_ms())
+            if engine.chain.height != reported:
+                metrics.commit_seconds.observe(time.perf_counter() - t0)
+                reported = _report(engine, reported, metrics)
         except Exception:  # keep serving the chain; the next attempt may succeed (a clock step, a disk hiccup)
-            log.exception("could not produce block %d; retrying in 1 s", node.chain.height + 1)
+            log.exception("round for block %d failed; retrying in 1 s", engine.chain.height + 1)
             await trio.sleep(1)
+        await trio.sleep(0.05)
 
 
-async def _produce_one(node: Node, metrics: NodeMetrics, cfg: Config) -> None:
-    g = node.genesis
-    height = node.chain.height + 1
-    wait = (g.slot_start_ms(height) - now_ms()) / 1000
-    if wait > 0:
-        await trio.sleep(wait)
-    market, pairs = node.chain.market(height)
-    t0 = time.perf_counter()
-    solution = await trio.to_thread.run_sync(
-        solve_slot, market, pairs, g, cfg.solver_time_limit, abandon_on_cancel=True)
-    solved = time.perf_counter() - t0
-    done = node.propose(solution, now_ms())
-    metrics.solve_seconds.observe(solved)
-    metrics.commit_seconds.observe(time.perf_counter() - t0 - solved)
-    metrics.height.set(node.chain.height)
-    metrics.mempool.set(len(node.mempool))
-    wh = sum(t.wh for t in done.block.clearing.trades)
-    metrics.traded_wh.inc(wh)
-    if solution.clearing.void:
-        metrics.void_slots.inc()
-    behind = (now_ms() - g.slot_start_ms(height)) // (g.slot_seconds * 1000)
-    if behind <= 1 or height % 100 == 0:
-        n = market.instance
-        log.info("block %d  txs %d  bids %d/%d  cleared %.1f kWh in %d trades  solve %.2fs (%s)%s", height,
-                 len(done.block.txs), len(n.sellers), len(n.buyers), wh / 1000, len(done.block.clearing.trades),
-                 solved, solution.method, f"  catching up: {behind} slots behind" if behind > 1 else "")
-    await trio.sleep(0)
+def _report(engine: Engine, reported: int, metrics: NodeMetrics) -> int:
+    """One log line per new block (every 100th while catching up), and the metrics."""
+    chain, g = engine.chain, engine.chain.genesis
+    for h in range(min(reported, chain.height) + 1, chain.height + 1):
+        block = chain.block_at(h)
+        wh = sum(t.wh for t in block.clearing.trades)
+        metrics.traded_wh.inc(wh)
+        if block.clearing.void:
+            metrics.void_slots.inc()
+        behind = (now_ms() - g.slot_start_ms(h)) // (g.slot_seconds * 1000)
+        if behind <= 1 or h % 100 == 0:
+            n = chain.market(h)[0].instance
+            log.info("block %d  txs %d  bids %d/%d  cleared %.1f kWh in %d trades  %s%s", h, len(block.txs),
+                     len(n.sellers), len(n.buyers), wh / 1000, len(block.clearing.trades), chain.rank(block).describe(),
+                     f"  catching up: {behind} slots behind" if behind > 1 else "")
+    metrics.height.set(chain.height)
+    metrics.mempool.set(len(engine.node.mempool))
+    return chain.height

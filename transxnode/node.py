@@ -114,6 +114,10 @@ class Node:
     def after_connect(self, done: Connected) -> None:
         for tx in done.block.txs:
             self.mempool.remove(tx)
+        self.after_head_change()
+
+    def after_head_change(self) -> None:
+        """The head moved (a block, or a reorg): drop what can no longer be mined, compact the journal."""
         self.mempool.prune(self.chain.height + 1, self.chain_nonce, self.genesis.gate_closure,
                            self.genesis.reveal_window)
         if self.journal is not None and self.journal.records > 2 * len(self.mempool) + 1000:

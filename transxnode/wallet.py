@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .client import ApiClient
+from .client import ApiClient, ClientError
 from .keys import address_of_key
 from .transactions import BUY, Body, sign_tx
 
@@ -84,13 +84,23 @@ def quote(side: int, wh: int, limit: int, market: dict[str, Any]) -> Quote:
 
 
 def send(client: ApiClient, key, body: Body, fee: int | None = None) -> dict[str, Any]:
-    """Sign `body` with `key` at the account's next nonce and submit it; returns the node's answer."""
+    """Sign `body` with `key` at the account's next nonce and submit it; returns the node's answer.
+
+    The node itself may use the same key (its solver commits): if it took the nonce first, sign again
+    with the next one."""
     info = client.get("/api/node")
-    acct = client.get(f"/api/address/{_bech32(key)}")
-    tx = sign_tx(key, chain_id=info["chain_id"], nonce=acct["pending_nonce"],
-                 fee=info["min_fee"] if fee is None else fee, body=body)
-    answer = client.submit(tx.encoded)
-    return {**answer, "nonce": tx.nonce, "fee": tx.fee}
+    for attempt in range(3):
+        acct = client.get(f"/api/address/{_bech32(key)}")
+        tx = sign_tx(key, chain_id=info["chain_id"], nonce=acct["pending_nonce"],
+                     fee=info["min_fee"] if fee is None else fee, body=body)
+        try:
+            answer = client.submit(tx.encoded)
+        except ClientError as e:
+            if attempt < 2 and ("already pending" in str(e) or "nonce" in str(e)):
+                continue
+            raise
+        return {**answer, "nonce": tx.nonce, "fee": tx.fee}
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _bech32(key) -> str:
