@@ -33,6 +33,7 @@ log = logging.getLogger("transx.consensus")
 
 TX, PROPOSAL, WANT, BLOCK = "tx", "proposal", "want", "block"
 MAX_ORPHANS = 512
+FUTURE_HOLD_MS = 600_000  # a block stamped further ahead than this is not even held
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ class Engine:
     committed: set[int] = field(default_factory=set)
     proposed_on: set[tuple[int, bytes]] = field(default_factory=set)
     orphans: dict[bytes, dict[bytes, Block]] = field(default_factory=dict)
-    waiting: dict[bytes, Block] = field(default_factory=dict)  # proposals on the head, until the window ends
-    revealed: set[int] = field(default_factory=set)
+    waiting: dict[bytes, Block] = field(default_factory=dict)  # proposer -> its proposal on the head, until the window ends
+    revealed: set[tuple[int, bytes | None]] = field(default_factory=set)  # (height, block there) decided
     future: dict[bytes, Block] = field(default_factory=dict)  # stamped ahead of our clock: held, not refused
     seen: dict[tuple[int, bytes, bytes], bytes] = field(default_factory=dict)  # (height, parent, proposer) -> header
     stats: Stats = field(default_factory=Stats)
@@ -124,27 +125,49 @@ class Engine:
         if not self.registered():
             return out
         g, head = self.chain.genesis, self.chain.height
-        for r in sorted(h for h in self.committed if h <= head and h not in self.revealed):
-            out += self._reveal(r)
+        for r in range(max(1, head - g.reveal_window), head + 1):
+            if (r, self.chain.hash_at(r)) not in self.revealed:
+                out += self._reveal(r)
         for r in range(head + 2, head + 2 + g.commit_window):
             if r not in self.committed:
                 out += self._commit(r)
+        for b in [b for b in self.future.values() if b.height <= head]:
+            del self.future[b.hash]
+        if len(self.revealed) > 4 * g.reveal_window:
+            self.revealed = {k for k in self.revealed if k[0] >= head - g.reveal_window}
+            self.committed = {r for r in self.committed if r > head - g.reveal_window}
+            self.proposed_on = {k for k in self.proposed_on if k[0] > head - g.finality_depth}
         h = head + 1
         if now_ms >= g.slot_start_ms(h) and (h, self.chain.head.hash) not in self.proposed_on:
             out += self._propose(h, now_ms)
         return out
 
+    def _pending(self, kind: type, height: int) -> bool:
+        a = self.node.address
+        return any(isinstance(t.body, kind) and t.body.height == height for t in self.node.mempool.pending(a))
+
     def _commit(self, r: int) -> list[Message]:
+        """Commit to our clearing of `r`, unless the chain or the mempool already holds our commit (as
+        after a restart).  The clearing hash is kept on disk for the Reveal."""
         self.committed.add(r)
-        return self._send_tx(Commit(r, commitment(self.solution(r).clearing.hash, self.node.address, self.salt(r))))
+        a = self.node.address
+        if self.chain.state().get(schema.commit(r, a)) is not None or self._pending(Commit, r):
+            return []
+        clearing_hash = self.solution(r).clearing.hash
+        self.chain.store.put_local(schema.own_commit(r), clearing_hash)
+        return self._send_tx(Commit(r, commitment(clearing_hash, a, self.salt(r))))
 
     def _reveal(self, r: int) -> list[Message]:
-        """Our proposal for `r` lost: show the commitment was honest, or forfeit part of the deposit."""
-        self.revealed.add(r)
-        won = self.chain.block_at(r)
-        if won is None or keys.address_of(won.header.proposer) == self.node.address:
+        """Our commit for `r` is still pending on this chain (our proposal lost, or a reorg replaced the
+        block that revealed it): show it was honest, or forfeit part of the deposit.  Decided again on
+        each chain the node ends up on."""
+        self.revealed.add((r, self.chain.hash_at(r)))
+        a = self.node.address
+        raw = self.chain.state().get(schema.commit(r, a))
+        clearing_hash = self.chain.store.get(schema.own_commit(r))
+        if raw is None or raw[32] != schema.COMMIT_PENDING or clearing_hash is None or self._pending(Reveal, r):
             return []
-        return self._send_tx(Reveal(r, self.solution(r).clearing.hash, self.salt(r)))
+        return self._send_tx(Reveal(r, clearing_hash, self.salt(r)))
 
     def _send_tx(self, body) -> list[Message]:
         a, g = self.node.address, self.chain.genesis
@@ -158,20 +181,34 @@ class Engine:
         return [Message(TX, tx.encoded)]
 
     def _watch_equivocation(self, block: Block) -> list[Message]:
-        """Two different proposals from one solver for one height and parent: send the evidence."""
+        """Two different proposals from one solver for one height and parent: send the evidence (only
+        validly signed headers are remembered, so a forgery cannot blind the watch)."""
         h = block.header
+        if not h.signature_ok():
+            return []
         key = (h.height, h.parent, h.proposer)
         first = self.seen.setdefault(key, HEADER.encode(h))
-        if first == HEADER.encode(h) or not h.signature_ok():
+        if first == HEADER.encode(h):
             return []
         if len(self.seen) > 4 * MAX_ORPHANS:
             self.seen.clear()
         return self._send_tx(Evidence(first, HEADER.encode(h)))
 
     def _propose(self, h: int, now_ms: int) -> list[Message]:
-        self.proposed_on.add((h, self.chain.head.hash))
+        """Propose block `h` on the head, once: a proposal already made on this parent (before a
+        restart, say) is sent again as it was, never made anew, which would be equivocation."""
+        parent = self.chain.head.hash
+        self.proposed_on.add((h, parent))
+        stored = self.chain.store.get(schema.own_proposal(h))
+        if stored is not None:
+            old = self.decode(stored)
+            if old.header.parent == parent:
+                self._take(old, now_ms)
+                return [Message(PROPOSAL, stored)]
         sol = self.solution(h)
-        salt = self.salt(h) if h in self.committed else bytes(32)
+        raw = self.chain.state().get(schema.commit(h, self.node.address))
+        committed = raw is not None and raw[:32] == commitment(sol.clearing.hash, self.node.address, self.salt(h))
+        salt = self.salt(h) if committed else bytes(32)
         candidates = self.node.mempool.select(self.chain.genesis.max_block_txs, self.node.chain_nonce)
         try:
             block, rejected = self.chain.build_block(self.node.key, sol.clearing, candidates, now_ms, salt)
@@ -181,6 +218,7 @@ class Engine:
         for tx, _ in rejected:
             self.node.mempool.remove(tx)
         self.stats.proposed += 1
+        self.chain.store.put_local(schema.own_proposal(h), block.encoded)
         self._take(block, now_ms)
         return [Message(PROPOSAL, block.encoded)]
 
@@ -212,7 +250,7 @@ class Engine:
             if b.header.parent != self.chain.head.hash:
                 continue
             try:
-                ranked.append((self.chain.rank(b), b.hash, b))
+                ranked.append((self.chain.rank(b), b.hash, b))  # the same total order as Chain.offer
             except BlockError:
                 self.stats.invalid += 1
         self.waiting.clear()
@@ -226,14 +264,22 @@ class Engine:
         """Offer `block` to the fork choice, then any orphans it unlocks; ask for a missing parent.  A
         proposal on the head inside the reveal window waits for the selection instead, and one stamped
         further ahead of our clock than the allowed drift waits until the clock gets there."""
-        if block.header.timestamp > now_ms + MAX_FUTURE_MS:
-            if len(self.future) < MAX_ORPHANS:
+        h = block.header
+        if h.height <= self.chain.height - self.chain.genesis.finality_depth or not h.signature_ok():
+            self.stats.invalid += h.height >= 1 and not h.signature_ok()
+            return []  # below finality, or not signed by its proposer: nothing to hold or rank
+        if h.timestamp > now_ms + MAX_FUTURE_MS:
+            if len(self.future) < MAX_ORPHANS and h.timestamp <= now_ms + FUTURE_HOLD_MS:
                 self.future[block.hash] = block
             return []
-        if (not selecting and block.header.parent == self.chain.head.hash
-                and now_ms < self.reveal_ends(block.height)):
-            if len(self.waiting) < MAX_ORPHANS:
-                self.waiting[block.hash] = block
+        if not selecting and h.parent == self.chain.head.hash and now_ms < self.reveal_ends(block.height):
+            try:
+                self.chain.precheck(block)
+            except BlockError:
+                self.stats.invalid += 1
+                return []
+            # One proposal per proposer waits (a second one is equivocation, reported above).
+            self.waiting.setdefault(h.proposer, block)
             return []
         try:
             status, reverted = self.chain.offer(block, now_ms)
@@ -242,7 +288,7 @@ class Engine:
             log.debug("invalid block %d from %s: %s", block.height, sender, e)
             return []
         if status == "orphan":
-            if sum(len(v) for v in self.orphans.values()) < MAX_ORPHANS:
+            if h.height > self.chain.height and sum(len(v) for v in self.orphans.values()) < MAX_ORPHANS:
                 self.orphans.setdefault(block.header.parent, {})[block.hash] = block
                 self.stats.orphans += 1
             if self.chain.block(block.header.parent) is not None:
@@ -261,6 +307,10 @@ class Engine:
                         except TxError:
                             pass
             self.node.after_head_change()
+            self.waiting = {p: b for p, b in self.waiting.items() if b.header.parent == self.chain.head.hash}
+            floor = self.chain.height - self.chain.genesis.finality_depth
+            for parent in [p for p, kids in self.orphans.items() if all(b.height <= floor for b in kids.values())]:
+                del self.orphans[parent]
             out: list[Message] = []
             for child in list(self.orphans.pop(block.hash, {}).values()):
                 out += self._take(child, now_ms, sender)

@@ -3,9 +3,11 @@
 A proposal for block h is better when (in this order): it was committed on
 chain before it was revealed; its clearing is real rather than void; its
 objective (the exact, quantised Nash-bargaining log-objective) is higher;
-its lottery ticket, hash(solver address, hash of block h - L), is lower.
-The ticket cannot be ground: the solver's address is fixed by registration
-and block h - L is on chain before the instance of h is even fixed.
+its lottery ticket, hash(solver address, seed), is lower, where the seed is
+the height and the exact objective of block h - L (Chain.lottery_seed).  The
+ticket cannot be ground: a solver's address is fixed by registration before
+the seed exists, and the seed is the market's best objective, not a hash its
+proposer could re-draw by changing a timestamp or an order of transactions.
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ def commitment(clearing_hash: bytes, solver: bytes, salt: bytes) -> bytes:
     return digest(clearing_hash + solver + salt, b"transx-commit")
 
 
-def lottery_ticket(solver: bytes, reference_hash: bytes) -> bytes:
-    """The tie-break among equally good proposals: hash(solver address, hash of block h - L)."""
-    return digest(solver + reference_hash, b"transx-lottery")
+def lottery_ticket(solver: bytes, seed: bytes) -> bytes:
+    """The tie-break among equally good proposals: hash(solver address, the height's seed)."""
+    return digest(solver + seed, b"transx-lottery")
 
 
-def rank(*, committed: bool, objective: int | None, solver: bytes, reference_hash: bytes) -> Rank:
+def rank(*, committed: bool, objective: int | None, solver: bytes, seed: bytes) -> Rank:
     """`objective` None means a void clearing."""
-    return Rank(not committed, objective is None, -(objective or 0), lottery_ticket(solver, reference_hash))
+    return Rank(not committed, objective is None, -(objective or 0), lottery_ticket(solver, seed))

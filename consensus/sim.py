@@ -43,6 +43,7 @@ class SimConfig:
     loss: float = 0.0
     households: int = 8
     finality_depth: int = 32
+    reveal_window: int | None = None  # default: the genesis default (finality_depth)
     tick_ms: int = 250
 
 
@@ -66,6 +67,8 @@ class Simulation:
         doc = dev_genesis(addrs + [keys.address_of_key(k) for k in self.homes], addrs, slot_seconds=cfg.slot_seconds,
                           chain_id="transx-sim", start=START)
         doc["finality_depth"] = cfg.finality_depth
+        if cfg.reveal_window is not None:
+            doc["reveal_window"] = cfg.reveal_window
         self.genesis = genesis_from_json(doc)
         self._memo: dict[bytes, Solution] = {}
         self.stores = [Store(f"{self.dir}/node{i}") for i in range(cfg.nodes)]

@@ -51,13 +51,13 @@ def winners(engine) -> list[bytes]:
 
 def test_ranking_orders_commitment_then_clearing_then_objective_then_ticket():
     a, b, ref = b"\x01" * 20, b"\x02" * 20, b"\x09" * 32
-    best = rank(committed=True, objective=10, solver=a, reference_hash=ref)
-    assert best < rank(committed=True, objective=9, solver=a, reference_hash=ref)
-    assert rank(committed=True, objective=None, solver=a, reference_hash=ref) > rank(
-        committed=True, objective=-10**9, solver=a, reference_hash=ref)  # void below any real clearing
-    assert rank(committed=False, objective=10**9, solver=a, reference_hash=ref) > rank(
-        committed=True, objective=None, solver=a, reference_hash=ref)  # uncommitted below any committed
-    tie = sorted([rank(committed=True, objective=10, solver=s, reference_hash=ref) for s in (a, b)])
+    best = rank(committed=True, objective=10, solver=a, seed=ref)
+    assert best < rank(committed=True, objective=9, solver=a, seed=ref)
+    assert rank(committed=True, objective=None, solver=a, seed=ref) > rank(
+        committed=True, objective=-10**9, solver=a, seed=ref)  # void below any real clearing
+    assert rank(committed=False, objective=10**9, solver=a, seed=ref) > rank(
+        committed=True, objective=None, solver=a, seed=ref)  # uncommitted below any committed
+    tie = sorted([rank(committed=True, objective=10, solver=s, seed=ref) for s in (a, b)])
     assert [t.lottery for t in tie] == sorted([lottery_ticket(a, ref), lottery_ticket(b, ref)])
     assert commitment(b"\x00" * 32, a, b"\x01" * 32) != commitment(b"\x00" * 32, b, b"\x01" * 32)
 
@@ -158,7 +158,6 @@ class Withholder(_Silent):
     """Commits every round, never reveals (no proposal, no Reveal transaction)."""
 
     def _reveal(self, r):
-        self.revealed.add(r)
         return []
 
 
@@ -250,7 +249,7 @@ def deposits(sim: Simulation, engine_index: int) -> dict[int, int]:
 
 def test_committing_without_revealing_forfeits_part_of_the_deposit(sims):
     seed = 13
-    sim = sims(SimConfig(nodes=4, seed=seed),
+    sim = sims(SimConfig(nodes=4, seed=seed, reveal_window=4),
                engine_for=lambda i, node, s: (Withholder if i == 0 else Engine)(node, solve=s.solve, decode=s.decode))
     sim.run_rounds(20)
     assert_one_chain(sim, seed, skip=0)
@@ -340,3 +339,67 @@ def test_final_blocks_never_change_under_loss_and_short_partitions(sims, seed):
     prefixes = {tuple(chain_of(e)[: settled + 1]) for e in sim.engines}
     assert len(prefixes) == 1, f"seed {seed}: nodes still on different chains below height {settled}"
     assert len(final) > 10
+
+
+class HeadFlooder(Engine):
+    """Floods junk blocks on the head every tick: unsigned, or signed by a key that is no solver."""
+
+    def tick(self, now_ms):
+        out = super().tick(now_ms)
+        parent = self.chain.head
+        for k in range(40):
+            junk = replace(parent, height=parent.height + 1, parent=parent.hash, timestamp=now_ms + k)
+            out.append(Message(PROPOSAL, replace(self.chain.block(parent.hash), header=junk).encoded))
+        return out
+
+
+def test_a_flood_of_junk_blocks_on_the_head_does_not_stop_the_chain(sims):
+    seed = 31
+    sim = sims(SimConfig(nodes=4, seed=seed),
+               engine_for=lambda i, node, s: (HeadFlooder if i == 0 else Engine)(node, solve=s.solve, decode=s.decode))
+    sim.run_rounds(10)
+    assert_one_chain(sim, seed, skip=0)
+    assert sim.engines[1].chain.height >= 10
+    assert all(len(e.waiting) <= 4 for e in sim.engines[1:])
+
+
+def test_a_restarted_solver_sends_its_proposal_again_and_is_not_slashed(sims):
+    """The engine's memory is lost in a restart; its proposal and commit are on disk, so it re-sends the
+    same block instead of signing a second one (which would be equivocation)."""
+    seed = 37
+    sim = sims(SimConfig(nodes=3, seed=seed))
+    sim.run_rounds(4)
+    for _ in range(6):
+        sim.run_until(sim.now + 700)  # mid-slot, after proposing
+        old = sim.engines[0]
+        sim.engines[0] = Engine(old.node, solve=sim.solve, decode=sim.decode)
+    sim.run_rounds(8)
+    assert_one_chain(sim, seed)
+    c = sim.engines[1].chain
+    assert c.state().solver(sim.engines[0].node.address) is not None, f"seed {seed}: the restarted solver was slashed"
+    assert c.state().solver(sim.engines[0].node.address).deposit == sim.genesis.solver_deposit
+    assert not [t for h in range(1, c.height + 1) for t in c.block_at(h).txs if t.kind == "evidence"]
+
+
+def test_twin_blocks_are_decided_the_same_way_whichever_arrives_first(tmp_path):
+    """Two blocks of one solver for one height rank equally: the lower block hash wins on every node."""
+    from chain_support import Net
+    from consensus.proposer import solve_slot
+
+    nets = [Net(str(tmp_path / "a")), Net(str(tmp_path / "b"))]
+    try:
+        for n in nets:
+            n.produce_until(3)
+        a, b = nets
+        market, pairs = a.chain.market(4)
+        clearing = solve_slot(market, pairs, a.g).clearing
+        twin1, _ = a.chain.build_block(a.solver_key, clearing, [], a.now(4))
+        twin2, _ = a.chain.build_block(a.solver_key, clearing, [], a.now(4) + 1)
+        assert twin1.hash != twin2.hash and a.chain.rank(twin1) == a.chain.rank(twin2)
+        for n, order in ((a, (twin1, twin2)), (b, (twin2, twin1))):
+            for blk in order:
+                n.chain.offer(blk, n.now(4) + 10)
+        assert a.chain.head.hash == b.chain.head.hash == min(twin1.hash, twin2.hash)
+    finally:
+        for n in nets:
+            n.close()

@@ -645,6 +645,13 @@ def test_a_solver_withdraws_and_gets_its_deposit_back_after_the_delay(net):
     assert net.state().solver(addr(u)).exit_at == exit_at
     with pytest.raises(TxError, match="already withdrawing"):
         net.submit(u, WithdrawSolver())
+    h = net.next_height  # while it withdraws it proposes nothing (it could equivocate at its exit and escape)
+    market, pairs = net.chain.market(h)
+    late, _ = net.chain.build_block(u, solve_slot(market, pairs, g).clearing, [], net.now(h))
+    with pytest.raises(BlockError, match="withdrawing"):
+        net.chain.connect(late, net.now(h))
+    with pytest.raises(BlockError, match="below height 1"):
+        net.chain.offer(replace(late, header=replace(late.header, height=0)), net.now(h))
     net.produce_until(exit_at - 1)
     assert net.state().solver(addr(u)) is not None  # still bonded (and slashable) during the delay
     net.produce()

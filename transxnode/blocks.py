@@ -97,6 +97,10 @@ class Header:
         return replace(h, signature=keys.sign(key, h.signing_bytes()))
 
     def signature_ok(self) -> bool:
+        return self._signature_valid
+
+    @cached_property
+    def _signature_valid(self) -> bool:
         return keys.verify_signature(self.proposer, self.signing_bytes(), self.signature)
 
 

@@ -159,6 +159,8 @@ class Chain:
         rec = self.state().solver(proposer)
         if rec is None:
             raise BlockError("the proposer is not a registered solver")
+        if rec.exit_at:
+            raise BlockError("the proposer is withdrawing from the solver set")
         if not ledger.may_propose(rec, h.height, g):
             raise BlockError(f"the proposer registered at height {rec.since}: too late to propose block {h.height}")
         verdict = self.check_clearing(h.height, block.clearing)
@@ -238,6 +240,31 @@ class Chain:
         return ex
 
     # ---------------------------------------------------------- fork choice
+    def precheck(self, block: Block) -> None:
+        """The cheap checks, before a block is held, ranked or allowed to cause a revert: a height, the
+        proposer's signature, a proposer that may propose it.  Raises `BlockError`."""
+        h = block.header
+        if h.height < 1:
+            raise BlockError("a block below height 1")
+        if not h.signature_ok():
+            raise BlockError("bad proposer signature")
+        rec = self.state().solver(keys.address_of(h.proposer))
+        if rec is None or not ledger.may_propose(rec, h.height, self.genesis):
+            raise BlockError("the proposer may not propose this block")
+
+    def lottery_seed(self, height: int) -> bytes:
+        """What a block's lottery ticket is drawn against: the height and the exact objective of block
+        height - L.  Not that block's hash, which its proposer could grind (a timestamp, an order of
+        transactions) to pick the next winner; the objective is the market's best, fixed by competition."""
+        ref_height = max(0, height - self.genesis.gate_closure)
+        objective = -1
+        if ref_height > 0:
+            ref = self.block_at(ref_height)
+            assert ref is not None
+            v = self.check_clearing(ref_height, ref.clearing) if not ref.clearing.void else None
+            objective = -1 if v is None else v.objective  # type: ignore[assignment]
+        return schema.u64(height) + objective.to_bytes(16, "big", signed=True) + self.genesis.hash
+
     def rank(self, block: Block) -> Rank:
         """How `block` ranks among proposals for its height (consensus/ranking.py); its parent must be on
         this chain.  Raises `BlockError` if its clearing is invalid."""
@@ -251,9 +278,8 @@ class Chain:
         solver = keys.address_of(h.proposer)
         stored = self.state().get(schema.commit(h.height, solver))
         committed = any(h.salt) and stored is not None and stored[:32] == commitment(h.clearing_hash, solver, h.salt)
-        ref = self.hash_at(max(0, h.height - self.genesis.gate_closure))
         r = rank(committed=bool(committed), objective=None if verdict is None else verdict.objective, solver=solver,
-                 reference_hash=ref)  # type: ignore[arg-type]
+                 seed=self.lottery_seed(h.height))
         if len(self._ranks) > 10_000:
             self._ranks.clear()
         self._ranks[block.hash] = r
@@ -266,6 +292,8 @@ class Chain:
         (its parent is not on this chain), with the blocks a reorg reverted; raises `BlockError` if it
         is invalid."""
         h = block.header
+        if h.height < 1:
+            raise BlockError("a block below height 1")
         if self.hash_at(h.height) == block.hash:
             return "known", []
         if h.parent == self.head.hash:
@@ -277,7 +305,10 @@ class Chain:
             return "final", []
         ours = self.block_at(h.height)
         assert ours is not None
-        if not self.rank(block) < self.rank(ours):
+        self.precheck(block)
+        # One total order: equal ranks (one solver's two blocks) are decided by the block hash, so every
+        # node keeps the same one whichever it saw first.
+        if not (self.rank(block), block.hash) < (self.rank(ours), ours.hash):
             return "worse", []
         reverted = []
         while self.height >= h.height:

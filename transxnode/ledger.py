@@ -218,7 +218,9 @@ def _check_evidence(b: Evidence, state: StateOverlay) -> int:
 def may_propose(rec: SolverRecord, height: int, g: Genesis) -> bool:
     """A solver registered at `since` may propose block h only if block h - L was not yet on chain when
     it registered: otherwise it could have ground keys until one drew a good lottery ticket
-    hash(address, hash of block h - L).  Genesis solvers may always propose."""
+    seed of block h.  Genesis solvers may always propose; a withdrawing one no longer does."""
+    if rec.exit_at:  # a withdrawing solver proposes nothing: it could equivocate at its exit and escape
+        return False
     return rec.since == 0 or rec.since < height - g.gate_closure
 
 

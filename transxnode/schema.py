@@ -133,6 +133,16 @@ def canonical(height: int) -> bytes:
     return b"ch" + u64(height)
 
 
+def own_proposal(height: int) -> bytes:
+    """The block this node proposed for `height` (node-local: re-sent, never re-made, after a restart)."""
+    return b"mp" + u64(height)
+
+
+def own_commit(height: int) -> bytes:
+    """The clearing hash this node committed to for `height` (node-local, for its Reveal)."""
+    return b"mc" + u64(height)
+
+
 HEAD = b"mhead"
 GENESIS = b"mgenesis"
 FORMAT = b"mformat"

@@ -68,6 +68,13 @@ class Store:
                 else:
                     wb.put(k, v)
 
+    def put_local(self, key: bytes, value: bytes | None) -> None:
+        """A node-local record outside any block (synced): what this node proposed or committed to."""
+        if value is None:
+            self.db.delete(key, sync=True)
+        else:
+            self.db.put(key, value, sync=True)
+
     def store_block(self, block_hash: bytes, block_bytes: bytes) -> None:
         """Keep a block that is not (yet) on the chain the node follows."""
         self.db.put(schema.block(block_hash), block_bytes, sync=True)
