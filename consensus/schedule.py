@@ -11,16 +11,6 @@ from __future__ import annotations
 from transxnode.genesis import Genesis
 
 
-def due_ms(g: Genesis, height: int) -> int:
-    """The earliest timestamp (ms) of the block at `height`."""
-    return g.slot_start_ms(height)
-
-
 def first_open_slot(g: Genesis, head_height: int) -> int:
     """The earliest slot a bid sent now can still enter (it goes into block head + 1)."""
     return head_height + 1 + g.gate_closure
-
-
-def slot_at(g: Genesis, now_ms: int) -> int:
-    """The slot whose delivery interval contains `now_ms` (0 before genesis)."""
-    return max(0, (now_ms // 1000 - g.timestamp) // g.slot_seconds)
