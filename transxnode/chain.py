@@ -58,7 +58,8 @@ class Chain:
         self.store, self.genesis = store, genesis
         self._markets: dict[int, tuple[SlotMarket, Pairs]] = {}
         self._ranks: dict[bytes, Rank] = {}
-        self._verdicts: dict[tuple[int, bytes, bytes | None], Verdict] = {}  # block hash -> rank, for blocks ranked against this chain
+        self._verdicts: dict[tuple[int, bytes, bytes | None], Verdict] = {}
+        self._seeds: dict[tuple[int, bytes], bytes] = {}  # (h, hash of block h - L) -> the lottery seed of h  # block hash -> rank, for blocks ranked against this chain
         self._built: tuple[bytes, _Execution] | None = None  # the last block build_block made (encoded), and its execution
         known = store.get(schema.GENESIS)
         if known is None:
@@ -257,13 +258,21 @@ class Chain:
         height - L.  Not that block's hash, which its proposer could grind (a timestamp, an order of
         transactions) to pick the next winner; the objective is the market's best, fixed by competition."""
         ref_height = max(0, height - self.genesis.gate_closure)
+        ref_hash = self.hash_at(ref_height)
+        hit = self._seeds.get((height, ref_hash))  # type: ignore[arg-type]
+        if hit is not None:
+            return hit
         objective = -1
         if ref_height > 0:
             ref = self.block_at(ref_height)
             assert ref is not None
             v = self.check_clearing(ref_height, ref.clearing) if not ref.clearing.void else None
             objective = -1 if v is None else v.objective  # type: ignore[assignment]
-        return schema.u64(height) + objective.to_bytes(16, "big", signed=True) + self.genesis.hash
+        seed = schema.u64(height) + objective.to_bytes(16, "big", signed=True) + self.genesis.hash
+        if len(self._seeds) > 1_000:
+            self._seeds.clear()
+        self._seeds[(height, ref_hash)] = seed  # type: ignore[index]
+        return seed
 
     def rank(self, block: Block) -> Rank:
         """How `block` ranks among proposals for its height (consensus/ranking.py); its parent must be on
