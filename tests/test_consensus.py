@@ -30,6 +30,11 @@ def sims():
         s.close()
 
 
+def byzantine(behaviour: type[Engine], at: int = 0):
+    """An `engine_for` that makes node `at` behave as `behaviour` and every other node honest."""
+    return lambda i, node, s: (behaviour if i == at else Engine)(node, solve=s.solve, decode=s.decode)
+
+
 def chain_of(engine) -> list[bytes]:
     c = engine.chain
     return [c.hash_at(h) for h in range(c.height + 1)]
@@ -194,7 +199,7 @@ def test_a_byzantine_solver_never_wins_and_never_stalls_the_chain(sims, behaviou
     seed = 21
     bad = 0
     sim = sims(SimConfig(nodes=5, seed=seed),
-               engine_for=lambda i, node, s: (behaviour if i == bad else Engine)(node, solve=s.solve, decode=s.decode))
+               engine_for=byzantine(behaviour, at=bad))
     sim.run_rounds(14)
     assert_one_chain(sim, seed, skip=bad)
     c = sim.engines[1].chain
@@ -227,7 +232,7 @@ def test_a_censoring_winner_does_not_decide_the_next_round(sims):
     """Commits for h may land in any of blocks h - C .. h - 1: censoring one of them shuts no one out."""
     seed = 8
     sim = sims(SimConfig(nodes=4, seed=seed),
-               engine_for=lambda i, node, s: (Censor if i == 0 else Engine)(node, solve=s.solve, decode=s.decode))
+               engine_for=byzantine(Censor))
     sim.run_rounds(30)
     assert_one_chain(sim, seed, skip=0)
     c = sim.engines[1].chain
@@ -250,7 +255,7 @@ def deposits(sim: Simulation, engine_index: int) -> dict[int, int]:
 def test_committing_without_revealing_forfeits_part_of_the_deposit(sims):
     seed = 13
     sim = sims(SimConfig(nodes=4, seed=seed, reveal_window=4),
-               engine_for=lambda i, node, s: (Withholder if i == 0 else Engine)(node, solve=s.solve, decode=s.decode))
+               engine_for=byzantine(Withholder))
     sim.run_rounds(20)
     assert_one_chain(sim, seed, skip=0)
     g = sim.genesis
@@ -282,7 +287,7 @@ class Equivocator(Engine):
 def test_equivocation_is_evidence_and_the_deposit_is_slashed(sims):
     seed = 17
     sim = sims(SimConfig(nodes=4, seed=seed),
-               engine_for=lambda i, node, s: (Equivocator if i == 0 else Engine)(node, solve=s.solve, decode=s.decode))
+               engine_for=byzantine(Equivocator))
     sim.run_rounds(10)
     assert_one_chain(sim, seed, skip=0)
     c = sim.engines[1].chain
@@ -356,7 +361,7 @@ class HeadFlooder(Engine):
 def test_a_flood_of_junk_blocks_on_the_head_does_not_stop_the_chain(sims):
     seed = 31
     sim = sims(SimConfig(nodes=4, seed=seed),
-               engine_for=lambda i, node, s: (HeadFlooder if i == 0 else Engine)(node, solve=s.solve, decode=s.decode))
+               engine_for=byzantine(HeadFlooder))
     sim.run_rounds(10)
     assert_one_chain(sim, seed, skip=0)
     assert sim.engines[1].chain.height >= 10
