@@ -21,6 +21,7 @@ devnet: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/solver.py
 	$(PY) bench/chain.py
+	$(PY) bench/consensus.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
