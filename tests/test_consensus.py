@@ -12,7 +12,7 @@ import pytest
 from consensus.engine import PROPOSAL, Engine, Message
 from consensus.ranking import commitment, lottery_ticket, rank
 from consensus.sim import SimConfig, Simulation
-from transxnode import keys, schema
+from transxnode import keys, ledger, schema
 from transxnode.blocks import BlockClearing, Multiplier
 
 
@@ -267,7 +267,7 @@ def test_committing_without_revealing_forfeits_part_of_the_deposit(sims):
     assert forfeited >= 5, f"seed {seed}: only {forfeited} commits settled"
     assert d[0] == g.solver_deposit - forfeited * g.commit_forfeit, f"seed {seed}: {d}"
     assert all(d[i] == g.solver_deposit for i in (1, 2, 3)), f"seed {seed}: an honest solver forfeited: {d}"
-    held, minted = __import__("transxnode.ledger", fromlist=["x"]).money_in_state(sim.engines[1].chain.state())
+    held, minted = ledger.money_in_state(sim.engines[1].chain.state())
     assert held == minted
 
 

@@ -16,7 +16,8 @@ from . import keys, schema
 from .blocks import HEADER, BlockClearing
 from .codec import DecodeError
 from .genesis import Genesis
-from .state import CANCELLED, CLEARED, OPEN, Account, BidRecord, SolverRecord, StateOverlay, Totals
+from .state import (ACCOUNT, CANCELLED, CLEARED, OPEN, SOLVER, Account, BidRecord, SolverRecord, StateOverlay,
+                    Totals)
 from .transactions import (BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterSolver,
                            Reveal, Transfer, Tx, TxError, WithdrawSolver,
                            escrow_for)
@@ -349,9 +350,8 @@ def reward(state: StateOverlay, proposer: bytes, fees: int, g: Genesis) -> None:
 
 def money_in_state(state: StateOverlay) -> tuple[int, int]:
     """(balances + escrow + deposits + burned, minted): equal in every valid state."""
-    from .state import ACCOUNT, SOLVER
-
-    held = sum(ACCOUNT.decode(v).balance + ACCOUNT.decode(v).escrowed for _, v in state.items(b"sa"))
+    accounts = (ACCOUNT.decode(v) for _, v in state.items(b"sa"))
+    held = sum(a.balance + a.escrowed for a in accounts)
     held += sum(SOLVER.decode(v).deposit for _, v in state.items(schema.SOLVERS))
     t = state.totals()
     return held + t.burned, t.minted

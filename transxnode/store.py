@@ -52,10 +52,6 @@ class Store:
         with self.db.iterator(prefix=prefix, reverse=reverse) as it:
             yield from it
 
-    def last(self, prefix: bytes) -> tuple[bytes, bytes] | None:
-        with self.db.iterator(prefix=prefix, reverse=True) as it:
-            return next(it, None)
-
     def commit(self, block_hash: bytes, block_bytes: bytes, changes: dict[bytes, bytes | None]) -> None:
         """Write a block and its changes, with undo data, atomically and durably."""
         undo = {k: self.db.get(k) for k in changes}
@@ -75,10 +71,6 @@ class Store:
         else:
             self.db.put(key, value, sync=True)
 
-    def store_block(self, block_hash: bytes, block_bytes: bytes) -> None:
-        """Keep a block that is not (yet) on the chain the node follows."""
-        self.db.put(schema.block(block_hash), block_bytes, sync=True)
-
     def revert(self, block_hash: bytes) -> None:
         """Undo everything `commit` changed for `block_hash`, atomically; the block itself stays stored."""
         raw = self.db.get(schema.undo(block_hash))
@@ -91,8 +83,3 @@ class Store:
                 else:
                     wb.put(k, v)
             wb.delete(schema.undo(block_hash))
-
-    def size_on_disk(self) -> int:
-        import os
-
-        return sum(e.stat().st_size for e in os.scandir(self.path) if e.is_file())
