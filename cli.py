@@ -265,18 +265,21 @@ def _emit(doc, as_json: bool, text) -> None:
 @click.option("--slot-seconds", type=click.IntRange(1, 86400), default=5, show_default=True,
               help="Slot length of a --dev chain.")
 @click.option("--api-listen", default=None, help="HOST:PORT of the HTTP API (default 127.0.0.1:8645; port 0 picks one).")
+@click.option("--p2p-listen", default=None,
+              help="Multiaddress for peers (default /ip4/0.0.0.0/tcp/9645; tcp/0 picks a port).")
+@click.option("--bootstrap", multiple=True, help="A peer to join, /ip4/HOST/tcp/PORT/p2p/PEER_ID (repeatable).")
 @_password_option
-def init(datadir, genesis_file, dev, slot_seconds, api_listen, password_file) -> None:
+def init(datadir, genesis_file, dev, slot_seconds, api_listen, p2p_listen, bootstrap, password_file) -> None:
     """Create a data directory: node key (encrypted), genesis, config."""
-    _init(datadir, genesis_file, dev, slot_seconds, api_listen, password_file)
+    _init(datadir, genesis_file, dev, slot_seconds, api_listen, p2p_listen, bootstrap, password_file)
 
 
 @_guard
-def _init(datadir, genesis_file, dev, slot_seconds, api_listen, password_file) -> None:
+def _init(datadir, genesis_file, dev, slot_seconds, api_listen, p2p_listen, bootstrap, password_file) -> None:
     from pathlib import Path
 
     from transxnode import genesis as G
-    from transxnode.config import DEFAULT_API, config_path
+    from transxnode.config import DEFAULT_API, DEFAULT_P2P, check_p2p_address, config_path
     from transxnode.datadir import init_datadir
 
     d = Path(_datadir(datadir))
@@ -284,13 +287,17 @@ def _init(datadir, genesis_file, dev, slot_seconds, api_listen, password_file) -
         _fail(f"{d} is already initialised (config.toml exists); choose another --datadir")
     if dev and genesis_file:
         _fail("give --dev or --genesis, not both")
+    for addr in (p2p_listen, *bootstrap):
+        if addr is not None:
+            check_p2p_address(addr, peer=addr != p2p_listen)
     doc = None
     if not dev:
         doc = G.read_json(genesis_file or str(Path(__file__).resolve().parent / "genesis.json"), G.GenesisError)
         G.genesis_from_json(doc)  # refuse a bad file before asking for a password
     password = _password(password_file, confirm=True)
     address, g = init_datadir(d, password, doc, dev_slot_seconds=slot_seconds if dev else None,
-                              api_listen=api_listen or DEFAULT_API)
+                              api_listen=api_listen or DEFAULT_API, p2p_listen=p2p_listen or DEFAULT_P2P,
+                              bootstrap=list(bootstrap))
     click.echo(f"initialised {d}")
     click.echo(f"  network   {g.chain_id} (genesis {g.hash.hex()[:16]}, {g.slot_seconds}s slots)")
     click.echo(f"  node key  {address}")

@@ -24,7 +24,7 @@ from transxnode.blocks import HEADER, Block
 from transxnode.chain import MAX_FUTURE_MS, BlockError, decode_block
 from transxnode.codec import digest
 from transxnode.node import Node
-from transxnode.transactions import Commit, Evidence, Reveal, TxError, sign_tx
+from transxnode.transactions import Commit, Evidence, InvalidTx, Reveal, TxError, sign_tx
 
 from .proposer import Solution, solve_slot
 from .ranking import commitment
@@ -32,6 +32,7 @@ from .ranking import commitment
 log = logging.getLogger("transx.consensus")
 
 TX, PROPOSAL, WANT, BLOCK = "tx", "proposal", "want", "block"
+ACCEPT, IGNORE, REJECT = "accept", "ignore", "reject"  # what a peer's message was worth (see `judge`)
 MAX_ORPHANS = 512
 FUTURE_HOLD_MS = 600_000  # a block stamped further ahead than this is not even held
 
@@ -242,6 +243,22 @@ class Engine:
             b = self.chain.block(data) if len(data) == 32 else None
             return [Message(BLOCK, b.encoded, sender)] if b is not None else []
         return []
+
+    def judge(self, topic: str, data: bytes, now_ms: int, sender: object = None) -> tuple[str, list[Message]]:
+        """`receive`, and what the message was worth, for the network's relay decision and peer score:
+        REJECT if it can never be valid (malformed, badly signed, an invalid block); IGNORE if it is
+        merely useless to us (a transaction we hold or that lost a nonce race); else ACCEPT."""
+        if topic == TX:
+            try:
+                self.node.submit(data)
+            except InvalidTx:
+                return REJECT, []
+            except TxError:
+                return IGNORE, []
+            return ACCEPT, []
+        invalid = self.stats.invalid
+        out = self.receive(topic, data, now_ms, sender)
+        return (REJECT if self.stats.invalid > invalid else ACCEPT), out
 
     def _select(self, now_ms: int) -> list[Message]:
         """Adopt the best valid proposal on the head (an invalid one is dropped, the next tried)."""

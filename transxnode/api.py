@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,10 @@ def _height(text: str) -> int:
     return int(text)
 
 
-def make_app(node: Node, metrics: NodeMetrics, info: dict[str, Any] | None = None) -> Starlette:
-    """The API over `node`; `info` adds fields to /api/node (version, plugins, ...)."""
+def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]] | None = None,
+             peers: Callable[[], dict[str, Any]] | None = None) -> Starlette:
+    """The API over `node`; `info` adds fields to /api/node (version, plugins, peers, ...), `peers`
+    answers /api/peers."""
     chain = node.chain
     g = chain.genesis
 
@@ -88,7 +91,7 @@ def make_app(node: Node, metrics: NodeMetrics, info: dict[str, Any] | None = Non
             "first_open_slot": first_open_slot(g, chain.height), "zones": g.zones, "min_fee": g.min_fee,
             "grid": {"feed_in": g.feed_in, "retail": g.retail}, "genesis_time": g.timestamp,
             "supply": {"minted": totals.minted, "burned": totals.burned},
-            **(info or {}),
+            **(info() if info is not None else {}),
         })
 
     async def head(request: Request) -> Response:
@@ -171,7 +174,7 @@ def make_app(node: Node, metrics: NodeMetrics, info: dict[str, Any] | None = Non
             metrics.tx_rejected.labels("malformed").inc()
             raise ApiError(400, str(e)) from None
         try:
-            admitted = node.submit_tx(tx)
+            admitted = node.submit_local(tx)
         except TxError as e:
             metrics.tx_rejected.labels("invalid").inc()
             raise ApiError(422, str(e)) from None
@@ -181,6 +184,9 @@ def make_app(node: Node, metrics: NodeMetrics, info: dict[str, Any] | None = Non
         if admitted.displaced is not None:
             out["displaced"] = admitted.displaced.hash.hex()
         return _json(out, 202)
+
+    async def peer_list(request: Request) -> Response:
+        return _json(peers() if peers is not None else {"peers": [], "banned": []})
 
     async def explorer_page(request: Request) -> Response:
         return HTMLResponse(_EXPLORER)
@@ -205,6 +211,7 @@ def make_app(node: Node, metrics: NodeMetrics, info: dict[str, Any] | None = Non
         Route("/api/address/{addr}", address),
         Route("/api/market", market_summary),
         Route("/api/market/{slot}", market),
+        Route("/api/peers", peer_list),
         Route("/metrics", prometheus),
         Route("/", explorer_page),
     ]

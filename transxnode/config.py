@@ -31,6 +31,8 @@ class Config:
     api_listen: str = DEFAULT_API
     p2p_listen: str = DEFAULT_P2P
     bootstrap: list[str] = field(default_factory=list)
+    max_peers: int = 32
+    mdns: bool = False
     solver_time_limit: float | None = None
 
     @property
@@ -66,7 +68,9 @@ def write_config(cfg: Config) -> None:
         f"listen = {_toml_str(cfg.api_listen)}  # HTTP API and explorer; keep it on localhost\n\n"
         "[p2p]\n"
         f"listen = {_toml_str(cfg.p2p_listen)}\n"
-        f"bootstrap = [{', '.join(_toml_str(b) for b in cfg.bootstrap)}]\n\n"
+        f"bootstrap = [{', '.join(_toml_str(b) for b in cfg.bootstrap)}]  # /ip4/HOST/tcp/PORT/p2p/PEER_ID\n"
+        f"max_peers = {cfg.max_peers}\n"
+        f"mdns = {'true' if cfg.mdns else 'false'}  # find peers on the home LAN by multicast\n\n"
         "[solver]\n"
         f"time_limit = {cfg.solver_time_limit or 0}  # seconds per slot's solve; 0: no limit\n"
     )
@@ -103,6 +107,7 @@ def load_config(datadir: str | Path) -> Config:
         cfg = Config(
             datadir=Path(datadir), key=str(doc["key"]), api_listen=str(api.get("listen", DEFAULT_API)),
             p2p_listen=str(p2p.get("listen", DEFAULT_P2P)), bootstrap=[str(b) for b in p2p.get("bootstrap", [])],
+            max_peers=int(p2p.get("max_peers", 32)), mdns=bool(p2p.get("mdns", False)),
             solver_time_limit=limit if limit > 0 else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -110,7 +115,28 @@ def load_config(datadir: str | Path) -> Config:
     host, _, port = cfg.api_listen.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"{path}: api.listen must be HOST:PORT, got {cfg.api_listen!r}")
+    try:
+        check_p2p_address(cfg.p2p_listen, peer=False)
+        for b in cfg.bootstrap:
+            check_p2p_address(b, peer=True)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     return cfg
+
+
+def check_p2p_address(addr: str, *, peer: bool) -> None:
+    """A TCP multiaddress (/ip4/HOST/tcp/PORT, or /ip6/, /dns4/...), ending in /p2p/PEER_ID for a peer."""
+    import multiaddr
+
+    try:
+        m = multiaddr.Multiaddr(addr)
+        names = [p.name for p in m.protocols()]
+    except Exception as e:
+        raise ConfigError(f"{addr!r} is not a multiaddress ({e})") from None
+    if "tcp" not in names:
+        raise ConfigError(f"{addr!r} has no /tcp/PORT part")
+    if peer and "p2p" not in names:
+        raise ConfigError(f"{addr!r} names no peer: end it with /p2p/PEER_ID")
 
 
 def running_api(datadir: str | Path) -> str | None:

@@ -22,8 +22,10 @@ from hypercorn.trio import serve
 
 from consensus.engine import Engine
 from consensus.proposer import solve_slot
+from p2p.network import Network, NetworkConfig
 
 from .api import make_app
+from .blocksync import BlockSync
 from .chain import Chain
 from .config import Config, ConfigError, load_config
 from .genesis import load_genesis
@@ -32,6 +34,7 @@ from .journal import Journal
 from .keystore import Keystore
 from .metrics import NodeMetrics
 from .node import Node
+from .peering import Peering, topics
 from .store import Store
 
 log = logging.getLogger("transx.node")
@@ -56,18 +59,29 @@ async def run_node(datadir: str, password: str) -> None:
         node = Node(chain, key, journal=journal)
         metrics = NodeMetrics()
         metrics.height.set(chain.height)
-        app = make_app(node, metrics, info={"version": VERSION, "plugins": []})
+        engine = Engine(node)
+        peering = Peering(engine)
+        network = Network(NetworkConfig(seed=key.encode(), chain_id=genesis.chain_id, listen=cfg.p2p_listen,
+                                        bootstrap=cfg.bootstrap, max_peers=cfg.max_peers, mdns=cfg.mdns),
+                          topics(genesis.max_block_txs), peering.handle, peering)
+        peering.network = network
+        node.on_local_tx.append(lambda tx: network.publish("tx", tx.encoded))
+        blocksync = BlockSync(network, peering, metrics)
+        app = make_app(node, metrics, info=lambda: {"version": VERSION, "plugins": [], **_p2p_info(network)},
+                       peers=partial(_peers, network))
         log.info("chain %s at height %d (%s), node %s", genesis.chain_id, chain.height, chain.head.hash.hex()[:16],
                  encode_address(node.address))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, nursery.cancel_scope)
             await nursery.start(partial(serve, app, _hypercorn_config(sock), shutdown_trigger=trio.sleep_forever))
-            _write_runtime(cfg, api_url)
+            await nursery.start(network.run)
+            _write_runtime(cfg, api_url, network)
             log.info("API and explorer on %s/", api_url)
-            if chain.state().solver(node.address) is not None:
-                nursery.start_soon(_run_rounds, Engine(node), metrics, cfg)
-            else:
-                log.info("this node is not a registered solver: it serves the chain but proposes no blocks")
+            nursery.start_soon(peering.fetch_wanted)
+            nursery.start_soon(blocksync.run)
+            if chain.state().solver(node.address) is None:
+                log.info("this node is not a registered solver: it follows the chain but proposes no blocks")
+            nursery.start_soon(_run_rounds, engine, peering, metrics, cfg)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not interrupt the close
             signal.signal(sig, signal.SIG_IGN)
@@ -97,10 +111,25 @@ def _hypercorn_config(sock: socket.socket) -> HypercornConfig:
     return hc
 
 
-def _write_runtime(cfg: Config, api_url: str) -> None:
+def _write_runtime(cfg: Config, api_url: str, network: Network) -> None:
     tmp = cfg.runtime_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"api": api_url, "pid": os.getpid()}))
+    tmp.write_text(json.dumps({"api": api_url, "pid": os.getpid(), "peer": network.addrs[0] if network.addrs else None,
+                               "peer_id": network.peer_id}))
     os.replace(tmp, cfg.runtime_path)
+
+
+def _p2p_info(network: Network) -> dict:
+    return {"peer_id": network.peer_id, "p2p": network.addrs, "peers": len(network.peers())}
+
+
+def _peers(network: Network) -> dict:
+    """Connected peers with their scores, and the banned ones: for /api/peers."""
+    now = time.monotonic()
+    book = network.book
+    return {"peers": [{"peer_id": p, "score": round(book.score(p, now), 2)} for p in sorted(network.peers())],
+            "banned": [{"peer_id": p, "seconds_left": round(until - now)} for p, until in sorted(book.banned.items())
+                       if until > now],
+            "stats": vars(network.stats)}
 
 
 async def _watch_signals(scope: trio.CancelScope) -> None:
@@ -111,10 +140,9 @@ async def _watch_signals(scope: trio.CancelScope) -> None:
             return
 
 
-async def _run_rounds(engine: Engine, metrics: NodeMetrics, cfg: Config) -> None:
+async def _run_rounds(engine: Engine, peering: Peering, metrics: NodeMetrics, cfg: Config) -> None:
     """Drive the node's Proof-of-Solution rounds: solve what the engine will need in a worker thread,
-    then let it commit, propose and select (consensus/engine.py).  Until the peer-to-peer layer carries
-    its messages, this node is the whole network: it proposes, and wins, every block."""
+    then let it commit, propose and select (consensus/engine.py); its messages go to the network."""
     reported = engine.chain.height
     while True:
         try:
@@ -126,7 +154,12 @@ async def _run_rounds(engine: Engine, metrics: NodeMetrics, cfg: Config) -> None
                 metrics.solve_seconds.observe(time.perf_counter() - t0)
                 engine.put_solution(h, sol)
             t0 = time.perf_counter()
-            engine.tick(now_ms())
+            peering.send(engine.tick(now_ms()))
+            peering.announce_head()
+            network = peering.network
+            metrics.peers.set(len(network.peers()))
+            metrics.gossip_rejected.set(network.stats.rejected)
+            metrics.peer_bans.set(network.stats.bans)
             if engine.chain.height != reported:
                 metrics.commit_seconds.observe(time.perf_counter() - t0)
                 reported = _report(engine, reported, metrics)

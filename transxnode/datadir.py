@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_API, Config, ConfigError, atomic_write, config_path, write_config
+from .config import DEFAULT_API, DEFAULT_P2P, Config, ConfigError, atomic_write, config_path, write_config
 from .genesis import Genesis, genesis_from_json
 from .keys import decode_address
 from .keystore import Keystore
@@ -14,7 +14,8 @@ from .keystore import Keystore
 
 def init_datadir(datadir: Path, password: str, genesis_doc: dict[str, Any] | None = None, *,
                  dev_slot_seconds: int | None = None, api_listen: str = DEFAULT_API,
-                 seed: bytes | None = None) -> tuple[str, Genesis]:
+                 seed: bytes | None = None, p2p_listen: str = DEFAULT_P2P,
+                 bootstrap: list[str] | None = None) -> tuple[str, Genesis]:
     """Make `datadir` a node's: a new node key, and `genesis_doc` (or, with `dev_slot_seconds`, a
     development genesis that funds this key and makes it the solver).  Returns (address, genesis)."""
     from .genesis import dev_genesis
@@ -32,5 +33,6 @@ def init_datadir(datadir: Path, password: str, genesis_doc: dict[str, Any] | Non
     g = genesis_from_json(genesis_doc)
     atomic_write(datadir / "genesis.json", json.dumps(genesis_doc, indent=1) + "\n")
     # The config last: a directory that has one is whole.
-    write_config(Config(datadir=datadir, key=address, api_listen=api_listen))
+    write_config(Config(datadir=datadir, key=address, api_listen=api_listen, p2p_listen=p2p_listen,
+                        bootstrap=list(bootstrap or [])))
     return address, g

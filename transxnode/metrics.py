@@ -18,3 +18,8 @@ class NodeMetrics:
                                         registry=r, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5))
         self.traded_wh = Counter("transx_traded_wh", "Energy cleared peer to peer, Wh", registry=r)
         self.void_slots = Counter("transx_void_slots", "Slots no method could clear", registry=r)
+        self.peers = Gauge("transx_peers", "Connected peers", registry=r)
+        self.sync_target = Gauge("transx_sync_target_height", "Best head height seen at a peer", registry=r)
+        self.sync_remaining = Gauge("transx_sync_remaining_blocks", "Blocks left in the running sync", registry=r)
+        self.gossip_rejected = Gauge("transx_gossip_rejected", "Gossip messages rejected as invalid", registry=r)
+        self.peer_bans = Gauge("transx_peer_bans", "Peers banned for misbehaviour", registry=r)

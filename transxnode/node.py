@@ -7,6 +7,7 @@ tests and a simulator drive it directly.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from consensus.proposer import Solution
@@ -33,6 +34,7 @@ class Node:
         self.address = keys.address_of_key(key)
         self.mempool = mempool if mempool is not None else Mempool()
         self.journal = journal
+        self.on_local_tx: list[Callable[[Tx], None]] = []  # told of each transaction a client submits here
         if journal is not None:
             self._replay(journal)
 
@@ -60,6 +62,13 @@ class Node:
         """Admit a raw signed transaction to the mempool, or raise `TxError` with the reason."""
         tx = decode_tx(raw)
         return self.submit_tx(tx)
+
+    def submit_local(self, tx: Tx) -> Admitted:
+        """Admit a transaction from this node's own client (the API), and announce it (to the network)."""
+        admitted = self.submit_tx(tx)
+        for listener in self.on_local_tx:
+            listener(tx)
+        return admitted
 
     def submit_tx(self, tx: Tx) -> Admitted:
         admitted = self._admit(tx)

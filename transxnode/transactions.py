@@ -29,6 +29,11 @@ class TxError(ValueError):
     """A transaction is invalid; the message says why, for the user who sent it."""
 
 
+class InvalidTx(TxError):
+    """Invalid whatever the chain's state: malformed, badly signed, for another chain.  A peer that
+    relays one is at fault; a stateful refusal (a used nonce, say) may just be a race."""
+
+
 @dataclass(frozen=True)
 class Transfer:
     to: bytes
@@ -157,28 +162,28 @@ def sign_tx(key, *, chain_id: str, nonce: int, fee: int, body: Body) -> Tx:
 def decode_tx(raw: bytes) -> Tx:
     """Parse a raw transaction, or `TxError` saying what is malformed."""
     if len(raw) > MAX_TX_BYTES:
-        raise TxError(f"transaction is {len(raw)} bytes, the limit is {MAX_TX_BYTES}")
+        raise InvalidTx(f"transaction is {len(raw)} bytes, the limit is {MAX_TX_BYTES}")
     try:
         return TX.decode(raw)
     except DecodeError as e:
-        raise TxError(f"malformed transaction: {e}") from None
+        raise InvalidTx(f"malformed transaction: {e}") from None
 
 
 def check_stateless(tx: Tx, chain_id: str, zones: int, min_fee: int) -> None:
     """Everything about `tx` that needs no chain state; raises `TxError`."""
     if tx.chain_id != chain_id:
-        raise TxError(f"wrong chain id {tx.chain_id!r} (this network is {chain_id!r})")
+        raise InvalidTx(f"wrong chain id {tx.chain_id!r} (this network is {chain_id!r})")
     if len(tx.encoded) > MAX_TX_BYTES:
-        raise TxError(f"transaction is {len(tx.encoded)} bytes, the limit is {MAX_TX_BYTES}")
+        raise InvalidTx(f"transaction is {len(tx.encoded)} bytes, the limit is {MAX_TX_BYTES}")
     if tx.fee < min_fee:
-        raise TxError(f"fee {tx.fee} is below the minimum {min_fee}")
+        raise InvalidTx(f"fee {tx.fee} is below the minimum {min_fee}")
     b = tx.body
     if isinstance(b, Bid) and b.zone >= zones:
-        raise TxError(f"zone {b.zone} does not exist (this network has {zones})")
+        raise InvalidTx(f"zone {b.zone} does not exist (this network has {zones})")
     if isinstance(b, MeterReading) and b.imported_wh and b.exported_wh:
-        raise TxError("a meter reading is either an import or an export for one slot")
+        raise InvalidTx("a meter reading is either an import or an export for one slot")
     if not keys.verify_signature(tx.signer, tx.signing_bytes, tx.signature):
-        raise TxError("bad signature")
+        raise InvalidTx("bad signature")
 
 
 def escrow_for(wh: int, price: int) -> int:
@@ -187,4 +192,4 @@ def escrow_for(wh: int, price: int) -> int:
 
 
 __all__ = ["BUY", "SELL", "Bid", "Body", "CancelBid", "Commit", "MeterReading", "RegisterSolver", "Transfer", "Tx",
-           "TxError", "check_stateless", "decode_tx", "escrow_for", "sign_tx"]
+           "InvalidTx", "TxError", "check_stateless", "decode_tx", "escrow_for", "sign_tx"]

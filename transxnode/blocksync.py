@@ -1,0 +1,150 @@
+"""Block sync: catch up with the best peer by height range, at start and whenever a peer shows a
+head we lack.
+
+Every few seconds (or at once when poked) it asks its peers for their head; if one is ahead, it finds
+where the two chains part (comparing headers within the finality depth), then fetches blocks in
+ranges and offers each to the consensus engine, which validates it fully like any other block.
+Progress lives in the chain itself, so an interrupted sync resumes where it stopped.  Long syncs
+show a progress bar on a terminal, a log line every few seconds otherwise, and the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import trio
+
+from consensus.engine import BLOCK, REJECT
+from p2p import sync
+from p2p.network import Network
+
+from .blocks import HEADER
+from .metrics import NodeMetrics
+from .peering import MAX_BLOCK_BYTES, Peering, now_ms
+
+log = logging.getLogger("transx.sync")
+
+RANGE = 256  # blocks per request
+POLL_SECONDS = 5.0
+SHOW_FROM = 20  # blocks behind before progress is shown
+
+
+class BlockSync:
+    def __init__(self, network: Network, peering: Peering, metrics: NodeMetrics | None = None,
+                 interactive: bool | None = None) -> None:
+        self.network, self.peering, self.metrics = network, peering, metrics
+        self.engine, self.chain = peering.engine, peering.chain
+        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self._poke = trio.Event()
+        self.synced_blocks = 0
+        peering.on_behind = self.poke
+
+    def poke(self, peer: str | None = None) -> None:
+        self._poke.set()
+
+    async def run(self) -> None:
+        while True:
+            with trio.move_on_after(POLL_SECONDS):
+                await self._poke.wait()
+            self._poke = trio.Event()
+            try:
+                await self.sync_once()
+            except Exception:  # a peer's misbehaviour is handled inside; this is our bug: keep the node up
+                log.exception("block sync round failed")
+            await trio.sleep(0.2)
+
+    async def best_peer(self) -> tuple[str, int] | None:
+        """The connected peer with the highest head above ours, asked concurrently."""
+        heights: dict[str, int] = {}
+
+        async def ask(peer: str) -> None:
+            try:
+                heights[peer] = sync.decode_status(await self.network.request(peer, sync.Request(sync.STATUS), 3.0))[0]
+            except sync.SyncError:
+                pass
+
+        async with trio.open_nursery() as nursery:
+            for peer in self.network.peers():
+                nursery.start_soon(ask, peer)
+        if not heights:
+            return None
+        peer = max(heights, key=lambda p: heights[p])
+        return (peer, heights[peer]) if heights[peer] > self.chain.height else None
+
+    async def sync_once(self) -> int:
+        """Catch up with the best peer if one is ahead; returns the blocks taken."""
+        best = await self.best_peer()
+        if best is None:
+            return 0
+        return await self.catch_up(*best)
+
+    async def catch_up(self, peer: str, target: int) -> int:
+        start = await self._fork_point(peer)
+        first, taken, t0, shown = self.chain.height, 0, time.monotonic(), 0.0
+        self.peering.syncing = target - first > 2
+        if self.metrics is not None:
+            self.metrics.sync_target.set(target)
+        try:
+            while start <= target:
+                count = min(RANGE, target - start + 1)
+                raw = await self.network.request(peer, sync.Request(sync.BLOCKS, start, count), 20.0)
+                items = sync.decode_items(raw, MAX_BLOCK_BYTES, count)
+                if not items:
+                    break
+                for item in items:
+                    verdict, out = self.engine.judge(BLOCK, item, now_ms(), peer)
+                    self.peering.send(out)
+                    if verdict == REJECT:
+                        log.warning("sync: %s sent an invalid block at height %d; dropping it", peer[-8:], start)
+                        self.network.penalise(peer, 100.0)
+                        return taken
+                    taken += 1
+                    start += 1
+                    await trio.sleep(0)  # the API and gossip keep running during a long sync
+                if self.chain.height < start - 1:
+                    break  # its branch lost the fork choice here: nothing more to take from this peer
+                if target - first >= SHOW_FROM and (time.monotonic() - shown > 5 or self.interactive):
+                    shown = time.monotonic()
+                    self._show(self.chain.height - first, target - first, t0)
+        except sync.SyncError as e:
+            log.info("sync from %s interrupted at height %d: %s", peer[-8:], self.chain.height, e)
+        finally:
+            self.peering.syncing = False
+            self.synced_blocks += taken
+            if target - first >= SHOW_FROM:
+                self._show(self.chain.height - first, target - first, t0, done=True)
+        return taken
+
+    async def _fork_point(self, peer: str) -> int:
+        """The first height where the peer's chain differs from ours, looking back `finality_depth`."""
+        ours = self.chain.height
+        lo = max(1, ours - self.chain.genesis.finality_depth + 1)
+        if ours == 0:
+            return 1
+        raw = await self.network.request(peer, sync.Request(sync.HEADERS, lo, ours - lo + 1), 10.0)
+        for h, item in enumerate(sync.decode_items(raw, 64 * 1024), lo):
+            try:
+                header = HEADER.decode(item)
+            except Exception:
+                self.network.penalise(peer)
+                raise sync.SyncError("malformed header in a sync answer") from None
+            if header.height != h or header.hash != self.chain.hash_at(h):
+                return h
+        return ours + 1
+
+    def _show(self, taken: int, total: int, t0: float, done: bool = False) -> None:
+        """A progress bar on a terminal (redrawn in place), else a log line."""
+        rate = taken / max(1e-6, time.monotonic() - t0)
+        if self.metrics is not None:
+            self.metrics.sync_remaining.set(0 if done else max(0, total - taken))
+        if self.interactive:
+            filled = 30 * min(taken, total) // max(1, total)
+            end = "\n" if done else ""
+            sys.stderr.write(f"\rsync [{'#' * filled}{'.' * (30 - filled)}] {taken}/{total} blocks "
+                             f"{rate:.0f} blocks/s  height {self.chain.height}   {end}")
+            sys.stderr.flush()
+        else:
+            log.info("sync: %d/%d blocks (%.0f blocks/s), height %d%s", taken, total, rate, self.chain.height,
+                     ", done" if done else "")
