@@ -694,7 +694,8 @@ def explorer_market(slot, datadir, api, as_json) -> None:
 @main.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default="devnet", show_default=True,
               help="Where the devnet lives (recreated at every start).")
-@click.option("--nodes", type=click.IntRange(1), default=1, show_default=True, help="Node processes.")
+@click.option("--nodes", type=click.IntRange(1, 64), default=3, show_default=True,
+              help="Node processes, each a solver, connected over libp2p on 127.0.0.1.")
 @click.option("--homes", type=click.IntRange(0, 5000), default=20, show_default=True,
               help="Simulated households (PV homes, homes, EV stations) bidding every slot.")
 @click.option("--slot-seconds", type=click.IntRange(1, 3600), default=2, show_default=True)
@@ -714,12 +715,12 @@ def _devnet(directory, nodes, homes, slot_seconds, slots, seed) -> None:
     say = lambda msg: click.echo(msg)  # noqa: E731
     try:
         net = Devnet(Path(directory), nodes=nodes, homes=homes, slot_seconds=slot_seconds, seed=seed, say=say)
-        say(f"creating {directory}/: {nodes} node, {homes} households, {slot_seconds}s slots")
+        say(f"creating {directory}/: {nodes} node{'s' * (nodes > 1)}, {homes} households, {slot_seconds}s slots")
         net.create()
     except DevnetError as e:
         _fail(str(e))
     try:
-        say("starting the node (first start imports the solver: a few seconds)")
+        say("starting the nodes (each imports the solver and libp2p: a few seconds)")
         net.start()
         say(f"{directory}/devnet.json lists the nodes; Ctrl-C stops everything")
         net.run(slots)

@@ -216,7 +216,8 @@ class Engine:
         except BlockError as e:  # our own clearing does not verify: propose nothing rather than garbage
             log.error("not proposing block %d: %s", h, e)
             return []
-        for tx, _ in rejected:
+        for tx, reason in rejected:
+            log.info("block %d leaves out %s %s: %s", h, tx.kind, tx.hash.hex()[:16], reason)
             self.node.mempool.remove(tx)
         self.stats.proposed += 1
         self.chain.store.put_local(schema.own_proposal(h), block.encoded)

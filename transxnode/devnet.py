@@ -1,10 +1,12 @@
 """`transx devnet`: a local network that trades, started with one command.
 
-Creates a fresh directory with a development genesis, starts the node
-processes on 127.0.0.1, and plays simulated households against them: rooftop
-PV homes that sell, homes and EV charging stations that buy, each posting a
-bid for the first open slot every slot.  Prints one status line per cleared
-slot, and stops every process it started on Ctrl-C.
+Creates a fresh directory with a development genesis in which every node is a
+registered solver, starts the node processes on 127.0.0.1 (each bootstrapped
+to all the others over libp2p), and plays simulated households against them:
+rooftop PV homes that sell, homes and EV charging stations that buy, each
+posting a bid for the first open slot every slot, to a node of its own, so the
+bids reach the others by gossip.  Prints one status line per cleared slot, and
+stops every process it started on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -64,6 +67,7 @@ class Household:
 class DevnetNode:
     datadir: Path
     address: str
+    peer: str = ""
     proc: subprocess.Popen | None = None
     api: str = ""
 
@@ -80,8 +84,7 @@ def _transx() -> list[str]:
 class Devnet:
     def __init__(self, directory: Path, *, nodes: int = 1, homes: int = 20, slot_seconds: int = 2, seed: int = 0,
                  say: Callable[[str], None] = print) -> None:
-        if nodes != 1:
-            raise DevnetError("several nodes need the peer-to-peer network, which is not built yet: run --nodes 1")
+        self.n_nodes = nodes
         self.dir, self.say, self.seed = directory, say, seed
         self.rng = random.Random(seed)
         self.slot_seconds = slot_seconds
@@ -101,39 +104,54 @@ class Devnet:
                 raise DevnetError(f"{self.dir} exists and is not a devnet directory; choose another --dir")
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True)
-        node_keys = [SigningKey(_seed(self.seed, f"node{k}") if self.seed else os.urandom(32)) for k in range(1)]
+        from p2p.network import peer_id_from_seed
+
+        node_keys = [SigningKey(_seed(self.seed, f"node{k}") if self.seed else os.urandom(32))
+                     for k in range(self.n_nodes)]
         funded = [address_of_key(k) for k in node_keys] + [address_of_key(h.key) for h in self.households]
+        # Starts when the slowest node can be up: each process imports the solver and libp2p (~3 s).
         doc = dev_genesis(funded, [address_of_key(k) for k in node_keys], slot_seconds=self.slot_seconds,
-                          chain_id="transx-devnet", start=int(time.time()) + 1)
+                          chain_id="transx-devnet", start=int(time.time()) + 3 + self.n_nodes // 2)
+        peers = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_from_seed(bytes(key))}"
+                 for port, key in zip(_free_ports(len(node_keys)), node_keys)]
         for k, key in enumerate(node_keys):
             d = self.dir / f"node{k + 1}"
-            address, _ = init_datadir(d, PASSWORD, doc, api_listen="127.0.0.1:0", seed=bytes(key))
-            self.nodes.append(DevnetNode(d, address))
+            listen = peers[k].rsplit("/p2p/", 1)[0]
+            address, _ = init_datadir(d, PASSWORD, doc, api_listen="127.0.0.1:0", seed=bytes(key), p2p_listen=listen,
+                                      bootstrap=[p for j, p in enumerate(peers) if j != k])
+            self.nodes.append(DevnetNode(d, address, peers[k]))
         self._write_manifest()
 
     def start(self, timeout: float = 60) -> None:
-        env = {**os.environ, "TRANSX_PASSWORD": PASSWORD}
         for n in self.nodes:
-            log = open(n.datadir / "node.log", "ab")
-            n.proc = subprocess.Popen([*_transx(), "node", "--datadir", str(n.datadir)], stdout=log,
-                                      stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
-                                      start_new_session=True)  # Ctrl-C reaches the devnet, which stops them in turn
-            log.close()
+            self.start_node(n)
         deadline = time.monotonic() + timeout
         for n in self.nodes:
-            while not (n.datadir / "node.json").exists():
-                if n.proc.poll() is not None:  # type: ignore[union-attr]
-                    raise DevnetError(f"node {n.datadir.name} exited at start; see {n.datadir / 'node.log'}")
-                if time.monotonic() > deadline:
-                    raise DevnetError(f"node {n.datadir.name} did not start within {timeout}s")
-                time.sleep(0.1)
-            n.api = json.loads((n.datadir / "node.json").read_text())["api"]
+            self.wait_node(n, deadline)
             self.say(f"node {n.datadir.name} up: API and explorer at {n.api}/  (key {n.address})")
         self.client = ApiClient(self.nodes[0].api)
         self._write_manifest()
 
+    def start_node(self, n: DevnetNode) -> None:
+        (n.datadir / "node.json").unlink(missing_ok=True)
+        env = {**os.environ, "TRANSX_PASSWORD": PASSWORD}
+        log = open(n.datadir / "node.log", "ab")
+        n.proc = subprocess.Popen([*_transx(), "node", "--datadir", str(n.datadir)], stdout=log,
+                                  stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
+                                  start_new_session=True)  # Ctrl-C reaches the devnet, which stops them in turn
+        log.close()
+
+    def wait_node(self, n: DevnetNode, deadline: float) -> None:
+        while not (n.datadir / "node.json").exists():
+            if n.proc.poll() is not None:  # type: ignore[union-attr]
+                raise DevnetError(f"node {n.datadir.name} exited at start; see {n.datadir / 'node.log'}")
+            if time.monotonic() > deadline:
+                raise DevnetError(f"node {n.datadir.name} did not start in time; see {n.datadir / 'node.log'}")
+            time.sleep(0.1)
+        n.api = json.loads((n.datadir / "node.json").read_text())["api"]
+
     def _write_manifest(self) -> None:
-        doc = {"nodes": [{"api": n.api or None, "peer": None, "datadir": str(n.datadir)} for n in self.nodes],
+        doc = {"nodes": [{"api": n.api or None, "peer": n.peer, "datadir": str(n.datadir)} for n in self.nodes],
                "households": [{"address": h.address, "role": h.role, "zone": h.zone} for h in self.households]}
         (self.dir / "devnet.json").write_text(json.dumps(doc, indent=1) + "\n")
 
@@ -152,20 +170,29 @@ class Devnet:
                 if slots is not None:
                     slots -= 1
             reported = info["height"]
-            if info["first_open_slot"] > bid_for:
-                bid_for = info["first_open_slot"]
+            # One slot beyond the first open one: a bid then has two blocks to get in, so a block selected
+            # late (a solver still warming up) does not make it miss its slot.
+            if info["first_open_slot"] + 1 > bid_for:
+                bid_for = info["first_open_slot"] + 1
                 self._post_bids(chain_id, bid_for, gate)
             time.sleep(min(0.25, self.slot_seconds / 8))
 
     def _post_bids(self, chain_id: str, slot: int, gate: int) -> None:
-        assert self.client is not None
-        for h in self.households:
+        """Each household bids through a node of its own (home k uses node k mod N): gossip does the rest.
+        It signs at the node's next nonce for it, so a bid the chain dropped (its slot closed before a
+        block took it) leaves no gap that would hold its later bids back."""
+        for k, h in enumerate(self.households):
+            client = ApiClient(self.nodes[k % len(self.nodes)].api)
+            try:
+                h.nonce = client.get(f"/api/address/{h.address}")["pending_nonce"]
+            except ClientError:
+                continue  # that node is down (a test killed it, say): try again next slot
             tx = sign_tx(h.key, chain_id=chain_id, nonce=h.nonce, fee=1_000, body=h.bid(self.rng, slot, gate))
             try:
-                self.client.submit(tx.encoded)
-                h.nonce += 1
-            except ClientError:
-                h.nonce = self.client.get(f"/api/address/{h.address}")["pending_nonce"]
+                client.submit(tx.encoded)
+            except ClientError as e:
+                if os.environ.get("TRANSX_DEVNET_DEBUG"):
+                    self.say(f"bid of {h.address[:12]} via node {k % len(self.nodes) + 1} refused: {e}")
 
     def status(self, height: int) -> str:
         """One line for a cleared slot: bids, energy, price, the households' gain, the winner."""
@@ -197,3 +224,11 @@ class Devnet:
                 n.proc.wait()
 
 
+def _free_ports(n: int) -> list[int]:
+    """`n` distinct TCP ports free on 127.0.0.1 now (the nodes bind them a moment later)."""
+    socks = [socket.create_server(("127.0.0.1", 0)) for _ in range(n)]
+    try:
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
