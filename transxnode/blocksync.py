@@ -38,6 +38,7 @@ class BlockSync:
         self.engine, self.chain = peering.engine, peering.chain
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self._poke = trio.Event()
+        self._poke.set()  # look for a better head as soon as the node has peers
         self.synced_blocks = 0
         peering.on_behind = self.poke
 
@@ -45,6 +46,9 @@ class BlockSync:
         self._poke.set()
 
     async def run(self) -> None:
+        with trio.move_on_after(10):  # at start: wait for a first peer rather than a poll period
+            while not self.network.peers():
+                await trio.sleep(0.1)
         while True:
             with trio.move_on_after(POLL_SECONDS):
                 await self._poke.wait()

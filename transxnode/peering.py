@@ -31,11 +31,12 @@ def now_ms() -> int:
 
 
 def topics(max_block_txs: int) -> list[TopicSpec]:
-    """The gossip topics and what a peer may send on each: transactions travel in batches."""
+    """The gossip topics and what a peer may send on each: transactions travel in batches.  A peer
+    relays every solver's proposal, so its proposal rate is generous: a flood is far above it."""
     block_bytes = min(MAX_BLOCK_BYTES, 64 * 1024 + max_block_txs * MAX_TX_BYTES)
     return [TopicSpec(TX, MAX_TX_BYTES, rate=5000.0, batch=True),
-            TopicSpec(PROPOSAL, block_bytes, rate=20.0),
-            TopicSpec(BLOCK, block_bytes, rate=20.0)]
+            TopicSpec(PROPOSAL, block_bytes, rate=100.0),
+            TopicSpec(BLOCK, block_bytes, rate=100.0)]
 
 
 class Peering:
