@@ -74,6 +74,14 @@ class NetStats:
     waits: int = 0  # times a publish waited for a peer's queue to drain
 
 
+def peer_id_from_seed(seed: bytes) -> str:
+    """The peer id a node with this 32-byte key seed has (to write bootstrap lists before it runs)."""
+    from libp2p.identity_utils import create_identity_from_seed
+    from libp2p.peer.id import ID
+
+    return ID.from_pubkey(create_identity_from_seed(seed).public_key).to_base58()
+
+
 def topic_name(chain_id: str, kind: str) -> str:
     return f"/transx/{chain_id}/{kind}/1"
 
