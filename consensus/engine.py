@@ -70,6 +70,7 @@ class Engine:
     future: dict[bytes, Block] = field(default_factory=dict)  # stamped ahead of our clock: held, not refused
     seen: dict[tuple[int, bytes, bytes], bytes] = field(default_factory=dict)  # (height, parent, proposer) -> header
     stats: Stats = field(default_factory=Stats)
+    _fate: dict[bytes, str] | None = None  # while `judge` runs: what became of each block taken
 
     @property
     def chain(self):
@@ -248,7 +249,9 @@ class Engine:
     def judge(self, topic: str, data: bytes, now_ms: int, sender: object = None) -> tuple[str, list[Message]]:
         """`receive`, and what the message was worth, for the network's relay decision and peer score:
         REJECT if it can never be valid (malformed, badly signed, an invalid block); IGNORE if it is
-        merely useless to us (a transaction we hold or that lost a nonce race); else ACCEPT."""
+        merely useless to us (a transaction or block we hold, a transaction that lost a nonce race, a
+        block we cannot check yet or that lost the fork choice); else ACCEPT.  Only the message's own
+        block counts: an invalid orphan it happens to unlock is not its sender's fault."""
         if topic == TX:
             try:
                 self.node.submit(data)
@@ -257,9 +260,26 @@ class Engine:
             except TxError:
                 return IGNORE, []
             return ACCEPT, []
-        invalid = self.stats.invalid
-        out = self.receive(topic, data, now_ms, sender)
-        return (REJECT if self.stats.invalid > invalid else ACCEPT), out
+        if topic not in (PROPOSAL, BLOCK):
+            return IGNORE, []
+        try:
+            block = self.decode(data)
+        except BlockError:
+            self.stats.invalid += 1
+            return REJECT, []
+        self._fate = {}
+        try:
+            out = self._watch_equivocation(block) + self._take(block, now_ms, sender)
+            fate = self._fate.get(block.hash)
+        finally:
+            self._fate = None
+        if fate == "invalid":
+            return REJECT, out
+        return (ACCEPT if fate in ("waiting", "connected", "reorg") else IGNORE), out
+
+    def _mark(self, block: Block, fate: str) -> None:
+        if self._fate is not None:
+            self._fate[block.hash] = fate
 
     def _select(self, now_ms: int) -> list[Message]:
         """Adopt the best valid proposal on the head (an invalid one is dropped, the next tried)."""
@@ -285,26 +305,32 @@ class Engine:
         h = block.header
         if h.height <= self.chain.height - self.chain.genesis.finality_depth or not h.signature_ok():
             self.stats.invalid += h.height >= 1 and not h.signature_ok()
+            self._mark(block, "invalid" if not h.signature_ok() else "final")
             return []  # below finality, or not signed by its proposer: nothing to hold or rank
         if h.timestamp > now_ms + MAX_FUTURE_MS:
             if len(self.future) < MAX_ORPHANS and h.timestamp <= now_ms + FUTURE_HOLD_MS:
                 self.future[block.hash] = block
+            self._mark(block, "held")
             return []
         if not selecting and h.parent == self.chain.head.hash and now_ms < self.reveal_ends(block.height):
             try:
                 self.chain.precheck(block)
             except BlockError:
                 self.stats.invalid += 1
+                self._mark(block, "invalid")
                 return []
             # One proposal per proposer waits (a second one is equivocation, reported above).
             self.waiting.setdefault(h.proposer, block)
+            self._mark(block, "waiting")
             return []
         try:
             status, reverted = self.chain.offer(block, now_ms)
         except BlockError as e:
             self.stats.invalid += 1
+            self._mark(block, "invalid")
             log.debug("invalid block %d from %s: %s", block.height, sender, e)
             return []
+        self._mark(block, status)
         if status == "orphan":
             if h.height > self.chain.height and sum(len(v) for v in self.orphans.values()) < MAX_ORPHANS:
                 self.orphans.setdefault(block.header.parent, {})[block.hash] = block

@@ -33,6 +33,7 @@ def unpack(data: bytes, max_item: int, max_items: int) -> list[bytes]:
     pos, n = 0, len(data)
     while pos < n:
         size = shift = 0
+        start = pos
         while True:
             if pos >= n or shift > 28:
                 raise FramingError("truncated or overlong length prefix")
@@ -42,6 +43,8 @@ def unpack(data: bytes, max_item: int, max_items: int) -> list[bytes]:
             shift += 7
             if not b & 0x80:
                 break
+        if pos - start != len(_varint(size)):
+            raise FramingError("non-minimal length prefix")  # one item, one encoding: no dodging duplicate ids
         if size == 0 or size > max_item:
             raise FramingError(f"item of {size} bytes (the limit is {max_item})")
         if pos + size > n:

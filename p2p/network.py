@@ -136,6 +136,7 @@ class Network:
         self._nursery: trio.Nursery | None = None
         self.host = self.pubsub = self.gossipsub = self.rr = None
         self._backoff: dict[object, tuple[float, float]] = {}  # peer -> (next attempt, delay)
+        self._tidied = time.monotonic()
         self._bootstrap = [self._peer_info(a) for a in cfg.bootstrap]
         self.ready = trio.Event()
 
@@ -245,9 +246,11 @@ class Network:
                 log.warning("p2p: %s floods %s messages: banned for %.0f s", peer[-8:], spec.kind, self.cfg.ban_seconds)
                 self._ban(forwarder)
             return False
-        verdicts = [self.handler(spec.kind, item, peer) for item in items]
-        if Verdict.REJECT in verdicts:
-            return self._reject(forwarder, peer, now)
+        verdicts = []
+        for item in items:  # the first invalid item condemns the message: no work on the rest
+            verdicts.append(self.handler(spec.kind, item, peer))
+            if verdicts[-1] is Verdict.REJECT:
+                return self._reject(forwarder, peer, now)
         if Verdict.ACCEPT in verdicts:
             self.stats.accepted += 1
             self.book.reward(peer, now)
@@ -371,6 +374,10 @@ class Network:
                 self._backoff[pid] = (now + delay, min(60.0, delay * 2))
                 room -= 1
                 self._nursery.start_soon(self._dial, info)
+            if now - self._tidied > 60:  # peer ids cost nothing to make: forget the faded ones
+                self._tidied = now
+                self.book.forget(now)
+                self._backoff = {p: v for p, v in self._backoff.items() if p in wanted}
             await trio.sleep(0.5)
 
     async def _dial(self, info) -> None:

@@ -94,7 +94,9 @@ class PeerBook:
         return False
 
     def forget(self, now: float) -> None:
-        """Drop the records of peers whose score has decayed to nothing (bans are kept until they end)."""
+        """Drop the records of peers whose score has decayed to nothing, and bans that have ended."""
+        for peer in list(self.banned):
+            self.is_banned(peer, now)
         for peer in [k for k, p in self.peers.items() if k not in self.banned]:
             if abs(self._peer(peer, now).score) < 0.01:
                 del self.peers[peer]

@@ -9,7 +9,6 @@ import json
 import random
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -67,7 +66,7 @@ def test_a_bid_sent_to_one_node_reaches_every_mempool_and_clears_on_one_chain(fi
     net, nodes = five, five.nodes
     wait_for(lambda: all(get(n, "/api/node")["peers"] >= 2 for n in nodes), 60, "every node to have peers")
     info = get(nodes[0], "/api/node")
-    slot = info["first_open_slot"] + 1
+    slot = info["first_open_slot"] + 3  # three blocks to get in: the machine may be loaded
     seller, buyer = net.households[0], net.households[1]
     bids = [(seller, Bid(SELL, slot, 5_000, 200_000, 0, slot - info["gate_closure"])),
             (buyer, Bid(BUY, slot, 4_000, 500_000, 0, slot - info["gate_closure"]))]
@@ -86,7 +85,7 @@ def test_a_bid_sent_to_one_node_reaches_every_mempool_and_clears_on_one_chain(fi
         assert len({get(n, f"/api/block/{k}")["hash"] for n in nodes}) == 1, f"nodes differ at {k}\n{logs(net)}"
     for n in nodes:
         m = get(n, f"/api/market/{slot}")
-        assert m["traded_wh"] == 4_000, m
+        assert len(m["bids"]) == 2 and m["traded_wh"] == 4_000, (m, logs(net))
     winners = {get(nodes[0], f"/api/block/{k}")["proposer"] for k in range(1, h + 1)}
     assert len(winners) >= 2, f"one solver won every block: {winners}"
 
