@@ -1,7 +1,8 @@
 """The node's HTTP JSON API (Starlette, served by hypercorn on the node's trio loop).
 
 GET  /api/node, /api/head, /api/block/<height|hash>, /api/tx/<hash>,
-     /api/address/<addr>, /api/market, /api/market/<slot>
+     /api/address/<addr>, /api/market, /api/market/<slot>, /api/sessions/<addr>,
+     /api/session/<id>, /api/peers
 POST /api/tx   {"raw": "<hex of a signed transaction>"}
 GET  /metrics  Prometheus
 GET  /         the explorer page (static; it reads the API above)
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,8 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
             "first_open_slot": first_open_slot(g, chain.height), "zones": g.zones, "min_fee": g.min_fee,
             "grid": {"feed_in": g.feed_in, "retail": g.retail}, "genesis_time": g.timestamp,
             "supply": {"minted": totals.minted, "burned": totals.burned},
+            # whole slots since the head's slot began: 0 or 1 when the node keeps up with the network
+            "behind_slots": max(0, (time.time_ns() // 1_000_000 - g.slot_start_ms(chain.height)) // (g.slot_seconds * 1000)),
             **(info() if info is not None else {}),
         })
 
@@ -122,6 +126,20 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
             raise ApiError(400, str(e)) from None
         pending = node.mempool.next_nonce(addr, chain.state().account(addr).nonce)
         return _json(await _off_loop(views.address_view, chain, addr, pending))
+
+    async def sessions(request: Request) -> Response:
+        try:
+            addr = decode_address(request.path_params["addr"])
+        except AddressError as e:
+            raise ApiError(400, str(e)) from None
+        return _json(await _off_loop(views.sessions_view, chain, addr))
+
+    async def session(request: Request) -> Response:
+        session_id = _hash(request.path_params["id"], "a session id")
+        rec = chain.state().session(session_id)
+        if rec is None:
+            raise ApiError(404, f"no session {session_id.hex()}")
+        return _json(views.session_json(session_id, rec))
 
     async def market(request: Request) -> Response:
         slot = _height(request.path_params["slot"])
@@ -209,6 +227,8 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
         Route("/api/tx/{hash}", tx),
         Route("/api/tx", submit, methods=["POST"]),
         Route("/api/address/{addr}", address),
+        Route("/api/sessions/{addr}", sessions),
+        Route("/api/session/{id}", session),
         Route("/api/market", market_summary),
         Route("/api/market/{slot}", market),
         Route("/api/peers", peer_list),

@@ -16,11 +16,11 @@ from . import keys, schema
 from .blocks import HEADER, BlockClearing
 from .codec import DecodeError
 from .genesis import Genesis
-from .state import (ACCOUNT, CANCELLED, CLEARED, OPEN, SOLVER, Account, BidRecord, SolverRecord, StateOverlay,
-                    Totals)
+from .charging import session_cost
+from .state import (ACCOUNT, CANCELLED, CLEARED, OPEN, SESSION_CLOSED, SESSION_OPEN, SOLVER, Account, BidRecord,
+                    SessionRecord, SolverRecord, StateOverlay, Totals)
 from .transactions import (BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterSolver,
-                           Reveal, Transfer, Tx, TxError, WithdrawSolver,
-                           escrow_for)
+                           Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError, WithdrawSolver, escrow_for)
 
 
 class LedgerError(Exception):
@@ -97,7 +97,33 @@ def apply_tx(state: StateOverlay, tx: Tx, height: int, g: Genesis) -> int:
     elif isinstance(b, MeterReading):
         state.put(schema.meter(b.slot, sender), tx.hash)
     state.set_account(sender, acct)
+    if isinstance(b, (SessionOpen, SessionClose)):
+        _apply_session(state, b, sender, height)  # after the station's account is written: it may be the owner
     return tx.fee
+
+
+def _apply_session(state: StateOverlay, b: SessionOpen | SessionClose, station: bytes, height: int) -> None:
+    """Open: lock the cost of the most the EV may take from the owner.  Close: pay the station for
+    what was delivered and give the owner the rest back.  Checked by `_locked_by`."""
+    if isinstance(b, SessionOpen):
+        owner = b.auth.owner_address
+        escrow = escrow_for(b.auth.max_wh, b.price)
+        acct = state.account(owner)
+        state.set_account(owner, replace(acct, balance=acct.balance - escrow, escrowed=acct.escrowed + escrow))
+        state.set_session(b.auth.session_id, SessionRecord(owner=owner, station=station, ev_id=b.auth.ev_id,
+                                                           max_wh=b.auth.max_wh, price=b.price, escrow=escrow,
+                                                           opened=height, soc_start=b.soc_start))
+        return
+    rec = state.session(b.session)
+    assert rec is not None
+    amount = session_cost(b.delivered_wh, rec.price)
+    acct = state.account(rec.owner)
+    state.set_account(rec.owner, replace(acct, balance=acct.balance + rec.escrow - amount,
+                                         escrowed=acct.escrowed - rec.escrow))
+    st = state.account(rec.station)
+    state.set_account(rec.station, replace(st, balance=st.balance + amount))
+    state.set_session(b.session, replace(rec, status=SESSION_CLOSED, closed=height, delivered_wh=b.delivered_wh,
+                                         soc_end=b.soc_end, amount=amount, escrow=0))
 
 
 def upfront_cost(tx: Tx, g: Genesis) -> int:
@@ -183,6 +209,29 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
             raise TxError(f"slot {b.slot} has not been delivered yet (height {height})")
         if state.get(schema.meter(b.slot, tx.sender)) is not None:
             raise TxError(f"a reading for slot {b.slot} is already on chain")
+        return 0
+    if isinstance(b, SessionOpen):
+        a = b.auth
+        if b.price > a.max_price:
+            raise TxError(f"the station's price {b.price} is above the authorised {a.max_price} per kWh")
+        if a.expiry < g.slot_start_ms(height):
+            raise TxError("the authorisation has expired")
+        if state.session(a.session_id) is not None:
+            raise TxError("this authorisation was already used (its nonce opened a session before)")
+        escrow = escrow_for(a.max_wh, b.price)
+        owner = state.account(a.owner_address)
+        if owner.balance < escrow + (tx.fee if a.owner_address == tx.sender else 0):
+            raise TxError(f"the EV owner's balance {owner.balance} does not cover {escrow} for "
+                          f"{a.max_wh / 1000:g} kWh at {b.price / 1e6:g} per kWh")
+        return 0
+    if isinstance(b, SessionClose):
+        rec = state.session(b.session)
+        if rec is None or rec.station != tx.sender:
+            raise TxError(f"no session {b.session.hex()} opened by this station")
+        if rec.status != SESSION_OPEN:
+            raise TxError(f"session {b.session.hex()} is already closed")
+        if b.delivered_wh > rec.max_wh:
+            raise TxError(f"{b.delivered_wh} Wh delivered is more than the authorised {rec.max_wh} Wh")
         return 0
     raise TxError(f"unknown transaction kind {type(b).__name__}")  # pragma: no cover - the codec has no others
 

@@ -89,6 +89,20 @@ def meter(slot: int, addr: bytes) -> bytes:
     return b"sr" + u64(slot) + addr
 
 
+def session(session_id: bytes) -> bytes:
+    """An EV charging session (charging.py), by its id."""
+    return b"sc" + session_id
+
+
+def party_session(party: bytes, session_id: bytes) -> bytes:
+    """A session listed under its owner and under its station (`transx ev sessions`)."""
+    return b"sd" + party + session_id
+
+
+def party_sessions(party: bytes) -> bytes:
+    return b"sd" + party
+
+
 TOTALS = b"st"
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Iterator, Protocol
 
 from . import schema
-from .codec import ADDRESS, U64, ListOf, Optional_, Record, UInt, VarBytes, digest
+from .codec import ADDRESS, U64, ListOf, Optional_, Record, Text, UInt, VarBytes, digest
 
 OPEN, CANCELLED, CLEARED = 0, 1, 2
 STATUS_NAMES = {OPEN: "open", CANCELLED: "cancelled", CLEARED: "cleared"}
@@ -24,7 +24,7 @@ STATUS_NAMES = {OPEN: "open", CANCELLED: "cancelled", CLEARED: "cleared"}
 class Account:
     balance: int = 0
     nonce: int = 0
-    escrowed: int = 0  # locked by this account's open buy bids
+    escrowed: int = 0  # locked by this account's open buy bids and open charging sessions
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,26 @@ class SolverRecord:
     since: int  # height of registration
     exit_at: int = 0  # the height its withdrawal completes; 0 while it stays
 
+SESSION_OPEN, SESSION_CLOSED = 0, 1
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    owner: bytes
+    station: bytes
+    ev_id: str
+    max_wh: int
+    price: int  # micro-units per kWh
+    escrow: int  # locked from the owner while open
+    opened: int  # height
+    soc_start: int
+    status: int = SESSION_OPEN
+    closed: int = 0
+    delivered_wh: int = 0
+    soc_end: int = 0
+    amount: int = 0  # paid to the station
+
+
 @dataclass(frozen=True)
 class Totals:
     minted: int  # genesis supply plus every block reward
@@ -58,6 +78,10 @@ ACCOUNT = Record(Account, {"balance": U64, "nonce": U64, "escrowed": U64})
 BID = Record(BidRecord, {"owner": ADDRESS, "side": UInt(1), "slot": U64, "wh": U64, "price": U64, "zone": U64,
                          "escrow": U64, "included": U64, "status": UInt(2), "traded_wh": U64, "amount": U64})
 SOLVER = Record(SolverRecord, {"deposit": U64, "since": U64, "exit_at": U64})
+SESSION = Record(SessionRecord, {
+    "owner": ADDRESS, "station": ADDRESS, "ev_id": Text(32, min_len=1), "max_wh": U64, "price": U64, "escrow": U64,
+    "opened": U64, "soc_start": UInt(100), "status": UInt(1), "closed": U64, "delivered_wh": U64, "soc_end": UInt(100),
+    "amount": U64})
 TOTALS = Record(Totals, {"minted": UInt(2**80), "burned": UInt(2**80)})
 
 
@@ -177,6 +201,21 @@ class StateOverlay:
     def set_solver(self, addr: bytes, rec: SolverRecord) -> None:
         self.put(schema.solver(addr), SOLVER.encode(rec))
 
+    def session(self, session_id: bytes) -> SessionRecord | None:
+        raw = self.get(schema.session(session_id))
+        return SESSION.decode(raw) if raw is not None else None
+
+    def set_session(self, session_id: bytes, rec: SessionRecord) -> None:
+        self.put(schema.session(session_id), SESSION.encode(rec))
+        self.put(schema.party_session(rec.owner, session_id), b"")
+        self.put(schema.party_session(rec.station, session_id), b"")
+
+    def sessions_of(self, party: bytes) -> list[tuple[bytes, SessionRecord]]:
+        """Sessions where `party` is the owner or the station, by id."""
+        prefix = schema.party_sessions(party)
+        ids = [k[len(prefix):] for k, _ in self.items(prefix)]
+        return [(i, rec) for i in ids if (rec := self.session(i)) is not None]
+
     def totals(self) -> Totals:
         raw = self.get(schema.TOTALS)
         return TOTALS.decode(raw) if raw is not None else Totals(0, 0)
@@ -185,4 +224,5 @@ class StateOverlay:
         self.put(schema.TOTALS, TOTALS.encode(t))
 
 
-__all__ = ["ACCOUNT", "BID", "Account", "BidRecord", "SolverRecord", "StateOverlay", "Totals"]
+__all__ = ["ACCOUNT", "BID", "SESSION", "Account", "BidRecord", "SessionRecord", "SolverRecord", "StateOverlay",
+           "Totals"]

@@ -15,6 +15,7 @@ from functools import cached_property
 from solver.instance import MAX_PRICE, MAX_WH
 
 from . import keys
+from .charging import AUTHORISATION, MAX_SESSION_WH, Authorisation
 from .codec import (ADDRESS, HASH, PUBKEY, SIGNATURE, U8, U32, U64, DecodeError, Record, Tagged, Text,
                     UInt, VarBytes, digest)
 
@@ -99,6 +100,25 @@ class MeterReading:
     exported_wh: int
 
 
+@dataclass(frozen=True)
+class SessionOpen:
+    """A station starts charging an EV: the owner's authorisation, the station's price (at most the
+    authorisation's), the EV's state of charge (percent)."""
+
+    auth: Authorisation
+    price: int
+    soc_start: int
+
+
+@dataclass(frozen=True)
+class SessionClose:
+    """The station that opened `session` reports what it delivered; the owner pays for that."""
+
+    session: bytes
+    delivered_wh: int
+    soc_end: int
+
+
 _AMOUNT = UInt(MAX_AMOUNT)
 BODY = Tagged({
     1: Record(Transfer, {"to": ADDRESS, "amount": UInt(MAX_AMOUNT, lo=1)}),
@@ -111,11 +131,14 @@ BODY = Tagged({
     7: Record(Reveal, {"height": U64, "clearing_hash": HASH, "salt": HASH}),
     8: Record(WithdrawSolver, {}),
     9: Record(Evidence, {"first": VarBytes(400), "second": VarBytes(400)}),
+    10: Record(SessionOpen, {"auth": AUTHORISATION, "price": UInt(MAX_PRICE, lo=1), "soc_start": UInt(100)}),
+    11: Record(SessionClose, {"session": HASH, "delivered_wh": UInt(MAX_SESSION_WH), "soc_end": UInt(100)}),
 })
 KIND_NAMES = {Transfer: "transfer", Bid: "bid", CancelBid: "cancel", RegisterSolver: "register_solver",
               Commit: "commit", MeterReading: "meter", Reveal: "reveal", WithdrawSolver: "withdraw_solver",
-              Evidence: "evidence"}
-Body = Transfer | Bid | CancelBid | RegisterSolver | Commit | MeterReading | Reveal | WithdrawSolver | Evidence
+              Evidence: "evidence", SessionOpen: "session_open", SessionClose: "session_close"}
+Body = (Transfer | Bid | CancelBid | RegisterSolver | Commit | MeterReading | Reveal | WithdrawSolver | Evidence
+        | SessionOpen | SessionClose)
 
 
 @dataclass(frozen=True)
@@ -182,6 +205,11 @@ def check_stateless(tx: Tx, chain_id: str, zones: int, min_fee: int) -> None:
         raise InvalidTx(f"zone {b.zone} does not exist (this network has {zones})")
     if isinstance(b, MeterReading) and b.imported_wh and b.exported_wh:
         raise InvalidTx("a meter reading is either an import or an export for one slot")
+    if isinstance(b, SessionOpen):
+        if b.auth.chain_id != chain_id:
+            raise InvalidTx(f"the authorisation is for chain {b.auth.chain_id!r}, not {chain_id!r}")
+        if not b.auth.signature_ok():
+            raise InvalidTx("the authorisation's signature does not match its owner")
     if not keys.verify_signature(tx.signer, tx.signing_bytes, tx.signature):
         raise InvalidTx("bad signature")
 
@@ -191,5 +219,6 @@ def escrow_for(wh: int, price: int) -> int:
     return -(-wh * price // 1000)
 
 
-__all__ = ["BUY", "SELL", "Bid", "Body", "CancelBid", "Commit", "MeterReading", "RegisterSolver", "Transfer", "Tx",
+__all__ = ["BUY", "SELL", "Bid", "Body", "CancelBid", "Commit", "MeterReading", "RegisterSolver", "SessionClose",
+           "SessionOpen", "Transfer", "Tx",
            "InvalidTx", "TxError", "check_stateless", "decode_tx", "escrow_for", "sign_tx"]

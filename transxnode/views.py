@@ -142,6 +142,23 @@ def address_view(chain: Chain, addr: bytes, pending_nonce: int, history: int = 5
     }
 
 
+def session_json(session_id: bytes, rec) -> dict[str, Any]:
+    from .state import SESSION_OPEN
+
+    return {"session": session_id.hex(), "owner": encode_address(rec.owner), "station": encode_address(rec.station),
+            "ev_id": rec.ev_id, "status": "open" if rec.status == SESSION_OPEN else "closed",
+            "max_wh": rec.max_wh, "price": rec.price, "escrow": rec.escrow, "opened": rec.opened,
+            "closed": rec.closed or None, "delivered_wh": rec.delivered_wh, "amount": rec.amount,
+            "soc_start": rec.soc_start, "soc_end": rec.soc_end if rec.closed else None}
+
+
+def sessions_view(chain: Chain, addr: bytes) -> dict[str, Any]:
+    """An address's charging sessions, as EV owner or as station, newest first."""
+    rows = [session_json(i, rec) for i, rec in chain.state().sessions_of(addr)]
+    rows.sort(key=lambda r: (-r["opened"], r["session"]))
+    return {"address": encode_address(addr), "sessions": rows}
+
+
 def address_history(chain: Chain, addr: bytes, limit: int) -> list[dict[str, Any]]:
     """The address's latest transactions, newest first."""
     out = []

@@ -1,0 +1,123 @@
+"""EV charging sessions on chain: the authorisation's rules, what the owner pays, what the station gets."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from chain_support import FEE, Net, addr, escrow_in_accounts, escrow_in_bids, key, net  # noqa: F401
+from transxnode import ledger
+from transxnode.charging import (AUTHORISATION, AuthError, Receipt, authorise, decode_authorisation, decode_receipt,
+                                 session_cost, sign_receipt)
+from transxnode.state import SESSION_CLOSED, SESSION_OPEN
+from transxnode.transactions import InvalidTx, SessionClose, SessionOpen, TxError, escrow_for
+
+PRICE = 600_000  # micro-units per kWh
+
+
+def _auth(net, owner, *, max_wh=30_000, max_price=700_000, nonce=1, expiry=None, chain_id=None):
+    return authorise(owner, chain_id=chain_id or net.g.chain_id, ev_id="WXY-1234", max_wh=max_wh, max_price=max_price,
+                     expiry=net.now(net.height + 100) if expiry is None else expiry, nonce=nonce)
+
+
+def test_authorisation_round_trips_and_a_tampered_one_is_refused():
+    owner = key("owner")
+    auth = authorise(owner, chain_id="c", ev_id="EV", max_wh=10_000, max_price=500_000, expiry=10**12, nonce=7)
+    assert decode_authorisation(auth.encoded) == auth
+    for i in (20, 40, len(auth.encoded) - 1):  # the owner key, the quantities, the signature
+        bad = bytearray(auth.encoded)
+        bad[i] ^= 1
+        with pytest.raises(AuthError):
+            decode_authorisation(bytes(bad))
+    with pytest.raises(AuthError, match="malformed"):
+        decode_authorisation(auth.encoded + b"\x00")
+    station = key("station")
+    receipt = sign_receipt(station, Receipt("c", bytes(32), auth.session_id, 8_000, 4_000_000, 20, 80, 10**12))
+    assert decode_receipt(receipt.encoded) == receipt
+    bad = bytearray(receipt.encoded)
+    bad[-70] ^= 1
+    with pytest.raises(AuthError):
+        decode_receipt(bytes(bad))
+
+
+def test_a_session_locks_the_most_it_may_cost_and_pays_for_what_was_delivered(net):
+    owner, station = net.users[0], net.users[1]
+    auth = _auth(net, owner)
+    before_owner, before_station = net.account(owner), net.account(station)
+    net.submit(station, SessionOpen(auth, PRICE, 20))
+    net.produce()
+    escrow = escrow_for(30_000, PRICE)
+    assert net.account(owner).balance == before_owner.balance - escrow
+    assert net.account(owner).escrowed == escrow
+    rec = net.state().session(auth.session_id)
+    assert rec.status == SESSION_OPEN and rec.station == addr(station) and rec.owner == addr(owner)
+    net.submit(station, SessionClose(auth.session_id, 12_345, 85))
+    net.produce()
+    paid = session_cost(12_345, PRICE)
+    assert paid == 7_407_000
+    assert net.account(owner).balance == before_owner.balance - paid and net.account(owner).escrowed == 0
+    assert net.account(station).balance == before_station.balance - 2 * FEE + paid
+    rec = net.state().session(auth.session_id)
+    assert (rec.status, rec.delivered_wh, rec.amount, rec.soc_end) == (SESSION_CLOSED, 12_345, paid, 85)
+    assert [i for i, _ in net.state().sessions_of(addr(owner))] == [auth.session_id]
+    assert [i for i, _ in net.state().sessions_of(addr(station))] == [auth.session_id]
+
+
+def test_the_chain_refuses_replayed_expired_overpriced_and_unpayable_authorisations(net):
+    owner, station, other = net.users[0], net.users[1], net.users[2]
+    auth = _auth(net, owner)
+    net.submit(station, SessionOpen(auth, PRICE, 20))
+    net.produce()
+    with pytest.raises(TxError, match="already used"):
+        net.submit(other, SessionOpen(auth, PRICE, 20))  # a replay, even at another station
+    with pytest.raises(TxError, match="expired"):
+        net.submit(station, SessionOpen(_auth(net, owner, nonce=2, expiry=net.now(net.height) - 1), PRICE, 20))
+    with pytest.raises(TxError, match="above the authorised"):
+        net.submit(station, SessionOpen(_auth(net, owner, nonce=3, max_price=PRICE - 1), PRICE, 20))
+    with pytest.raises(TxError, match="does not cover"):
+        net.submit(station, SessionOpen(_auth(net, net.poor, nonce=4, max_wh=1_000_000), PRICE, 20))
+    with pytest.raises(InvalidTx, match="for chain"):
+        net.submit(station, SessionOpen(_auth(net, owner, nonce=5, chain_id="elsewhere"), PRICE, 20))
+    forged = AUTHORISATION.decode(_auth(net, owner, nonce=6).encoded[:-64] + bytes(64))
+    with pytest.raises(InvalidTx, match="signature"):
+        net.submit(station, SessionOpen(forged, PRICE, 20))
+
+
+def test_only_the_opening_station_closes_once_within_the_authorised_energy(net):
+    owner, station, other = net.users[0], net.users[1], net.users[2]
+    auth = _auth(net, owner, max_wh=10_000)
+    net.submit(station, SessionOpen(auth, PRICE, 20))
+    net.produce()
+    with pytest.raises(TxError, match="opened by this station"):
+        net.submit(other, SessionClose(auth.session_id, 1_000, 30))
+    with pytest.raises(TxError, match="more than the authorised"):
+        net.submit(station, SessionClose(auth.session_id, 10_001, 30))
+    net.submit(station, SessionClose(auth.session_id, 10_000, 90))
+    net.produce()
+    with pytest.raises(TxError, match="already closed"):
+        net.submit(station, SessionClose(auth.session_id, 0, 90))
+
+
+@settings(max_examples=40, deadline=None)
+@given(max_wh=st.integers(1, 1_000_000), price=st.integers(1, 2_000_000), frac=st.fractions(0, 1),
+       same=st.booleans())
+def test_sessions_conserve_money(tmp_path_factory, max_wh, price, frac, same):
+    net = Net(str(tmp_path_factory.mktemp("s") / "db"))
+    try:
+        owner = net.users[0]
+        station = owner if same else net.users[1]
+        auth = _auth(net, owner, max_wh=max_wh, max_price=price)
+        minted = ledger.money_in_state(net.state())[1]
+        net.submit(station, SessionOpen(auth, price, 10))
+        net.produce()
+        held, total = ledger.money_in_state(net.state())
+        assert held == total
+        assert escrow_in_accounts(net.state()) - escrow_in_bids(net.state()) == escrow_for(max_wh, price)
+        delivered = int(max_wh * frac)
+        net.submit(station, SessionClose(auth.session_id, delivered, 50))
+        net.produce()
+        held, total = ledger.money_in_state(net.state())
+        assert held == total and total > minted  # only block rewards were added
+        assert escrow_in_accounts(net.state()) == escrow_in_bids(net.state())
+    finally:
+        net.close()
