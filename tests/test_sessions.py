@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from chain_support import FEE, Net, addr, escrow_in_accounts, escrow_in_bids, key, net  # noqa: F401
+from chain_support import FEE, Net, addr, escrow_in_accounts, escrow_in_bids, key
 from transxnode import ledger
 from transxnode.charging import (AUTHORISATION, AuthError, Receipt, authorise, decode_authorisation, decode_receipt,
                                  session_cost, sign_receipt)
