@@ -44,7 +44,14 @@ def _progress():
 
 
 class _Transx(click.Group):
-    """Usage errors as one line (`error: ...`, exit 2), like every other bad input."""
+    """Usage errors as one line (`error: ...`, exit 2), like every other bad input.  Installed plugins
+    (transxnode/plugins.py) add their commands here, looked up only when asked for."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(_plugin_commands()))
+
+    def get_command(self, ctx, name):
+        return super().get_command(ctx, name) or _plugin_commands().get(name)
 
     def main(self, *args, **kwargs):
         try:
@@ -58,6 +65,16 @@ class _Transx(click.Group):
             hint = f" (see: {e.ctx.command_path} --help)" if isinstance(e, click.UsageError) and e.ctx else ""
             _fail(e.format_message() + hint, status=e.exit_code)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _plugin_commands() -> dict:
+    from transxnode.plugins import load_plugins
+
+    out = {}
+    for p in load_plugins():
+        for cmd in (getattr(p.obj, "commands", None) or []) if p.obj is not None else []:
+            out.setdefault(cmd.name, cmd)
+    return out
 
 
 @click.group(cls=_Transx, context_settings={"help_option_names": ["-h", "--help"]})

@@ -35,6 +35,7 @@ from .keystore import Keystore
 from .metrics import NodeMetrics
 from .node import Node
 from .peering import Peering, topics
+from .plugins import load_plugins, log_plugins
 from .store import Store
 
 log = logging.getLogger("transx.node")
@@ -67,7 +68,10 @@ async def run_node(datadir: str, password: str) -> None:
         peering.network = network
         node.on_local_tx.append(lambda tx: network.publish("tx", tx.encoded))
         blocksync = BlockSync(network, peering, metrics)
-        app = make_app(node, metrics, info=lambda: {"version": VERSION, "plugins": [], **_p2p_info(network)},
+        plugins = load_plugins()
+        log_plugins(plugins)
+        app = make_app(node, metrics, info=lambda: {"version": VERSION, "plugins": [p.to_json() for p in plugins],
+                                                    **_p2p_info(network)},
                        peers=partial(_peers, network))
         log.info("chain %s at height %d (%s), node %s", genesis.chain_id, chain.height, chain.head.hash.hex()[:16],
                  encode_address(node.address))

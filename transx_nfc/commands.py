@@ -1,0 +1,366 @@
+"""`transx station ...` and `transx ev ...`: the NFC plugin's commands (added to `transx` by plugins.py).
+
+Errors are one line and a non-zero exit, like every `transx` command; a station's refusals are
+console lines (the station keeps running).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from cli import _api_option, _client, _datadir, _datadir_option, _fail, _guard, _json_option, _password_option
+from cli import _table, _unlock
+
+_device_option = click.option("--device", required=True,
+                              help="NFC device: usb, usb:BUS:DEV, tty:USB0:pn532, or udp:HOST:PORT (no hardware).")
+_key_option = click.option("--key", "address", help="The EV owner's address in the keystore (default: the first).")
+
+
+def _tokens_arg(text: str, what: str) -> int:
+    from transxnode.wallet import InputError, parse_tokens
+
+    try:
+        return parse_tokens(text, what)
+    except InputError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _nfc_ready() -> None:
+    from .plugin import PLUGIN
+
+    missing = PLUGIN.missing()
+    if missing:
+        _fail(missing, status=1)
+
+
+def _open(device: str):
+    from .device import DeviceError, open_frontend
+
+    _nfc_ready()
+    try:
+        return open_frontend(device)
+    except DeviceError as e:
+        _fail(str(e), status=1)
+
+
+def _targets(device: str) -> tuple[str, ...]:
+    # Over udp every technology polled costs a second of silence: an emulated card is always FeliCa.
+    return ("212F",) if device.startswith("udp") else ("212F", "106A", "106B")
+
+
+def _quiet_nfcpy() -> None:
+    import logging
+
+    logging.getLogger("nfc").setLevel(logging.WARNING)
+
+
+# ----------------------------------------------------------------- station
+@click.group()
+def station() -> None:
+    """A charging station: an NFC reader opens and closes EV charging sessions on chain."""
+
+
+def _status_path(datadir) -> Path:
+    return Path(_datadir(datadir)) / "station.json"
+
+
+@station.command("run")
+@_datadir_option
+@_device_option
+@click.option("--price", "price_text", default="0.60", show_default=True, help="Price per kWh, in tokens.")
+@click.option("--power-kw", type=click.FloatRange(0.1, 1000), default=7.4, show_default=True,
+              help="The charger's power (simulated delivery).")
+@click.option("--battery-kwh", type=click.FloatRange(1, 1000), default=60, show_default=True,
+              help="EV battery size assumed for the state of charge.")
+@click.option("--min-seconds", type=click.FloatRange(0), default=2.0, show_default=True,
+              help="A second tap of the same card sooner than this does not stop the charge.")
+@click.option("--speed", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="Simulated time factor (60: a minute of charging per second), for demos.")
+@click.option("--taps", type=click.IntRange(1), help="Stop after this many taps (default: run until Ctrl-C).")
+@click.option("--metrics-listen", help="HOST:PORT to serve the station's Prometheus metrics.")
+@_api_option
+@_password_option
+@_guard
+def station_run(datadir, device, price_text, power_kw, battery_kwh, min_seconds, speed, taps, metrics_listen, api,
+                password_file) -> None:
+    """Run the station: tap to start charging, tap again (or `transx station stop`) to stop."""
+    from transxnode.config import load_config
+
+    from .records import CardError, decode_card
+    from .station import Station
+    from .tag import tap
+
+    price = _tokens_arg(price_text, "price")
+    cfg = load_config(_datadir(datadir))
+    client = _client(api, datadir)
+    client.get("/api/node")  # a clear error now if the node is not running
+    key = _unlock(datadir, cfg.key, password_file)
+    clf = _open(device)
+    _quiet_nfcpy()
+    st = Station(client, key, price=price, power_w=int(power_kw * 1000), battery_wh=int(battery_kwh * 1000),
+                 min_seconds=min_seconds, speed=speed, say=lambda m: click.echo(f"{time.strftime('%H:%M:%S')}  {m}"))
+    if metrics_listen:
+        from prometheus_client import start_http_server
+
+        host, _, port = metrics_listen.rpartition(":")
+        start_http_server(int(port), host or "127.0.0.1", registry=st.metrics.registry)
+    stop_requested = []
+    done = []
+    signal.signal(signal.SIGUSR1, lambda *a: stop_requested.append("charger signal"))
+    signal.signal(signal.SIGTERM, lambda *a: done.append(True))
+    status = _status_path(datadir)
+    status.write_text(json.dumps({"pid": os.getpid(), "device": device}))
+
+    def on_tag(tag):
+        try:
+            if tag.ndef is None:
+                raise CardError("unreadable or not an NDEF tag: hold the card still and tap again")
+            card = decode_card(tag.ndef.octets)
+        except CardError as e:
+            st.on_bad_card("foreign_tag" if "no TransX" in str(e) else "unreadable", str(e))
+            return
+        records = st.on_card(card)
+        if records is not None:
+            tag.ndef.records = records
+        return True
+
+    click.echo(f"station on {device}: {price / 1e6:g}/kWh, {power_kw:g} kW; tap a card to charge (Ctrl-C stops)")
+    seen = 0
+    try:
+        while taps is None or seen < taps:
+            if done:
+                break
+            if stop_requested:
+                stop_requested.clear()
+                st.stop("charger signal" if not Path(str(status) + ".stop").exists() else "stop command")
+                Path(str(status) + ".stop").unlink(missing_ok=True)
+            result = tap(clf, on_tag, lambda: bool(stop_requested or done), _targets(device))
+            if result is None:
+                continue
+            seen += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if st.charge is not None:
+            st.stop("station shutting down")
+        clf.close()
+        status.unlink(missing_ok=True)
+
+
+@station.command("stop")
+@_datadir_option
+@_guard
+def station_stop(datadir) -> None:
+    """Stop the charge in progress at the station running on --datadir (as unplugging does)."""
+    status = _status_path(datadir)
+    try:
+        pid = json.loads(status.read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        _fail(f"no station is running on {_datadir(datadir)}", status=1)
+    Path(str(status) + ".stop").write_text("")
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except ProcessLookupError:
+        status.unlink(missing_ok=True)
+        _fail(f"no station is running on {_datadir(datadir)} (stale station.json removed)", status=1)
+    click.echo(f"asked the station (pid {pid}) to stop charging")
+
+
+# ---------------------------------------------------------------------- ev
+@click.group()
+def ev() -> None:
+    """The EV owner's side: authorisations on a card or phone, and past sessions."""
+
+
+def _authorise(datadir, address, password_file, api, ev_id, max_kwh, max_price, valid_hours, nonce):
+    from transxnode.charging import authorise
+
+    info = _client(api, datadir).get("/api/node")
+    key = _unlock(datadir, address, password_file)
+    return authorise(key, chain_id=info["chain_id"], ev_id=ev_id, max_wh=int(max_kwh * 1000),
+                     max_price=_tokens_arg(max_price, "max price"),
+                     expiry=int((time.time() + valid_hours * 3600) * 1000),
+                     nonce=secrets.randbits(63) if nonce is None else nonce)
+
+
+def _auth_options(fn):
+    for opt in reversed([
+        click.option("--ev-id", required=True, help="The vehicle's id (plate or VIN), up to 32 characters."),
+        click.option("--max-kwh", type=click.FloatRange(0.001, 1000), default=60, show_default=True),
+        click.option("--max-price", default="0.80", show_default=True, help="Highest price per kWh, in tokens."),
+        click.option("--valid-hours", type=float, default=24 * 30, show_default=True,
+                     help="How long the authorisation is valid."),
+        click.option("--nonce", type=click.IntRange(0, 2**63), help="One-use number (default: random)."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+@ev.command("authorize")
+@_datadir_option
+@_key_option
+@_auth_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="File for the authorisation.")
+@_api_option
+@_password_option
+@_guard
+def ev_authorize(datadir, address, ev_id, max_kwh, max_price, valid_hours, nonce, output, api, password_file):
+    """Sign an authorisation into a file (for `transx station session open`, or a phone app)."""
+    auth = _authorise(datadir, address, password_file, api, ev_id, max_kwh, max_price, valid_hours, nonce)
+    Path(output).write_bytes(auth.encoded)
+    click.echo(f"authorisation for {ev_id}: session {auth.session_id.hex()} written to {output}")
+
+
+@ev.group("card")
+def ev_card() -> None:
+    """A physical card (a writable tag)."""
+
+
+@ev_card.command("write")
+@_datadir_option
+@_device_option
+@_key_option
+@_auth_options
+@click.option("--soc", type=click.IntRange(0, 100), help="The EV's state of charge to record on the card.")
+@click.option("--timeout", type=click.FloatRange(1), default=30, show_default=True, help="Seconds to wait for a tag.")
+@_api_option
+@_password_option
+@_guard
+def ev_card_write(datadir, device, address, ev_id, max_kwh, max_price, valid_hours, nonce, soc, timeout, api,
+                  password_file):
+    """Write a new authorisation onto a writable tag held to the reader."""
+    from .records import card_records
+    from .tag import tap
+
+    auth = _authorise(datadir, address, password_file, api, ev_id, max_kwh, max_price, valid_hours, nonce)
+    clf = _open(device)
+    _quiet_nfcpy()
+    deadline = time.monotonic() + timeout
+
+    def write(tag):
+        if tag.ndef is None or not tag.ndef.is_writeable:
+            return "the tag is not NDEF-formatted or is read-only"
+        tag.ndef.records = card_records(auth, soc)
+        return None
+
+    click.echo(f"hold a writable tag to {device} ...")
+    try:
+        result = tap(clf, write, lambda: time.monotonic() > deadline, _targets(device))
+    finally:
+        clf.close()
+    if result is None:
+        _fail(f"no tag within {timeout:g} s", status=1)
+    if isinstance(result, Exception) or isinstance(result, str):
+        _fail(f"could not write the card: {result}", status=1)
+    click.echo(f"card written: {ev_id}, up to {max_kwh:g} kWh, session {auth.session_id.hex()[:16]}")
+
+
+@ev.command("emulate")
+@_datadir_option
+@_device_option
+@_key_option
+@_auth_options
+@click.option("--soc", type=click.IntRange(0, 100), default=20, show_default=True, help="Simulated state of charge.")
+@click.option("--taps", type=click.IntRange(1), help="Exit after this many taps (default: until Ctrl-C).")
+@click.option("--renew/--no-renew", default=True, show_default=True,
+              help="After a receipt, sign a fresh authorisation (as a phone app does).")
+@click.option("--foreign", is_flag=True, help="Emulate a tag that holds no TransX record (for testing stations).")
+@click.option("--away", type=click.FloatRange(0), default=3.0, show_default=True,
+              help="Seconds the card stays out of the field after each tap (a person taps, then steps back).")
+@_api_option
+@_password_option
+@_guard
+def ev_emulate(datadir, device, address, ev_id, max_kwh, max_price, valid_hours, nonce, soc, taps, renew, foreign,
+               away, api, password_file):
+    """Emulate the EV owner's card over nfcpy (Type 3 tag; use a udp:HOST:PORT device for tests and demos)."""
+    import ndef
+
+    from .records import CardError, decode_card, encode_card
+    from .tag import EmulatedCard
+
+    auth = _authorise(datadir, address, password_file, api, ev_id, max_kwh, max_price, valid_hours, nonce)
+    key = _unlock(datadir, address, password_file)
+    octets = (b"".join(ndef.message_encoder([ndef.Record("urn:nfc:ext:example.com:other", "x", b"hello")]))
+              if foreign else encode_card(auth, soc))
+    card = EmulatedCard(octets)
+    clf = _open(device)
+    _quiet_nfcpy()
+    state = {"taps": 0, "receipts": 0, "stop": False}
+
+    def after_tap():
+        nonlocal auth
+        state["taps"] += 1
+        message = card.message
+        line = {"event": "tap", "tap": state["taps"]}
+        if message is not None and not foreign:
+            try:
+                contents = decode_card(message)
+            except CardError as e:
+                line["error"] = str(e)
+            else:
+                new = contents.receipts[state["receipts"]:]
+                state["receipts"] = len(contents.receipts)
+                if new:
+                    r = new[-1]
+                    line["receipt"] = {"session": r.session.hex(), "delivered_wh": r.delivered_wh, "amount": r.amount,
+                                       "soc_start": r.soc_start, "soc_end": r.soc_end}
+                    if renew:
+                        from transxnode.charging import authorise
+
+                        auth = authorise(key, chain_id=auth.chain_id, ev_id=auth.ev_id, max_wh=auth.max_wh,
+                                         max_price=auth.max_price, expiry=auth.expiry, nonce=secrets.randbits(63))
+                        card.mem[:] = type(card)(encode_card(auth, soc, contents.receipts)).mem
+                        state["receipts"] = min(len(contents.receipts), 3)
+        click.echo(json.dumps(line), nl=True)
+        sys.stdout.flush()
+        if taps is not None and state["taps"] >= taps:
+            state["stop"] = True
+        else:
+            time.sleep(away)
+
+    click.echo(json.dumps({"event": "ready", "device": device, "session": auth.session_id.hex(),
+                           "owner": auth.owner.hex()}))
+    sys.stdout.flush()
+    try:
+        card.serve(clf, lambda: state["stop"], after_tap)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        clf.close()
+
+
+@ev.command("sessions")
+@click.argument("address", required=False)
+@_datadir_option
+@_api_option
+@_json_option
+@_guard
+def ev_sessions(address, datadir, api, as_json) -> None:
+    """An owner's (or a station's) charging sessions: energy, cost, state of charge."""
+    from transxnode.keys import decode_address
+
+    if address is None:
+        from cli import _default_address
+
+        address = _default_address(datadir)
+    decode_address(address)
+    doc = _client(api, datadir).get(f"/api/sessions/{address}")
+    if as_json:
+        click.echo(json.dumps(doc, indent=1))
+        return
+    rows = [[s["session"][:16], s["ev_id"], s["status"], s["opened"], f"{s['delivered_wh'] / 1000:.3f}",
+             f"{s['amount'] / 1e6:,.4f}", f"{s['price'] / 1e6:.4f}",
+             f"{s['soc_start']}%->{s['soc_end']}%" if s["soc_end"] is not None else f"{s['soc_start']}%->",
+             s["station"][:14]] for s in doc["sessions"]]
+    if not rows:
+        click.echo(f"no charging sessions for {address}")
+        return
+    click.echo(_table(["session", "ev", "status", "opened", "kWh", "cost", "price/kWh", "charge", "station"], rows))

@@ -1,0 +1,39 @@
+"""Opening an NFC device (nfcpy) with errors a person at a charger can act on."""
+
+from __future__ import annotations
+
+import socket
+
+
+class DeviceError(Exception):
+    """No usable reader at the given device string; one line for the console."""
+
+
+def check_path(path: str) -> None:
+    """Refuse what nfcpy's udp driver would trip on (a port with a service name makes it crash)."""
+    if path.startswith("udp"):
+        parts = path.split(":")
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise DeviceError(f"device {path!r}: use udp:HOST:PORT")
+        port = int(parts[2])
+        if socket.getnameinfo(("127.0.0.1", port), socket.NI_NUMERICHOST)[1] != str(port):
+            raise DeviceError(f"device {path!r}: nfcpy's udp driver cannot use port {port} (it has a service name); "
+                              "pick another port")
+
+
+def open_frontend(path: str):
+    """An open `nfc.ContactlessFrontend`, or `DeviceError` naming the device tried and the likely cause."""
+    check_path(path)
+    import nfc
+
+    try:
+        return nfc.ContactlessFrontend(path)
+    except FileNotFoundError as e:
+        raise DeviceError(f"no NFC reader at {path!r}: {e} (USB readers need the system libusb-1.0; "
+                          "Debian: apt install libusb-1.0-0)") from None
+    except OSError as e:
+        hint = " (is the reader plugged in? USB readers also need libusb-1.0 and access to the device)" \
+            if path.startswith(("usb", "tty", "com")) else ""
+        raise DeviceError(f"no NFC reader at {path!r}: {e.strerror or e}{hint}") from None
+    except Exception as e:  # serial.SerialException, socket.gaierror, ValueError
+        raise DeviceError(f"cannot open NFC device {path!r}: {e}") from None
