@@ -17,8 +17,8 @@ from .chain import Chain
 from .keys import address_of, encode_address
 from .ledger import slot_market
 from .state import CANCELLED, OPEN, STATUS_NAMES, BidRecord
-from .transactions import (SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterSolver, Reveal, Transfer,
-                           Tx)
+from .transactions import (SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterSolver, Reveal,
+                           SessionClose, SessionOpen, Transfer, Tx)
 
 
 def header_json(h: Header) -> dict[str, Any]:
@@ -55,6 +55,12 @@ def tx_json(tx: Tx) -> dict[str, Any]:
     elif isinstance(b, Evidence):
         h = HEADER.decode(b.first)
         out.update(height=h.height, solver=encode_address(address_of(h.proposer)))
+    elif isinstance(b, SessionOpen):
+        a = b.auth
+        out.update(session=a.session_id.hex(), owner=encode_address(a.owner_address), ev_id=a.ev_id, max_wh=a.max_wh,
+                   price=b.price, soc_start=b.soc_start)
+    elif isinstance(b, SessionClose):
+        out.update(session=b.session.hex(), delivered_wh=b.delivered_wh, soc_end=b.soc_end)
     return out
 
 
