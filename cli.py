@@ -718,20 +718,23 @@ def explorer_market(slot, datadir, api, as_json) -> None:
 @click.option("--slot-seconds", type=click.IntRange(1, 3600), default=2, show_default=True)
 @click.option("--slots", type=click.IntRange(1), help="Stop after this many slots (default: run until Ctrl-C).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulated households.")
-def devnet(directory, nodes, homes, slot_seconds, slots, seed) -> None:
+@click.option("--station", is_flag=True, help="Also run a charging station with an emulated NFC reader and an EV "
+              "that taps every few slots (needs transx[nfc]).")
+def devnet(directory, nodes, homes, slot_seconds, slots, seed, station) -> None:
     """Start a local network that trades: nodes, simulated households, one status line per slot."""
-    _devnet(directory, nodes, homes, slot_seconds, slots, seed)
+    _devnet(directory, nodes, homes, slot_seconds, slots, seed, station)
 
 
 @_guard
-def _devnet(directory, nodes, homes, slot_seconds, slots, seed) -> None:
+def _devnet(directory, nodes, homes, slot_seconds, slots, seed, station) -> None:
     from pathlib import Path
 
     from transxnode.devnet import Devnet, DevnetError
 
     say = lambda msg: click.echo(msg)  # noqa: E731
     try:
-        net = Devnet(Path(directory), nodes=nodes, homes=homes, slot_seconds=slot_seconds, seed=seed, say=say)
+        net = Devnet(Path(directory), nodes=nodes, homes=homes, slot_seconds=slot_seconds, seed=seed, say=say,
+                     station=station)
         say(f"creating {directory}/: {nodes} node{'s' * (nodes > 1)}, {homes} households, {slot_seconds}s slots")
         net.create()
     except DevnetError as e:

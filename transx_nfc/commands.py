@@ -115,7 +115,8 @@ def station_run(datadir, device, price_text, power_kw, battery_kwh, min_seconds,
     stop_requested = []
     done = []
     signal.signal(signal.SIGUSR1, lambda *a: stop_requested.append("charger signal"))
-    signal.signal(signal.SIGTERM, lambda *a: done.append(True))
+    for sig in (signal.SIGTERM, signal.SIGINT):  # nfcpy swallows KeyboardInterrupt inside connect()
+        signal.signal(sig, lambda *a: done.append(True))
     status = _status_path(datadir)
     status.write_text(json.dumps({"pid": os.getpid(), "device": device}))
 
@@ -294,9 +295,11 @@ def ev_emulate(datadir, device, address, ev_id, max_kwh, max_price, valid_hours,
     clf = _open(device)
     _quiet_nfcpy()
     state = {"taps": 0, "receipts": 0, "stop": False}
+    for sig in (signal.SIGTERM, signal.SIGINT):  # nfcpy swallows KeyboardInterrupt inside connect()
+        signal.signal(sig, lambda *a: state.update(stop=True))
 
     def after_tap():
-        nonlocal auth
+        nonlocal auth, soc
         state["taps"] += 1
         message = card.message
         line = {"event": "tap", "tap": state["taps"]}
@@ -312,6 +315,7 @@ def ev_emulate(datadir, device, address, ev_id, max_kwh, max_price, valid_hours,
                     r = new[-1]
                     line["receipt"] = {"session": r.session.hex(), "delivered_wh": r.delivered_wh, "amount": r.amount,
                                        "soc_start": r.soc_start, "soc_end": r.soc_end}
+                    soc = r.soc_end  # the car charged
                     if renew:
                         from transxnode.charging import authorise
 

@@ -9,6 +9,16 @@ class DeviceError(Exception):
     """No usable reader at the given device string; one line for the console."""
 
 
+def free_udp_port() -> int:
+    """A free UDP port on 127.0.0.1 that nfcpy's udp driver can use (no service name)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if socket.getnameinfo(("127.0.0.1", port), socket.NI_NUMERICHOST)[1] == str(port):
+            return port
+
+
 def check_path(path: str) -> None:
     """Refuse what nfcpy's udp driver would trip on (a port with a service name makes it crash)."""
     if path.startswith("udp"):

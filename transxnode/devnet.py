@@ -83,8 +83,11 @@ def _transx() -> list[str]:
 
 class Devnet:
     def __init__(self, directory: Path, *, nodes: int = 1, homes: int = 20, slot_seconds: int = 2, seed: int = 0,
-                 say: Callable[[str], None] = print) -> None:
+                 say: Callable[[str], None] = print, station: bool = False) -> None:
         self.n_nodes = nodes
+        self.station = station
+        self.extras: list[subprocess.Popen] = []  # the station and the emulated EV card
+        self.ev_key = SigningKey(_seed(seed, "ev-owner"))
         self.dir, self.say, self.seed = directory, say, seed
         self.rng = random.Random(seed)
         self.slot_seconds = slot_seconds
@@ -109,6 +112,8 @@ class Devnet:
         node_keys = [SigningKey(_seed(self.seed, f"node{k}") if self.seed else os.urandom(32))
                      for k in range(self.n_nodes)]
         funded = [address_of_key(k) for k in node_keys] + [address_of_key(h.key) for h in self.households]
+        if self.station:
+            funded.append(address_of_key(self.ev_key))
         # Starts when the slowest node can be up: each process imports the solver and libp2p (~3 s).
         doc = dev_genesis(funded, [address_of_key(k) for k in node_keys], slot_seconds=self.slot_seconds,
                           chain_id="transx-devnet", start=int(time.time()) + 3 + self.n_nodes // 2)
@@ -120,6 +125,10 @@ class Devnet:
             address, _ = init_datadir(d, PASSWORD, doc, api_listen="127.0.0.1:0", seed=bytes(key), p2p_listen=listen,
                                       bootstrap=[p for j, p in enumerate(peers) if j != k])
             self.nodes.append(DevnetNode(d, address, peers[k]))
+        if self.station:  # the EV owner's key lives beside node 1's, which also runs the station
+            from .keystore import Keystore
+
+            Keystore(self.nodes[0].datadir / "keystore").import_seed(bytes(self.ev_key), PASSWORD)
         self._write_manifest()
 
     def start(self, timeout: float = 60) -> None:
@@ -131,6 +140,35 @@ class Devnet:
             self.say(f"node {n.datadir.name} up: API and explorer at {n.api}/  (key {n.address})")
         self.client = ApiClient(self.nodes[0].api)
         self._write_manifest()
+        if self.station:
+            self.start_station()
+
+    def start_station(self) -> None:
+        """One charging station on node 1 with an emulated reader (nfcpy's udp driver), and an EV whose
+        card taps every few slots: each visit opens a session, the next one closes it."""
+        from transx_nfc.plugin import PLUGIN
+
+        if PLUGIN.missing():
+            raise DevnetError(f"--station needs the NFC plugin: {PLUGIN.missing()}")
+        from transx_nfc.device import free_udp_port
+
+        device = f"udp:127.0.0.1:{free_udp_port()}"
+        d = str(self.nodes[0].datadir)
+        env = {**os.environ, "TRANSX_PASSWORD": PASSWORD}
+        away = 3 * self.slot_seconds
+        for args, name in (
+            (["ev", "emulate", "--device", device, "--datadir", d, "--key", encode_address(address_of_key(self.ev_key)),
+              "--ev-id", "DEVNET-EV1", "--max-kwh", "40", "--soc", "20", "--away", str(away)], "ev.log"),
+            (["station", "run", "--datadir", d, "--device", device, "--price", "0.55", "--power-kw", "22",
+              "--speed", "60", "--min-seconds", str(away / 2)], "station.log"),
+        ):
+            log = open(self.dir / name, "ab")
+            self.extras.append(subprocess.Popen([*_transx(), *args], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                                stdin=subprocess.DEVNULL, start_new_session=True))
+            log.close()
+            time.sleep(1.0)  # the card binds its port before the reader polls it
+        self.say(f"charging station on node1 with an emulated NFC reader ({device}); an EV taps every {away} s: "
+                 f"see {self.dir / 'station.log'}, and its sessions in the explorer")
 
     def start_node(self, n: DevnetNode) -> None:
         (n.datadir / "node.json").unlink(missing_ok=True)
@@ -210,7 +248,17 @@ class Devnet:
                 f"/kWh  gain vs grid {gain / 1e6:8.3f}  winner {winner}")
 
     def stop(self) -> None:
-        """Stop every node this devnet started (SIGINT, then SIGKILL after 20 s)."""
+        """Stop every process this devnet started (SIGINT, then SIGKILL after 20 s); the station first,
+        so it can close its session while the nodes still run."""
+        for p in self.extras:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in self.extras:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
         for n in self.nodes:
             if n.proc is not None and n.proc.poll() is None:
                 n.proc.send_signal(signal.SIGINT)
