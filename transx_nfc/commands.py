@@ -175,6 +175,59 @@ def station_stop(datadir) -> None:
     click.echo(f"asked the station (pid {pid}) to stop charging")
 
 
+@station.group("session")
+def station_session() -> None:
+    """Open and close sessions by hand (no reader): from an authorisation file (`transx ev authorize`)."""
+
+
+@station_session.command("open")
+@click.argument("auth_file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--price", "price_text", default="0.60", show_default=True, help="Price per kWh, in tokens.")
+@click.option("--soc", type=click.IntRange(0, 100), default=0, show_default=True, help="The EV's state of charge.")
+@_datadir_option
+@_api_option
+@_password_option
+@_guard
+def station_session_open(auth_file, price_text, soc, datadir, api, password_file) -> None:
+    """Open a charging session for the authorisation in AUTH_FILE, signed by this node's key."""
+    from transxnode.charging import AuthError, decode_authorisation
+    from transxnode.config import load_config
+    from transxnode.transactions import SessionOpen
+    from transxnode.wallet import send
+
+    try:
+        auth = decode_authorisation(Path(auth_file).read_bytes())
+    except AuthError as e:
+        _fail(f"{auth_file}: {e}")
+    key = _unlock(datadir, load_config(_datadir(datadir)).key, password_file)
+    answer = send(_client(api, datadir), key, SessionOpen(auth, _tokens_arg(price_text, "price"), soc))
+    click.echo(f"session {auth.session_id.hex()} opened for {auth.ev_id}: transaction {answer['hash']} (pending)")
+
+
+@station_session.command("close")
+@click.argument("session")
+@click.option("--kwh", type=click.FloatRange(0, 1000), required=True, help="Energy delivered.")
+@click.option("--soc", type=click.IntRange(0, 100), default=0, show_default=True, help="State of charge at the end.")
+@_datadir_option
+@_api_option
+@_password_option
+@_guard
+def station_session_close(session, kwh, soc, datadir, api, password_file) -> None:
+    """Close SESSION (its hex id) with the energy delivered; the owner pays for that."""
+    from transxnode.config import load_config
+    from transxnode.transactions import SessionClose
+    from transxnode.wallet import send
+
+    try:
+        sid = bytes.fromhex(session)
+        assert len(sid) == 32
+    except (ValueError, AssertionError):
+        raise click.BadParameter("a session id is 64 hex characters", param_hint="SESSION") from None
+    key = _unlock(datadir, load_config(_datadir(datadir)).key, password_file)
+    answer = send(_client(api, datadir), key, SessionClose(sid, int(round(kwh * 1000)), soc))
+    click.echo(f"session {session} closed with {kwh:g} kWh: transaction {answer['hash']} (pending)")
+
+
 # ---------------------------------------------------------------------- ev
 @click.group()
 def ev() -> None:
