@@ -130,7 +130,10 @@ def station_run(datadir, device, price_text, power_kw, battery_kwh, min_seconds,
             return
         records = st.on_card(card)
         if records is not None:
-            tag.ndef.records = records
+            try:
+                tag.ndef.records = records
+            except Exception as e:  # the card left mid-write, or is too small for the receipt
+                st.say(f"could not write the receipt to the card ({e}); it is on chain: `transx ev sessions`")
         return True
 
     click.echo(f"station on {device}: {price / 1e6:g}/kWh, {power_kw:g} kW; tap a card to charge (Ctrl-C stops)")
@@ -143,7 +146,11 @@ def station_run(datadir, device, price_text, power_kw, battery_kwh, min_seconds,
                 stop_requested.clear()
                 st.stop("charger signal" if not Path(str(status) + ".stop").exists() else "stop command")
                 Path(str(status) + ".stop").unlink(missing_ok=True)
-            result = tap(clf, on_tag, lambda: bool(stop_requested or done), _targets(device))
+            try:
+                result = tap(clf, on_tag, lambda: bool(stop_requested or done), _targets(device))
+            except Exception as e:  # a reader hiccup or our bug: say so, keep the station up
+                click.echo(f"{time.strftime('%H:%M:%S')}  tap failed: {type(e).__name__}: {e}")
+                result = e
             if result is None:
                 continue
             seen += 1

@@ -86,6 +86,8 @@ class Station:
             self._open(card)
         except Refused as e:
             return self._refuse(e.outcome, str(e))
+        except ClientError as e:
+            return self._refuse("node_unreachable", f"cannot check the card with the node ({e})")
         return None
 
     def on_bad_card(self, outcome: str, message: str) -> None:
