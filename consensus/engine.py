@@ -342,6 +342,8 @@ class Engine:
             return [Message(WANT, self._missing_root(block), sender)]
         if status in ("connected", "reorg"):
             if status == "reorg":
+                log.info("reorg at height %d: %d block%s replaced by %s's", h.height, len(reverted),
+                         "s" * (len(reverted) > 1), keys.encode_address(keys.address_of(h.proposer))[:14])
                 self.stats.reorgs += 1
                 self.stats.deepest_reorg = max(self.stats.deepest_reorg, len(reverted))
                 for b in reverted:

@@ -40,6 +40,7 @@ from .store import Store
 
 log = logging.getLogger("transx.node")
 VERSION = "0.1.0"
+INITIAL_SYNC_SECONDS = 15.0  # waiting for peers and their blocks before proposing
 
 
 def now_ms() -> int:
@@ -82,6 +83,15 @@ async def run_node(datadir: str, password: str) -> None:
             _write_runtime(cfg, api_url, network)
             log.info("API and explorer on %s/", api_url)
             nursery.start_soon(peering.fetch_wanted)
+            if cfg.bootstrap:
+                # Catch up before proposing: Engine.tick proposes every slot it missed at once, so a
+                # solver that starts behind would mint those slots alone and, once that branch is
+                # deeper than finality_depth, be forked off for good.
+                with trio.move_on_after(INITIAL_SYNC_SECONDS):
+                    while not network.peers():
+                        await trio.sleep(0.1)
+                    while await blocksync.sync_once():
+                        pass
             nursery.start_soon(blocksync.run)
             if chain.state().solver(node.address) is None:
                 log.info("this node is not a registered solver: it follows the chain but proposes no blocks")
@@ -164,6 +174,7 @@ async def _run_rounds(engine: Engine, peering: Peering, metrics: NodeMetrics, cf
             metrics.peers.set(len(network.peers()))
             metrics.gossip_rejected.set(network.stats.rejected)
             metrics.peer_bans.set(network.stats.bans)
+            metrics.reorgs.set(engine.stats.reorgs)
             if engine.chain.height != reported:
                 metrics.commit_seconds.observe(time.perf_counter() - t0)
                 reported = _report(engine, reported, metrics)

@@ -23,3 +23,4 @@ class NodeMetrics:
         self.sync_remaining = Gauge("transx_sync_remaining_blocks", "Blocks left in the running sync", registry=r)
         self.gossip_rejected = Gauge("transx_gossip_rejected", "Gossip messages rejected as invalid", registry=r)
         self.peer_bans = Gauge("transx_peer_bans", "Peers banned for misbehaviour", registry=r)
+        self.reorgs = Gauge("transx_reorgs", "Chain reorganisations since the node started", registry=r)
