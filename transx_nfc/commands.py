@@ -7,6 +7,7 @@ console lines (the station keeps running).
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import signal
@@ -127,13 +128,16 @@ def station_run(datadir, device, price_text, power_kw, battery_kwh, min_seconds,
             card = decode_card(tag.ndef.octets)
         except CardError as e:
             st.on_bad_card("foreign_tag" if "no TransX" in str(e) else "unreadable", str(e))
-            return
+            return True
         records = st.on_card(card)
         if records is not None:
             try:
                 tag.ndef.records = records
             except Exception as e:  # the card left mid-write, or is too small for the receipt
-                st.say(f"could not write the receipt to the card ({e}); it is on chain: `transx ev sessions`")
+                st.say(f"could not write the receipt to the card ({e}); tap again to retry; it is on chain "
+                       "either way: `transx ev sessions`")
+            else:
+                st.written_to_card(card.auth.owner)
         return True
 
     click.echo(f"station on {device}: {price / 1e6:g}/kWh, {power_kw:g} kW; tap a card to charge (Ctrl-C stops)")
@@ -244,11 +248,14 @@ def ev() -> None:
 def _authorise(datadir, address, password_file, api, ev_id, max_kwh, max_price, valid_hours, nonce):
     from transxnode.charging import authorise
 
+    expiry = (time.time() + valid_hours * 3600) * 1000
+    if not (math.isfinite(expiry) and 0 <= expiry < 2**64):
+        raise click.BadParameter(f"{valid_hours:g} hours is out of range", param_hint="'--valid-hours'")
     info = _client(api, datadir).get("/api/node")
     key = _unlock(datadir, address, password_file)
     return authorise(key, chain_id=info["chain_id"], ev_id=ev_id, max_wh=int(max_kwh * 1000),
                      max_price=_tokens_arg(max_price, "max price"),
-                     expiry=int((time.time() + valid_hours * 3600) * 1000),
+                     expiry=int(expiry),
                      nonce=secrets.randbits(63) if nonce is None else nonce)
 
 

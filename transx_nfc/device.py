@@ -11,12 +11,13 @@ class DeviceError(Exception):
 
 def free_udp_port() -> int:
     """A free UDP port on 127.0.0.1 that nfcpy's udp driver can use (no service name)."""
-    while True:
+    for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         if socket.getnameinfo(("127.0.0.1", port), socket.NI_NUMERICHOST)[1] == str(port):
             return port
+    raise DeviceError("no free UDP port without a service name on 127.0.0.1")
 
 
 def check_path(path: str) -> None:
@@ -26,6 +27,8 @@ def check_path(path: str) -> None:
         if len(parts) != 3 or not parts[2].isdigit():
             raise DeviceError(f"device {path!r}: use udp:HOST:PORT")
         port = int(parts[2])
+        if not 1 <= port <= 65535:
+            raise DeviceError(f"device {path!r}: port {port} is out of range 1-65535")
         if socket.getnameinfo(("127.0.0.1", port), socket.NI_NUMERICHOST)[1] != str(port):
             raise DeviceError(f"device {path!r}: nfcpy's udp driver cannot use port {port} (it has a service name); "
                               "pick another port")

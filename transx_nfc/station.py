@@ -64,7 +64,7 @@ class Station:
         self.say, self.clock = say, clock
         self.metrics = StationMetrics()
         self.charge: Charge | None = None
-        self.waiting_receipts: dict[bytes, Receipt] = {}  # owner public key -> receipt not yet on the card
+        self.waiting_receipts: dict[bytes, Receipt] = {}  # owner public key -> receipt not known to be on the card
 
     # ------------------------------------------------------------- taps
     def on_card(self, card: CardContents) -> list | None:
@@ -78,9 +78,11 @@ class Station:
                 return None
             receipt = self.stop("tap")
             return card_records(auth, card.soc, card.receipts + [receipt]) if receipt is not None else None
-        waiting = self.waiting_receipts.pop(auth.owner, None)
-        if waiting is not None:
-            self.say("your receipt is written to the card; tap again to charge")
+        waiting = self.waiting_receipts.get(auth.owner)
+        if waiting is not None and waiting in card.receipts:  # written at an earlier tap after all
+            self.written_to_card(auth.owner)
+        elif waiting is not None:
+            self.say(f"writing the receipt of session {waiting.session.hex()[:16]} to your card; tap again to charge")
             return card_records(auth, card.soc, card.receipts + [waiting])
         try:
             self._open(card)
@@ -89,6 +91,10 @@ class Station:
         except ClientError as e:
             return self._refuse("node_unreachable", f"cannot check the card with the node ({e})")
         return None
+
+    def written_to_card(self, owner: bytes) -> None:
+        """The card of `owner` now holds its receipt: stop offering it at the next tap."""
+        self.waiting_receipts.pop(owner, None)
 
     def on_bad_card(self, outcome: str, message: str) -> None:
         self._refuse(outcome, message)
@@ -162,6 +168,5 @@ class Station:
                                                  c.soc_start, soc_end, time.time_ns() // 1_000_000))
         self.say(f"charger stopped ({reason}): {delivered / 1000:.3f} kWh, {amount / 1e6:,.4f} paid, state of "
                  f"charge {c.soc_start}% -> {soc_end}%, session {c.session.hex()[:16]}")
-        if reason != "tap":
-            self.waiting_receipts[c.auth.owner] = receipt
+        self.waiting_receipts[c.auth.owner] = receipt  # until the card is known to hold it
         return receipt

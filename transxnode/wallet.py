@@ -7,6 +7,7 @@ bytes go to the node's API.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -83,20 +84,24 @@ def quote(side: int, wh: int, limit: int, market: dict[str, Any]) -> Quote:
                  (max(limit, feed_in) - feed_in) * wh // 1000, basis)
 
 
+SEND_ATTEMPTS = 8  # the node's own solver may take the key's next nonce between our read and our submit
+
+
 def send(client: ApiClient, key, body: Body, fee: int | None = None) -> dict[str, Any]:
     """Sign `body` with `key` at the account's next nonce and submit it; returns the node's answer.
 
     The node itself may use the same key (its solver commits): if it took the nonce first, sign again
     with the next one."""
     info = client.get("/api/node")
-    for attempt in range(3):
+    for attempt in range(SEND_ATTEMPTS):
         acct = client.get(f"/api/address/{_bech32(key)}")
         tx = sign_tx(key, chain_id=info["chain_id"], nonce=acct["pending_nonce"],
                      fee=info["min_fee"] if fee is None else fee, body=body)
         try:
             answer = client.submit(tx.encoded)
         except ClientError as e:
-            if attempt < 2 and ("already pending" in str(e) or "nonce" in str(e)):
+            if attempt < SEND_ATTEMPTS - 1 and ("already pending" in str(e) or "nonce" in str(e)):
+                time.sleep(0.05 * attempt)  # a block may be landing: let the pending nonce settle
                 continue
             raise
         return {**answer, "nonce": tx.nonce, "fee": tx.fee}
