@@ -739,6 +739,13 @@ def _devnet(directory, nodes, homes, slot_seconds, slots, seed, station) -> None
         net.create()
     except DevnetError as e:
         _fail(str(e))
+    import signal
+
+    def interrupted(signum, frame):  # SIGTERM or a closed terminal stop the network as Ctrl-C does
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
     try:
         say("starting the nodes (each imports the solver and libp2p: a few seconds)")
         net.start()

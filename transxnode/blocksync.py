@@ -11,6 +11,7 @@ show a progress bar on a terminal, a log line every few seconds otherwise, and t
 from __future__ import annotations
 
 import logging
+import random
 import sys
 import time
 
@@ -27,7 +28,8 @@ from .peering import MAX_BLOCK_BYTES, Peering, now_ms
 log = logging.getLogger("transx.sync")
 
 RANGE = 256  # blocks per request
-POLL_SECONDS = 5.0
+POLL_SECONDS = 15.0  # a fallback: gossip of a better head pokes the sync at once
+POLL_PEERS = 3  # peers asked at a periodic check (a poke asks them all)
 SHOW_FROM = 20  # blocks behind before progress is shown
 
 
@@ -52,15 +54,16 @@ class BlockSync:
         while True:
             with trio.move_on_after(POLL_SECONDS):
                 await self._poke.wait()
-            self._poke = trio.Event()
+            poked, self._poke = self._poke.is_set(), trio.Event()
             try:
-                await self.sync_once()
+                await self.sync_once(None if poked else POLL_PEERS)
             except Exception:  # a peer's misbehaviour is handled inside; this is our bug: keep the node up
                 log.exception("block sync round failed")
             await trio.sleep(0.2)
 
-    async def best_peer(self) -> tuple[str, int] | None:
-        """The connected peer with the highest head above ours, asked concurrently."""
+    async def best_peer(self, sample: int | None = None) -> tuple[str, int] | None:
+        """The connected peer with the highest head above ours, asked concurrently (`sample`: only that
+        many peers, chosen at random)."""
         heights: dict[str, int] = {}
 
         async def ask(peer: str) -> None:
@@ -69,17 +72,20 @@ class BlockSync:
             except sync.SyncError:
                 pass
 
+        peers = list(self.network.peers())
+        if sample is not None and len(peers) > sample:
+            peers = random.sample(peers, sample)
         async with trio.open_nursery() as nursery:
-            for peer in self.network.peers():
+            for peer in peers:
                 nursery.start_soon(ask, peer)
         if not heights:
             return None
         peer = max(heights, key=lambda p: heights[p])
         return (peer, heights[peer]) if heights[peer] > self.chain.height else None
 
-    async def sync_once(self) -> int:
+    async def sync_once(self, sample: int | None = None) -> int:
         """Catch up with the best peer if one is ahead; returns the blocks taken."""
-        best = await self.best_peer()
+        best = await self.best_peer(sample)
         if best is None:
             return 0
         return await self.catch_up(*best)

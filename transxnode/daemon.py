@@ -178,6 +178,8 @@ async def _run_rounds(engine: Engine, peering: Peering, metrics: NodeMetrics, cf
             if engine.chain.height != reported:
                 metrics.commit_seconds.observe(time.perf_counter() - t0)
                 reported = _report(engine, reported, metrics)
+                await trio.sleep(0)  # a block landed: the next slot may be due already (catching up)
+                continue
         except Exception:  # keep serving the chain; the next attempt may succeed (a clock step, a disk hiccup)
             log.exception("round for block %d failed; retrying in 1 s", engine.chain.height + 1)
             await trio.sleep(1)

@@ -248,28 +248,24 @@ class Devnet:
                 f"/kWh  gain vs grid {gain / 1e6:8.3f}  winner {winner}")
 
     def stop(self) -> None:
-        """Stop every process this devnet started (SIGINT, then SIGKILL after 20 s); the station first,
-        so it can close its session while the nodes still run."""
-        for p in self.extras:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in self.extras:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        for n in self.nodes:
-            if n.proc is not None and n.proc.poll() is None:
-                n.proc.send_signal(signal.SIGINT)
-        for n in self.nodes:
-            if n.proc is None:
-                continue
-            try:
-                n.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                n.proc.kill()
-                n.proc.wait()
+        """Stop every process this devnet started (SIGINT; SIGKILL for those still running 20 s later,
+        however many there are); the station first, so it can close its session while the nodes still run."""
+        _interrupt_all(self.extras)
+        _interrupt_all([n.proc for n in self.nodes if n.proc is not None])
+
+
+def _interrupt_all(procs: list[subprocess.Popen], grace: float = 20.0) -> None:
+    """SIGINT to every process, then wait for them all within one shared `grace` period; kill the rest."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def _free_ports(n: int) -> list[int]:
