@@ -470,6 +470,72 @@ def wallet_send(to, amount, sender, fee, datadir, api, password_file, as_json) -
     _emit(out, as_json, lambda d: f"sent {_tokens(body.amount)} to {to}: transaction {d['hash']} (pending)")
 
 
+# --- meters ---------------------------------------------------------------
+@main.group()
+def meter() -> None:
+    """A home's meter: register its key to an account, send its readings for settlement."""
+
+
+@meter.command("register")
+@click.option("--address", help="The account the meter belongs to (default: the default address).")
+@click.option("--meter", "meter_address", help="The meter's key, an address in the keystore (default: a new key).")
+@_datadir_option
+@_api_option
+@_password_option
+@_json_option
+@_guard
+def meter_register(address, meter_address, datadir, api, password_file, as_json) -> None:
+    """Register a meter key to the account: from then on the chain settles the account's trades
+    against readings that key signed (a reading signed by another key is refused)."""
+    from transxnode.keys import public_key
+    from transxnode.transactions import RegisterMeter
+    from transxnode.wallet import send
+
+    password = _password(password_file)
+    account = address or _default_address(datadir)
+    meter_address = meter_address or _keystore(datadir).create(password)
+    meter_key = _keystore(datadir).unlock(meter_address, password)
+    out = send(_client(api, datadir), _keystore(datadir).unlock(account, password), RegisterMeter(public_key(meter_key)))
+    _emit({**out, "account": account, "meter": meter_address}, as_json,
+          lambda d: f"meter {meter_address} registered to {account}: transaction {d['hash']} (pending)")
+
+
+@meter.command("read")
+@click.option("--slot", type=click.IntRange(0), required=True, help="The delivered slot the reading is for.")
+@click.option("--imported-wh", type=click.IntRange(0, 2**32 - 1), default=0, help="Wh taken from the grid.")
+@click.option("--exported-wh", type=click.IntRange(0, 2**32 - 1), default=0, help="Wh fed into the grid.")
+@click.option("--address", help="The account (default: the default address).")
+@_datadir_option
+@_api_option
+@_password_option
+@_json_option
+@_guard
+def meter_read(slot, imported_wh, exported_wh, address, datadir, api, password_file, as_json) -> None:
+    """Send the account's meter reading for SLOT, signed by the meter registered to it."""
+    from transxnode.keys import address_of, decode_address, encode_address
+    from transxnode.metering import sign_reading
+    from transxnode.wallet import send
+
+    if imported_wh and exported_wh:
+        _fail("a reading is an import or an export for one slot, not both")
+    client = _client(api, datadir)
+    account = address or _default_address(datadir)
+    registered = _account(account, datadir, api)["meter"]
+    if registered is None:
+        _fail(f"no meter is registered to {account}: `transx meter register` first")
+    meter_address = encode_address(address_of(bytes.fromhex(registered)))
+    if meter_address not in _keystore(datadir).addresses():
+        _fail(f"the meter registered to {account} ({meter_address}) has no key in this keystore")
+    password = _password(password_file)
+    info = client.get("/api/node")
+    reading = sign_reading(_keystore(datadir).unlock(meter_address, password), chain_id=info["chain_id"],
+                           account=decode_address(account), slot=slot, imported_wh=imported_wh,
+                           exported_wh=exported_wh)
+    out = send(client, _keystore(datadir).unlock(account, password), reading)
+    _emit(out, as_json, lambda d: f"reading for slot {slot} sent ({imported_wh:,} Wh in, {exported_wh:,} Wh out): "
+          f"transaction {d['hash']} (pending)")
+
+
 # --- bids -----------------------------------------------------------------
 @main.group()
 def bid() -> None:
@@ -582,6 +648,15 @@ def bid_list(address, datadir, api, as_json) -> None:
     _emit(bids, as_json, lambda bs: _bids_table(bs) if bs else "no open bids")
 
 
+def _settlements_table(rows, first: str) -> str:
+    return _table([first, "sold Wh", "bought Wh", "out Wh", "in Wh", "reading", "short Wh", "unused Wh", "charge",
+                   "credit", "unpaid"],
+                  [[r[first], f"{r['sold_wh']:,}", f"{r['bought_wh']:,}", f"{r['exported_wh']:,}",
+                    f"{r['imported_wh']:,}", r["reading"].split(" ")[0], f"{r['shortfall_wh']:,}",
+                    f"{r['unused_wh']:,}", _tokens(r["charge"]), _tokens(r["credit"]), _tokens(r["unpaid"])]
+                   for r in rows], 20)
+
+
 def _bids_table(bids) -> str:
     return _table(["bid", "side", "slot", "kWh", "price/kWh", "zone", "escrow", "status"],
                   [[b["id"][:16], b["side"], b["slot"], f"{b['wh'] / 1000:,.3f}", _price(b["price"]), b["zone"],
@@ -659,8 +734,11 @@ def explorer_address(address, datadir, api, as_json) -> None:
                f"escrowed  {_tokens(a['escrowed'])}", f"nonce     {a['nonce']}"]
         if a["solver_deposit"]:
             out.append(f"solver    deposit {_tokens(a['solver_deposit'])}")
+        out.append(f"meter     {a['meter'][:16] + '...' if a['meter'] else 'none registered'}")
         if a["open_bids"]:
             out += ["", _bids_table(a["open_bids"])]
+        if a["settlements"]:
+            out += ["", "delivery settlements (newest first):", _settlements_table(a["settlements"], "slot")]
         if a["history"]:
             out += ["", _table(["height", "tx", "kind", "from", "fee"],
                                [[h["height"], h["hash"][:16], h["kind"], h["from"], _tokens(h["fee"])]
@@ -702,6 +780,12 @@ def explorer_market(slot, datadir, api, as_json) -> None:
                                  _tokens(p["return_vs_grid"])] for p in m["participants"] if p["wh"]], 20)]
         elif m["bids"]:
             out += ["", _bids_table(m["bids"])]
+        d = m.get("delivery")
+        if d and d["status"] == "settled":
+            out += ["", f"delivery settled at block {d['settled_at']}:", _settlements_table(d["accounts"], "address")]
+        elif d:
+            out += ["", f"delivery: {d['status']}, {len(d['readings'])} readings so far; settles at block "
+                        f"{d['settles_at']}"]
         return "\n".join(out)
 
     _emit(m, as_json, text)

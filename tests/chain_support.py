@@ -19,6 +19,7 @@ from transxnode import genesis as G
 from transxnode import keys, schema
 from transxnode import transactions as T
 from transxnode.chain import Chain, Connected
+from transxnode.metering import sign_reading
 from transxnode.node import Node
 from transxnode.state import StateOverlay
 from transxnode.store import Store
@@ -103,6 +104,18 @@ class Net:
         self.node.submit_tx(tx)
         return tx
 
+    def meter_key(self, k: SigningKey) -> SigningKey:
+        """The meter of `k`'s home (a key of its own, derived here for repeatable runs)."""
+        return SigningKey(hashlib.sha256(b"meter" + bytes(k)).digest())
+
+    def register_meter(self, k: SigningKey, **kw) -> T.Tx:
+        return self.submit(k, T.RegisterMeter(keys.public_key(self.meter_key(k))), **kw)
+
+    def reading(self, k: SigningKey, slot: int, imported_wh: int = 0, exported_wh: int = 0) -> T.MeterReading:
+        """A reading of `k`'s slot signed by its meter."""
+        return sign_reading(self.meter_key(k), chain_id=self.g.chain_id, account=addr(k), slot=slot,
+                            imported_wh=imported_wh, exported_wh=exported_wh)
+
     def bid(self, k: SigningKey, side: int, slot: int, wh: int, price: int, zone: int = 0,
             expiry: int | None = None, **kw) -> T.Tx:
         return self.submit(k, T.Bid(side, slot, wh, price, zone, slot if expiry is None else expiry), **kw)
@@ -138,9 +151,16 @@ def whole_db(store: Store) -> dict[bytes, bytes]:
 
 
 def escrow_in_bids(state: StateOverlay) -> int:
-    from transxnode.state import BID
+    """What bids hold: buy bids' escrow, and sellers' revenue until their slot's delivery is settled."""
+    from transxnode.state import BID, CLEARED
 
-    return sum(BID.decode(v).escrow for _, v in state.items(b"sb"))
+    total = 0
+    for _, v in state.items(b"sb"):
+        rec = BID.decode(v)
+        total += rec.escrow
+        if rec.side == T.SELL and rec.status == CLEARED and state.get(schema.settlement(rec.slot, rec.owner)) is None:
+            total += rec.amount
+    return total
 
 
 def escrow_in_accounts(state: StateOverlay) -> int:

@@ -21,7 +21,8 @@ from transxnode import keys
 from transxnode.blocks import BLOCK, CLEARING, HEADER, Block, BlockClearing, Header, Multiplier, TradeRow, tx_root
 from transxnode.codec import U64, DecodeError, Text, UInt
 from transxnode.transactions import (BUY, MAX_AMOUNT, MAX_TX_BYTES, SELL, TX, Bid, CancelBid, Commit, MeterReading,
-                                     RegisterSolver, Transfer, Tx, TxError, check_stateless, decode_tx, sign_tx)
+                                     RegisterMeter, RegisterSolver, Transfer, Tx, TxError, check_stateless, decode_tx,
+                                     sign_tx)
 
 FAST = settings(max_examples=60, deadline=None, database=None)
 CHAIN_ID = "transx-dev"
@@ -41,7 +42,8 @@ bodies = st.one_of(
     st.builds(CancelBid, b32),
     st.builds(RegisterSolver, amounts),
     st.builds(Commit, u64, b32),
-    st.builds(MeterReading, u64, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
+    st.builds(MeterReading, u64, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.binary(min_size=64, max_size=64)),
+    st.builds(RegisterMeter, b32),
 )
 chain_ids = st.text(alphabet=string.ascii_letters + string.digits + string.punctuation, min_size=1, max_size=32)
 signing_keys = b32.map(SigningKey)
@@ -94,7 +96,7 @@ def test_signed_transaction_round_trips_canonically(tx):
 
 @pytest.mark.parametrize("body", [
     Transfer(bytes(range(20)), 1), Bid(SELL, 7, 1, 0, 2, 9), CancelBid(bytes(32)), RegisterSolver(MAX_AMOUNT),
-    Commit(U64_MAX, b"\xff" * 32), MeterReading(3, 0, 2**32 - 1)])
+    Commit(U64_MAX, b"\xff" * 32), MeterReading(3, 0, 2**32 - 1, b"\x05" * 64), RegisterMeter(b"\x01" * 32)])
 def test_each_body_kind_round_trips_at_its_edges(body):
     tx = tx_of(body, nonce=U64_MAX, fee=MAX_AMOUNT)
     assert decode_tx(tx.encoded) == tx
@@ -239,7 +241,7 @@ def test_fee_above_max_amount_is_rejected():
         decode_tx(_raw_tx(3, bytes(32), fee=_v(MAX_AMOUNT + 1)))
 
 
-@pytest.mark.parametrize("tag", [0, 12, 200, U64_MAX])
+@pytest.mark.parametrize("tag", [0, 13, 200, U64_MAX])
 def test_unknown_type_tag_is_rejected(tag):
     with pytest.raises(TxError, match=f"unknown type tag {tag}"):
         decode_tx(_raw_tx(tag, bytes(32)))

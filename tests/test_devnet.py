@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import re
 import time
+import urllib.request
 from pathlib import Path
 
 from node_support import ENV, TRANSX, wait_for
@@ -18,8 +20,9 @@ def test_devnet_trades_and_stops_everything_on_sigterm(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
     lines: list[str] = []
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not any("cleared" in ln for ln in lines):
+        deadline = time.monotonic() + 120
+        settled = re.compile(r"\| slot (\d+) settled: ")
+        while time.monotonic() < deadline and not any(settled.search(ln) for ln in lines):
             line = proc.stdout.readline()
             if not line:
                 break
@@ -29,6 +32,12 @@ def test_devnet_trades_and_stops_everything_on_sigterm(tmp_path):
         node = manifest["nodes"][0]
         assert node["api"].startswith("http://127.0.0.1:") and (d / "node1" / "node.json").exists()
         assert len(manifest["households"]) == 12
+        # The households' meters reported, and the chain settled their slots against the readings.
+        slot = int(next(m for ln in lines if (m := settled.search(ln)))[1])
+        with urllib.request.urlopen(f"{node['api']}/api/market/{slot}", timeout=10) as r:
+            delivery = json.loads(r.read())["delivery"]
+        assert delivery["status"] == "settled", delivery
+        assert any(a["reading"] == "on time" for a in delivery["accounts"]), delivery
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)

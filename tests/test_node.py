@@ -35,10 +35,12 @@ def _fund(node, *addresses: str, amount: str = "100") -> None:
     wait_for(lambda: all(_balance(node, a)["balance"] > 0 for a in addresses), 30, "funding to land")
 
 
-def test_wallets_bid_and_a_slot_clears_and_pays(node):
+def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     seller = transx_json("wallet", "new", *node.dd)["address"]
     buyer = transx_json("wallet", "new", *node.dd)["address"]
     _fund(node, seller, buyer)
+    meters = {a: transx_json("meter", "register", "--address", a, *node.dd)["meter"] for a in (seller, buyer)}
+    wait_for(lambda: all(_balance(node, a)["meter"] for a in meters), 30, "the meters' registration")
     listed = transx_json("wallet", "list", *node.dd)
     assert {seller, buyer} <= {r["address"] for r in listed}
 
@@ -62,10 +64,26 @@ def test_wallets_bid_and_a_slot_clears_and_pays(node):
 
     fee = 1000
     s, b = _balance(node, seller), _balance(node, buyer)
-    assert s["balance"] == 100_000_000 - fee + payment
-    assert b["balance"] == 100_000_000 - fee - rows["buy"]["amount"]
+    assert (s["balance"], s["escrowed"]) == (100_000_000 - 2 * fee, payment)  # held until delivery settles
+    assert b["balance"] == 100_000_000 - 2 * fee - rows["buy"]["amount"]
     assert rows["buy"]["amount"] == payment + 30_000 * 3000 // 1000  # payment plus the network charge
     assert b["escrowed"] == 0 and b["open_bids"] == []
+
+    # The meters: the seller delivered 2 of its 3 kWh, the buyer took all 3.
+    transx("meter", "read", "--slot", str(slot), "--exported-wh", "2000", "--address", seller, *node.dd, check=True)
+    transx("meter", "read", "--slot", str(slot), "--imported-wh", "3000", "--address", buyer, *node.dd, check=True)
+    window = node.get("/api/node")["meter_window"]
+    node.wait_height(slot + window + 1)
+    s = _balance(node, seller)
+    short = -(-1000 * 570_000 // 1000)  # the missing kWh, bought from the grid at retail at the seller's cost
+    assert (s["balance"], s["escrowed"]) == (100_000_000 - 3 * fee + payment - short, 0)
+    assert s["settlements"][0]["slot"] == slot
+    assert (s["settlements"][0]["shortfall_wh"], s["settlements"][0]["charge"]) == (1000, short)
+    assert _balance(node, buyer)["balance"] == b["balance"] - fee  # took what it bought: nothing to settle
+    d = transx_json("explorer", "market", str(slot), *node.dd)["delivery"]
+    assert d["status"] == "settled" and {r["address"] for r in d["accounts"]} == {seller, buyer}
+    text = transx("explorer", "address", seller, *node.dd, check=True).stdout
+    assert "delivery settlements" in text and "1,000" in text
 
     block = transx_json("explorer", "block", str(slot), *node.dd)
     assert block["clearing"]["traded_wh"] == 3000 and not block["clearing"]["void"]
@@ -91,6 +109,9 @@ def test_bad_cli_input_is_one_line_and_nonzero(node):
         (("wallet", "send", payee, "5", "--from", payee), 1, "insufficient balance"),
         (("explorer", "block", "999999"), 1, "no block"),
         (("explorer", "tx", "zz"), 1, "hex"),
+        (("meter", "read", "--slot", "1", "--imported-wh", "5", "--exported-wh", "5"), 2, "not both"),
+        (("meter", "read", "--slot", "1", "--exported-wh", "-5"), 2, "--exported-wh"),
+        (("meter", "read", "--slot", "1", "--exported-wh", "5"), 2, "no meter is registered"),
     ]
     before = node.get("/api/node")["mempool"]
     for args, status, words in cases:
@@ -211,9 +232,11 @@ def test_sigkill_at_any_instant_restarts_with_the_chain_intact(tmp_path):
                 b = n.get(f"/api/block/{h}")
                 assert b["parent"] == prev, f"round {round_}: block {h} does not link to {h - 1}"
                 prev = b["hash"]
-            # Money is conserved: what the accounts hold plus what was burned is what was minted.
+            # Money is conserved: what the accounts hold plus what was burned or paid to the grid is what
+            # was minted or paid by the grid.
             held, info = _money(n, addresses)
-            assert held + info["supply"]["burned"] == info["supply"]["minted"]
+            sup = info["supply"]
+            assert held + sup["burned"] + sup["grid_charged"] == sup["minted"] + sup["grid_credited"]
             assert info["supply"]["minted"] == 1_000_000_000_000 + 100_000_000 + 1_000_000 * info["height"]
         # Pending transactions survive a kill: one held back by a nonce gap is still pending after the
         # restart, and goes in once the gap is filled.

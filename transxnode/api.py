@@ -90,9 +90,11 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
             "chain_id": g.chain_id, "genesis": g.hash.hex(), "height": chain.height, "head": chain.head.hash.hex(),
             "address": encode_address(node.address), "mempool": len(node.mempool),
             "slot_seconds": g.slot_seconds, "gate_closure": g.gate_closure, "bid_horizon": g.bid_horizon,
+            "meter_window": g.meter_window,
             "first_open_slot": first_open_slot(g, chain.height), "zones": g.zones, "min_fee": g.min_fee,
             "grid": {"feed_in": g.feed_in, "retail": g.retail}, "genesis_time": g.timestamp,
-            "supply": {"minted": totals.minted, "burned": totals.burned},
+            "supply": {"minted": totals.minted, "burned": totals.burned, "grid_charged": totals.grid_charged,
+                       "grid_credited": totals.grid_credited},
             # whole slots since the head's slot began: 0 or 1 when the node keeps up with the network
             "behind_slots": max(0, (time.time_ns() // 1_000_000 - g.slot_start_ms(chain.height)) // (g.slot_seconds * 1000)),
             **(info() if info is not None else {}),

@@ -21,6 +21,7 @@ from consensus.ranking import Rank, commitment, rank
 
 from .genesis import Genesis
 from .ledger import SlotMarket
+from .settlement import settle_delivery
 from .state import StateOverlay, next_state_hash
 from .store import Store, StoreError
 from .transactions import TX, Transfer, Tx, TxError, check_stateless
@@ -222,6 +223,7 @@ class Chain:
         ledger.settle_slot(state, self.market(height)[0], clearing, g)
         ledger.reveal_in_block(state, height, proposer, clearing.hash, salt)
         ledger.settle_solvers(state, height, g)
+        settle_delivery(state, height, g)
         ex = _Execution(state, 0, [])
         for tx in txs:
             if len(ex.applied) >= g.max_block_txs:

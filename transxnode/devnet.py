@@ -5,8 +5,11 @@ registered solver, starts the node processes on 127.0.0.1 (each bootstrapped
 to all the others over libp2p), and plays simulated households against them:
 rooftop PV homes that sell, homes and EV charging stations that buy, each
 posting a bid for the first open slot every slot, to a node of its own, so the
-bids reach the others by gossip.  Prints one status line per cleared slot, and
-stops every process it started on Ctrl-C.
+bids reach the others by gossip.  Each household's meter is registered on
+chain; after a slot it traded in, the meter reports what was really delivered
+(the cleared quantity, off by the weather or the driver), and the chain settles
+the difference.  Prints one status line per cleared slot, and stops every
+process it started on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from nacl.signing import SigningKey
 from .client import ApiClient, ClientError
 from .datadir import init_datadir
 from .genesis import dev_genesis
-from .keys import address_of_key, encode_address
-from .transactions import BUY, SELL, Bid, sign_tx
+from .keys import address_of_key, encode_address, public_key
+from .metering import sign_reading
+from .transactions import BUY, SELL, Bid, Body, MeterReading, RegisterMeter, sign_tx
 
 PASSWORD = "devnet"  # the devnet's keys guard nothing of value
 ROLES = (("pv", 0.45), ("home", 0.4), ("ev", 0.15))
@@ -41,6 +45,11 @@ class DevnetError(Exception):
     """The devnet cannot start; one line for the user."""
 
 
+# How far a household's metered energy strays from what it cleared (a uniform factor): the PV forecast
+# misses the clouds, a home's load is not quite its profile, an EV leaves early or late.
+DELIVERY = {"pv": (0.8, 1.1), "home": (0.85, 1.2), "ev": (0.7, 1.1)}
+
+
 @dataclass
 class Household:
     """A simulated participant: a PV home sells its surplus, a home or an EV station buys."""
@@ -48,6 +57,7 @@ class Household:
     key: SigningKey
     role: str
     zone: int
+    meter: SigningKey
     nonce: int = 0
 
     @property
@@ -61,6 +71,13 @@ class Household:
                        slot - gate_closure)
         wh = rng.randint(7_000, 22_000) if self.role == "ev" else rng.randint(1_000, 8_000)
         return Bid(BUY, slot, wh, rng.randint(250_000, 570_000), self.zone, slot - gate_closure)
+
+    def reading(self, rng: random.Random, chain_id: str, slot: int, traded_wh: int) -> MeterReading:
+        """What the meter measured in a slot where this household cleared `traded_wh`."""
+        lo, hi = DELIVERY[self.role]
+        wh = min(2**32 - 1, round(traded_wh * rng.uniform(lo, hi)))
+        side = "exported_wh" if self.role == "pv" else "imported_wh"
+        return sign_reading(self.meter, chain_id=chain_id, account=address_of_key(self.key), slot=slot, **{side: wh})
 
 
 @dataclass
@@ -93,7 +110,8 @@ class Devnet:
         self.slot_seconds = slot_seconds
         self.households = [
             Household(SigningKey(_seed(seed, f"home{k}")),
-                      self.rng.choices([r for r, _ in ROLES], [w for _, w in ROLES])[0], self.rng.randrange(3))
+                      self.rng.choices([r for r, _ in ROLES], [w for _, w in ROLES])[0], self.rng.randrange(3),
+                      SigningKey(_seed(seed, f"meter{k}")))
             for k in range(homes)
         ]
         self.nodes: list[DevnetNode] = []
@@ -201,10 +219,12 @@ class Devnet:
         chain_id, gate = info["chain_id"], info["gate_closure"]
         reported = info["height"]
         bid_for = -1
+        self._send_all(chain_id, lambda h: RegisterMeter(public_key(h.meter)))
         while slots is None or slots > 0:
             info = self.client.get("/api/node")
             for h in range(reported + 1, info["height"] + 1):
-                self.say(self.status(h))
+                self.say(self.status(h, info["meter_window"]))
+                self._send_readings(chain_id, h)
                 if slots is not None:
                     slots -= 1
             reported = info["height"]
@@ -216,36 +236,65 @@ class Devnet:
             time.sleep(min(0.25, self.slot_seconds / 8))
 
     def _post_bids(self, chain_id: str, slot: int, gate: int) -> None:
-        """Each household bids through a node of its own (home k uses node k mod N): gossip does the rest.
-        It signs at the node's next nonce for it, so a bid the chain dropped (its slot closed before a
-        block took it) leaves no gap that would hold its later bids back."""
+        self._send_all(chain_id, lambda h: h.bid(self.rng, slot, gate))
+
+    def _send_readings(self, chain_id: str, slot: int) -> None:
+        """Each household that traded in `slot` sends its meter's reading."""
+        assert self.client is not None
+        traded: dict[str, int] = {}
+        for p in self.client.get(f"/api/market/{slot}")["participants"]:
+            traded[p["owner"]] = traded.get(p["owner"], 0) + p["wh"]
+        self._send_all(chain_id, lambda h: h.reading(self.rng, chain_id, slot, traded[h.address])
+                       if traded.get(h.address) else None)
+
+    def _send_all(self, chain_id: str, body_of: Callable[[Household], Body | None]) -> None:
+        """Each household signs `body_of(it)` (None: nothing to send) and sends it through a node of its own
+        (home k uses node k mod N): gossip does the rest.  It signs at the node's next nonce for it, so a
+        transaction the chain dropped (a bid whose slot closed before a block took it) leaves no gap that
+        would hold its later ones back."""
         for k, h in enumerate(self.households):
+            body = body_of(h)
+            if body is None:
+                continue
             client = ApiClient(self.nodes[k % len(self.nodes)].api)
             try:
                 h.nonce = client.get(f"/api/address/{h.address}")["pending_nonce"]
             except ClientError:
                 continue  # that node is down (a test killed it, say): try again next slot
-            tx = sign_tx(h.key, chain_id=chain_id, nonce=h.nonce, fee=1_000, body=h.bid(self.rng, slot, gate))
+            tx = sign_tx(h.key, chain_id=chain_id, nonce=h.nonce, fee=1_000, body=body)
             try:
                 client.submit(tx.encoded)
             except ClientError as e:
                 if os.environ.get("TRANSX_DEVNET_DEBUG"):
-                    self.say(f"bid of {h.address[:12]} via node {k % len(self.nodes) + 1} refused: {e}")
+                    self.say(f"{tx.kind} of {h.address[:12]} via node {k % len(self.nodes) + 1} refused: {e}")
 
-    def status(self, height: int) -> str:
-        """One line for a cleared slot: bids, energy, price, the households' gain, the winner."""
+    def status(self, height: int, meter_window: int) -> str:
+        """One line for a cleared slot: bids, energy, price, the households' gain, the winner, and how the
+        slot that block settled was really delivered."""
         assert self.client is not None
         m = self.client.get(f"/api/market/{height}")
         b = self.client.get(f"/api/block/{height}")
         sells = sum(1 for x in m["bids"] if x["side"] == "sell")
         gain = sum(p["return_vs_grid"] for p in m["participants"])
         winner = (b["proposer"] or "-")[:14]
+        settled = self._settled(height - meter_window - 1)
         if not m["trades"]:
             return f"slot {height:>5}  bids {sells:>3} sell {len(m['bids']) - sells:>3} buy  no trades" + \
-                   (" (void)" if m.get("void") else "") + f"  winner {winner}"
+                   (" (void)" if m.get("void") else "") + f"  winner {winner}{settled}"
         return (f"slot {height:>5}  bids {sells:>3} sell {len(m['bids']) - sells:>3} buy  cleared "
                 f"{m['traded_wh'] / 1000:7.1f} kWh in {len(m['trades']):>3} trades at {m['average_price'] / 1e6:.4f}"
-                f"/kWh  gain vs grid {gain / 1e6:8.3f}  winner {winner}")
+                f"/kWh  gain vs grid {gain / 1e6:8.3f}  winner {winner}{settled}")
+
+    def _settled(self, slot: int) -> str:
+        if slot < 1:
+            return ""
+        d = self.client.get(f"/api/market/{slot}").get("delivery")  # type: ignore[union-attr]
+        if not d or d["status"] != "settled" or not d["accounts"]:
+            return ""
+        rows = d["accounts"]
+        short = sum(r["shortfall_wh"] for r in rows) / 1000
+        unused = sum(r["unused_wh"] for r in rows) / 1000
+        return f"  | slot {slot} settled: {short:.1f} kWh short, {unused:.1f} kWh unused"
 
     def stop(self) -> None:
         """Stop every process this devnet started (SIGINT; SIGKILL for those still running 20 s later,

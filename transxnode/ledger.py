@@ -1,8 +1,9 @@
 """The state transition: what a transaction, a slot's clearing and a block reward do to the ledger.
 
 Pure functions over a `StateOverlay`; integers only.  Money is conserved:
-``sum of balances + escrow + solver deposits + burned == minted``, where
-only block rewards mint.
+``sum of balances + escrow + solver deposits + burned + grid_charged ==
+minted + grid_credited``, where only block rewards mint and the grid is the
+one party outside the chain (delivery settlement, settlement.py).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from .blocks import HEADER, BlockClearing
 from .codec import DecodeError
 from .genesis import Genesis
 from .charging import session_cost
-from .state import (ACCOUNT, CANCELLED, CLEARED, OPEN, SESSION_CLOSED, SESSION_OPEN, SOLVER, Account, BidRecord,
-                    SessionRecord, SolverRecord, StateOverlay, Totals)
-from .transactions import (BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterSolver,
-                           Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError, WithdrawSolver, escrow_for)
+from .state import (ACCOUNT, CANCELLED, CLEARED, OPEN, READING, SESSION_CLOSED, SESSION_OPEN, SOLVER, Account,
+                    BidRecord, Reading, SessionRecord, SolverRecord, StateOverlay, Totals)
+from .metering import reading_ok
+from .transactions import (BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter,
+                           RegisterSolver, Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError, WithdrawSolver,
+                           escrow_for)
 
 
 class LedgerError(Exception):
@@ -95,7 +98,9 @@ def apply_tx(state: StateOverlay, tx: Tx, height: int, g: Genesis) -> int:
         _remove_solver(state, cheat, rec)
         state.put(schema.evidence(first.height, cheat), tx.hash)
     elif isinstance(b, MeterReading):
-        state.put(schema.meter(b.slot, sender), tx.hash)
+        state.put(schema.meter(b.slot, sender), READING.encode(Reading(b.imported_wh, b.exported_wh, height)))
+    elif isinstance(b, RegisterMeter):
+        state.put(schema.meter_key(sender), b.meter)
     state.set_account(sender, acct)
     if isinstance(b, (SessionOpen, SessionClose)):
         _apply_session(state, b, sender, height)  # after the station's account is written: it may be the owner
@@ -207,8 +212,18 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
     if isinstance(b, MeterReading):
         if b.slot >= height:
             raise TxError(f"slot {b.slot} has not been delivered yet (height {height})")
+        if height > b.slot + g.meter_window:
+            raise TxError(f"readings for slot {b.slot} closed at height {b.slot + g.meter_window} (meter window "
+                          f"{g.meter_window} slots); the chain is at height {height}")
+        meter = state.meter_key(tx.sender)
+        if meter is None:
+            raise TxError("no meter is registered to this address (`transx meter register`)")
+        if not reading_ok(b, chain_id=g.chain_id, account=tx.sender, meter=meter):
+            raise TxError("the reading is not signed by the meter registered to this address")
         if state.get(schema.meter(b.slot, tx.sender)) is not None:
             raise TxError(f"a reading for slot {b.slot} is already on chain")
+        return 0
+    if isinstance(b, RegisterMeter):
         return 0
     if isinstance(b, SessionOpen):
         a = b.auth
@@ -351,8 +366,9 @@ def network_fee(g: Genesis, seller_zone: int, buyer_zone: int, wh: int) -> int:
 
 
 def settle_slot(state: StateOverlay, market: SlotMarket, clearing: BlockClearing, g: Genesis) -> None:
-    """Pay each trade from the buyer's escrow to the seller, then close every bid of the slot
-    and return the unspent escrow.  The clearing has been verified against `market`."""
+    """Pay each trade from the buyer's escrow into the seller's (held there until the slot's delivery
+    is settled), then close every bid of the slot and return the unspent escrow.  The clearing has
+    been verified against `market`."""
     inst = market.instance
     traded: dict[str, list[int]] = {pid: [0, 0] for pid in market.bids}  # wh, amount
     operator_fees = burned = 0
@@ -376,8 +392,8 @@ def settle_slot(state: StateOverlay, market: SlotMarket, clearing: BlockClearing
             if amount > rec.escrow:
                 raise LedgerError(f"bid {pid} pays {amount}, more than its escrow {rec.escrow}")
             owner = replace(owner, balance=owner.balance + rec.escrow - amount, escrowed=owner.escrowed - rec.escrow)
-        else:
-            owner = replace(owner, balance=owner.balance + amount)
+        else:  # held until the delivery is settled (settlement.py)
+            owner = replace(owner, escrowed=owner.escrowed + amount)
         state.set_account(rec.owner, owner)
         state.set_bid(bytes.fromhex(pid), replace(rec, status=CLEARED, escrow=0, traded_wh=wh, amount=amount))
     if operator_fees:
@@ -398,9 +414,10 @@ def reward(state: StateOverlay, proposer: bytes, fees: int, g: Genesis) -> None:
 
 
 def money_in_state(state: StateOverlay) -> tuple[int, int]:
-    """(balances + escrow + deposits + burned, minted): equal in every valid state."""
+    """(balances + escrow + deposits + burned + paid to the grid, minted + paid by the grid): equal in
+    every valid state."""
     accounts = (ACCOUNT.decode(v) for _, v in state.items(b"sa"))
     held = sum(a.balance + a.escrowed for a in accounts)
     held += sum(SOLVER.decode(v).deposit for _, v in state.items(schema.SOLVERS))
     t = state.totals()
-    return held + t.burned, t.minted
+    return held + t.burned + t.grid_charged, t.minted + t.grid_credited

@@ -85,13 +85,41 @@ def evidence(height: int, addr: bytes) -> bytes:
     return b"se" + u64(height) + addr
 
 
+def meter_key(addr: bytes) -> bytes:
+    """The public key of the meter registered to an account."""
+    return b"sm" + addr
+
+
 def meter(slot: int, addr: bytes) -> bytes:
+    """An account's meter reading for a delivered slot (state.READING)."""
     return b"sr" + u64(slot) + addr
+
+
+def meter_readings(slot: int) -> bytes:
+    return b"sr" + u64(slot)
+
+
+def settlement(slot: int, addr: bytes) -> bytes:
+    """How an account's trades of a slot settled against its meter (state.SETTLEMENT)."""
+    return b"sp" + u64(slot) + addr
+
+
+def settlements_of_slot(slot: int) -> bytes:
+    return b"sp" + u64(slot)
+
+
+def party_settlement(addr: bytes, slot: int) -> bytes:
+    """The same settlements listed by account (empty values)."""
+    return b"sq" + addr + u64(slot)
+
+
+def party_settlements(addr: bytes) -> bytes:
+    return b"sq" + addr
 
 
 def session(session_id: bytes) -> bytes:
     """An EV charging session (charging.py), by its id."""
-    return b"sc" + session_id
+    return b"sg" + session_id
 
 
 def party_session(party: bytes, session_id: bytes) -> bytes:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Iterator, Protocol
 
 from . import schema
-from .codec import ADDRESS, U64, ListOf, Optional_, Record, Text, UInt, VarBytes, digest
+from .codec import ADDRESS, U32, U64, Bool, ListOf, Optional_, Record, Text, UInt, VarBytes, digest
 
 OPEN, CANCELLED, CLEARED = 0, 1, 2
 STATUS_NAMES = {OPEN: "open", CANCELLED: "cancelled", CLEARED: "cleared"}
@@ -69,9 +69,35 @@ class SessionRecord:
 
 
 @dataclass(frozen=True)
+class Reading:
+    imported_wh: int
+    exported_wh: int
+    included: int  # height of the block that carried it
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """An account's trades of one slot against what its meter measured (settlement.py)."""
+
+    sold_wh: int  # cleared
+    bought_wh: int
+    exported_wh: int  # measured (or the default for a missing reading)
+    imported_wh: int
+    read: bool  # a reading arrived before the deadline
+    shortfall_wh: int  # sold but not delivered: replaced from the grid at retail, at the seller's cost
+    unused_wh: int  # bought but not taken: it flowed to the grid, credited at the feed-in tariff
+    released: int  # the seller's revenue, held since the clearing
+    charge: int  # paid to the grid for the shortfall
+    credit: int  # paid by the grid for the unused energy
+    unpaid: int = 0  # the part of the charge neither the revenue nor the balance covered
+
+
+@dataclass(frozen=True)
 class Totals:
     minted: int  # genesis supply plus every block reward
     burned: int  # network charges without an operator
+    grid_charged: int = 0  # delivery shortfalls paid to the grid (settlement)
+    grid_credited: int = 0  # unused energy paid for by the grid (settlement)
 
 
 ACCOUNT = Record(Account, {"balance": U64, "nonce": U64, "escrowed": U64})
@@ -82,7 +108,12 @@ SESSION = Record(SessionRecord, {
     "owner": ADDRESS, "station": ADDRESS, "ev_id": Text(32, min_len=1), "max_wh": U64, "price": U64, "escrow": U64,
     "opened": U64, "soc_start": UInt(100), "status": UInt(1), "closed": U64, "delivered_wh": U64, "soc_end": UInt(100),
     "amount": U64})
-TOTALS = Record(Totals, {"minted": UInt(2**80), "burned": UInt(2**80)})
+TOTALS = Record(Totals, {"minted": UInt(2**80), "burned": UInt(2**80), "grid_charged": UInt(2**80),
+                         "grid_credited": UInt(2**80)})
+READING = Record(Reading, {"imported_wh": U32, "exported_wh": U32, "included": U64})
+SETTLEMENT = Record(Settlement, {
+    "sold_wh": U64, "bought_wh": U64, "exported_wh": U64, "imported_wh": U64, "read": Bool(), "shortfall_wh": U64,
+    "unused_wh": U64, "released": U64, "charge": U64, "credit": U64, "unpaid": U64})
 
 
 class Reader(Protocol):
@@ -216,6 +247,37 @@ class StateOverlay:
         ids = [k[len(prefix):] for k, _ in self.items(prefix)]
         return [(i, rec) for i in ids if (rec := self.session(i)) is not None]
 
+    def meter_key(self, addr: bytes) -> bytes | None:
+        return self.get(schema.meter_key(addr))
+
+    def reading(self, slot: int, addr: bytes) -> Reading | None:
+        raw = self.get(schema.meter(slot, addr))
+        return READING.decode(raw) if raw is not None else None
+
+    def readings_of_slot(self, slot: int) -> list[tuple[bytes, Reading]]:
+        prefix = schema.meter_readings(slot)
+        return [(k[len(prefix):], READING.decode(v)) for k, v in self.items(prefix)]
+
+    def set_settlement(self, slot: int, addr: bytes, s: Settlement) -> None:
+        self.put(schema.settlement(slot, addr), SETTLEMENT.encode(s))
+        self.put(schema.party_settlement(addr, slot), b"")
+
+    def settlements_of_slot(self, slot: int) -> list[tuple[bytes, Settlement]]:
+        """(account, settlement) of every account that traded in `slot`, once the slot is settled."""
+        prefix = schema.settlements_of_slot(slot)
+        return [(k[len(prefix):], SETTLEMENT.decode(v)) for k, v in self.items(prefix)]
+
+    def settlements_of(self, addr: bytes) -> list[tuple[int, Settlement]]:
+        """(slot, settlement) of an account, oldest first."""
+        prefix = schema.party_settlements(addr)
+        out = []
+        for k, _ in self.items(prefix):
+            slot = schema.read_u64(k[len(prefix):])
+            raw = self.get(schema.settlement(slot, addr))
+            if raw is not None:
+                out.append((slot, SETTLEMENT.decode(raw)))
+        return out
+
     def totals(self) -> Totals:
         raw = self.get(schema.TOTALS)
         return TOTALS.decode(raw) if raw is not None else Totals(0, 0)
@@ -224,5 +286,5 @@ class StateOverlay:
         self.put(schema.TOTALS, TOTALS.encode(t))
 
 
-__all__ = ["ACCOUNT", "BID", "SESSION", "Account", "BidRecord", "SessionRecord", "SolverRecord", "StateOverlay",
-           "Totals"]
+__all__ = ["ACCOUNT", "BID", "READING", "SESSION", "SETTLEMENT", "Account", "BidRecord", "Reading", "SessionRecord",
+           "Settlement", "SolverRecord", "StateOverlay", "Totals"]

@@ -15,7 +15,7 @@ import plyvel
 from . import schema
 from .state import decode_changes, encode_changes
 
-FORMAT_VERSION = b"1"
+FORMAT_VERSION = b"2"  # 2: delivery settlement (meter keys, readings, settlements, grid totals)
 
 
 class StoreError(Exception):

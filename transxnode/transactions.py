@@ -1,7 +1,7 @@
 """Signed transactions: what a user asks the chain to do.
 
 A transaction is a body (transfer, bid, cancel, solver registration,
-solution commit, meter reading) plus the envelope every kind shares:
+solution commit, meter registration and reading, charging session) plus the envelope every kind shares:
 chain id, signer's public key, nonce, fee, Ed25519 signature over the
 canonical encoding.  `check_stateless` decides what needs no chain state
 (signature, sizes, ranges); the ledger decides the rest.
@@ -95,9 +95,20 @@ class Evidence:
 
 @dataclass(frozen=True)
 class MeterReading:
+    """What the sender's registered meter measured in a delivered slot, signed by the meter
+    (metering.py); the chain settles the slot's trades against it (settlement.py)."""
+
     slot: int
     imported_wh: int
     exported_wh: int
+    meter_sig: bytes = bytes(64)
+
+
+@dataclass(frozen=True)
+class RegisterMeter:
+    """Bind a meter's Ed25519 public key to the sending account, replacing any earlier one."""
+
+    meter: bytes
 
 
 @dataclass(frozen=True)
@@ -127,18 +138,20 @@ BODY = Tagged({
     3: Record(CancelBid, {"bid": HASH}),
     4: Record(RegisterSolver, {"deposit": UInt(MAX_AMOUNT, lo=1)}),
     5: Record(Commit, {"height": U64, "commitment": HASH}),
-    6: Record(MeterReading, {"slot": U64, "imported_wh": U32, "exported_wh": U32}),
+    6: Record(MeterReading, {"slot": U64, "imported_wh": U32, "exported_wh": U32, "meter_sig": SIGNATURE}),
     7: Record(Reveal, {"height": U64, "clearing_hash": HASH, "salt": HASH}),
     8: Record(WithdrawSolver, {}),
     9: Record(Evidence, {"first": VarBytes(400), "second": VarBytes(400)}),
     10: Record(SessionOpen, {"auth": AUTHORISATION, "price": UInt(MAX_PRICE, lo=1), "soc_start": UInt(100)}),
     11: Record(SessionClose, {"session": HASH, "delivered_wh": UInt(MAX_SESSION_WH), "soc_end": UInt(100)}),
+    12: Record(RegisterMeter, {"meter": PUBKEY}),
 })
 KIND_NAMES = {Transfer: "transfer", Bid: "bid", CancelBid: "cancel", RegisterSolver: "register_solver",
               Commit: "commit", MeterReading: "meter", Reveal: "reveal", WithdrawSolver: "withdraw_solver",
-              Evidence: "evidence", SessionOpen: "session_open", SessionClose: "session_close"}
+              Evidence: "evidence", SessionOpen: "session_open", SessionClose: "session_close",
+              RegisterMeter: "register_meter"}
 Body = (Transfer | Bid | CancelBid | RegisterSolver | Commit | MeterReading | Reveal | WithdrawSolver | Evidence
-        | SessionOpen | SessionClose)
+        | SessionOpen | SessionClose | RegisterMeter)
 
 
 @dataclass(frozen=True)
@@ -219,6 +232,7 @@ def escrow_for(wh: int, price: int) -> int:
     return -(-wh * price // 1000)
 
 
-__all__ = ["BUY", "SELL", "Bid", "Body", "CancelBid", "Commit", "MeterReading", "RegisterSolver", "SessionClose",
+__all__ = ["BUY", "SELL", "Bid", "Body", "CancelBid", "Commit", "MeterReading", "RegisterMeter", "RegisterSolver",
+           "SessionClose",
            "SessionOpen", "Transfer", "Tx",
            "InvalidTx", "TxError", "check_stateless", "decode_tx", "escrow_for", "sign_tx"]

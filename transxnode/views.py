@@ -16,9 +16,10 @@ from .blocks import HEADER, Block, Header
 from .chain import Chain
 from .keys import address_of, encode_address
 from .ledger import slot_market
-from .state import CANCELLED, OPEN, STATUS_NAMES, BidRecord
-from .transactions import (SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterSolver, Reveal,
-                           SessionClose, SessionOpen, Transfer, Tx)
+from .settlement import settled_slot
+from .state import CANCELLED, OPEN, STATUS_NAMES, BidRecord, Settlement
+from .transactions import (SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter, RegisterSolver,
+                           Reveal, SessionClose, SessionOpen, Transfer, Tx)
 
 
 def header_json(h: Header) -> dict[str, Any]:
@@ -61,6 +62,8 @@ def tx_json(tx: Tx) -> dict[str, Any]:
                    price=b.price, soc_start=b.soc_start)
     elif isinstance(b, SessionClose):
         out.update(session=b.session.hex(), delivered_wh=b.delivered_wh, soc_end=b.soc_end)
+    elif isinstance(b, RegisterMeter):
+        out.update(meter=b.meter.hex())
     return out
 
 
@@ -85,6 +88,26 @@ def bid_json(bid_id: bytes, r: BidRecord) -> dict[str, Any]:
             "status": STATUS_NAMES[r.status], "traded_wh": r.traded_wh, "amount": r.amount}
 
 
+def settlement_json(s: Settlement) -> dict[str, Any]:
+    return {"sold_wh": s.sold_wh, "bought_wh": s.bought_wh, "exported_wh": s.exported_wh,
+            "imported_wh": s.imported_wh, "reading": "on time" if s.read else "missing (default applied)",
+            "shortfall_wh": s.shortfall_wh, "unused_wh": s.unused_wh, "released": s.released, "charge": s.charge,
+            "credit": s.credit, "unpaid": s.unpaid}
+
+
+def delivery_view(chain: Chain, slot: int) -> dict[str, Any]:
+    """Where a slot's delivery settlement stands: the readings so far, or how each account settled."""
+    g, state = chain.genesis, chain.state()
+    at = slot + g.meter_window + 1
+    if settled_slot(chain.height, g) >= slot:
+        rows = [{"address": encode_address(a), **settlement_json(s)} for a, s in state.settlements_of_slot(slot)]
+        return {"status": "settled", "settled_at": at, "accounts": rows}
+    readings = [{"address": encode_address(a), "imported_wh": r.imported_wh, "exported_wh": r.exported_wh,
+                 "included": r.included} for a, r in state.readings_of_slot(slot)]
+    return {"status": "awaiting readings" if slot <= chain.height else "not delivered", "readings_until": at - 1,
+            "settles_at": at, "readings": readings}
+
+
 def slot_view(chain: Chain, slot: int) -> dict[str, Any]:
     """A slot's market: its bids, and once cleared its trades, prices, surpluses and returns against the grid."""
     state = chain.state()
@@ -103,6 +126,7 @@ def slot_view(chain: Chain, slot: int) -> dict[str, Any]:
     }
     if block is None or not bids:
         return out
+    out["delivery"] = delivery_view(chain, slot)
     inst = slot_market(state, slot, chain.genesis).instance
     c = block.clearing
     out["void"] = c.void
@@ -136,6 +160,8 @@ def address_view(chain: Chain, addr: bytes, pending_nonce: int, history: int = 5
         if rec is not None and rec.status == OPEN:
             open_bids.append(bid_json(bid_id, rec))
     solver = state.solver(addr)
+    meter = state.meter_key(addr)
+    settlements = [{"slot": slot, **settlement_json(s)} for slot, s in state.settlements_of(addr)[-20:]]
     return {
         "address": encode_address(addr),
         "balance": acct.balance,
@@ -143,6 +169,8 @@ def address_view(chain: Chain, addr: bytes, pending_nonce: int, history: int = 5
         "nonce": acct.nonce,
         "pending_nonce": pending_nonce,
         "solver_deposit": solver.deposit if solver else 0,
+        "meter": meter.hex() if meter else None,
+        "settlements": settlements[::-1],  # newest first
         "open_bids": open_bids,
         "history": address_history(chain, addr, history),
     }
