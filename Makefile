@@ -22,6 +22,7 @@ bench: $(STAMP)
 	$(PY) bench/solver.py
 	$(PY) bench/chain.py
 	$(PY) bench/consensus.py
+	$(PY) bench/network.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
