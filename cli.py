@@ -614,6 +614,48 @@ def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, a
     _emit(out, as_json, lambda d: f"bid {d['bid']} sent (pending; it clears in slot {slot})")
 
 
+@bid.command("profile")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--zone", type=click.IntRange(0, 255), default=0, show_default=True,
+              help="Your network zone, for rows that name none.")
+@click.option("--from", "sender", help="Address that bids (default: the default address).")
+@click.option("-y", "--yes", is_flag=True, help="Sign without asking.")
+@_datadir_option
+@_api_option
+@_password_option
+@_json_option
+@_guard
+def bid_profile(file, zone, sender, yes, datadir, api, password_file, as_json) -> None:
+    """Bid a whole day (or any run of slots) from FILE: CSV with a header `slot,side,quantity,price[,zone]`
+    or JSON (a list of such objects); a slot is a number or +N (N slots after the first open one).
+    Every row is checked before anything is signed."""
+    from transxnode.profile import parse_profile
+    from transxnode.transactions import Bid
+    from transxnode.wallet import send
+
+    text = click.open_file(file).read()
+    client = _client(api, datadir)
+    market, info = client.get("/api/market"), client.get("/api/node")
+    bids = parse_profile(text, first_open=market["first_open_slot"], last_allowed=market["height"] +
+                         info["bid_horizon"], zones=info["zones"], default_zone=zone, name=file)
+    if not as_json:
+        click.echo(_table(["slot", "side", "kWh", "price/kWh", "zone"],
+                          [[b.slot, "buy" if b.side == 0 else "sell", f"{b.wh / 1000:,.3f}", _price(b.price), b.zone]
+                           for b in bids], 60))
+    if not yes and sys.stdin.isatty() and not as_json:
+        click.confirm(f"sign and send these {len(bids)} bids?", abort=True)
+    key = _unlock(datadir, sender, password_file)
+    sent = []
+    progress = _progress()
+    for i, b in enumerate(bids):
+        body = Bid(side=b.side, slot=b.slot, wh=b.wh, price=b.price, zone=b.zone, expiry=b.slot - info["gate_closure"])
+        sent.append({"bid": send(client, key, body)["hash"], "slot": b.slot})
+        if progress and ((i + 1) % 10 == 0 or i + 1 == len(bids)):
+            progress(f"{i + 1}/{len(bids)} bids sent")
+    _emit({"bids": sent}, as_json, lambda d: f"{len(d['bids'])} bids sent (pending), slots {bids[0].slot}.."
+          f"{max(b.slot for b in bids)}")
+
+
 @bid.command("cancel")
 @click.argument("bid_id")
 @click.option("--from", "sender", help="The bid's owner (default: the default address).")

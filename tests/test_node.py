@@ -95,6 +95,36 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     assert "trades" in text and "vs grid" in text
 
 
+def test_a_day_of_bids_from_a_profile_file_lands_slot_by_slot(node, tmp_path):
+    home = transx_json("wallet", "new", *node.dd)["address"]
+    _fund(node, home)
+    info = node.get("/api/node")
+    profile = tmp_path / "day.csv"
+    # +1, +2, +3 (one past the first open slot: a block has time to take the first row), an absolute
+    # slot, and a zone of its own; blank lines are fine.
+    absolute = info["first_open_slot"] + 5
+    profile.write_text("slot,side,quantity,price,zone\n+1,sell,2.5kWh,0.30,\n+2,sell,3kWh,0.28,\n\n"
+                       f"+3,buy,800Wh,0.50,2\n{absolute},sell,1kWh,0.25,\n")
+    out = transx_json("bid", "profile", str(profile), "--from", home, "--zone", "1", "-y", *node.dd)
+    slots = [b["slot"] for b in out["bids"]]
+    first = slots[0] - 1
+    assert slots == [first + 1, first + 2, first + 3, absolute] and first >= info["first_open_slot"]
+    wait_for(lambda: len(_balance(node, home)["open_bids"]) + sum(
+        1 for h in _balance(node, home)["history"] if h["kind"] == "bid") >= 4, 30, "the profile's bids on chain")
+    mine = {b["slot"]: b for b in transx_json("bid", "list", home, *node.dd)}
+    for s in slots:
+        if s in mine:  # a slot may have cleared already on a fast chain
+            assert (mine[s]["side"], mine[s]["zone"]) == (("buy", 2) if s == first + 3 else ("sell", 1))
+    assert mine.get(first + 1, {"wh": 2_500})["wh"] == 2_500
+    # A bad row sends nothing: the whole file is checked first.
+    before = _balance(node, home)["pending_nonce"]
+    profile.write_text('[{"slot": "+1", "side": "sell", "quantity": "2kWh", "price": "0.3"},'
+                       ' {"slot": "+2", "side": "sell", "quantity": "lots", "price": "0.3"}]')
+    r = transx("bid", "profile", str(profile), "-y", "--from", home, *node.dd)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "bid 2: quantity 'lots'" in r.stderr, r.stderr
+    assert _balance(node, home)["pending_nonce"] == before
+
+
 def test_bad_cli_input_is_one_line_and_nonzero(node):
     payee = transx_json("wallet", "new", *node.dd)["address"]
     cases = [
