@@ -470,6 +470,135 @@ def wallet_send(to, amount, sender, fee, datadir, api, password_file, as_json) -
     _emit(out, as_json, lambda d: f"sent {_tokens(body.amount)} to {to}: transaction {d['hash']} (pending)")
 
 
+# --- the home agent ---------------------------------------------------------
+@main.group()
+def agent() -> None:
+    """The home agent: forecast the day, plan bids within the price band, send them, learn."""
+
+
+def _agent_options(fn):
+    for opt in reversed([
+        click.option("--kwp", type=click.FloatRange(0, 1000), default=5.0, show_default=True,
+                     help="PV array peak power (0: no panels)."),
+        click.option("--tilt", type=click.FloatRange(0, 90), default=10.0, show_default=True),
+        click.option("--azimuth", type=click.FloatRange(0, 360), default=180.0, show_default=True,
+                     help="Degrees from north the panels face."),
+        click.option("--lat", type=click.FloatRange(-90, 90), default=3.139, show_default=True),
+        click.option("--lon", type=click.FloatRange(-180, 180), default=101.687, show_default=True),
+        click.option("--utc-offset", type=click.FloatRange(-12, 14), default=8.0, show_default=True,
+                     help="Local time's offset from UTC, for the load profile."),
+        click.option("--daily-kwh", type=click.FloatRange(0, 10_000), default=12.0, show_default=True,
+                     help="What the home uses in a day."),
+        click.option("--battery-kwh", type=click.FloatRange(0, 1000), default=0.0, show_default=True),
+        click.option("--battery-soc", type=click.FloatRange(0, 100), default=50.0, show_default=True,
+                     help="The battery's state of charge now, percent."),
+        click.option("--cloudiness", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+                     help="Expected cloud cover, 0..1."),
+        click.option("--slots", type=click.IntRange(1, 1000), default=48, show_default=True,
+                     help="How many slots ahead to plan."),
+        click.option("--zone", type=click.IntRange(0, 255), default=0, show_default=True),
+        click.option("--from", "sender", help="Address that bids (default: the default address)."),
+        _datadir_option, _api_option, _password_option,
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _home_agent(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, battery_soc, cloudiness):
+    from agent.forecast import Site
+    from agent.home import HomeAgent
+    from agent.strategy import Battery
+
+    battery = Battery(capacity_wh=int(battery_kwh * 1000), soc_wh=int(battery_kwh * 10 * battery_soc)) \
+        if battery_kwh else None
+    site = Site(latitude=lat, longitude=lon, kwp=kwp, tilt=tilt, azimuth=azimuth) if kwp else None
+    return HomeAgent(site, daily_kwh, battery, cloudiness=cloudiness, utc_offset=utc_offset)
+
+
+def _send_plan(client, key, plan, zone, gate) -> list[str]:
+    from transxnode.transactions import Bid
+    from transxnode.wallet import send
+
+    return [send(client, key, Bid(b.side, b.slot, b.wh, b.price, zone, b.slot - gate))["hash"] for b in plan.bids]
+
+
+@agent.command("plan")
+@_agent_options
+@click.option("--send", "do_send", is_flag=True, help="Sign and send the planned bids.")
+@click.option("-y", "--yes", is_flag=True, help="With --send: sign without asking.")
+@_json_option
+@_guard
+def agent_plan(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, battery_soc, cloudiness, slots, zone,
+               sender, datadir, api, password_file, do_send, yes, as_json) -> None:
+    """Forecast the next SLOTS slots and show the bids the agent would post, with the return it
+    expects against net metering; --send posts them."""
+    home = _home_agent(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, battery_soc, cloudiness)
+    client = _client(api, datadir)
+    info, market = client.get("/api/node"), client.get("/api/market")
+    plan = home.plan(market["first_open_slot"], slots, info, market)
+    doc = plan.to_json()
+
+    def text(d) -> str:
+        by_slot = {b["slot"]: b for b in d["bids"]}
+        rows = []
+        for k, (pv, load) in enumerate(zip(d["pv_wh"], d["load_wh"])):
+            s = d["first_slot"] + k
+            b = by_slot.get(s)
+            rows.append([s, f"{pv / 1000:.2f}", f"{load / 1000:.2f}", b["side"] if b else "-",
+                         f"{b['wh'] / 1000:.2f}" if b else "", _price(b["price"]) if b else ""])
+        return (_table(["slot", "PV kWh", "load kWh", "bid", "kWh", "limit/kWh"], rows, 200) +
+                f"\nprice band: reference {_price(d['reference_price'])}, sell at least {_price(d['sell_limit'])}, "
+                f"buy at most {_price(d['buy_limit'])} per kWh\nexpected return against net metering: "
+                f"{_tokens(d['expected_gain'])} if every bid clears at the reference")
+
+    if not do_send:
+        _emit(doc, as_json, text)
+        return
+    if not as_json:
+        click.echo(text(doc))
+        if not yes and sys.stdin.isatty():
+            click.confirm(f"sign and send these {len(plan.bids)} bids?", abort=True)
+    hashes = _send_plan(client, _unlock(datadir, sender, password_file), plan, zone, info["gate_closure"])
+    _emit({**doc, "sent": hashes}, as_json, lambda d: f"{len(hashes)} bids sent (pending)")
+
+
+@agent.command("run")
+@_agent_options
+@_guard
+def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, battery_soc, cloudiness, slots, zone,
+              sender, datadir, api, password_file) -> None:
+    """Trade hands-free until Ctrl-C: keep bids posted SLOTS slots ahead, and after each settlement
+    widen or narrow the safety margin by how far the meter landed from what was cleared."""
+    import time
+
+    home = _home_agent(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, battery_soc, cloudiness)
+    client = _client(api, datadir)
+    address = sender or _default_address(datadir)
+    key = _unlock(datadir, address, password_file)
+    planned_to = -1
+    learnt = set()
+    try:
+        while True:
+            info, market = client.get("/api/node"), client.get("/api/market")
+            first = max(market["first_open_slot"], planned_to + 1)
+            last = market["first_open_slot"] + slots - 1
+            if first <= last:
+                plan = home.plan(first, last - first + 1, info, market)
+                sent = _send_plan(client, key, plan, zone, info["gate_closure"])
+                planned_to = last
+                click.echo(f"{time.strftime('%H:%M:%S')}  slots {first}..{last}: {len(sent)} bids sent, expected "
+                           f"{_tokens(plan.expected_gain)} against net metering (margin {home.strategy.margin:.0%})")
+            for s in client.get(f"/api/address/{address}")["settlements"]:
+                if s["slot"] not in learnt:
+                    learnt.add(s["slot"])
+                    home.strategy.learn(s["sold_wh"] or s["bought_wh"], s["shortfall_wh"] or s["unused_wh"])
+                    click.echo(f"{time.strftime('%H:%M:%S')}  slot {s['slot']} settled: {s['shortfall_wh']:,} Wh short, "
+                               f"{s['unused_wh']:,} Wh unused; margin now {home.strategy.margin:.0%}")
+            time.sleep(max(0.5, info["slot_seconds"] / 4))
+    except KeyboardInterrupt:
+        click.echo("agent stopped; bids already sent stay on the chain")
+
+
 # --- meters ---------------------------------------------------------------
 @main.group()
 def meter() -> None:
@@ -867,10 +996,17 @@ def _devnet(directory, nodes, homes, slot_seconds, slots, seed, station) -> None
         _fail(str(e))
     import signal
 
-    def interrupted(signum, frame):  # SIGTERM or a closed terminal stop the network as Ctrl-C does
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def interrupted(signum, frame):
+        """Ctrl-C, SIGTERM or a closed terminal: stop everything, once.  Later signals (`timeout` and a
+        process group both send one; an impatient second Ctrl-C) must not cut the stop short and orphan
+        the nodes."""
+        for sig in stops:
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in stops:
         signal.signal(sig, interrupted)
     try:
         say("starting the nodes (each imports the solver and libp2p: a few seconds)")
@@ -882,6 +1018,8 @@ def _devnet(directory, nodes, homes, slot_seconds, slots, seed, station) -> None
     except DevnetError as e:
         _fail(str(e), status=1)
     finally:
+        for sig in stops:
+            signal.signal(sig, signal.SIG_IGN)
         net.stop()
 
 

@@ -125,6 +125,37 @@ def test_a_day_of_bids_from_a_profile_file_lands_slot_by_slot(node, tmp_path):
     assert _balance(node, home)["pending_nonce"] == before
 
 
+def test_the_home_agent_plans_a_day_from_its_forecasts_and_sends_it(node):
+    home = transx_json("wallet", "new", *node.dd)["address"]
+    _fund(node, home)
+    # The dev chain's slots last a second, so a day of them is a minute of real time and a second's energy
+    # is small: put a 1 MWp array where the sun is at its highest now, with a small load.
+    utc_hour = (time.time() % 86_400) / 3600
+    lon = str(round(((12 - utc_hour) * 15 + 180) % 360 - 180, 3))
+    plan = transx_json("agent", "plan", "--kwp", "1000", "--lon", lon, "--lat", "0", "--daily-kwh", "2", "--slots",
+                       "48", *node.dd)
+    assert len(plan["pv_wh"]) == len(plan["load_wh"]) == 48
+    info = node.get("/api/node")
+    assert 170_000 <= plan["sell_limit"] <= plan["reference_price"] <= plan["buy_limit"] <= 570_000
+    assert len(plan["bids"]) == 48 and plan["expected_gain"] > 0
+    for b in plan["bids"]:
+        k = b["slot"] - plan["first_slot"]
+        surplus = plan["pv_wh"][k] - plan["load_wh"][k]
+        assert b["side"] == "sell" and 0 < b["wh"] <= surplus and b["price"] == plan["sell_limit"]
+    # No panels, a big evening load (local time set to 19:30 now): it buys what it expects to use, less its
+    # safety margin.
+    evening = str(round((19.5 - utc_hour + 12) % 24 - 12, 2))
+    load = ("--kwp", "0", "--daily-kwh", "10000", "--utc-offset", evening)
+    plan = transx_json("agent", "plan", *load, "--slots", "4", *node.dd)
+    assert [b["side"] for b in plan["bids"]] == ["buy"] * 4
+    assert all(b["wh"] == int(plan["load_wh"][b["slot"] - plan["first_slot"]] * 0.9) for b in plan["bids"])
+    sent = transx_json("agent", "plan", *load, "--slots", "3", "--send", "-y", "--from", home, *node.dd)
+    assert len(sent["sent"]) == len(sent["bids"]) > 0
+    wait_for(lambda: _balance(node, home)["nonce"] >= len(sent["sent"]) or
+             _balance(node, home)["pending_nonce"] >= len(sent["sent"]), 30, "the agent's bids")
+    assert info["grid"] == {"feed_in": 170_000, "retail": 570_000}
+
+
 def test_bad_cli_input_is_one_line_and_nonzero(node):
     payee = transx_json("wallet", "new", *node.dd)["address"]
     cases = [

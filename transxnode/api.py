@@ -34,7 +34,8 @@ from . import views
 from .keys import AddressError, decode_address, encode_address
 from .metrics import NodeMetrics
 from .node import Node
-from .transactions import MAX_TX_BYTES, TxError, decode_tx
+from .state import CANCELLED
+from .transactions import BUY, MAX_TX_BYTES, SELL, TxError, decode_tx
 
 MAX_BODY = 64 * 1024
 _DIGITS = re.compile(r"[0-9]{1,18}")
@@ -156,6 +157,7 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
         """Recent cleared slots: what a quote for a new bid is based on."""
         rows = []
         wh = value = 0
+        state = chain.state()
         for s in range(max(1, chain.height - RECENT_SLOTS + 1), chain.height + 1):
             b = chain.block_at(s)
             if b is None:
@@ -164,8 +166,13 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
             t_val = sum(t.payment for t in b.clearing.trades)
             wh += t_wh
             value += t_val
+            offered = [0, 0]  # buy, sell: what the slot's bids asked for
+            for _, rec in state.slot_bids(s):
+                if rec.status != CANCELLED:
+                    offered[rec.side] += rec.wh
             rows.append({"slot": s, "trades": len(b.clearing.trades), "traded_wh": t_wh, "value": t_val,
-                         "average_price": t_val * 1000 // t_wh if t_wh else None, "void": b.clearing.void})
+                         "average_price": t_val * 1000 // t_wh if t_wh else None, "void": b.clearing.void,
+                         "supply_wh": offered[SELL], "demand_wh": offered[BUY]})
         return {"height": chain.height, "first_open_slot": first_open_slot(g, chain.height),
                 "grid": {"feed_in": g.feed_in, "retail": g.retail},
                 "average_price": value * 1000 // wh if wh else None, "recent": rows}

@@ -1,0 +1,67 @@
+"""A home's agent against a running node: forecast the coming slots, plan bids, send them, learn.
+
+`HomeAgent.plan` works from what the node's API says (genesis timing, tariffs, recent prices) and
+the home's description; `transx agent plan|run` (cli.py) and the devnet's households use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .forecast import Site, load_forecast, pv_forecast
+from .strategy import Battery, PlannedBid, Strategy, expected_gain, price_band
+
+
+@dataclass
+class HomeAgent:
+    site: Site | None  # None: no panels
+    daily_kwh: float
+    battery: Battery | None = None
+    cloudiness: float = 0.3
+    utc_offset: float = 8.0
+    strategy: Strategy = field(default_factory=Strategy)
+    load_history: list[int] = field(default_factory=list)  # metered Wh per slot, oldest first
+
+    def forecast(self, start_ms: int, slot_seconds: int, slots: int) -> tuple[list[int], list[int]]:
+        """(PV Wh, load Wh) per slot from `start_ms`."""
+        pv = pv_forecast(self.site, start_ms, slot_seconds, slots, self.cloudiness) if self.site else [0] * slots
+        period = max(1, 86_400 // slot_seconds)
+        from .forecast import typical_load_wh
+
+        if len(self.load_history) >= period:
+            load = load_forecast(self.load_history, period, slots, self.daily_kwh, start_ms, slot_seconds)
+        else:
+            load = typical_load_wh(self.daily_kwh, start_ms, slot_seconds, slots, tz_hours=self.utc_offset)
+        return pv, load
+
+    def plan(self, first_slot: int, slots: int, info: dict, market: dict) -> "Plan":
+        """Bids for `slots` slots from `first_slot`, given the node's /api/node and /api/market."""
+        start_ms = (info["genesis_time"] + first_slot * info["slot_seconds"]) * 1000
+        pv, load = self.forecast(start_ms, info["slot_seconds"], slots)
+        feed_in, retail = info["grid"]["feed_in"], info["grid"]["retail"]
+        recent = market.get("recent", [])
+        band = price_band(feed_in, retail, recent_price=market.get("average_price"),
+                          supply_wh=sum(r.get("supply_wh", 0) for r in recent),
+                          demand_wh=sum(r.get("demand_wh", 0) for r in recent))
+        bids = self.strategy.plan(first_slot, pv, load, self.battery or Battery(0, 0, 0), info["slot_seconds"], band)
+        return Plan(first_slot, pv, load, bids, band, expected_gain(bids, feed_in, retail))
+
+
+@dataclass(frozen=True)
+class Plan:
+    first_slot: int
+    pv_wh: list[int]
+    load_wh: list[int]
+    bids: list[PlannedBid]
+    band: tuple[int, int, int]  # reference, sell limit, buy limit
+    expected_gain: int  # micro-units against net metering, if every bid clears at the reference
+
+    def to_json(self) -> dict:
+        return {"first_slot": self.first_slot, "pv_wh": self.pv_wh, "load_wh": self.load_wh,
+                "reference_price": self.band[0], "sell_limit": self.band[1], "buy_limit": self.band[2],
+                "expected_gain": self.expected_gain,
+                "bids": [{"slot": b.slot, "side": "sell" if b.side else "buy", "wh": b.wh, "price": b.price}
+                         for b in self.bids]}
+
+
+__all__ = ["HomeAgent", "Plan"]
