@@ -34,16 +34,19 @@ class HomeAgent:
             load = typical_load_wh(self.daily_kwh, start_ms, slot_seconds, slots, tz_hours=self.utc_offset)
         return pv, load
 
-    def plan(self, first_slot: int, slots: int, info: dict, market: dict) -> "Plan":
-        """Bids for `slots` slots from `first_slot`, given the node's /api/node and /api/market."""
-        start_ms = (info["genesis_time"] + first_slot * info["slot_seconds"]) * 1000
-        pv, load = self.forecast(start_ms, info["slot_seconds"], slots)
+    def plan(self, first_slot: int, slots: int, info: dict, market: dict,
+             clock: tuple[int, int] | None = None) -> "Plan":
+        """Bids for `slots` slots from `first_slot`, given the node's /api/node and /api/market.
+        `clock` = (unix ms when slot 0 starts, seconds a slot stands for) replaces the genesis timing:
+        the devnet's 2-second slots play half hours of a day."""
+        zero_ms, seconds = clock or (info["genesis_time"] * 1000, info["slot_seconds"])
+        pv, load = self.forecast(zero_ms + first_slot * seconds * 1000, seconds, slots)
         feed_in, retail = info["grid"]["feed_in"], info["grid"]["retail"]
         recent = market.get("recent", [])
         band = price_band(feed_in, retail, recent_price=market.get("average_price"),
                           supply_wh=sum(r.get("supply_wh", 0) for r in recent),
                           demand_wh=sum(r.get("demand_wh", 0) for r in recent))
-        bids = self.strategy.plan(first_slot, pv, load, self.battery or Battery(0, 0, 0), info["slot_seconds"], band)
+        bids = self.strategy.plan(first_slot, pv, load, self.battery or Battery(0, 0, 0), seconds, band)
         return Plan(first_slot, pv, load, bids, band, expected_gain(bids, feed_in, retail))
 
 

@@ -187,12 +187,18 @@ class DaySimulation:
             h.bids = h.strategy.plan(first, pv, load, h.battery or Battery(0, 0, 0), SLOT_SECONDS,
                                      (ref, sell_at, buy_at))
             planned += expected_gain(h.bids, g.feed_in, g.retail)
-            for b in h.bids:
-                self._submit(h, Bid(b.side, b.slot, b.wh, b.price, h.zone, b.slot - g.gate_closure))
-        self.progress(f"{len(self.homes)} homes posted {sum(len(h.bids) for h in self.homes):,} day-ahead bids")
+        self.progress(f"{len(self.homes)} homes planned {sum(len(h.bids) for h in self.homes):,} day-ahead bids")
         balances = {h.address: self.chain.state().account(h.address).balance for h in self.homes}
+        by_slot: dict[int, list[tuple[Home, PlannedBid]]] = {}
+        for h in self.homes:
+            for b in h.bids:
+                by_slot.setdefault(b.slot, []).append((h, b))
         traded = 0
         for height in range(1, last + g.meter_window + 2):
+            # The plan was made a day ahead; each bid goes out in the last block before its slot's gate
+            # closes, so a day of 1,000 homes' bids never crowds one block or the mempool.
+            for h, b in by_slot.get(height + g.gate_closure, []):
+                self._submit(h, Bid(b.side, b.slot, b.wh, b.price, h.zone, b.slot - g.gate_closure))
             traded += self._produce(height)
             if first <= height <= last:
                 self._deliver(height)

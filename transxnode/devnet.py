@@ -2,10 +2,12 @@
 
 Creates a fresh directory with a development genesis in which every node is a
 registered solver, starts the node processes on 127.0.0.1 (each bootstrapped
-to all the others over libp2p), and plays simulated households against them:
-rooftop PV homes that sell, homes and EV charging stations that buy, each
-posting a bid for the first open slot every slot, to a node of its own, so the
-bids reach the others by gossip.  Each household's meter is registered on
+to all the others over libp2p), and plays simulated households against them,
+each run by the home agent (agent/, which this driver composes with the nodes,
+as cli.py does; the node itself never imports it) on an accelerated clock where
+a slot plays half an hour: PV homes that sell by day and buy at night, homes
+and EV charging stations that buy, each posting a bid for the first open slot
+every slot, to a node of its own, so the bids reach the others by gossip.  Each household's meter is registered on
 chain; after a slot it traded in, the meter reports what was really delivered
 (the cleared quantity, off by the weather or the driver), and the chain settles
 the difference.  Prints one status line per cleared slot, and stops every
@@ -30,12 +32,16 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from agent.forecast import Site
+from agent.home import HomeAgent
+from agent.strategy import Battery
+
 from .client import ApiClient, ClientError
 from .datadir import init_datadir
 from .genesis import dev_genesis
 from .keys import address_of_key, encode_address, public_key
 from .metering import sign_reading
-from .transactions import BUY, SELL, Bid, Body, MeterReading, RegisterMeter, sign_tx
+from .transactions import Bid, Body, MeterReading, RegisterMeter, sign_tx
 
 PASSWORD = "devnet"  # the devnet's keys guard nothing of value
 ROLES = (("pv", 0.45), ("home", 0.4), ("ev", 0.15))
@@ -47,37 +53,52 @@ class DevnetError(Exception):
 
 # How far a household's metered energy strays from what it cleared (a uniform factor): the PV forecast
 # misses the clouds, a home's load is not quite its profile, an EV leaves early or late.
-DELIVERY = {"pv": (0.8, 1.1), "home": (0.85, 1.2), "ev": (0.7, 1.1)}
+DELIVERY = {"sell": (0.8, 1.1), "home": (0.85, 1.2), "pv": (0.85, 1.2), "ev": (0.7, 1.1)}
+VIRTUAL_SLOT = 1800  # a devnet slot plays half an hour of a day in Kuala Lumpur
 
 
 @dataclass
 class Household:
-    """A simulated participant: a PV home sells its surplus, a home or an EV station buys."""
+    """A simulated participant run by the home agent (agent/): a home with rooftop PV (and maybe a
+    battery) sells its surplus and buys at night, a home without buys, an EV charging station buys."""
 
     key: SigningKey
     role: str
     zone: int
     meter: SigningKey
+    agent: HomeAgent
     nonce: int = 0
 
     @property
     def address(self) -> str:
         return encode_address(address_of_key(self.key))
 
-    def bid(self, rng: random.Random, slot: int, gate_closure: int) -> Bid:
-        """This slot's bid, with the quantities and limits of solver/generator.py."""
-        if self.role == "pv":
-            return Bid(SELL, slot, rng.randint(1_000, 10_000), rng.randint(175_000, 450_000), self.zone,
-                       slot - gate_closure)
-        wh = rng.randint(7_000, 22_000) if self.role == "ev" else rng.randint(1_000, 8_000)
-        return Bid(BUY, slot, wh, rng.randint(250_000, 570_000), self.zone, slot - gate_closure)
+    def bid(self, slot: int, info: dict, market: dict, clock: tuple[int, int]) -> Bid | None:
+        """The agent's bid for `slot` (None when its forecast leaves too little to trade); its battery
+        then runs through the slot as forecast."""
+        plan = self.agent.plan(slot, 1, info, market, clock)
+        if self.agent.battery is not None:
+            self.agent.battery.step(plan.pv_wh[0] - plan.load_wh[0], clock[1])
+        if not plan.bids:
+            return None
+        b = plan.bids[0]
+        return Bid(b.side, slot, b.wh, b.price, self.zone, slot - info["gate_closure"])
 
-    def reading(self, rng: random.Random, chain_id: str, slot: int, traded_wh: int) -> MeterReading:
-        """What the meter measured in a slot where this household cleared `traded_wh`."""
-        lo, hi = DELIVERY[self.role]
+    def reading(self, rng: random.Random, chain_id: str, slot: int, traded_wh: int, side: str) -> MeterReading:
+        """What the meter measured in a slot where this household cleared `traded_wh` on `side`."""
+        lo, hi = DELIVERY["sell" if side == "sell" else self.role]
         wh = min(2**32 - 1, round(traded_wh * rng.uniform(lo, hi)))
-        side = "exported_wh" if self.role == "pv" else "imported_wh"
-        return sign_reading(self.meter, chain_id=chain_id, account=address_of_key(self.key), slot=slot, **{side: wh})
+        flow = "exported_wh" if side == "sell" else "imported_wh"
+        return sign_reading(self.meter, chain_id=chain_id, account=address_of_key(self.key), slot=slot, **{flow: wh})
+
+
+def _agent(rng: random.Random, role: str) -> HomeAgent:
+    """A home the devnet plays: panels and a battery for some, a daily use for all."""
+    if role == "pv":
+        site = Site(kwp=rng.choice([4.0, 5.0, 6.0, 8.0, 10.0]), tilt=rng.uniform(5, 20), azimuth=rng.uniform(120, 240))
+        battery = Battery(capacity_wh=10_000, soc_wh=3_000) if rng.random() < 0.4 else None
+        return HomeAgent(site, rng.uniform(8, 14), battery, cloudiness=rng.uniform(0.1, 0.5))
+    return HomeAgent(None, rng.uniform(60, 160) if role == "ev" else rng.uniform(10, 24))
 
 
 @dataclass
@@ -109,13 +130,15 @@ class Devnet:
         self.rng = random.Random(seed)
         self.slot_seconds = slot_seconds
         self.households = [
-            Household(SigningKey(_seed(seed, f"home{k}")),
-                      self.rng.choices([r for r, _ in ROLES], [w for _, w in ROLES])[0], self.rng.randrange(3),
-                      SigningKey(_seed(seed, f"meter{k}")))
-            for k in range(homes)
+            Household(SigningKey(_seed(seed, f"home{k}")), role, self.rng.randrange(3),
+                      SigningKey(_seed(seed, f"meter{k}")), _agent(self.rng, role))
+            for k, role in enumerate(self.rng.choices([r for r, _ in ROLES], [w for _, w in ROLES], k=homes))
         ]
         self.nodes: list[DevnetNode] = []
         self.client: ApiClient | None = None
+        # Slot 0 plays the half hour from 07:00 today in Kuala Lumpur (UTC+8): the sun is up from the start.
+        midnight = (int(time.time()) + 8 * 3600) // 86_400 * 86_400 - 8 * 3600
+        self.clock = ((midnight + 7 * 3600) * 1000, VIRTUAL_SLOT)
 
     # ------------------------------------------------------------------ setup
     def create(self) -> None:
@@ -236,16 +259,20 @@ class Devnet:
             time.sleep(min(0.25, self.slot_seconds / 8))
 
     def _post_bids(self, chain_id: str, slot: int, gate: int) -> None:
-        self._send_all(chain_id, lambda h: h.bid(self.rng, slot, gate))
+        """Each household's agent bids for `slot`, which plays a half hour of today in Kuala Lumpur."""
+        assert self.client is not None
+        info, market = self.client.get("/api/node"), self.client.get("/api/market")
+        self._send_all(chain_id, lambda h: h.bid(slot, info, market, self.clock))
 
     def _send_readings(self, chain_id: str, slot: int) -> None:
         """Each household that traded in `slot` sends its meter's reading."""
         assert self.client is not None
-        traded: dict[str, int] = {}
+        traded: dict[str, tuple[int, str]] = {}
         for p in self.client.get(f"/api/market/{slot}")["participants"]:
-            traded[p["owner"]] = traded.get(p["owner"], 0) + p["wh"]
-        self._send_all(chain_id, lambda h: h.reading(self.rng, chain_id, slot, traded[h.address])
-                       if traded.get(h.address) else None)
+            wh, _ = traded.get(p["owner"], (0, p["side"]))
+            traded[p["owner"]] = (wh + p["wh"], p["side"])
+        self._send_all(chain_id, lambda h: h.reading(self.rng, chain_id, slot, *traded[h.address])
+                       if traded.get(h.address, (0, ""))[0] else None)
 
     def _send_all(self, chain_id: str, body_of: Callable[[Household], Body | None]) -> None:
         """Each household signs `body_of(it)` (None: nothing to send) and sends it through a node of its own
