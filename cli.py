@@ -558,7 +558,10 @@ def agent_plan(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh,
         click.echo(text(doc))
         if not yes and sys.stdin.isatty():
             click.confirm(f"sign and send these {len(plan.bids)} bids?", abort=True)
-    hashes = _send_plan(client, _unlock(datadir, sender, password_file), plan, zone, info["gate_closure"])
+    address = sender or _default_address(datadir)
+    if any(b.side == 1 for b in plan.bids):
+        _warn_without_meter(client, address)
+    hashes = _send_plan(client, _unlock(datadir, address, password_file), plan, zone, info["gate_closure"])
     _emit({**doc, "sent": hashes}, as_json, lambda d: f"{len(hashes)} bids sent (pending)")
 
 
@@ -574,6 +577,8 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
     home = _home_agent(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, battery_soc, cloudiness)
     client = _client(api, datadir)
     address = sender or _default_address(datadir)
+    if kwp:
+        _warn_without_meter(client, address)
     key = _unlock(datadir, address, password_file)
     planned_to = -1
     learnt = set()
@@ -702,6 +707,14 @@ def bid_sell(**kw) -> None:
     _bid(1, **kw)
 
 
+def _warn_without_meter(client, address: str) -> None:
+    """Selling without a registered meter is allowed, but every sale would settle as undelivered."""
+    if client.get(f"/api/address/{address}").get("meter") is None:
+        click.echo(f"warning: no meter is registered to {address}: without its readings the chain settles its "
+                   "sales as undelivered, bought from the grid at retail at its cost (`transx meter register`)",
+                   err=True)
+
+
 @_guard
 def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, api, password_file, as_json) -> None:
     from solver.instance import MAX_PRICE
@@ -723,6 +736,9 @@ def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, a
     if zone >= info["zones"]:
         _fail(f"zone {zone} does not exist (this network has zones 0..{info['zones'] - 1})")
     q = quote(side, wh, limit, market)
+    address = sender or _default_address(datadir)
+    if side == 1:
+        _warn_without_meter(client, address)
     if not as_json:
         verb = "buy" if side == 0 else "sell"
         click.echo(f"{verb} {wh / 1000:,.3f} kWh in slot {slot} at {'most' if side == 0 else 'least'} "
@@ -738,7 +754,7 @@ def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, a
     body = Bid(side=side, slot=slot, wh=wh, price=limit, zone=zone,
                expiry=slot - info["gate_closure"] if expiry is None else expiry)
     fee_micro = None if fee is None else parse_tokens(fee, "fee", allow_zero=True)
-    out = send(client, _unlock(datadir, sender, password_file), body, fee_micro)
+    out = send(client, _unlock(datadir, address, password_file), body, fee_micro)
     out.update(bid=out["hash"], slot=slot, quote=q.to_json())
     _emit(out, as_json, lambda d: f"bid {d['bid']} sent (pending; it clears in slot {slot})")
 
@@ -773,7 +789,10 @@ def bid_profile(file, zone, sender, yes, datadir, api, password_file, as_json) -
                            for b in bids], 60))
     if not yes and sys.stdin.isatty() and not as_json:
         click.confirm(f"sign and send these {len(bids)} bids?", abort=True)
-    key = _unlock(datadir, sender, password_file)
+    address = sender or _default_address(datadir)
+    if any(b.side == 1 for b in bids):
+        _warn_without_meter(client, address)
+    key = _unlock(datadir, address, password_file)
     sent = []
     progress = _progress()
     for i, b in enumerate(bids):
