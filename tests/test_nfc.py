@@ -31,7 +31,7 @@ from node_support import ENV, PASSWORD, TRANSX, NodeProcess, transx, wait_for
 
 from transx_nfc.device import DeviceError, check_path, free_udp_port, open_frontend
 from transx_nfc.records import KEEP_RECEIPTS, CardError, card_records, decode_card, encode_card, read_records
-from transx_nfc.station import Station
+from transx_nfc.station import Charge, Station
 from transxnode.charging import Receipt, authorise, session_cost, sign_receipt
 from transxnode.client import ApiClient, ClientError
 from transxnode.keys import decode_address, generate
@@ -577,3 +577,25 @@ def test_a_station_opens_refuses_other_cards_while_busy_and_closes_with_a_signed
     # The same card once more, receipt on it: its authorisation is spent.
     assert st.on_card(decode_card(encode_card(auth, 25, [r]))) is None
     assert "already used" in said[-1] and _count(st, "replayed") == 1 and len(node.txs) == 2
+
+
+def test_a_station_whose_session_the_chain_already_ended_stops_retrying():
+    class Expired(_Node):
+        def submit(self, raw: bytes) -> dict:
+            if isinstance(decode_tx(raw).body, SessionClose):
+                raise ClientError("session 55c3 is already expired (not closed within 48 slots)")
+            return super().submit(raw)
+
+    node, said, now = Expired(), [], [100.0]
+    st = _station(node, said, now)
+    assert st.on_card(decode_card(encode_card(_auth(nonce=9), 20))) is None and st.charge is not None
+    now[0] += 10
+    assert st.stop("stop command") is None
+    assert st.charge is None and st.metrics.registry.get_sample_value("transx_station_charging") == 0
+    assert "the chain had already ended the session" in said[-1] and "expired" in said[-1]
+    # A node that merely did not answer is retried: the charge stays on record.
+    flaky, said2 = _Node(fail="/api/node"), []
+    st2 = _station(flaky, said2, now)
+    st2.charge = Charge(_auth(nonce=10), 20, now[0])
+    assert st2.stop("stop command") is None and st2.charge is not None and "will retry" in said2[-1]
+

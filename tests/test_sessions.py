@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from chain_support import FEE, Net, addr, escrow_in_accounts, escrow_in_bids, key
+from chain_support import FEE, Net, addr, escrow_in_accounts, escrow_in_bids, key, snapshot
 from transxnode import ledger
 from transxnode.charging import (AUTHORISATION, AuthError, Receipt, authorise, decode_authorisation, decode_receipt,
                                  session_cost, sign_receipt)
-from transxnode.state import SESSION_CLOSED, SESSION_OPEN
+from transxnode.state import SESSION_CLOSED, SESSION_EXPIRED, SESSION_OPEN
 from transxnode.transactions import InvalidTx, SessionClose, SessionOpen, TxError, escrow_for
 
 PRICE = 600_000  # micro-units per kWh
@@ -121,3 +121,47 @@ def test_sessions_conserve_money(tmp_path_factory, max_wh, price, frac, same):
         assert escrow_in_accounts(net.state()) == escrow_in_bids(net.state())
     finally:
         net.close()
+
+
+def test_a_session_its_station_never_closes_expires_and_the_owner_gets_the_escrow_back(net):
+    owner, station = net.users[0], net.users[1]
+    T = net.g.session_timeout
+    auth = _auth(net, owner, expiry=net.now(net.height + 10 * T))
+    before = net.account(owner)
+    net.submit(station, SessionOpen(auth, PRICE, 20))
+    opened = net.produce().block.height
+    escrow = escrow_for(30_000, PRICE)
+    assert net.account(owner).escrowed == escrow
+    net.produce_until(opened + T - 1)
+    assert net.state().session(auth.session_id).status == SESSION_OPEN  # the last block it may be closed in is next
+    pre = snapshot(net.store)
+    expiring = net.produce()  # block opened + T
+    rec = net.state().session(auth.session_id)
+    assert (rec.status, rec.closed, rec.escrow, rec.delivered_wh, rec.amount) == (SESSION_EXPIRED, opened + T, 0, 0, 0)
+    assert net.account(owner) == before  # every micro-unit back, nothing paid
+    with pytest.raises(TxError, match=f"already expired \\(not closed within {T} slots\\)"):
+        net.submit(station, SessionClose(auth.session_id, 5_000, 60))
+    held, total = ledger.money_in_state(net.state())
+    assert held == total and escrow_in_accounts(net.state()) == escrow_in_bids(net.state())
+    # The expiry is undone exactly by a reorg, and happens again on the way back.
+    after = snapshot(net.store)
+    net.chain.revert_head()
+    assert snapshot(net.store) == pre
+    net.chain.connect(expiring.block, net.now(expiring.block.height))
+    assert snapshot(net.store) == after
+
+
+def test_a_session_closed_in_time_does_not_expire_later(net):
+    owner, station = net.users[0], net.users[1]
+    T = net.g.session_timeout
+    auth = _auth(net, owner, expiry=net.now(net.height + 10 * T))
+    net.submit(station, SessionOpen(auth, PRICE, 20))
+    opened = net.produce().block.height
+    net.submit(station, SessionClose(auth.session_id, 2_000, 30))
+    net.produce()
+    owner_then = net.account(owner)
+    net.produce_until(opened + T + 1)
+    rec = net.state().session(auth.session_id)
+    assert (rec.status, rec.amount) == (SESSION_CLOSED, session_cost(2_000, PRICE))
+    assert net.account(owner) == owner_then
+    assert list(net.state().items(b"sk")) == []  # no deadline left behind

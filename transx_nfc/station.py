@@ -157,6 +157,11 @@ class Station:
             info = self.client.get("/api/node")
             send(self.client, self.key, SessionClose(c.session, delivered, soc_end))
         except ClientError as e:
+            if "is already" in str(e):  # closed before, or expired: the chain has settled it, nothing to retry
+                self.charge = None
+                self.metrics.charging.set(0)
+                self.say(f"charger stopped ({reason}); the chain had already ended the session: {e}")
+                return None
             self.say(f"charger stopped ({reason}), but closing the session failed: {e}; will retry")
             return None
         self.charge = None

@@ -224,6 +224,7 @@ class Chain:
         ledger.reveal_in_block(state, height, proposer, clearing.hash, salt)
         ledger.settle_solvers(state, height, g)
         settle_delivery(state, height, g)
+        ledger.expire_sessions(state, height)
         ex = _Execution(state, 0, [])
         for tx in txs:
             if len(ex.applied) >= g.max_block_txs:

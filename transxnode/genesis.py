@@ -22,12 +22,13 @@ from .keys import AddressError, decode_address, encode_address
 
 DEFAULT_MAX_BIDS = 50_000  # per side and slot: ~100,000 participants clear in about 100 s (README)
 DEFAULT_METER_WINDOW = 6  # slots a meter reading may take to reach the chain
+DEFAULT_SESSION_TIMEOUT = 48  # slots an EV charging session may stay open
 MAX_SUPPLY = 2**62  # every balance, escrow and deposit sums below this: no u64 overflow anywhere
 _FIELDS = {
     "chain_id", "timestamp", "slot_seconds", "gate_closure", "commit_window", "finality_depth",
     "bid_horizon", "tolerance_ppm", "quantum_exp", "candidate_cap", "grid", "network_charge",
     "block_reward", "min_fee", "solver_deposit", "max_block_txs", "max_bids_per_slot", "network_operator",
-    "commit_forfeit", "withdrawal_delay", "reveal_window", "meter_window",
+    "commit_forfeit", "withdrawal_delay", "reveal_window", "meter_window", "session_timeout",
     "balances", "solvers",
 }
 
@@ -60,6 +61,7 @@ class Genesis:
     reveal_window: int  # a losing solver's Reveal for h belongs in blocks h .. h + reveal_window
     withdrawal_delay: int  # blocks between a solver's withdrawal and its deposit's return
     meter_window: int  # readings for slot s belong in blocks s+1 .. s+meter_window; block s+meter_window+1 settles s
+    session_timeout: int  # a charging session its station has not closed this many blocks after opening expires
     network_operator: bytes | None  # receives network charges; None burns them
     balances: tuple[tuple[bytes, int], ...]
     solvers: tuple[tuple[bytes, int], ...]
@@ -104,6 +106,7 @@ class Genesis:
             "reveal_window": self.reveal_window,
             "withdrawal_delay": self.withdrawal_delay,
             "meter_window": self.meter_window,
+            "session_timeout": self.session_timeout,
             "network_operator": encode_address(self.network_operator) if self.network_operator else None,
             "balances": {encode_address(a): v for a, v in self.balances},
             "solvers": {encode_address(a): v for a, v in self.solvers},
@@ -195,6 +198,8 @@ def genesis_from_json(doc: Any) -> Genesis:
                                      10**6, GenesisError),
         meter_window=require_int(doc.get("meter_window", DEFAULT_METER_WINDOW), "genesis.meter_window", 1, 10_000,
                                  GenesisError),
+        session_timeout=require_int(doc.get("session_timeout", DEFAULT_SESSION_TIMEOUT), "genesis.session_timeout", 1,
+                                    10**6, GenesisError),
         network_operator=None if op is None else _address(op, "genesis.network_operator"),
         balances=_allocations(doc.get("balances", {}), "genesis.balances", 1),
         solvers=_allocations(doc.get("solvers", {}), "genesis.solvers", 1),

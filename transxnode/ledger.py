@@ -18,7 +18,8 @@ from .blocks import HEADER, BlockClearing
 from .codec import DecodeError
 from .genesis import Genesis
 from .charging import session_cost
-from .state import (ACCOUNT, CANCELLED, CLEARED, OPEN, READING, SESSION_CLOSED, SESSION_OPEN, SOLVER, Account,
+from .state import (ACCOUNT, CANCELLED, CLEARED, OPEN, READING, SESSION_CLOSED, SESSION_EXPIRED, SESSION_OPEN,
+                    SESSION_STATUS, SOLVER, Account,
                     BidRecord, Reading, SessionRecord, SolverRecord, StateOverlay, Totals)
 from .metering import reading_ok
 from .transactions import (BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter,
@@ -103,11 +104,12 @@ def apply_tx(state: StateOverlay, tx: Tx, height: int, g: Genesis) -> int:
         state.put(schema.meter_key(sender), b.meter)
     state.set_account(sender, acct)
     if isinstance(b, (SessionOpen, SessionClose)):
-        _apply_session(state, b, sender, height)  # after the station's account is written: it may be the owner
+        _apply_session(state, b, sender, height, g)  # after the station's account is written: it may be the owner
     return tx.fee
 
 
-def _apply_session(state: StateOverlay, b: SessionOpen | SessionClose, station: bytes, height: int) -> None:
+def _apply_session(state: StateOverlay, b: SessionOpen | SessionClose, station: bytes, height: int,
+                   g: Genesis) -> None:
     """Open: lock the cost of the most the EV may take from the owner.  Close: pay the station for
     what was delivered and give the owner the rest back.  Checked by `_locked_by`."""
     if isinstance(b, SessionOpen):
@@ -118,6 +120,7 @@ def _apply_session(state: StateOverlay, b: SessionOpen | SessionClose, station: 
         state.set_session(b.auth.session_id, SessionRecord(owner=owner, station=station, ev_id=b.auth.ev_id,
                                                            max_wh=b.auth.max_wh, price=b.price, escrow=escrow,
                                                            opened=height, soc_start=b.soc_start))
+        state.put(schema.session_deadline(height + g.session_timeout, b.auth.session_id), b"")
         return
     rec = state.session(b.session)
     assert rec is not None
@@ -129,6 +132,24 @@ def _apply_session(state: StateOverlay, b: SessionOpen | SessionClose, station: 
     state.set_account(rec.station, replace(st, balance=st.balance + amount))
     state.set_session(b.session, replace(rec, status=SESSION_CLOSED, closed=height, delivered_wh=b.delivered_wh,
                                          soc_end=b.soc_end, amount=amount, escrow=0))
+    state.delete(schema.session_deadline(rec.opened + g.session_timeout, b.session))
+
+
+def expire_sessions(state: StateOverlay, height: int) -> None:
+    """Sessions whose station has not closed them `session_timeout` blocks after opening end here with
+    nothing delivered: the owner's escrow comes back, the station is paid nothing.  (A station that
+    charged must close in time; the owner is never left with money locked.)"""
+    prefix = schema.session_deadlines(height)
+    for key, _ in list(state.items(prefix)):
+        session_id = key[len(prefix):]
+        rec = state.session(session_id)
+        state.delete(key)
+        if rec is None or rec.status != SESSION_OPEN:
+            continue
+        acct = state.account(rec.owner)
+        state.set_account(rec.owner, replace(acct, balance=acct.balance + rec.escrow, escrowed=acct.escrowed - rec.escrow))
+        state.set_session(session_id, replace(rec, status=SESSION_EXPIRED, closed=height, escrow=0,
+                                              soc_end=rec.soc_start))
 
 
 def upfront_cost(tx: Tx, g: Genesis) -> int:
@@ -244,7 +265,8 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
         if rec is None or rec.station != tx.sender:
             raise TxError(f"no session {b.session.hex()} opened by this station")
         if rec.status != SESSION_OPEN:
-            raise TxError(f"session {b.session.hex()} is already closed")
+            raise TxError(f"session {b.session.hex()} is already {SESSION_STATUS[rec.status]}"
+                          + (f" (not closed within {g.session_timeout} slots)" if rec.status == SESSION_EXPIRED else ""))
         if b.delivered_wh > rec.max_wh:
             raise TxError(f"{b.delivered_wh} Wh delivered is more than the authorised {rec.max_wh} Wh")
         return 0

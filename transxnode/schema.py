@@ -122,6 +122,15 @@ def session(session_id: bytes) -> bytes:
     return b"sg" + session_id
 
 
+def session_deadline(height: int, session_id: bytes) -> bytes:
+    """Open sessions by the height at which they expire if their station has not closed them."""
+    return b"sk" + u64(height) + session_id
+
+
+def session_deadlines(height: int) -> bytes:
+    return b"sk" + u64(height)
+
+
 def party_session(party: bytes, session_id: bytes) -> bytes:
     """A session listed under its owner and under its station (`transx ev sessions`)."""
     return b"sd" + party + session_id

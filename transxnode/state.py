@@ -48,7 +48,8 @@ class SolverRecord:
     since: int  # height of registration
     exit_at: int = 0  # the height its withdrawal completes; 0 while it stays
 
-SESSION_OPEN, SESSION_CLOSED = 0, 1
+SESSION_OPEN, SESSION_CLOSED, SESSION_EXPIRED = 0, 1, 2
+SESSION_STATUS = {SESSION_OPEN: "open", SESSION_CLOSED: "closed", SESSION_EXPIRED: "expired"}
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ BID = Record(BidRecord, {"owner": ADDRESS, "side": UInt(1), "slot": U64, "wh": U
 SOLVER = Record(SolverRecord, {"deposit": U64, "since": U64, "exit_at": U64})
 SESSION = Record(SessionRecord, {
     "owner": ADDRESS, "station": ADDRESS, "ev_id": Text(32, min_len=1), "max_wh": U64, "price": U64, "escrow": U64,
-    "opened": U64, "soc_start": UInt(100), "status": UInt(1), "closed": U64, "delivered_wh": U64, "soc_end": UInt(100),
+    "opened": U64, "soc_start": UInt(100), "status": UInt(2), "closed": U64, "delivered_wh": U64, "soc_end": UInt(100),
     "amount": U64})
 TOTALS = Record(Totals, {"minted": UInt(2**80), "burned": UInt(2**80), "grid_charged": UInt(2**80),
                          "grid_credited": UInt(2**80)})

@@ -177,10 +177,10 @@ def address_view(chain: Chain, addr: bytes, pending_nonce: int, history: int = 5
 
 
 def session_json(session_id: bytes, rec) -> dict[str, Any]:
-    from .state import SESSION_OPEN
+    from .state import SESSION_STATUS
 
     return {"session": session_id.hex(), "owner": encode_address(rec.owner), "station": encode_address(rec.station),
-            "ev_id": rec.ev_id, "status": "open" if rec.status == SESSION_OPEN else "closed",
+            "ev_id": rec.ev_id, "status": SESSION_STATUS[rec.status],
             "max_wh": rec.max_wh, "price": rec.price, "escrow": rec.escrow, "opened": rec.opened,
             "closed": rec.closed or None, "delivered_wh": rec.delivered_wh, "amount": rec.amount,
             "soc_start": rec.soc_start, "soc_end": rec.soc_end if rec.closed else None}
