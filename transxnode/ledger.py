@@ -19,8 +19,8 @@ from .codec import DecodeError
 from .genesis import Genesis
 from .charging import session_cost
 from .state import (ACCOUNT, CANCELLED, CLEARED, OPEN, READING, SESSION_CLOSED, SESSION_EXPIRED, SESSION_OPEN,
-                    SESSION_STATUS, SOLVER, Account,
-                    BidRecord, Reading, SessionRecord, SolverRecord, StateOverlay, Totals)
+                    SESSION_STATUS, SOLVER, Account, BidRecord, Reading, SessionRecord, SolverRecord, StateOverlay,
+                    Totals)
 from .metering import reading_ok
 from .transactions import (BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter,
                            RegisterSolver, Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError, WithdrawSolver,
