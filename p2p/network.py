@@ -61,6 +61,8 @@ class NetworkConfig:
     heartbeat: int = 1
     ban_seconds: float = 600.0
     sync_rate: float = 20.0  # sync requests per second a peer may make
+    keepalive: float = 5.0  # seconds between pings of each connected peer (0: none)
+    keepalive_misses: int = 2  # pings in a row unanswered (within `keepalive` seconds each) before a peer is dropped
 
 
 @dataclass
@@ -216,6 +218,8 @@ class Network:
                     nursery.start_soon(self._drain, await self.pubsub.subscribe(name))
                 nursery.start_soon(self._send_loop)
                 nursery.start_soon(self._dial_loop)
+                if self.cfg.keepalive:
+                    nursery.start_soon(self._keepalive_loop)
                 self.ready.set()
                 log.info("p2p: peer %s listening on %s", self.peer_id, ", ".join(self.addrs))
                 task_status.started(self)
@@ -275,9 +279,44 @@ class Network:
 
     async def _disconnect(self, peer_id) -> None:
         try:
-            await self.host.disconnect(peer_id)
+            with trio.move_on_after(5):  # a dead link must not hold the task
+                await self.host.disconnect(peer_id)
         except Exception as e:  # already gone
             log.debug("p2p: disconnecting %s: %s", peer_id, e)
+
+    async def _keepalive_loop(self) -> None:
+        """Ping every connected peer; drop one that misses `keepalive_misses` pings in a row.  A link cut
+        without a FIN (a cable, a crashed router, a frozen process) otherwise stays "connected" for
+        TCP's minutes-long timeouts: gossip to it is lost and the dial loop never redials it."""
+        misses: dict = {}
+        while True:
+            await trio.sleep(self.cfg.keepalive)
+            peers = list(self.host.get_connected_peers())
+            async with trio.open_nursery() as nursery:
+                for pid in peers:
+                    nursery.start_soon(self._ping, pid, misses)
+            for pid in [p for p in misses if p not in peers]:
+                del misses[pid]
+
+    async def _ping(self, peer_id, misses: dict) -> None:
+        from libp2p.host.ping import ID as PING, perform_ping_roundtrip
+
+        try:
+            with trio.fail_after(self.cfg.keepalive):
+                stream = await self.host.new_stream(peer_id, [PING])
+                try:
+                    await perform_ping_roundtrip(stream)
+                finally:
+                    await stream.close()
+        except Exception as e:  # trio.TooSlowError, a reset stream, a refused protocol
+            misses[peer_id] = misses.get(peer_id, 0) + 1
+            if misses[peer_id] >= self.cfg.keepalive_misses:
+                del misses[peer_id]
+                log.info("p2p: %s answered none of %d pings (%s): dropping the connection",
+                         peer_id.to_base58()[-8:], self.cfg.keepalive_misses, type(e).__name__)
+                await self._disconnect(peer_id)
+            return
+        misses.pop(peer_id, None)
 
     def _on_connected(self, peer_id) -> None:
         now = time.monotonic()

@@ -148,3 +148,29 @@ def test_a_late_node_syncs_two_hundred_blocks_then_follows_the_head(tmp_path):
         assert "sync:" in (late.datadir / "node.log").read_text(), "a long sync shows its progress"
     finally:
         net.stop()
+
+
+def test_a_peer_that_freezes_is_dropped_by_ping_and_redialled_when_it_wakes(tmp_path):
+    """SIGSTOP keeps a node's sockets open but stops it answering: the link looks alive to TCP for
+    minutes.  The keepalive pings notice, drop it, and the dial loop reconnects once it runs again."""
+    import signal
+
+    net = Devnet(tmp_path / "devnet", nodes=2, homes=0, slot_seconds=2, seed=11, say=lambda s: None)
+    net.create()
+    try:
+        net.start(timeout=60)
+        a, b = net.nodes
+        wait_for(lambda: get(a, "/api/node")["peers"] == 1, 30, "the two nodes to connect")
+        b.proc.send_signal(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            wait_for(lambda: get(a, "/api/node")["peers"] == 0, 40, "node 1 to drop the frozen peer")
+            dropped_after = time.monotonic() - t0
+        finally:
+            b.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: get(a, "/api/node")["peers"] == 1 and get(b, "/api/node")["peers"] == 1, 40,
+                 "the two nodes to reconnect")
+        assert "answered none of 2 pings" in (a.datadir / "node.log").read_text()
+        assert dropped_after < 30, dropped_after
+    finally:
+        net.stop()
