@@ -33,6 +33,7 @@ class Config:
     bootstrap: list[str] = field(default_factory=list)
     max_peers: int = 32
     mdns: bool = False
+    keepalive: float = 60.0
     solver_time_limit: float | None = None
 
     @property
@@ -70,7 +71,8 @@ def write_config(cfg: Config) -> None:
         f"listen = {_toml_str(cfg.p2p_listen)}\n"
         f"bootstrap = [{', '.join(_toml_str(b) for b in cfg.bootstrap)}]  # /ip4/HOST/tcp/PORT/p2p/PEER_ID\n"
         f"max_peers = {cfg.max_peers}\n"
-        f"mdns = {'true' if cfg.mdns else 'false'}  # find peers on the home LAN by multicast\n\n"
+        f"mdns = {'true' if cfg.mdns else 'false'}  # find peers on the home LAN by multicast\n"
+        f"keepalive = {cfg.keepalive:g}  # seconds a peer may leave pings unanswered before it is dropped; 0: never\n\n"
         "[solver]\n"
         f"time_limit = {cfg.solver_time_limit or 0}  # seconds per slot's solve; 0: no limit\n"
     )
@@ -108,10 +110,13 @@ def load_config(datadir: str | Path) -> Config:
             datadir=Path(datadir), key=str(doc["key"]), api_listen=str(api.get("listen", DEFAULT_API)),
             p2p_listen=str(p2p.get("listen", DEFAULT_P2P)), bootstrap=[str(b) for b in p2p.get("bootstrap", [])],
             max_peers=int(p2p.get("max_peers", 32)), mdns=bool(p2p.get("mdns", False)),
+            keepalive=float(p2p.get("keepalive", 60.0)),
             solver_time_limit=limit if limit > 0 else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ConfigError(f"{path}: missing or malformed setting ({e})") from None
+    if not (cfg.keepalive == 0 or 4 <= cfg.keepalive <= 86_400):
+        raise ConfigError(f"{path}: p2p.keepalive must be 0 (never) or 4..86400 seconds, got {cfg.keepalive:g}")
     host, _, port = cfg.api_listen.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"{path}: api.listen must be HOST:PORT, got {cfg.api_listen!r}")

@@ -64,7 +64,8 @@ async def run_node(datadir: str, password: str) -> None:
         engine = Engine(node)
         peering = Peering(engine)
         network = Network(NetworkConfig(seed=key.encode(), chain_id=genesis.chain_id, listen=cfg.p2p_listen,
-                                        bootstrap=cfg.bootstrap, max_peers=cfg.max_peers, mdns=cfg.mdns),
+                                        bootstrap=cfg.bootstrap, max_peers=cfg.max_peers, mdns=cfg.mdns,
+                                        keepalive=cfg.keepalive),
                           topics(genesis.max_block_txs), peering.handle, peering)
         peering.network = network
         node.on_local_tx.append(lambda tx: network.publish("tx", tx.encoded))
