@@ -61,7 +61,7 @@ class NetworkConfig:
     heartbeat: int = 1
     ban_seconds: float = 600.0
     sync_rate: float = 20.0  # sync requests per second a peer may make
-    keepalive: float = 60.0  # a peer that answers no ping for about this long is dropped (0: never)
+    keepalive: float = 300.0  # a peer that answers no ping for about this long is dropped (0: never)
 
 
 @dataclass

@@ -7,13 +7,13 @@ import pytest
 from transxnode.config import Config, ConfigError, load_config, write_config
 
 
-@pytest.mark.parametrize("value, ok", [("60", True), ("0", True), ("4", True), ("8.5", True), ("3", False),
+@pytest.mark.parametrize("value, ok", [("300", True), ("0", True), ("4", True), ("8.5", True), ("3", False),
                                        ("-1", False), ("nan", False), ("inf", False), ('"soon"', False)])
 def test_keepalive_is_never_or_a_sane_number_of_seconds(tmp_path, value, ok):
     write_config(Config(tmp_path, key="trx1example"))
     path = tmp_path / "config.toml"
-    assert "keepalive = 60 " in path.read_text()  # the default, written out for the operator to see
-    path.write_text(path.read_text().replace("keepalive = 60 ", f"keepalive = {value} "))
+    assert "keepalive = 300 " in path.read_text()  # the default, written out for the operator to see
+    path.write_text(path.read_text().replace("keepalive = 300 ", f"keepalive = {value} "))
     if ok:
         assert load_config(tmp_path).keepalive == float(value)
     else:

@@ -157,9 +157,9 @@ def test_a_peer_that_freezes_is_dropped_by_ping_and_redialled_when_it_wakes(tmp_
 
     net = Devnet(tmp_path / "devnet", nodes=2, homes=0, slot_seconds=2, seed=11, say=lambda s: None)
     net.create()
-    for n in net.nodes:  # an operator on a flaky link: 8 s of silence, not the default 60, drops a peer
+    for n in net.nodes:  # an operator on a flaky link: 8 s of silence, not the default 300, drops a peer
         config = n.datadir / "config.toml"
-        config.write_text(config.read_text().replace("keepalive = 60 ", "keepalive = 8 "))
+        config.write_text(config.read_text().replace("keepalive = 300 ", "keepalive = 8 "))
         assert "keepalive = 8 " in config.read_text()
     try:
         net.start(timeout=60)

@@ -33,7 +33,7 @@ class Config:
     bootstrap: list[str] = field(default_factory=list)
     max_peers: int = 32
     mdns: bool = False
-    keepalive: float = 60.0
+    keepalive: float = 300.0
     solver_time_limit: float | None = None
 
     @property
@@ -110,7 +110,7 @@ def load_config(datadir: str | Path) -> Config:
             datadir=Path(datadir), key=str(doc["key"]), api_listen=str(api.get("listen", DEFAULT_API)),
             p2p_listen=str(p2p.get("listen", DEFAULT_P2P)), bootstrap=[str(b) for b in p2p.get("bootstrap", [])],
             max_peers=int(p2p.get("max_peers", 32)), mdns=bool(p2p.get("mdns", False)),
-            keepalive=float(p2p.get("keepalive", 60.0)),
+            keepalive=float(p2p.get("keepalive", 300.0)),
             solver_time_limit=limit if limit > 0 else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
