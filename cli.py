@@ -515,11 +515,17 @@ def _home_agent(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh
     return HomeAgent(site, daily_kwh, battery, cloudiness=cloudiness, utc_offset=utc_offset)
 
 
-def _send_plan(client, key, plan, zone, gate) -> list[str]:
-    from transxnode.transactions import Bid
+def _send_bids(client, key, bodies: list) -> list[str]:
+    """Sign and send bid bodies one by one (each at the key's next nonce); their hashes.  Progress on a terminal."""
     from transxnode.wallet import send
 
-    return [send(client, key, Bid(b.side, b.slot, b.wh, b.price, zone, b.slot - gate))["hash"] for b in plan.bids]
+    hashes = []
+    progress = _progress()
+    for i, body in enumerate(bodies):
+        hashes.append(send(client, key, body)["hash"])
+        if progress and ((i + 1) % 10 == 0 or i + 1 == len(bodies)):
+            progress(f"{i + 1}/{len(bodies)} bids sent")
+    return hashes
 
 
 @agent.command("plan")
@@ -561,7 +567,8 @@ def agent_plan(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh,
     address = sender or _default_address(datadir)
     if any(b.side == 1 for b in plan.bids):
         _warn_without_meter(client, address)
-    hashes = _send_plan(client, _unlock(datadir, address, password_file), plan, zone, info["gate_closure"])
+    hashes = _send_bids(client, _unlock(datadir, address, password_file),
+                        [b.to_bid(zone, info["gate_closure"]) for b in plan.bids])
     _emit({**doc, "sent": hashes}, as_json, lambda d: f"{len(hashes)} bids sent (pending)")
 
 
@@ -589,7 +596,7 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
             last = market["first_open_slot"] + slots - 1
             if first <= last:
                 plan = home.plan(first, last - first + 1, info, market)
-                sent = _send_plan(client, key, plan, zone, info["gate_closure"])
+                sent = _send_bids(client, key, [b.to_bid(zone, info["gate_closure"]) for b in plan.bids])
                 planned_to = last
                 click.echo(f"{time.strftime('%H:%M:%S')}  slots {first}..{last}: {len(sent)} bids sent, expected "
                            f"{_tokens(plan.expected_gain)} against net metering (margin {home.strategy.margin:.0%})")
@@ -775,8 +782,6 @@ def bid_profile(file, zone, sender, yes, datadir, api, password_file, as_json) -
     or JSON (a list of such objects); a slot is a number or +N (N slots after the first open one).
     Every row is checked before anything is signed."""
     from transxnode.profile import parse_profile
-    from transxnode.transactions import Bid
-    from transxnode.wallet import send
 
     text = click.open_file(file).read()
     client = _client(api, datadir)
@@ -792,14 +797,8 @@ def bid_profile(file, zone, sender, yes, datadir, api, password_file, as_json) -
     address = sender or _default_address(datadir)
     if any(b.side == 1 for b in bids):
         _warn_without_meter(client, address)
-    key = _unlock(datadir, address, password_file)
-    sent = []
-    progress = _progress()
-    for i, b in enumerate(bids):
-        body = Bid(side=b.side, slot=b.slot, wh=b.wh, price=b.price, zone=b.zone, expiry=b.slot - info["gate_closure"])
-        sent.append({"bid": send(client, key, body)["hash"], "slot": b.slot})
-        if progress and ((i + 1) % 10 == 0 or i + 1 == len(bids)):
-            progress(f"{i + 1}/{len(bids)} bids sent")
+    hashes = _send_bids(client, _unlock(datadir, address, password_file), [b.to_bid(info["gate_closure"]) for b in bids])
+    sent = [{"bid": h, "slot": b.slot} for h, b in zip(hashes, bids)]
     _emit({"bids": sent}, as_json, lambda d: f"{len(d['bids'])} bids sent (pending), slots {bids[0].slot}.."
           f"{max(b.slot for b in bids)}")
 

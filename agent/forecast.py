@@ -126,12 +126,12 @@ def holt_winters(history: list[float], period: int, horizon: int, alpha: float =
 
 
 def load_forecast(history_wh: list[int], period: int, horizon: int, daily_kwh: float, start_ms: int,
-                  slot_seconds: int) -> list[int]:
+                  slot_seconds: int, tz_hours: float = 8.0) -> list[int]:
     """Expected Wh per slot: Holt-Winters over the home's history once it holds a day, else the
-    typical profile."""
+    typical profile (local time at `tz_hours`)."""
     if len(history_wh) >= period:
         return [int(x) for x in holt_winters([float(x) for x in history_wh], period, horizon)]
-    return typical_load_wh(daily_kwh, start_ms, slot_seconds, horizon)
+    return typical_load_wh(daily_kwh, start_ms, slot_seconds, horizon, tz_hours=tz_hours)
 
 
 __all__ = ["KUALA_LUMPUR", "Site", "clear_sky_pv_wh", "cloud_factor", "history_correction", "holt_winters",

@@ -25,13 +25,8 @@ class HomeAgent:
     def forecast(self, start_ms: int, slot_seconds: int, slots: int) -> tuple[list[int], list[int]]:
         """(PV Wh, load Wh) per slot from `start_ms`."""
         pv = pv_forecast(self.site, start_ms, slot_seconds, slots, self.cloudiness) if self.site else [0] * slots
-        period = max(1, 86_400 // slot_seconds)
-        from .forecast import typical_load_wh
-
-        if len(self.load_history) >= period:
-            load = load_forecast(self.load_history, period, slots, self.daily_kwh, start_ms, slot_seconds)
-        else:
-            load = typical_load_wh(self.daily_kwh, start_ms, slot_seconds, slots, tz_hours=self.utc_offset)
+        load = load_forecast(self.load_history, max(1, 86_400 // slot_seconds), slots, self.daily_kwh, start_ms,
+                             slot_seconds, tz_hours=self.utc_offset)
         return pv, load
 
     def plan(self, first_slot: int, slots: int, info: dict, market: dict,

@@ -18,6 +18,7 @@ import math
 import random
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from nacl.signing import SigningKey
@@ -29,7 +30,7 @@ from transxnode.keys import address_of_key, public_key
 from transxnode.metering import sign_reading
 from transxnode.node import Node
 from transxnode.store import Store
-from transxnode.transactions import SELL, Bid, RegisterMeter, sign_tx
+from transxnode.transactions import SELL, RegisterMeter, sign_tx
 
 from .forecast import Site, clear_sky_pv_wh, cloud_factor, typical_load_wh
 from .strategy import Battery, PlannedBid, Strategy, expected_gain, price_band
@@ -58,7 +59,7 @@ class Home:
     imported: dict[int, int] = field(default_factory=dict)
     bids: list[PlannedBid] = field(default_factory=list)
 
-    @property
+    @cached_property
     def address(self) -> bytes:
         return address_of_key(self.key)
 
@@ -118,6 +119,7 @@ class DaySimulation:
         day0 = 1_767_225_600 - UTC_OFFSET * 3600 + 86_400 * (seed % 300)  # 2026-01-01 00:00 in Kuala Lumpur
         self.day_start_slot = LEAD + 1
         self.homes = [self._home(k) for k in range(homes)]
+        self._by_address = {h.address: h for h in self.homes}
         solver = _key(seed, "solver")
         doc = G.dev_genesis([h.address for h in self.homes] + [address_of_key(solver)], [address_of_key(solver)],
                             slot_seconds=SLOT_SECONDS, chain_id="transx-day",
@@ -198,7 +200,7 @@ class DaySimulation:
             # The plan was made a day ahead; each bid goes out in the last block before its slot's gate
             # closes, so a day of 1,000 homes' bids never crowds one block or the mempool.
             for h, b in by_slot.get(height + g.gate_closure, []):
-                self._submit(h, Bid(b.side, b.slot, b.wh, b.price, h.zone, b.slot - g.gate_closure))
+                self._submit(h, b.to_bid(h.zone, g.gate_closure))
             traded += self._produce(height)
             if first <= height <= last:
                 self._deliver(height)
@@ -247,7 +249,7 @@ class DaySimulation:
         settled = slot - self.g.meter_window - 1
         if settled >= self.day_start_slot:
             for addr, s in state.settlements_of_slot(settled):
-                home = next((h for h in self.homes if h.address == addr), None)
+                home = self._by_address.get(addr)
                 if home is not None:
                     home.strategy.learn(s.sold_wh or s.bought_wh, s.shortfall_wh or s.unused_wh)
 
@@ -256,10 +258,10 @@ class DaySimulation:
         g, state = self.g, self.chain.state()
         out = []
         for h in self.homes:
-            rows = [s for slot, s in state.settlements_of(h.address)]
+            by_slot = dict(state.settlements_of(h.address))
+            rows = list(by_slot.values())
             sold = sum(s.sold_wh for s in rows)
             bought = sum(s.bought_wh for s in rows)
-            by_slot = dict(state.settlements_of(h.address))
             outside = 0
             for slot in h.exported:
                 s = by_slot.get(slot)

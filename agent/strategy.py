@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transxnode.transactions import BUY, SELL
+from transxnode.transactions import BUY, SELL, Bid
 
 MIN_BID_WH = 100  # smaller quantities are not worth a transaction fee
 BAND = 0.2
@@ -56,6 +56,10 @@ class PlannedBid:
     wh: int
     price: int  # micro-units per kWh
     expected_price: int
+
+    def to_bid(self, zone: int, gate_closure: int) -> Bid:
+        """The bid transaction's body, valid until its slot's gate closes."""
+        return Bid(self.side, self.slot, self.wh, self.price, zone, self.slot - gate_closure)
 
 
 def price_band(feed_in: int, retail: int, supply_wh: int = 0, demand_wh: int = 0,

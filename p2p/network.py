@@ -284,7 +284,7 @@ class Network:
             log.debug("p2p: disconnecting %s: %s", peer_id, e)
 
     async def _keepalive_loop(self) -> None:
-        """Ping every connected peer; drop one that misses `keepalive_misses` pings in a row.  A link cut
+        """Ping every connected peer; drop one that leaves two pings in a row unanswered.  A link cut
         without a FIN (a cable, a crashed router, a frozen process) otherwise stays "connected" for
         TCP's minutes-long timeouts: gossip to it is lost and the dial loop never redials it."""
         misses: dict = {}

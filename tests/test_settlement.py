@@ -8,29 +8,19 @@ counted as the one party outside the chain.
 
 from __future__ import annotations
 
-from chain_support import CHAIN_PROPERTY, Net, addr, escrow_in_accounts, escrow_in_bids, snapshot
+from chain_support import CHAIN_PROPERTY, Net, addr, snapshot
 from hypothesis import given
 from hypothesis import strategies as st
 
 from transxnode import genesis as G
-from transxnode import ledger, views
+from transxnode import views
 from transxnode.settlement import assess
 from transxnode.state import Reading
 from transxnode.transactions import BUY, SELL
 
-from test_ledger import market_bids
+from test_ledger import ceil_div, market_bids, money_ok
 
 g = G.genesis_from_json(G.dev_genesis([], [], slot_seconds=1, start=0))
-
-
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def money_conserved(net: Net) -> None:
-    held, total = ledger.money_in_state(net.state())
-    assert held == total
-    assert escrow_in_accounts(net.state()) == escrow_in_bids(net.state())
 
 
 # -------------------------------------------------------------------------------- the arithmetic
@@ -118,7 +108,7 @@ def test_a_slot_settles_against_its_meters_w_blocks_after_delivery(net):
     t = state.totals()
     assert t.grid_charged - totals_before.grid_charged == sum(ceil_div(v * net.g.retail, 1000) for v in shortfall.values())
     assert t.grid_credited - totals_before.grid_credited == sum(v * net.g.feed_in // 1000 for v in unused.values())
-    money_conserved(net)
+    money_ok(net)
     # What the explorer and the wallet show.
     view = views.delivery_view(net.chain, slot)
     assert view["status"] == "settled" and view["settled_at"] == slot + W + 1
@@ -149,6 +139,6 @@ def test_a_seller_whose_shortfall_exceeds_what_it_has_pays_what_it_can_and_the_r
         assert acct.balance == 0 and acct.escrowed == 0
         assert r.released > 0 and r.unpaid == r.charge - r.released - balance > 0
         assert net.state().totals().grid_charged == r.charge - r.unpaid
-        money_conserved(net)
+        money_ok(net)
     finally:
         net.close()

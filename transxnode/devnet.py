@@ -81,8 +81,7 @@ class Household:
             self.agent.battery.step(plan.pv_wh[0] - plan.load_wh[0], clock[1])
         if not plan.bids:
             return None
-        b = plan.bids[0]
-        return Bid(b.side, slot, b.wh, b.price, self.zone, slot - info["gate_closure"])
+        return plan.bids[0].to_bid(self.zone, info["gate_closure"])
 
     def reading(self, rng: random.Random, chain_id: str, slot: int, traded_wh: int, side: str) -> MeterReading:
         """What the meter measured in a slot where this household cleared `traded_wh` on `side`."""
@@ -239,7 +238,7 @@ class Devnet:
         """Bid every slot and report every cleared slot; `slots` bounds the run (None: until Ctrl-C)."""
         assert self.client is not None
         info = self.client.get("/api/node")
-        chain_id, gate = info["chain_id"], info["gate_closure"]
+        chain_id = info["chain_id"]
         reported = info["height"]
         bid_for = -1
         self._send_all(chain_id, lambda h: RegisterMeter(public_key(h.meter)))
@@ -255,14 +254,14 @@ class Devnet:
             # late (a solver still warming up) does not make it miss its slot.
             if info["first_open_slot"] + 1 > bid_for:
                 bid_for = info["first_open_slot"] + 1
-                self._post_bids(chain_id, bid_for, gate)
+                self._post_bids(info, bid_for)
             time.sleep(min(0.25, self.slot_seconds / 8))
 
-    def _post_bids(self, chain_id: str, slot: int, gate: int) -> None:
+    def _post_bids(self, info: dict, slot: int) -> None:
         """Each household's agent bids for `slot`, which plays a half hour of today in Kuala Lumpur."""
         assert self.client is not None
-        info, market = self.client.get("/api/node"), self.client.get("/api/market")
-        self._send_all(chain_id, lambda h: h.bid(slot, info, market, self.clock))
+        market = self.client.get("/api/market")
+        self._send_all(info["chain_id"], lambda h: h.bid(slot, info, market, self.clock))
 
     def _send_readings(self, chain_id: str, slot: int) -> None:
         """Each household that traded in `slot` sends its meter's reading."""

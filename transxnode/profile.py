@@ -20,7 +20,7 @@ import io
 import json
 from dataclasses import dataclass
 
-from .transactions import SIDES
+from .transactions import SIDES, Bid
 from .wallet import InputError, parse_energy, parse_tokens
 
 FIELDS = ("slot", "side", "quantity", "price")
@@ -34,6 +34,10 @@ class ProfileBid:
     wh: int
     price: int  # micro-units per kWh
     zone: int
+
+    def to_bid(self, gate_closure: int) -> Bid:
+        """The bid transaction's body, valid until its slot's gate closes."""
+        return Bid(self.side, self.slot, self.wh, self.price, self.zone, self.slot - gate_closure)
 
 
 def parse_profile(text: str, *, first_open: int, last_allowed: int, zones: int, default_zone: int = 0,

@@ -268,12 +268,13 @@ class StateOverlay:
         prefix = schema.settlements_of_slot(slot)
         return [(k[len(prefix):], SETTLEMENT.decode(v)) for k, v in self.items(prefix)]
 
-    def settlements_of(self, addr: bytes) -> list[tuple[int, Settlement]]:
-        """(slot, settlement) of an account, oldest first."""
+    def settlements_of(self, addr: bytes, last: int | None = None) -> list[tuple[int, Settlement]]:
+        """(slot, settlement) of an account, oldest first (`last`: only the newest that many; the index
+        is walked, but only those are read)."""
         prefix = schema.party_settlements(addr)
+        slots = [schema.read_u64(k[len(prefix):]) for k, _ in self.items(prefix)]
         out = []
-        for k, _ in self.items(prefix):
-            slot = schema.read_u64(k[len(prefix):])
+        for slot in slots[-last:] if last else slots:
             raw = self.get(schema.settlement(slot, addr))
             if raw is not None:
                 out.append((slot, SETTLEMENT.decode(raw)))

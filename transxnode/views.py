@@ -161,7 +161,7 @@ def address_view(chain: Chain, addr: bytes, pending_nonce: int, history: int = 5
             open_bids.append(bid_json(bid_id, rec))
     solver = state.solver(addr)
     meter = state.meter_key(addr)
-    settlements = [{"slot": slot, **settlement_json(s)} for slot, s in state.settlements_of(addr)[-20:]]
+    settlements = [{"slot": slot, **settlement_json(s)} for slot, s in state.settlements_of(addr, last=20)]
     return {
         "address": encode_address(addr),
         "balance": acct.balance,
