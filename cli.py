@@ -515,17 +515,28 @@ def _home_agent(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh
     return HomeAgent(site, daily_kwh, battery, cloudiness=cloudiness, utc_offset=utc_offset)
 
 
-def _send_bids(client, key, bodies: list) -> list[str]:
-    """Sign and send bid bodies one by one (each at the key's next nonce); their hashes.  Progress on a terminal."""
+def _send_bids(client, key, bodies: list) -> tuple[list[tuple[int, str]], list[int]]:
+    """Sign and send bid bodies one by one (each at the key's next nonce): (slot, hash) of those sent and
+    the slots skipped because their gate closed while the others were being sent (the chain moves on
+    during a long list; the rest of the plan still stands).  Progress on a terminal, skips on stderr."""
+    from transxnode.client import ClientError
     from transxnode.wallet import send
 
-    hashes = []
+    sent, skipped = [], []
     progress = _progress()
     for i, body in enumerate(bodies):
-        hashes.append(send(client, key, body)["hash"])
+        try:
+            sent.append((body.slot, send(client, key, body)["hash"]))
+        except ClientError:
+            if body.slot >= client.get("/api/node")["first_open_slot"]:
+                raise
+            skipped.append(body.slot)
         if progress and ((i + 1) % 10 == 0 or i + 1 == len(bodies)):
             progress(f"{i + 1}/{len(bodies)} bids sent")
-    return hashes
+    if skipped:
+        click.echo(f"warning: slot{'s' if len(skipped) > 1 else ''} {', '.join(map(str, skipped))} closed for bids "
+                   "while sending; not sent", err=True)
+    return sent, skipped
 
 
 @agent.command("plan")
@@ -567,9 +578,10 @@ def agent_plan(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh,
     address = sender or _default_address(datadir)
     if any(b.side == 1 for b in plan.bids):
         _warn_without_meter(client, address)
-    hashes = _send_bids(client, _unlock(datadir, address, password_file),
-                        [b.to_bid(zone, info["gate_closure"]) for b in plan.bids])
-    _emit({**doc, "sent": hashes}, as_json, lambda d: f"{len(hashes)} bids sent (pending)")
+    sent, skipped = _send_bids(client, _unlock(datadir, address, password_file),
+                               [b.to_bid(zone, info["gate_closure"]) for b in plan.bids])
+    _emit({**doc, "sent": [h for _, h in sent], "skipped_slots": skipped}, as_json,
+          lambda d: f"{len(sent)} bids sent (pending)")
 
 
 @agent.command("run")
@@ -596,7 +608,7 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
             last = market["first_open_slot"] + slots - 1
             if first <= last:
                 plan = home.plan(first, last - first + 1, info, market)
-                sent = _send_bids(client, key, [b.to_bid(zone, info["gate_closure"]) for b in plan.bids])
+                sent, _ = _send_bids(client, key, [b.to_bid(zone, info["gate_closure"]) for b in plan.bids])
                 planned_to = last
                 click.echo(f"{time.strftime('%H:%M:%S')}  slots {first}..{last}: {len(sent)} bids sent, expected "
                            f"{_tokens(plan.expected_gain)} against net metering (margin {home.strategy.margin:.0%})")
@@ -797,10 +809,10 @@ def bid_profile(file, zone, sender, yes, datadir, api, password_file, as_json) -
     address = sender or _default_address(datadir)
     if any(b.side == 1 for b in bids):
         _warn_without_meter(client, address)
-    hashes = _send_bids(client, _unlock(datadir, address, password_file), [b.to_bid(info["gate_closure"]) for b in bids])
-    sent = [{"bid": h, "slot": b.slot} for h, b in zip(hashes, bids)]
-    _emit({"bids": sent}, as_json, lambda d: f"{len(d['bids'])} bids sent (pending), slots {bids[0].slot}.."
-          f"{max(b.slot for b in bids)}")
+    sent, skipped = _send_bids(client, _unlock(datadir, address, password_file),
+                               [b.to_bid(info["gate_closure"]) for b in bids])
+    _emit({"bids": [{"bid": h, "slot": s} for s, h in sent], "skipped_slots": skipped}, as_json,
+          lambda d: f"{len(sent)} bids sent (pending)" + (f", slots {sent[0][0]}..{max(s for s, _ in sent)}" if sent else ""))
 
 
 @bid.command("cancel")

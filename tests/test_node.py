@@ -152,11 +152,31 @@ def test_the_home_agent_plans_a_day_from_its_forecasts_and_sends_it(node):
     plan = transx_json("agent", "plan", *load, "--slots", "4", *node.dd)
     assert [b["side"] for b in plan["bids"]] == ["buy"] * 4
     assert all(b["wh"] == int(plan["load_wh"][b["slot"] - plan["first_slot"]] * 0.9) for b in plan["bids"])
-    sent = transx_json("agent", "plan", *load, "--slots", "3", "--send", "-y", "--from", home, *node.dd)
-    assert len(sent["sent"]) == len(sent["bids"]) > 0
+    # The chain moves on a slot a second while it sends, so the earliest slots may close meanwhile: those
+    # are reported, the rest still go.
+    sent = transx_json("agent", "plan", *load, "--slots", "6", "--send", "-y", "--from", home, *node.dd)
+    planned = [b["slot"] for b in sent["bids"]]
+    assert sent["skipped_slots"] == planned[:len(sent["skipped_slots"])] and len(sent["sent"]) > 0
+    assert len(sent["sent"]) + len(sent["skipped_slots"]) == len(planned)
     wait_for(lambda: _balance(node, home)["nonce"] >= len(sent["sent"]) or
              _balance(node, home)["pending_nonce"] >= len(sent["sent"]), 30, "the agent's bids")
     assert info["grid"] == {"feed_in": 170_000, "retail": 570_000}
+
+
+def test_bids_whose_gate_closes_while_sending_are_skipped_and_the_rest_sent(node):
+    import cli
+    from transxnode.client import ApiClient, ClientError
+
+    me, key = _funded_wallet(node)
+    gate, first = node.get("/api/node")["gate_closure"], node.get("/api/node")["first_open_slot"]
+    closed = Bid(BUY, first - 2, 1000, 400_000, 0, first - 2 - gate)
+    still_open = Bid(BUY, first + 20, 1000, 400_000, 0, first + 20 - gate)
+    sent, skipped = cli._send_bids(ApiClient(node.api), key, [closed, still_open])
+    assert skipped == [closed.slot] and [s for s, _ in sent] == [still_open.slot]
+    wait_for(lambda: _balance(node, me)["escrowed"] == 400_000, 30, "the open bid's escrow")
+    # Any other refusal still stops the list: this one is beyond the bidding horizon.
+    with pytest.raises(ClientError, match="slots ahead"):
+        cli._send_bids(ApiClient(node.api), key, [Bid(BUY, first + 10_000, 1000, 400_000, 0, first + 10_000)])
 
 
 def test_bad_cli_input_is_one_line_and_nonzero(node):
