@@ -527,8 +527,8 @@ def _send_bids(client, key, bodies: list) -> tuple[list[tuple[int, str]], list[i
     for i, body in enumerate(bodies):
         try:
             sent.append((body.slot, send(client, key, body)["hash"]))
-        except ClientError:
-            if body.slot >= client.get("/api/node")["first_open_slot"]:
+        except ClientError as e:
+            if e.reason != "gate_closed":
                 raise
             skipped.append(body.slot)
         if progress and ((i + 1) % 10 == 0 or i + 1 == len(bodies)):

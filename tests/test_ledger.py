@@ -299,12 +299,14 @@ def test_void_clearing_refunds_every_escrow(net):
 
 
 # ------------------------------------------------------ stateful rejections
-def assert_refused(net: Net, tx, match: str, ledger_match: str | None = "") -> None:
-    """`tx` is refused by the node with a message matching `match`, and by the ledger (on an overlay,
-    `ledger_match`, default the same; None to skip) without writing anything; nothing changes."""
+def assert_refused(net: Net, tx, match: str, ledger_match: str | None = "", reason: str = "invalid") -> None:
+    """`tx` is refused by the node with a message matching `match` and the given `TxError.reason`, and
+    by the ledger (on an overlay, `ledger_match`, default the same; None to skip) without writing
+    anything; nothing changes."""
     db, pool = whole_db(net.store), dict(net.node.mempool.by_hash)
-    with pytest.raises(TxError, match=match):
+    with pytest.raises(TxError, match=match) as refused:
         net.node.submit_tx(tx)
+    assert refused.value.reason == reason
     assert whole_db(net.store) == db
     assert net.node.mempool.by_hash == pool
     if ledger_match is not None:
@@ -327,7 +329,7 @@ def test_replayed_nonce_is_refused(net):
     assert_refused(net, tx, "^already on chain$", ledger_match="^nonce 0 is not the account's next nonce 1$")
     other = net.tx(u0, Transfer(addr(u1), 6), nonce=0)
     assert_refused(net, other, r"^nonce 0 was already used \(the account is at 1\)$",
-                   ledger_match="^nonce 0 is not the account's next nonce 1$")
+                   ledger_match="^nonce 0 is not the account's next nonce 1$", reason="nonce")
 
 
 def test_future_nonce_waits_in_the_mempool_until_the_gap_fills(net):
@@ -366,7 +368,8 @@ def test_bid_after_gate_closure_beyond_horizon_or_expired_is_refused(net):
     L, H = g.gate_closure, g.bid_horizon
     assert_applies(net, net.tx(u0, Bid(SELL, n + L, 1_000, 200_000, 0, n)))
     assert_refused(net, net.tx(u0, Bid(SELL, n + L - 1, 1_000, 200_000, 0, n)),
-                   f"^slot {n + L - 1} closed for bids at height {n - 1} .*the chain is at height {n}$")
+                   f"^slot {n + L - 1} closed for bids at height {n - 1} .*the chain is at height {n}$",
+                   reason="gate_closed")
     assert_applies(net, net.tx(u0, Bid(SELL, n + H, 1_000, 200_000, 0, n + H)))
     assert_refused(net, net.tx(u0, Bid(SELL, n + H + 1, 1_000, 200_000, 0, n + H)),
                    f"^slot {n + H + 1} is more than {H} slots ahead of height {n}$")
@@ -415,7 +418,7 @@ def test_cancel_returns_the_escrow_and_cannot_repeat(net):
     acct = net.account(u0)
     assert (acct.balance, acct.escrowed) == (10**12 - 2 * FEE, 0)
     assert net.state().bid(bid.hash).status == CANCELLED
-    assert_refused(net, net.tx(u0, CancelBid(bid.hash)), f"^bid {bid.hash.hex()} is already cancelled$")
+    assert_refused(net, net.tx(u0, CancelBid(bid.hash)), f"^bid {bid.hash.hex()} is already cancelled$", reason="ended")
 
 
 def test_commit_by_a_non_solver_or_outside_its_window_is_refused(net):

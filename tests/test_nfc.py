@@ -508,7 +508,7 @@ class _Node:
         if path.startswith("/api/session/"):
             if path.rsplit("/", 1)[1] in self.sessions:
                 return {"status": "open"}
-            raise ClientError(f"no session {path.rsplit('/', 1)[1]}")
+            raise ClientError(f"no session {path.rsplit('/', 1)[1]}", 404, "not_found")
         if path.startswith("/api/address/"):
             return {"balance": self.balance, "pending_nonce": len(self.txs)}
         raise AssertionError(f"the station should not have asked for {path}")
@@ -583,7 +583,7 @@ def test_a_station_whose_session_the_chain_already_ended_stops_retrying():
     class Expired(_Node):
         def submit(self, raw: bytes) -> dict:
             if isinstance(decode_tx(raw).body, SessionClose):
-                raise ClientError("session 55c3 is already expired (not closed within 48 slots)")
+                raise ClientError("session 55c3 is already expired (not closed within 48 slots)", 422, "ended")
             return super().submit(raw)
 
     node, said, now = Expired(), [], [100.0]

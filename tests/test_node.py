@@ -232,7 +232,9 @@ def test_api_refuses_hostile_input_without_changing_state(node):
                           body=Transfer(decode_address(me), 1))
     tampered = bytearray(good.encoded)
     tampered[-1] ^= 1
-    assert node.request("POST", "/api/tx", b"{not json")[0] == 400
+    # Each refusal has a status and a reason for programs beside the message for people.
+    assert node.request("POST", "/api/tx", b"{not json") == (400, {"error": 'expected {"raw": "<hex of a signed '
+                                                                      'transaction>"}', "reason": "malformed"})
     assert node.request("POST", "/api/tx", json.dumps({"raw": "zz"}).encode())[0] == 400
     assert node.request("POST", "/api/tx", b"x" * 70_000)[0] == 413
     status, err = node.submit(wrong_chain.encoded)
@@ -246,7 +248,7 @@ def test_api_refuses_hostile_input_without_changing_state(node):
     assert node.request("GET", "/api/address/trx1qqqq")[0] == 400
     assert node.request("GET", "/api/block/" + "ab" * 32)[0] == 404
     assert node.request("GET", "/api/tx/" + "ab" * 32)[0] == 404
-    assert node.request("GET", "/api/nothing")[0] == 404
+    assert node.request("GET", "/api/nothing") == (404, {"error": "Not Found", "reason": "not_found"})
     after = _balance(node, me)
     assert after["pending_nonce"] == before["pending_nonce"]
     # The good one is accepted once; a replay of an included transaction is refused.
@@ -255,7 +257,11 @@ def test_api_refuses_hostile_input_without_changing_state(node):
     assert node.submit(good.encoded)[0] == 422
     wait_for(lambda: node.get(f"/api/tx/{good.hash.hex()}")["status"] == "included", 30, "inclusion")
     status, err = node.submit(good.encoded)
-    assert status == 422 and "already on chain" in err["error"]
+    assert status == 422 and "already on chain" in err["error"] and err["reason"] == "invalid"
+    # Another transaction at the used nonce: a wallet that raced someone signs again at the next one.
+    again = sign_tx(key, chain_id=info["chain_id"], nonce=good.nonce, fee=1000, body=Transfer(decode_address(me), 2))
+    status, err = node.submit(again.encoded)
+    assert status == 422 and err["reason"] == "nonce", err
 
     # The explorer page and the metrics are served beside the API.
     import urllib.request

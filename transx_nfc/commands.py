@@ -95,7 +95,7 @@ def station_run(datadir, device, price_text, power_kw, battery_kwh, min_seconds,
     """Run the station: tap to start charging, tap again (or `transx station stop`) to stop."""
     from transxnode.config import load_config
 
-    from .records import CardError, decode_card
+    from .records import CardError, ForeignCard, decode_card
     from .station import Station
     from .tag import tap
 
@@ -127,7 +127,7 @@ def station_run(datadir, device, price_text, power_kw, battery_kwh, min_seconds,
                 raise CardError("unreadable or not an NDEF tag: hold the card still and tap again")
             card = decode_card(tag.ndef.octets)
         except CardError as e:
-            st.on_bad_card("foreign_tag" if "no TransX" in str(e) else "unreadable", str(e))
+            st.on_bad_card("foreign_tag" if isinstance(e, ForeignCard) else "unreadable", str(e))
             return True
         records = st.on_card(card)
         if records is not None:

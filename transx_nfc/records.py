@@ -23,6 +23,10 @@ class CardError(Exception):
     """A tag that is unreadable or not a TransX card; the message is for the person at the charger."""
 
 
+class ForeignCard(CardError):
+    """A readable tag that holds no TransX authorisation (a bank card, a blank tag)."""
+
+
 @dataclass
 class CardContents:
     auth: Authorisation
@@ -50,7 +54,7 @@ def read_records(records) -> CardContents:
     """A card's contents from its NDEF records; `CardError` if it holds no valid authorisation."""
     auths = [r for r in records if r.type.lower() == AUTH_TYPE]
     if not auths:
-        raise CardError("this card holds no TransX authorisation (a foreign or blank tag)")
+        raise ForeignCard("this card holds no TransX authorisation (a foreign or blank tag)")
     try:
         auth = decode_authorisation(bytes(auths[0].data))
     except AuthError as e:

@@ -121,7 +121,7 @@ class Station:
             self.client.get(f"/api/session/{auth.session_id.hex()}")
             raise Refused("replayed", "this authorisation was already used: a new one is needed for each session")
         except ClientError as e:
-            if "no session" not in str(e):
+            if e.status != 404:
                 raise Refused("node_unreachable", f"cannot check the authorisation with the node ({e})") from None
         if self.price > auth.max_price:
             raise Refused("price", f"this station charges {self.price / 1e6:g}/kWh, above the card's limit of "
@@ -157,7 +157,7 @@ class Station:
             info = self.client.get("/api/node")
             send(self.client, self.key, SessionClose(c.session, delivered, soc_end))
         except ClientError as e:
-            if "is already" in str(e):  # closed before, or expired: the chain has settled it, nothing to retry
+            if e.reason == "ended":  # closed before, or expired: the chain has settled it, nothing to retry
                 self.charge = None
                 self.metrics.charging.set(0)
                 self.say(f"charger stopped ({reason}); the chain had already ended the session: {e}")

@@ -6,9 +6,11 @@ GET  /api/node, /api/head, /api/block/<height|hash>, /api/tx/<hash>,
 POST /api/tx   {"raw": "<hex of a signed transaction>"}
 GET  /metrics  Prometheus
 GET  /         the explorer page (static; it reads the API above)
-Errors are JSON ``{"error": "..."}`` with a status that fits: 400 malformed
-input, 404 unknown object, 413 oversize body, 422 a well-formed transaction
-the chain refuses.
+Errors are JSON ``{"error": "...", "reason": "..."}`` with a status that fits:
+400 malformed input, 404 unknown object, 413 oversize body, 422 a well-formed
+transaction the chain refuses.  "reason" is for programs: a refused
+transaction's ``TxError.reason`` ("nonce", "gate_closed", "ended", "invalid"),
+else "malformed", "not_found" or "too_large" by status.
 """
 
 from __future__ import annotations
@@ -43,10 +45,13 @@ _EXPLORER = (Path(__file__).parent / "static" / "explorer.html").read_text()
 RECENT_SLOTS = 24
 
 
+_REASONS = {400: "malformed", 404: "not_found", 405: "malformed", 413: "too_large", 422: "invalid"}
+
+
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: str | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.reason = status, reason or _REASONS.get(status, "error")
 
 
 _VIEWS = anyio.CapacityLimiter(2)
@@ -204,7 +209,7 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
             admitted = node.submit_local(tx)
         except TxError as e:
             metrics.tx_rejected.labels("invalid").inc()
-            raise ApiError(422, str(e)) from None
+            raise ApiError(422, str(e), e.reason) from None
         metrics.tx_accepted.inc()
         metrics.mempool.set(len(node.mempool))
         out = {"accepted": True, "hash": admitted.tx.hash.hex()}
@@ -223,11 +228,11 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return _json({"error": str(exc)}, exc.status)
+        return _json({"error": str(exc), "reason": exc.reason}, exc.status)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return _json({"error": exc.detail}, exc.status_code)
+        return _json({"error": exc.detail, "reason": _REASONS.get(exc.status_code, "error")}, exc.status_code)
 
     routes = [
         Route("/api/node", node_info),

@@ -12,7 +12,12 @@ from .config import DEFAULT_API, ConfigError, load_config, running_api
 
 
 class ClientError(Exception):
-    """The node could not be reached, or refused the request; one line for the user."""
+    """The node could not be reached, or refused the request; one line for the user.  A refusal keeps
+    the HTTP status and the API's machine-readable reason (see transxnode/api.py); None if unreached."""
+
+    def __init__(self, message: str, status: int | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.reason = status, reason
 
 
 def resolve_api(api: str | None, datadir: str | Path) -> str:
@@ -52,10 +57,11 @@ class ApiClient:
                 return json.loads(r.read())
         except urllib.error.HTTPError as e:
             try:
-                msg = json.loads(e.read())["error"]
-            except (ValueError, KeyError, TypeError):
-                msg = f"HTTP {e.code}"
-            raise ClientError(msg) from None
+                doc = json.loads(e.read())
+                msg, reason = doc["error"], doc.get("reason")
+            except (ValueError, KeyError, TypeError, AttributeError):
+                msg, reason = f"HTTP {e.code}", None
+            raise ClientError(msg, e.code, reason) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
             reason = getattr(e, "reason", e)
             raise ClientError(f"no node answers at {self.url} ({reason}): is `transx node` running? "

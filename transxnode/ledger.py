@@ -48,7 +48,7 @@ def apply_tx(state: StateOverlay, tx: Tx, height: int, g: Genesis) -> int:
     sender = tx.sender
     acct = state.account(sender)
     if tx.nonce != acct.nonce:
-        raise TxError(f"nonce {tx.nonce} is not the account's next nonce {acct.nonce}")
+        raise TxError(f"nonce {tx.nonce} is not the account's next nonce {acct.nonce}", "nonce")
     cost = tx.fee + _locked_by(tx, height, g, state)
     if acct.balance < cost:
         raise TxError(f"insufficient balance: {acct.balance} micro-units, the transaction needs {cost}")
@@ -180,7 +180,7 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
         closes = b.slot - g.gate_closure
         if height > closes:
             raise TxError(f"slot {b.slot} closed for bids at height {closes} (gate closure {g.gate_closure} slots "
-                          f"ahead); the chain is at height {height}")
+                          f"ahead); the chain is at height {height}", "gate_closed")
         if b.slot > height + g.bid_horizon:
             raise TxError(f"slot {b.slot} is more than {g.bid_horizon} slots ahead of height {height}")
         if b.expiry < height:
@@ -197,7 +197,7 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
         if rec is None or rec.owner != tx.sender:
             raise TxError(f"no bid {b.bid.hex()} of this address")
         if rec.status != OPEN:
-            raise TxError(f"bid {b.bid.hex()} is already {('open', 'cancelled', 'cleared')[rec.status]}")
+            raise TxError(f"bid {b.bid.hex()} is already {('open', 'cancelled', 'cleared')[rec.status]}", "ended")
         if height > rec.slot - g.gate_closure:
             raise TxError(f"slot {rec.slot} closed at height {rec.slot - g.gate_closure}: its bids are final")
         return 0
@@ -266,7 +266,7 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
             raise TxError(f"no session {b.session.hex()} opened by this station")
         if rec.status != SESSION_OPEN:
             raise TxError(f"session {b.session.hex()} is already {SESSION_STATUS[rec.status]}"
-                          + (f" (not closed within {g.session_timeout} slots)" if rec.status == SESSION_EXPIRED else ""))
+                          + (f" (not closed within {g.session_timeout} slots)" if rec.status == SESSION_EXPIRED else ""), "ended")
         if b.delivered_wh > rec.max_wh:
             raise TxError(f"{b.delivered_wh} Wh delivered is more than the authorised {rec.max_wh} Wh")
         return 0

@@ -56,18 +56,19 @@ class Mempool:
         if tx.hash in self.by_hash:
             raise TxError("already in the mempool")
         if tx.nonce < chain_nonce:
-            raise TxError(f"nonce {tx.nonce} was already used (the account is at {chain_nonce})")
+            raise TxError(f"nonce {tx.nonce} was already used (the account is at {chain_nonce})", "nonce")
         if tx.nonce >= chain_nonce + self.max_per_sender:
-            raise TxError(f"nonce {tx.nonce} is too far ahead of the account's {chain_nonce}")
+            raise TxError(f"nonce {tx.nonce} is too far ahead of the account's {chain_nonce}", "nonce")
         gapped = tx.nonce > self.next_nonce(tx.sender, chain_nonce)
         if gapped and tx.nonce > self.next_nonce(tx.sender, chain_nonce) + MAX_GAP:
             raise TxError(f"nonce {tx.nonce} is too far past the sender's next nonce "
-                          f"{self.next_nonce(tx.sender, chain_nonce)}")
+                          f"{self.next_nonce(tx.sender, chain_nonce)}", "nonce")
         q = self.by_sender.setdefault(tx.sender, {})
         old = q.get(tx.nonce)
         if old is not None:
             if tx.fee <= old.fee:
-                raise TxError(f"a transaction with nonce {tx.nonce} is already pending; replace it with a higher fee")
+                raise TxError(f"a transaction with nonce {tx.nonce} is already pending; replace it with a higher fee",
+                              "nonce")
             self._drop(old)
             self._insert(tx, height)
             return old

@@ -27,7 +27,14 @@ MAX_AMOUNT = 2**62
 
 
 class TxError(ValueError):
-    """A transaction is invalid; the message says why, for the user who sent it."""
+    """A transaction is invalid; the message says why, for the user who sent it, and `reason` says it
+    for programs (the API passes it on): "nonce" (used, pending or too far ahead: sign again at the
+    next one), "gate_closed" (the bid's slot no longer takes bids), "ended" (the bid or session it acts
+    on is already closed, cancelled, cleared or expired), or "invalid" (anything else)."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class InvalidTx(TxError):

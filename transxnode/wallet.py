@@ -100,7 +100,7 @@ def send(client: ApiClient, key, body: Body, fee: int | None = None) -> dict[str
         try:
             answer = client.submit(tx.encoded)
         except ClientError as e:
-            if attempt < SEND_ATTEMPTS - 1 and ("already pending" in str(e) or "nonce" in str(e)):
+            if attempt < SEND_ATTEMPTS - 1 and e.reason == "nonce":
                 time.sleep(0.05 * attempt)  # a block may be landing: let the pending nonce settle
                 continue
             raise
