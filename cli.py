@@ -515,6 +515,13 @@ def _home_agent(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh
     return HomeAgent(site, daily_kwh, battery, cloudiness=cloudiness, utc_offset=utc_offset)
 
 
+def _agent_first_slot(market: dict) -> int:
+    """The agent plans from one slot past the first open one: a bid sent as its slot's gate closes may
+    reach the mempool yet miss the last block that could take it, and then the bids signed after it
+    wait behind its nonce until they are dropped too."""
+    return market["first_open_slot"] + 1
+
+
 def _send_bids(client, key, bodies: list) -> tuple[list[tuple[int, str]], list[int]]:
     """Sign and send bid bodies one by one (each at the key's next nonce): (slot, hash) of those sent and
     the slots skipped because their gate closed while the others were being sent (the chain moves on
@@ -552,7 +559,7 @@ def agent_plan(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh,
     home = _home_agent(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, battery_soc, cloudiness)
     client = _client(api, datadir)
     info, market = client.get("/api/node"), client.get("/api/market")
-    plan = home.plan(market["first_open_slot"], slots, info, market)
+    plan = home.plan(_agent_first_slot(market), slots, info, market)
     doc = plan.to_json()
 
     def text(d) -> str:
@@ -604,8 +611,8 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
     try:
         while True:
             info, market = client.get("/api/node"), client.get("/api/market")
-            first = max(market["first_open_slot"], planned_to + 1)
-            last = market["first_open_slot"] + slots - 1
+            first = max(_agent_first_slot(market), planned_to + 1)
+            last = _agent_first_slot(market) + slots - 1
             if first <= last:
                 plan = home.plan(first, last - first + 1, info, market)
                 sent, _ = _send_bids(client, key, [b.to_bid(zone, info["gate_closure"]) for b in plan.bids])

@@ -66,7 +66,7 @@ class Engine:
     proposed_on: set[tuple[int, bytes]] = field(default_factory=set)
     orphans: dict[bytes, dict[bytes, Block]] = field(default_factory=dict)
     waiting: dict[bytes, Block] = field(default_factory=dict)  # proposer -> its proposal on the head, until the window ends
-    revealed: set[tuple[int, bytes | None]] = field(default_factory=set)  # (height, block there) decided
+    reveals_checked: bytes | None = None  # the head at which pending commits were last looked at
     future: dict[bytes, Block] = field(default_factory=dict)  # stamped ahead of our clock: held, not refused
     seen: dict[tuple[int, bytes, bytes], bytes] = field(default_factory=dict)  # (height, parent, proposer) -> header
     stats: Stats = field(default_factory=Stats)
@@ -127,16 +127,19 @@ class Engine:
         if not self.registered():
             return out
         g, head = self.chain.genesis, self.chain.height
-        for r in range(max(1, head - g.reveal_window), head + 1):
-            if (r, self.chain.hash_at(r)) not in self.revealed:
+        if self.reveals_checked != self.chain.head.hash:  # once per head: a reorg may have undone a reveal
+            self.reveals_checked = self.chain.head.hash
+            for r in range(max(1, head - g.reveal_window), head + 1):
                 out += self._reveal(r)
         for r in range(head + 2, head + 2 + g.commit_window):
-            if r not in self.committed:
+            # Not once block r - 1's slot has begun (as on a node still syncing): its proposals are built,
+            # the commit could not get in, and a clearing solved on an old head would not be the one a
+            # commit already on the chain we are syncing holds.
+            if r not in self.committed and now_ms < g.slot_start_ms(r - 1):
                 out += self._commit(r)
         for b in [b for b in self.future.values() if b.height <= head]:
             del self.future[b.hash]
-        if len(self.revealed) > 4 * g.reveal_window:
-            self.revealed = {k for k in self.revealed if k[0] >= head - g.reveal_window}
+        if len(self.committed) > 4 * (g.commit_window + g.reveal_window):
             self.committed = {r for r in self.committed if r > head - g.reveal_window}
             self.proposed_on = {k for k in self.proposed_on if k[0] > head - g.finality_depth}
         h = head + 1
@@ -161,9 +164,7 @@ class Engine:
 
     def _reveal(self, r: int) -> list[Message]:
         """Our commit for `r` is still pending on this chain (our proposal lost, or a reorg replaced the
-        block that revealed it): show it was honest, or forfeit part of the deposit.  Decided again on
-        each chain the node ends up on."""
-        self.revealed.add((r, self.chain.hash_at(r)))
+        block that held our reveal): show it was honest, or forfeit part of the deposit."""
         a = self.node.address
         raw = self.chain.state().get(schema.commit(r, a))
         clearing_hash = self.chain.store.get(schema.own_commit(r))
@@ -341,27 +342,50 @@ class Engine:
             # or its answer may have been lost).
             return [Message(WANT, self._missing_root(block), sender)]
         if status in ("connected", "reorg"):
+            out: list[Message] = []
             if status == "reorg":
                 log.info("reorg at height %d: %d block%s replaced by %s's", h.height, len(reverted),
                          "s" * (len(reverted) > 1), keys.encode_address(keys.address_of(h.proposer))[:14])
                 self.stats.reorgs += 1
                 self.stats.deepest_reorg = max(self.stats.deepest_reorg, len(reverted))
-                for b in reverted:
-                    for tx in b.txs:
-                        try:
-                            self.node.submit_tx(tx)
-                        except TxError:
-                            pass
+                out += self._rebase_own_consensus_txs(reverted)
             self.node.after_head_change()
             self.waiting = {p: b for p, b in self.waiting.items() if b.header.parent == self.chain.head.hash}
             floor = self.chain.height - self.chain.genesis.finality_depth
             for parent in [p for p, kids in self.orphans.items() if all(b.height <= floor for b in kids.values())]:
                 del self.orphans[parent]
-            out: list[Message] = []
             for child in list(self.orphans.pop(block.hash, {}).values()):
                 out += self._take(child, now_ms, sender)
             return out
         return []
+
+    def _rebase_own_consensus_txs(self, reverted: list[Block]) -> list[Message]:
+        """After a reorg the reverted blocks' transactions go back to the mempool, but our own commits
+        and reveals were signed at the old chain's nonces: on this chain they would wait behind a nonce
+        gap until their window closed, and an honest solver would forfeit.  So they (and those pending
+        in the mempool) are signed again, same bodies in the same order, at this chain's next nonces;
+        those this chain no longer takes (a window passed, already on chain) are dropped."""
+        me = self.node.address
+        ours = []
+        for b in reversed(reverted):  # oldest first, so each sender's nonces come back in order
+            for tx in b.txs:
+                if tx.sender == me and isinstance(tx.body, (Commit, Reveal)):
+                    ours.append(tx)
+                    continue
+                try:
+                    self.node.submit_tx(tx)
+                except TxError:
+                    pass
+        for tx in self.node.mempool.pending(me):
+            if isinstance(tx.body, (Commit, Reveal)):
+                self.node.mempool.remove(tx)
+                ours.append(tx)
+        self.reveals_checked = None
+        out: list[Message] = []
+        for tx in ours:
+            if not self._pending(type(tx.body), tx.body.height):
+                out += self._send_tx(tx.body)
+        return out
 
     def _missing_root(self, block: Block) -> bytes:
         """The parent hash that the chain of orphans ending in `block` lacks."""

@@ -99,6 +99,16 @@ def test_a_partition_heals_into_one_chain_without_reverting_final_blocks(sims):
     deepest = max(e.stats.deepest_reorg for e in sim.engines)
     assert 15 <= deepest <= sim.genesis.finality_depth, f"seed {seed}: deepest reorg {deepest}"
     assert all(chain_of(e)[: len(final_before)] == final_before for e in sim.engines)
+    # Nobody pays for the partition: each solver's commits that the winning chain holds get revealed
+    # there (its reveals on the losing side are signed again at this chain's nonces; a node still
+    # syncing does not commit anew to rounds already past), so none forfeits once the windows close.
+    sim.run_rounds(sim.genesis.reveal_window + 2)
+    st = sim.engines[0].chain.state()
+    forfeited = [(int.from_bytes(k[2:10], "big"), k[-20:].hex()[:8]) for k, v in st.items(b"sc")
+                 if v[32] == schema.COMMIT_FORFEITED]
+    assert forfeited == [], f"seed {seed}: honest solvers forfeited (round, solver): {forfeited}"
+    assert set(deposits(sim, 0).values()) == {sim.genesis.solver_deposit}, f"seed {seed}"
+    assert_one_chain(sim, seed)
 
 
 def test_with_every_solver_but_one_offline_the_chain_still_advances(sims):

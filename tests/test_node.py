@@ -135,10 +135,12 @@ def test_the_home_agent_plans_a_day_from_its_forecasts_and_sends_it(node):
     # is small: put a 1 MWp array where the sun is at its highest now, with a small load.
     utc_hour = (time.time() % 86_400) / 3600
     lon = str(round(((12 - utc_hour) * 15 + 180) % 360 - 180, 3))
+    info = node.get("/api/node")
     plan = transx_json("agent", "plan", "--kwp", "1000", "--lon", lon, "--lat", "0", "--daily-kwh", "2", "--slots",
                        "48", *node.dd)
     assert len(plan["pv_wh"]) == len(plan["load_wh"]) == 48
-    info = node.get("/api/node")
+    # One slot of margin past the first open one, so the first bid has a block to spare before its gate.
+    assert plan["first_slot"] > info["first_open_slot"]
     assert 170_000 <= plan["sell_limit"] <= plan["reference_price"] <= plan["buy_limit"] <= 570_000
     assert len(plan["bids"]) == 48 and plan["expected_gain"] > 0
     for b in plan["bids"]:
