@@ -559,7 +559,9 @@ def agent_plan(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh,
     home = _home_agent(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, battery_soc, cloudiness)
     client = _client(api, datadir)
     info, market = client.get("/api/node"), client.get("/api/market")
-    plan = home.plan(_agent_first_slot(market), slots, info, market)
+    address = (sender or _default_address(datadir)) if do_send else None
+    funds = client.get(f"/api/address/{address}")["balance"] if address else None
+    plan = home.plan(_agent_first_slot(market), slots, info, market, funds=funds)
     doc = plan.to_json()
 
     def text(d) -> str:
@@ -573,7 +575,9 @@ def agent_plan(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh,
         return (_table(["slot", "PV kWh", "load kWh", "bid", "kWh", "limit/kWh"], rows, 200) +
                 f"\nprice band: reference {_price(d['reference_price'])}, sell at least {_price(d['sell_limit'])}, "
                 f"buy at most {_price(d['buy_limit'])} per kWh\nexpected return against net metering: "
-                f"{_tokens(d['expected_gain'])} if every bid clears at the reference")
+                f"{_tokens(d['expected_gain'])} if every bid clears at the reference" +
+                ("\nbids cut to what the balance can lock (buy escrow, sell collateral, fees)"
+                 if d["cut_to_funds"] else ""))
 
     if not do_send:
         _emit(doc, as_json, text)
@@ -582,7 +586,6 @@ def agent_plan(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh,
         click.echo(text(doc))
         if not yes and sys.stdin.isatty():
             click.confirm(f"sign and send these {len(plan.bids)} bids?", abort=True)
-    address = sender or _default_address(datadir)
     if any(b.side == 1 for b in plan.bids):
         _warn_without_meter(client, address)
     sent, skipped = _send_bids(client, _unlock(datadir, address, password_file),
@@ -611,15 +614,18 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
     try:
         while True:
             info, market = client.get("/api/node"), client.get("/api/market")
+            acct = client.get(f"/api/address/{address}")
             first = max(_agent_first_slot(market), planned_to + 1)
             last = _agent_first_slot(market) + slots - 1
-            if first <= last:
-                plan = home.plan(first, last - first + 1, info, market)
+            # The balance is what can be locked once the bids already sent are in blocks.
+            if first <= last and acct["pending_nonce"] == acct["nonce"]:
+                plan = home.plan(first, last - first + 1, info, market, funds=acct["balance"])
                 sent, _ = _send_bids(client, key, [b.to_bid(zone, info["gate_closure"]) for b in plan.bids])
                 planned_to = last
                 click.echo(f"{time.strftime('%H:%M:%S')}  slots {first}..{last}: {len(sent)} bids sent, expected "
-                           f"{_tokens(plan.expected_gain)} against net metering (margin {home.strategy.margin:.0%})")
-            for s in client.get(f"/api/address/{address}")["settlements"]:
+                           f"{_tokens(plan.expected_gain)} against net metering (margin {home.strategy.margin:.0%})"
+                           + ("; cut to what the balance can lock" if plan.cut_to_funds else ""))
+            for s in acct["settlements"]:
                 if s["slot"] not in learnt:
                     learnt.add(s["slot"])
                     home.strategy.learn(s["sold_wh"] or s["bought_wh"], s["shortfall_wh"] or s["unused_wh"])
@@ -771,10 +777,11 @@ def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, a
                    f"{_price(limit)} per kWh (grid {'retail' if side == 0 else 'feed-in'} {_price(q.grid_price)})")
         click.echo(f"  expected: {_price(q.expected_price)} per kWh ({q.basis}), "
                    f"return against the grid {_tokens(q.expected_return)}")
-        click.echo(f"  at your limit: return against the grid {_tokens(q.worst_return)}; "
-                   "what does not clear is returned" + (" from escrow" if side == 0 else ""))
-        if side == 0:
-            click.echo(f"  escrow now: {_tokens(-(-wh * min(limit, market['grid']['retail']) // 1000))}")
+        click.echo(f"  at your limit: return against the grid {_tokens(q.worst_return)}")
+        click.echo(f"  locked now: {_tokens(q.locked)} " + (
+            "(escrow; what does not clear comes back when the slot clears)" if side == 0 else
+            "(delivery collateral: what does not clear comes back when the slot clears, the rest once "
+            "the meters settle it)"))
     if not yes and sys.stdin.isatty() and not as_json:
         click.confirm("sign and send?", abort=True)
     body = Bid(side=side, slot=slot, wh=wh, price=limit, zone=zone,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .forecast import Site, load_forecast, pv_forecast
-from .strategy import Battery, PlannedBid, Strategy, expected_gain, price_band
+from .strategy import Battery, PlannedBid, Strategy, affordable, expected_gain, price_band
 
 
 @dataclass
@@ -30,10 +30,11 @@ class HomeAgent:
         return pv, load
 
     def plan(self, first_slot: int, slots: int, info: dict, market: dict,
-             clock: tuple[int, int] | None = None) -> "Plan":
+             clock: tuple[int, int] | None = None, funds: int | None = None) -> "Plan":
         """Bids for `slots` slots from `first_slot`, given the node's /api/node and /api/market.
         `clock` = (unix ms when slot 0 starts, seconds a slot stands for) replaces the genesis timing:
-        the devnet's 2-second slots play half hours of a day."""
+        the devnet's 2-second slots play half hours of a day.  `funds`: the balance the account can
+        lock (buy escrow, sell collateral, fees); bids are cut, earliest slots first, to fit it."""
         zero_ms, seconds = clock or (info["genesis_time"] * 1000, info["slot_seconds"])
         pv, load = self.forecast(zero_ms + first_slot * seconds * 1000, seconds, slots)
         feed_in, retail = info["grid"]["feed_in"], info["grid"]["retail"]
@@ -42,7 +43,8 @@ class HomeAgent:
                           supply_wh=sum(r.get("supply_wh", 0) for r in recent),
                           demand_wh=sum(r.get("demand_wh", 0) for r in recent))
         bids = self.strategy.plan(first_slot, pv, load, self.battery or Battery(0, 0, 0), seconds, band)
-        return Plan(first_slot, pv, load, bids, band, expected_gain(bids, feed_in, retail))
+        kept = bids if funds is None else affordable(bids, funds, retail, info["min_fee"])
+        return Plan(first_slot, pv, load, kept, band, expected_gain(kept, feed_in, retail), kept != bids)
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,12 @@ class Plan:
     bids: list[PlannedBid]
     band: tuple[int, int, int]  # reference, sell limit, buy limit
     expected_gain: int  # micro-units against net metering, if every bid clears at the reference
+    cut_to_funds: bool = False  # the balance could not lock every bid the forecast asked for
 
     def to_json(self) -> dict:
         return {"first_slot": self.first_slot, "pv_wh": self.pv_wh, "load_wh": self.load_wh,
                 "reference_price": self.band[0], "sell_limit": self.band[1], "buy_limit": self.band[2],
-                "expected_gain": self.expected_gain,
+                "expected_gain": self.expected_gain, "cut_to_funds": self.cut_to_funds,
                 "bids": [{"slot": b.slot, "side": "sell" if b.side else "buy", "wh": b.wh, "price": b.price}
                          for b in self.bids]}
 

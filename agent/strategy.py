@@ -15,9 +15,9 @@ any trade beats the grid for both sides.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from transxnode.transactions import BUY, SELL, Bid
+from transxnode.transactions import BUY, SELL, Bid, bid_lock
 
 MIN_BID_WH = 100  # smaller quantities are not worth a transaction fee
 BAND = 0.2
@@ -60,6 +60,23 @@ class PlannedBid:
     def to_bid(self, zone: int, gate_closure: int) -> Bid:
         """The bid transaction's body, valid until its slot's gate closes."""
         return Bid(self.side, self.slot, self.wh, self.price, zone, self.slot - gate_closure)
+
+
+def affordable(bids: list[PlannedBid], funds: int, retail: int, fee: int) -> list[PlannedBid]:
+    """The bids, in order, that `funds` can carry: each locks its escrow or delivery collateral
+    (transactions.bid_lock) and pays `fee`; the first that does not fit whole is cut to what does
+    (if that is still worth a fee), and the rest are left out."""
+    out, left = [], funds
+    for b in bids:
+        wh = b.wh
+        if bid_lock(b.side, wh, b.price, retail) + fee > left:
+            per_kwh = min(b.price, retail) if b.side == BUY else max(0, retail - b.price)
+            wh = (left - fee) * 1000 // per_kwh if per_kwh and left > fee else 0
+        if wh < MIN_BID_WH:
+            break
+        out.append(replace(b, wh=wh))
+        left -= bid_lock(b.side, wh, b.price, retail) + fee
+    return out
 
 
 def price_band(feed_in: int, retail: int, supply_wh: int = 0, demand_wh: int = 0,

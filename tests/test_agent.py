@@ -9,8 +9,8 @@ pytest.importorskip("pvlib")
 
 from agent.forecast import Site, clear_sky_pv_wh, cloud_factor, history_correction, holt_winters, load_forecast
 from agent.simulation import DaySimulation
-from agent.strategy import Battery, Strategy, price_band
-from transxnode.transactions import BUY, SELL
+from agent.strategy import MIN_BID_WH, Battery, PlannedBid, Strategy, affordable, price_band
+from transxnode.transactions import BUY, SELL, bid_lock
 
 KL_MIDNIGHT_MS = (1_767_225_600 - 8 * 3600) * 1000  # 2026-01-01 00:00 in Kuala Lumpur (UTC+8)
 HALF_HOUR = 1800
@@ -82,6 +82,23 @@ def test_the_plan_never_offers_more_than_the_forecast_surplus_less_its_margin_an
     assert s.margin == pytest.approx(0.2)
     s.learn(1_000, 0)
     assert s.margin == pytest.approx(0.19)
+
+
+def test_the_plan_fits_what_the_balance_can_lock_cutting_the_first_bid_that_does_not_fit():
+    retail, fee = 570_000, 1_000
+    bids = [PlannedBid(10, SELL, 4_000, 300_000, 370_000), PlannedBid(11, SELL, 4_000, 300_000, 370_000),
+            PlannedBid(12, BUY, 2_000, 440_000, 370_000)]
+    each = bid_lock(SELL, 4_000, 300_000, retail)  # the seller's collateral: 4 kWh x (0.57 - 0.30)
+    assert each == 1_080_000
+    assert affordable(bids, 10**9, retail, fee) == bids
+    # Room for the first bid and a half: the second is cut to what fits and the buy is left out.
+    funds = 2 * (each + fee) - each // 2
+    kept = affordable(bids, funds, retail, fee)
+    assert [b.slot for b in kept] == [10, 11] and kept[0] == bids[0] and 1_000 < kept[1].wh < 4_000
+    assert sum(bid_lock(b.side, b.wh, b.price, retail) + fee for b in kept) <= funds
+    assert bid_lock(SELL, kept[1].wh + 1, 300_000, retail) + fee + each + fee > funds  # as much as fits
+    # Too little for a bid worth its fee: nothing.
+    assert affordable(bids, fee + bid_lock(SELL, MIN_BID_WH - 1, 300_000, retail), retail, fee) == []
 
 
 # -------------------------------------------------------------------------------- a market day

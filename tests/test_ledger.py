@@ -237,6 +237,8 @@ def test_cleared_slot_pays_sellers_from_buyer_escrow_and_beats_the_grid(net):
     burned_before = net.state().totals().burned
     for tx in buys:
         assert net.state().bid(tx.hash).escrow == escrow_for(tx.body.wh, min(tx.body.price, net.g.retail))
+    for tx in sells:  # a seller's collateral: the worst shortfall charge (retail) less its limit
+        assert net.state().bid(tx.hash).escrow == escrow_for(tx.body.wh, g.retail - tx.body.price) > 0
 
     done = net.produce()
     trades = done.block.clearing.trades
@@ -260,13 +262,16 @@ def test_cleared_slot_pays_sellers_from_buyer_escrow_and_beats_the_grid(net):
     for tx in sells + buys:
         rec = state.bid(tx.hash)
         wh, amount = got.get(tx.hash.hex(), [0, 0])
-        assert (rec.status, rec.escrow, rec.traded_wh, rec.amount) == (CLEARED, 0, wh, amount)
+        collateral = escrow_for(wh, g.retail - tx.body.price) if tx.body.side == SELL else 0
+        assert (rec.status, rec.escrow, rec.traded_wh, rec.amount) == (CLEARED, collateral, wh, amount)
         old, new = before[tx.sender], state.account(tx.sender)
         if tx.body.side == SELL:
             received += amount
             assert wh == tx.body.wh  # demand exceeds supply: every seller sells out
-            # Held until the delivery settles (test_settlement.py).
+            # Revenue and the collateral of what was sold are held until delivery settles
+            # (test_settlement.py); with them the worst charge, all of it from the grid, is covered.
             assert (new.balance, new.escrowed) == (old.balance, old.escrowed + amount)
+            assert amount + collateral >= ceil_div(g.retail * wh, 1000)
             assert amount >= g.feed_in * wh // 1000  # no worse than selling to the grid
             assert amount * 1000 >= max(tx.body.price, g.feed_in) * wh  # and never below its limit
         else:

@@ -49,8 +49,11 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     buy = transx_json("bid", "buy", "3kWh", "0.50", "--slot", str(slot), "--zone", "1", "--from", buyer, "-y",
                       *node.dd)
     assert buy["quote"]["worst_return"] == (570000 - 500000) * 3  # retail minus the limit, on 3 kWh
-    # Escrow is locked as soon as the bid is in a block: 3 kWh x 0.50.
+    # Escrow is locked as soon as the bid is in a block: 3 kWh x 0.50; the seller's delivery collateral,
+    # 5 kWh x (0.57 retail - 0.30).
+    assert (buy["quote"]["locked"], sell["quote"]["locked"]) == (1_500_000, 1_350_000)
     wait_for(lambda: _balance(node, buyer)["escrowed"] == 1_500_000, 30, "the buy bid's escrow")
+    wait_for(lambda: _balance(node, seller)["escrowed"] == 1_350_000, 30, "the sell bid's collateral")
     assert [b["id"] for b in transx_json("bid", "list", buyer, *node.dd)] == [buy["bid"]]
 
     node.wait_height(slot)
@@ -64,7 +67,9 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
 
     fee = 1000
     s, b = _balance(node, seller), _balance(node, buyer)
-    assert (s["balance"], s["escrowed"]) == (100_000_000 - 2 * fee, payment)  # held until delivery settles
+    # Held until delivery settles: the revenue, and the collateral of the 3 kWh sold (2 kWh unsold came back).
+    collateral = 3 * (570_000 - 300_000)
+    assert (s["balance"], s["escrowed"]) == (100_000_000 - 2 * fee - collateral, payment + collateral)
     assert b["balance"] == 100_000_000 - 2 * fee - rows["buy"]["amount"]
     assert rows["buy"]["amount"] == payment + 30_000 * 3000 // 1000  # payment plus the network charge
     assert b["escrowed"] == 0 and b["open_bids"] == []
@@ -147,6 +152,14 @@ def test_the_home_agent_plans_a_day_from_its_forecasts_and_sends_it(node):
         k = b["slot"] - plan["first_slot"]
         surplus = plan["pv_wh"][k] - plan["load_wh"][k]
         assert b["side"] == "sell" and 0 < b["wh"] <= surplus and b["price"] == plan["sell_limit"]
+    # A home whose balance cannot lock the collateral of all it could sell sends what the balance carries,
+    # and says so; every bid it sends lands.
+    small = transx_json("wallet", "new", *node.dd)["address"]
+    _fund(node, small, amount="0.1")
+    cut = transx_json("agent", "plan", "--kwp", "1000", "--lon", lon, "--lat", "0", "--daily-kwh", "2", "--slots",
+                      "6", "--send", "-y", "--from", small, *node.dd)
+    assert cut["cut_to_funds"] and 0 < len(cut["sent"]) < 6 and all(b["side"] == "sell" for b in cut["bids"])
+    wait_for(lambda: _balance(node, small)["nonce"] == len(cut["sent"]), 30, "the cut plan's bids")
     # No panels, a big evening load (local time set to 19:30 now): it buys what it expects to use, less its
     # safety margin.
     evening = str(round((19.5 - utc_hour + 12) % 24 - 12, 2))

@@ -8,6 +8,7 @@ counted as the one party outside the chain.
 
 from __future__ import annotations
 
+import pytest
 from chain_support import CHAIN_PROPERTY, Net, addr, snapshot
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,7 +17,7 @@ from transxnode import genesis as G
 from transxnode import views
 from transxnode.settlement import assess
 from transxnode.state import Reading
-from transxnode.transactions import BUY, SELL
+from transxnode.transactions import BUY, SELL, TxError
 
 from test_ledger import ceil_div, market_bids, money_ok
 
@@ -60,10 +61,12 @@ def test_a_slot_settles_against_its_meters_w_blocks_after_delivery(net):
     state = net.state()
     traded = {tx.sender: state.bid(tx.hash).traded_wh for tx in sells + buys}
     revenue = {tx.sender: state.bid(tx.hash).amount for tx in sells}
+    collateral = {tx.sender: ceil_div(traded[tx.sender] * (net.g.retail - tx.body.price), 1000) for tx in sells}
     assert all(traded[addr(k)] > 0 for k in sellers) and sum(traded[addr(k)] for k in buyers) > 0
-    # Sellers' revenue is held until the delivery settles.
+    # Sellers' revenue, and the collateral of what they sold, are held until the delivery settles.
     for k in sellers:
-        assert net.account(k).escrowed == revenue[addr(k)] > 0
+        a = addr(k)
+        assert net.account(k).escrowed == revenue[a] + collateral[a] and revenue[a] > 0 and collateral[a] > 0
     s0, s1, s2 = sellers
     b0, b1, b2 = buyers
     # s0 delivers it all and more, s1 half, s2 sends no reading; b0 takes it all, b1 1,000 Wh less,
@@ -91,12 +94,13 @@ def test_a_slot_settles_against_its_meters_w_blocks_after_delivery(net):
     for k in sellers:
         a, r = addr(k), rows[addr(k)]
         charge = ceil_div(shortfall[k] * net.g.retail, 1000)
+        held = revenue[a] + collateral[a]
         assert (r.sold_wh, r.shortfall_wh, r.charge, r.released, r.unpaid) == (traded[a], shortfall[k], charge,
-                                                                             revenue[a], 0)
+                                                                             held, 0)
         assert r.read == (k is not s2)
         old, new = before[a], state.account(a)
-        assert new.escrowed == old.escrowed - revenue[a] == 0
-        assert new.balance == old.balance + revenue[a] - charge
+        assert new.escrowed == old.escrowed - held == 0
+        assert new.balance == old.balance + held - charge
     for k in buyers:
         a, r = addr(k), rows.get(addr(k))
         if r is None:
@@ -123,22 +127,27 @@ def test_a_slot_settles_against_its_meters_w_blocks_after_delivery(net):
     assert snapshot(net.store) == after
 
 
-def test_a_seller_whose_shortfall_exceeds_what_it_has_pays_what_it_can_and_the_rest_is_recorded(tmp_path):
+def test_a_seller_must_cover_its_worst_shortfall_and_then_it_is_always_paid(tmp_path):
     net = Net(str(tmp_path / "db"))
     try:
         poor, buyer = net.poor, net.users[3]
         slot = net.next_height + net.g.gate_closure
-        net.bid(poor, SELL, slot, 4_000, 180_000)
-        net.bid(buyer, BUY, slot, 4_000, 500_000)
+        # Collateral: every Wh bought from the grid at retail, less the limit the revenue brings at least.
+        need = ceil_div(4_000 * (net.g.retail - 180_000), 1000)
+        assert net.account(poor).balance < need
+        with pytest.raises(TxError, match="insufficient balance"):
+            net.bid(poor, SELL, slot, 4_000, 180_000)
+        wh = (net.account(poor).balance - net.g.min_fee) * 1000 // (net.g.retail - 180_000)
+        bid = net.bid(poor, SELL, slot, wh, 180_000)
+        net.bid(buyer, BUY, slot, wh, 500_000)
         net.produce_until(slot + net.g.meter_window)
-        balance = net.account(poor).balance
+        assert net.state().bid(bid.hash).traded_wh == wh
         net.produce()  # settles the slot; no reading: a full shortfall
         (r,) = [r for a, r in net.state().settlements_of_slot(slot) if a == addr(poor)]
-        assert r.shortfall_wh == r.sold_wh == 4_000 and r.charge == ceil_div(4_000 * net.g.retail, 1000)
-        acct = net.account(poor)
-        assert acct.balance == 0 and acct.escrowed == 0
-        assert r.released > 0 and r.unpaid == r.charge - r.released - balance > 0
-        assert net.state().totals().grid_charged == r.charge - r.unpaid
+        assert r.shortfall_wh == r.sold_wh == wh and r.charge == ceil_div(wh * net.g.retail, 1000)
+        assert r.unpaid == 0 and r.released >= r.charge  # the grid is paid in full
+        assert net.state().totals().grid_charged == r.charge
+        assert net.account(poor).escrowed == 0
         money_ok(net)
     finally:
         net.close()

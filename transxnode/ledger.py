@@ -24,7 +24,7 @@ from .state import (ACCOUNT, CANCELLED, CLEARED, OPEN, READING, SESSION_CLOSED, 
 from .metering import reading_ok
 from .transactions import (BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter,
                            RegisterSolver, Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError, WithdrawSolver,
-                           escrow_for)
+                           bid_lock, escrow_for)
 
 
 class LedgerError(Exception):
@@ -166,9 +166,8 @@ def upfront_cost(tx: Tx, g: Genesis) -> int:
 
 
 def bid_escrow(b: Bid, g: Genesis) -> int:
-    """A buy bid's escrow: its quantity at its limit, or at the retail tariff if that is lower (a
-    buyer never pays more than the grid would charge)."""
-    return escrow_for(b.wh, min(b.price, g.retail)) if b.side == BUY else 0
+    """What a bid locks while it is open: a buy bid's escrow, a sell bid's delivery collateral (bid_lock)."""
+    return bid_lock(b.side, b.wh, b.price, g.retail)
 
 
 def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
@@ -388,8 +387,9 @@ def network_fee(g: Genesis, seller_zone: int, buyer_zone: int, wh: int) -> int:
 
 
 def settle_slot(state: StateOverlay, market: SlotMarket, clearing: BlockClearing, g: Genesis) -> None:
-    """Pay each trade from the buyer's escrow into the seller's (held there until the slot's delivery
-    is settled), then close every bid of the slot and return the unspent escrow.  The clearing has
+    """Pay each trade from the buyer's escrow into the seller's (held there, with the collateral of
+    what was sold, until the slot's delivery is settled), then close every bid of the slot and return
+    the unspent escrow and collateral.  The clearing has
     been verified against `market`."""
     inst = market.instance
     traded: dict[str, list[int]] = {pid: [0, 0] for pid in market.bids}  # wh, amount
@@ -414,10 +414,13 @@ def settle_slot(state: StateOverlay, market: SlotMarket, clearing: BlockClearing
             if amount > rec.escrow:
                 raise LedgerError(f"bid {pid} pays {amount}, more than its escrow {rec.escrow}")
             owner = replace(owner, balance=owner.balance + rec.escrow - amount, escrowed=owner.escrowed - rec.escrow)
-        else:  # held until the delivery is settled (settlement.py)
-            owner = replace(owner, escrowed=owner.escrowed + amount)
+            kept = 0
+        else:  # the revenue, and the collateral of what was sold, held until delivery is settled (settlement.py)
+            kept = min(rec.escrow, bid_lock(SELL, wh, rec.price, g.retail))
+            owner = replace(owner, balance=owner.balance + rec.escrow - kept,
+                            escrowed=owner.escrowed - rec.escrow + kept + amount)
         state.set_account(rec.owner, owner)
-        state.set_bid(bytes.fromhex(pid), replace(rec, status=CLEARED, escrow=0, traded_wh=wh, amount=amount))
+        state.set_bid(bytes.fromhex(pid), replace(rec, status=CLEARED, escrow=kept, traded_wh=wh, amount=amount))
     if operator_fees:
         op = state.account(g.network_operator)  # type: ignore[arg-type]
         state.set_account(g.network_operator, replace(op, balance=op.balance + operator_fees))  # type: ignore[arg-type]

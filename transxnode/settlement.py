@@ -15,8 +15,10 @@ round.  A missing reading is never better than a true one: a seller is taken to 
 nothing, a buyer to have taken everything.  Energy beyond the cleared quantities is the grid's
 business (net metering, the retail bill), not the chain's.
 
-A seller's revenue is held (escrowed) from the clearing until this settlement: the charge comes
-out of it first, then out of the balance; what neither covers is recorded as unpaid.  Charges
+A seller's revenue is held (escrowed) from the clearing until this settlement, with the delivery
+collateral of what it sold (transactions.bid_lock: the Wh at retail less its limit): the charge
+comes out of them first, then out of the balance.  Revenue plus collateral cover the worst charge,
+so `unpaid` (what none of them covers) stays zero unless rounding leaves a micro-unit.  Charges
 are rounded up and credits down, to the micro-unit.  The grid is outside the chain: what is paid
 to it and by it is counted in the totals (`grid_charged`, `grid_credited`), so money is conserved:
 balances + escrow + deposits + burned + grid_charged == minted + grid_credited.
@@ -52,17 +54,20 @@ def assess(sold: int, bought: int, reading: Reading | None, g: Genesis) -> Settl
 
 
 def settle_delivery(state: StateOverlay, height: int, g: Genesis) -> None:
-    """Settle the slot block `height` settles: release held revenue, charge shortfalls, credit unused energy."""
+    """Settle the slot block `height` settles: release held revenue and collateral, charge shortfalls,
+    credit unused energy."""
     slot = settled_slot(height, g)
     if slot < 1:
         return
-    traded: dict[bytes, list[int]] = {}  # owner -> [sold Wh, bought Wh, held revenue]
-    for _, rec in state.slot_bids(slot):
+    traded: dict[bytes, list[int]] = {}  # owner -> [sold Wh, bought Wh, held revenue and collateral]
+    for bid_id, rec in state.slot_bids(slot):
         if rec.status == CLEARED and rec.traded_wh:
             t = traded.setdefault(rec.owner, [0, 0, 0])
             if rec.side == SELL:
                 t[0] += rec.traded_wh
-                t[2] += rec.amount
+                t[2] += rec.amount + rec.escrow
+                if rec.escrow:
+                    state.set_bid(bid_id, replace(rec, escrow=0))
             else:
                 t[1] += rec.traded_wh
     charged = credited = 0

@@ -35,7 +35,7 @@ class BidRecord:
     wh: int
     price: int
     zone: int
-    escrow: int  # micro-units still locked (buy bids)
+    escrow: int  # micro-units still locked: a buy bid's escrow, a sell bid's delivery collateral
     included: int  # height of the block that included it
     status: int = OPEN
     traded_wh: int = 0

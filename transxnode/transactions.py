@@ -235,11 +235,20 @@ def check_stateless(tx: Tx, chain_id: str, zones: int, min_fee: int) -> None:
 
 
 def escrow_for(wh: int, price: int) -> int:
-    """Micro-units a buy bid locks: its whole quantity at its limit, rounded up."""
+    """Micro-units that `wh` cost at `price` per kWh, rounded up (what an escrow must hold for them)."""
     return -(-wh * price // 1000)
+
+
+def bid_lock(side: int, wh: int, price: int, retail: int) -> int:
+    """What an open bid locks from its owner.  A buy bid: its quantity at its limit, or at the retail
+    tariff if that is lower (a buyer never pays more than the grid would charge).  A sell bid: its
+    delivery collateral, its quantity at retail less its limit: with the revenue (at least the limit)
+    that covers the worst charge at settlement, every Wh undelivered and bought from the grid at
+    retail, so a seller's shortfall is always paid."""
+    return escrow_for(wh, min(price, retail) if side == BUY else max(0, retail - price))
 
 
 __all__ = ["BUY", "SELL", "Bid", "Body", "CancelBid", "Commit", "MeterReading", "RegisterMeter", "RegisterSolver",
            "SessionClose",
            "SessionOpen", "Transfer", "Tx",
-           "InvalidTx", "TxError", "check_stateless", "decode_tx", "escrow_for", "sign_tx"]
+           "InvalidTx", "TxError", "check_stateless", "decode_tx", "bid_lock", "escrow_for", "sign_tx"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from .client import ApiClient, ClientError
 from .keys import address_of_key
-from .transactions import BUY, Body, sign_tx
+from .transactions import BUY, Body, bid_lock, sign_tx
 
 
 class InputError(ValueError):
@@ -64,6 +64,7 @@ class Quote:
     expected_return: int  # micro-units, if fully cleared at the expected price
     worst_return: int  # micro-units, if fully cleared at the limit
     basis: str
+    locked: int  # micro-units locked while it is open: a buy's escrow, a sell's delivery collateral
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -75,13 +76,14 @@ def quote(side: int, wh: int, limit: int, market: dict[str, Any]) -> Quote:
     recent = market.get("average_price")
     basis = "recent cleared slots' average price" if recent else "midpoint of the grid tariffs (no recent trades)"
     expected = recent if recent else (feed_in + retail) // 2
+    locked = bid_lock(side, wh, limit, retail)
     if side == BUY:
         expected = min(expected, limit)
         return Quote("buy", wh, limit, retail, expected, (retail - expected) * wh // 1000,
-                     (retail - min(limit, retail)) * wh // 1000, basis)
+                     (retail - min(limit, retail)) * wh // 1000, basis, locked)
     expected = max(expected, limit)
     return Quote("sell", wh, limit, feed_in, expected, (expected - feed_in) * wh // 1000,
-                 (max(limit, feed_in) - feed_in) * wh // 1000, basis)
+                 (max(limit, feed_in) - feed_in) * wh // 1000, basis, locked)
 
 
 SEND_ATTEMPTS = 8  # the node's own solver may take the key's next nonce between our read and our submit
