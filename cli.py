@@ -515,6 +515,14 @@ def _home_agent(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh
     return HomeAgent(site, daily_kwh, battery, cloudiness=cloudiness, utc_offset=utc_offset)
 
 
+FEE_RESERVE = 20  # fees the agent leaves unlocked: a solver sharing the key needs them for commits and reveals
+
+
+def _lockable(acct: dict, info: dict) -> int:
+    """What the agent may lock in bids: the balance less the fees of what is pending and a reserve."""
+    return max(0, acct["balance"] - (acct["pending_nonce"] - acct["nonce"] + FEE_RESERVE) * info["min_fee"])
+
+
 def _agent_first_slot(market: dict) -> int:
     """The agent plans from one slot past the first open one: a bid sent as its slot's gate closes may
     reach the mempool yet miss the last block that could take it, and then the bids signed after it
@@ -560,7 +568,7 @@ def agent_plan(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh,
     client = _client(api, datadir)
     info, market = client.get("/api/node"), client.get("/api/market")
     address = (sender or _default_address(datadir)) if do_send else None
-    funds = client.get(f"/api/address/{address}")["balance"] if address else None
+    funds = _lockable(client.get(f"/api/address/{address}"), info) if address else None
     plan = home.plan(_agent_first_slot(market), slots, info, market, funds=funds)
     doc = plan.to_json()
 
@@ -610,6 +618,7 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
         _warn_without_meter(client, address)
     key = _unlock(datadir, address, password_file)
     planned_to = -1
+    sent_below = 0  # the nonce past our last bid: plan again once the chain has taken them
     learnt = set()
     try:
         while True:
@@ -617,10 +626,12 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
             acct = client.get(f"/api/address/{address}")
             first = max(_agent_first_slot(market), planned_to + 1)
             last = _agent_first_slot(market) + slots - 1
-            # The balance is what can be locked once the bids already sent are in blocks.
-            if first <= last and acct["pending_nonce"] == acct["nonce"]:
-                plan = home.plan(first, last - first + 1, info, market, funds=acct["balance"])
+            # The balance tells what can be locked once our bids already sent are in blocks (or dropped:
+            # nothing pending).  Other pending transactions of the key, a solver's commits, cost fees only.
+            if first <= last and (acct["nonce"] >= sent_below or acct["pending_nonce"] == acct["nonce"]):
+                plan = home.plan(first, last - first + 1, info, market, funds=_lockable(acct, info))
                 sent, _ = _send_bids(client, key, [b.to_bid(zone, info["gate_closure"]) for b in plan.bids])
+                sent_below = client.get(f"/api/address/{address}")["pending_nonce"]
                 planned_to = last
                 click.echo(f"{time.strftime('%H:%M:%S')}  slots {first}..{last}: {len(sent)} bids sent, expected "
                            f"{_tokens(plan.expected_gain)} against net metering (margin {home.strategy.margin:.0%})"

@@ -141,6 +141,7 @@ class Engine:
             del self.future[b.hash]
         if len(self.committed) > 4 * (g.commit_window + g.reveal_window):
             self.committed = {r for r in self.committed if r > head - g.reveal_window}
+        if len(self.proposed_on) > 4 * g.finality_depth:  # grows by a head at a time, also while syncing
             self.proposed_on = {k for k in self.proposed_on if k[0] > head - g.finality_depth}
         h = head + 1
         if now_ms >= g.slot_start_ms(h) and (h, self.chain.head.hash) not in self.proposed_on:

@@ -155,7 +155,7 @@ def test_the_home_agent_plans_a_day_from_its_forecasts_and_sends_it(node):
     # A home whose balance cannot lock the collateral of all it could sell sends what the balance carries,
     # and says so; every bid it sends lands.
     small = transx_json("wallet", "new", *node.dd)["address"]
-    _fund(node, small, amount="0.1")
+    _fund(node, small, amount="0.2")
     cut = transx_json("agent", "plan", "--kwp", "1000", "--lon", lon, "--lat", "0", "--daily-kwh", "2", "--slots",
                       "6", "--send", "-y", "--from", small, *node.dd)
     assert cut["cut_to_funds"] and 0 < len(cut["sent"]) < 6 and all(b["side"] == "sell" for b in cut["bids"])
@@ -176,6 +176,32 @@ def test_the_home_agent_plans_a_day_from_its_forecasts_and_sends_it(node):
     wait_for(lambda: _balance(node, home)["nonce"] >= len(sent["sent"]) or
              _balance(node, home)["pending_nonce"] >= len(sent["sent"]), 30, "the agent's bids")
     assert info["grid"] == {"feed_in": 170_000, "retail": 570_000}
+
+
+def test_the_agent_runs_hands_free_on_the_nodes_own_key_beside_its_solver(node):
+    """The default address is the node's key, which is also the dev chain's solver: its commits are always
+    pending, and the agent still bids, round after round, and leaves the solver its fees."""
+    info = node.get("/api/node")
+    me, start = info["address"], info["height"]
+    utc_hour = (time.time() % 86_400) / 3600
+    evening = str(round((19.5 - utc_hour + 12) % 24 - 12, 2))
+    agent = subprocess.Popen([*TRANSX, "agent", "run", "--kwp", "0", "--daily-kwh", "10000", "--utc-offset", evening,
+                              "--slots", "3", *node.dd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=ENV)
+    try:
+        def bids_on_chain() -> int:
+            return sum(1 for h in _balance(node, me)["history"] if h["kind"] == "bid" and h["height"] > start)
+
+        wait_for(lambda: bids_on_chain() >= 6, 60, "two rounds of the agent's bids on chain")
+    finally:
+        agent.send_signal(signal.SIGINT)
+        out, err = agent.communicate(timeout=30)
+    assert agent.returncode == 0, err
+    rounds = [line for line in out.splitlines() if "bids sent" in line]
+    assert len(rounds) >= 2 and "agent stopped" in out, out
+    height = node.get("/api/node")["height"]
+    node.wait_height(height + 3)  # the solver keeps committing and winning with the agent beside it
+    assert node.get(f"/api/block/{height + 3}")["proposer"] == me
 
 
 def test_bids_whose_gate_closes_while_sending_are_skipped_and_the_rest_sent(node):
