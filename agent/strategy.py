@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from transxnode.transactions import BUY, SELL, Bid, bid_lock
+from transxnode.transactions import BUY, SELL, Bid, bid_lock, lock_rate
 
 MIN_BID_WH = 100  # smaller quantities are not worth a transaction fee
 BAND = 0.2
@@ -70,7 +70,7 @@ def affordable(bids: list[PlannedBid], funds: int, retail: int, fee: int) -> lis
     for b in bids:
         wh = b.wh
         if bid_lock(b.side, wh, b.price, retail) + fee > left:
-            per_kwh = min(b.price, retail) if b.side == BUY else max(0, retail - b.price)
+            per_kwh = lock_rate(b.side, b.price, retail)
             wh = (left - fee) * 1000 // per_kwh if per_kwh and left > fee else 0
         if wh < MIN_BID_WH:
             break

@@ -245,10 +245,15 @@ def bid_lock(side: int, wh: int, price: int, retail: int) -> int:
     delivery collateral, its quantity at retail less its limit: with the revenue (at least the limit)
     that covers the worst charge at settlement, every Wh undelivered and bought from the grid at
     retail, so a seller's shortfall is always paid."""
-    return escrow_for(wh, min(price, retail) if side == BUY else max(0, retail - price))
+    return escrow_for(wh, lock_rate(side, price, retail))
+
+
+def lock_rate(side: int, price: int, retail: int) -> int:
+    """Micro-units per kWh an open bid locks (bid_lock)."""
+    return min(price, retail) if side == BUY else max(0, retail - price)
 
 
 __all__ = ["BUY", "SELL", "Bid", "Body", "CancelBid", "Commit", "MeterReading", "RegisterMeter", "RegisterSolver",
            "SessionClose",
            "SessionOpen", "Transfer", "Tx",
-           "InvalidTx", "TxError", "check_stateless", "decode_tx", "bid_lock", "escrow_for", "sign_tx"]
+           "InvalidTx", "TxError", "check_stateless", "decode_tx", "bid_lock", "escrow_for", "lock_rate", "sign_tx"]
