@@ -219,13 +219,13 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON 
 
 
 def _datadir(datadir: str | None) -> str:
-    from transxnode.config import DEFAULT_DATADIR
+    from transxnode.datadir.config import DEFAULT_DATADIR
 
     return datadir or DEFAULT_DATADIR
 
 
 def _client(api: str | None, datadir: str | None):
-    from transxnode.client import ApiClient, resolve_api
+    from transxnode.client.node_api import ApiClient, resolve_api
 
     return ApiClient(resolve_api(api, _datadir(datadir)))
 
@@ -236,13 +236,13 @@ def _guard(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from transxnode.client import ClientError
-        from transxnode.config import ConfigError
-        from transxnode.genesis import GenesisError
-        from transxnode.keys import AddressError
-        from transxnode.keystore import KeystoreError
-        from transxnode.store import StoreError
-        from transxnode.wallet import InputError
+        from transxnode.client.node_api import ClientError
+        from transxnode.datadir.config import ConfigError
+        from consensus.rules.genesis import GenesisError
+        from consensus.rules.keys import AddressError
+        from transxnode.datadir.keystore import KeystoreError
+        from consensus.chain.store import StoreError
+        from transxnode.client.wallet import InputError
 
         try:
             return fn(*args, **kwargs)
@@ -257,7 +257,7 @@ def _guard(fn):
 
 
 def _password(password_file: str | None, confirm: bool = False) -> str:
-    from transxnode.keystore import read_password
+    from transxnode.datadir.keystore import read_password
 
     return read_password(password_file=password_file, prompt=sys.stdin.isatty(), confirm=confirm)
 
@@ -295,9 +295,9 @@ def init(datadir, genesis_file, dev, slot_seconds, api_listen, p2p_listen, boots
 def _init(datadir, genesis_file, dev, slot_seconds, api_listen, p2p_listen, bootstrap, password_file) -> None:
     from pathlib import Path
 
-    from transxnode import genesis as G
-    from transxnode.config import DEFAULT_API, DEFAULT_P2P, check_p2p_address, config_path
-    from transxnode.datadir import init_datadir
+    from consensus.rules import genesis as G
+    from transxnode.datadir.config import DEFAULT_API, DEFAULT_P2P, check_p2p_address, config_path
+    from transxnode.datadir.create import init_datadir
 
     d = Path(_datadir(datadir))
     if config_path(d).exists():
@@ -336,7 +336,7 @@ def _node(datadir, password_file, verbose) -> None:
 
     import trio
 
-    from transxnode.config import load_config
+    from transxnode.datadir.config import load_config
     from transxnode.daemon import run_node
 
     d = _datadir(datadir)
@@ -358,13 +358,13 @@ def wallet() -> None:
 def _keystore(datadir):
     from pathlib import Path
 
-    from transxnode.keystore import Keystore
+    from transxnode.datadir.keystore import Keystore
 
     return Keystore(Path(_datadir(datadir)) / "keystore")
 
 
 def _default_address(datadir) -> str:
-    from transxnode.config import ConfigError, load_config
+    from transxnode.datadir.config import ConfigError, load_config
 
     try:
         return load_config(_datadir(datadir)).key
@@ -382,7 +382,7 @@ def _unlock(datadir, address: str | None, password_file):
 
 def _account(address: str | None, datadir, api) -> dict:
     """The node's view of ADDRESS (default: the default address), checked before asking."""
-    from transxnode.keys import decode_address
+    from consensus.rules.keys import decode_address
 
     address = address or _default_address(datadir)
     decode_address(address)
@@ -407,7 +407,7 @@ def wallet_new(datadir, password_file, as_json) -> None:
 @_guard
 def wallet_list(datadir, api, as_json) -> None:
     """The keystore's addresses, with balances when a node answers."""
-    from transxnode.client import ClientError
+    from transxnode.client.node_api import ClientError
 
     rows = []
     client = _client(api, datadir)
@@ -459,9 +459,9 @@ def wallet_balance(address, datadir, api, as_json) -> None:
 @_guard
 def wallet_send(to, amount, sender, fee, datadir, api, password_file, as_json) -> None:
     """Send AMOUNT tokens to TO."""
-    from transxnode.keys import decode_address
-    from transxnode.transactions import Transfer
-    from transxnode.wallet import parse_tokens, send
+    from consensus.rules.keys import decode_address
+    from consensus.rules.transactions import Transfer
+    from transxnode.client.wallet import parse_tokens, send
 
     body = Transfer(decode_address(to), parse_tokens(amount))
     fee_micro = None if fee is None else parse_tokens(fee, "fee", allow_zero=True)
@@ -534,8 +534,8 @@ def _send_bids(client, key, bodies: list) -> tuple[list[tuple[int, str]], list[i
     """Sign and send bid bodies one by one (each at the key's next nonce): (slot, hash) of those sent and
     the slots skipped because their gate closed while the others were being sent (the chain moves on
     during a long list; the rest of the plan still stands).  Progress on a terminal, skips on stderr."""
-    from transxnode.client import ClientError
-    from transxnode.wallet import send
+    from transxnode.client.node_api import ClientError
+    from transxnode.client.wallet import send
 
     sent, skipped = [], []
     progress = _progress()
@@ -664,9 +664,9 @@ def meter() -> None:
 def meter_register(address, meter_address, datadir, api, password_file, as_json) -> None:
     """Register a meter key to the account: from then on the chain settles the account's trades
     against readings that key signed (a reading signed by another key is refused)."""
-    from transxnode.keys import public_key
-    from transxnode.transactions import RegisterMeter
-    from transxnode.wallet import send
+    from consensus.rules.keys import public_key
+    from consensus.rules.transactions import RegisterMeter
+    from transxnode.client.wallet import send
 
     password = _password(password_file)
     account = address or _default_address(datadir)
@@ -689,9 +689,9 @@ def meter_register(address, meter_address, datadir, api, password_file, as_json)
 @_guard
 def meter_read(slot, imported_wh, exported_wh, address, datadir, api, password_file, as_json) -> None:
     """Send the account's meter reading for SLOT, signed by the meter registered to it."""
-    from transxnode.keys import address_of, decode_address, encode_address
-    from transxnode.metering import sign_reading
-    from transxnode.wallet import send
+    from consensus.rules.keys import address_of, decode_address, encode_address
+    from consensus.rules.metering import sign_reading
+    from transxnode.client.wallet import send
 
     if imported_wh and exported_wh:
         _fail("a reading is an import or an export for one slot, not both")
@@ -761,8 +761,8 @@ def _warn_without_meter(client, address: str) -> None:
 @_guard
 def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, api, password_file, as_json) -> None:
     from solver.instance import MAX_PRICE
-    from transxnode.transactions import Bid
-    from transxnode.wallet import parse_energy, parse_tokens, quote, send
+    from consensus.rules.transactions import Bid
+    from transxnode.client.wallet import parse_energy, parse_tokens, quote, send
 
     wh = parse_energy(quantity)
     limit = parse_tokens(price, "price", allow_zero=True)
@@ -818,7 +818,7 @@ def bid_profile(file, zone, sender, yes, datadir, api, password_file, as_json) -
     """Bid a whole day (or any run of slots) from FILE: CSV with a header `slot,side,quantity,price[,zone]`
     or JSON (a list of such objects); a slot is a number or +N (N slots after the first open one).
     Every row is checked before anything is signed."""
-    from transxnode.profile import parse_profile
+    from transxnode.client.profile import parse_profile
 
     text = click.open_file(file).read()
     client = _client(api, datadir)
@@ -850,8 +850,8 @@ def bid_profile(file, zone, sender, yes, datadir, api, password_file, as_json) -
 @_guard
 def bid_cancel(bid_id, sender, datadir, api, password_file, as_json) -> None:
     """Cancel an open bid before its slot's gate closure; its escrow comes back."""
-    from transxnode.transactions import CancelBid
-    from transxnode.wallet import send
+    from consensus.rules.transactions import CancelBid
+    from transxnode.client.wallet import send
 
     try:
         raw = bytes.fromhex(bid_id)
@@ -1039,7 +1039,7 @@ def devnet(directory, nodes, homes, slot_seconds, slots, seed, station) -> None:
 def _devnet(directory, nodes, homes, slot_seconds, slots, seed, station) -> None:
     from pathlib import Path
 
-    from transxnode.devnet import Devnet, DevnetError
+    from transxnode.client.devnet import Devnet, DevnetError
 
     say = lambda msg: click.echo(msg)  # noqa: E731
     try:

@@ -24,13 +24,13 @@ from pathlib import Path
 from nacl.signing import SigningKey
 
 from consensus.proposer import solve_slot
-from transxnode import genesis as G
-from transxnode.chain import Chain
-from transxnode.keys import address_of_key, public_key
-from transxnode.metering import sign_reading
-from transxnode.node import Node
-from transxnode.store import Store
-from transxnode.transactions import SELL, RegisterMeter, sign_tx
+from consensus.rules import genesis as G
+from consensus.chain.chain import Chain
+from consensus.rules.keys import address_of_key, public_key
+from consensus.rules.metering import sign_reading
+from consensus.node import Node
+from consensus.chain.store import Store
+from consensus.rules.transactions import SELL, RegisterMeter, sign_tx
 
 from .forecast import Site, clear_sky_pv_wh, cloud_factor, typical_load_wh
 from .strategy import Battery, PlannedBid, Strategy, expected_gain, price_band

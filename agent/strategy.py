@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from transxnode.transactions import BUY, SELL, Bid, bid_lock, lock_rate
+from consensus.rules.transactions import BUY, SELL, Bid, bid_lock, lock_rate
 
 MIN_BID_WH = 100  # smaller quantities are not worth a transaction fee
 BAND = 0.2

@@ -47,13 +47,13 @@ from nacl.signing import SigningKey
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from consensus.proposer import solve_slot  # noqa: E402
-from transxnode import keys, ledger  # noqa: E402
-from transxnode.blocks import Block  # noqa: E402
-from transxnode.chain import Chain, Connected, decode_block  # noqa: E402
-from transxnode.genesis import Genesis, dev_genesis, genesis_from_json  # noqa: E402
-from transxnode.node import Node  # noqa: E402
-from transxnode.store import Store  # noqa: E402
-from transxnode.transactions import BUY, SELL, Bid, Transfer, Tx, check_stateless, decode_tx, sign_tx  # noqa: E402
+from consensus.rules import keys, ledger
+from consensus.rules.blocks import Block
+from consensus.chain.chain import Chain, Connected, decode_block
+from consensus.rules.genesis import Genesis, dev_genesis, genesis_from_json
+from consensus.node import Node
+from consensus.chain.store import Store
+from consensus.rules.transactions import BUY, SELL, Bid, Transfer, Tx, check_stateless, decode_tx, sign_tx
 
 HISTORY_S = 10**6  # the genesis starts this many seconds (1-s slots) ago: every height we reach is due
 FAR_SLOTS = range(500, 510)  # offsets of bids in parts 1-2: no such slot comes due while they run

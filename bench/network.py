@@ -66,9 +66,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from nacl.signing import SigningKey  # noqa: E402
 
-from transxnode.devnet import PASSWORD, Devnet, _free_ports, _interrupt_all, _transx  # noqa: E402
-from transxnode.keys import address_of_key  # noqa: E402
-from transxnode.transactions import BUY, SELL, Bid, sign_tx  # noqa: E402
+from transxnode.client.devnet import PASSWORD, Devnet, _free_ports, _interrupt_all, _transx
+from consensus.rules.keys import address_of_key
+from consensus.rules.transactions import BUY, SELL, Bid, sign_tx
 
 SAME_SENDER = 16  # bids per household in the burst: the mempool's MAX_GAP, so no reordering strands one
 FAR = 200  # the bids target a slot this far past the first open one: no block clears it during the run
@@ -609,11 +609,11 @@ def wait_up(datadir: Path, proc: subprocess.Popen, timeout: float) -> str:
 def bench_sync(blocks: int, base: Path, seed: int, timeout: float) -> dict:
     from consensus.engine import Engine
     from p2p.network import peer_id_from_seed
-    from transxnode.chain import Chain
-    from transxnode.datadir import init_datadir
-    from transxnode.genesis import dev_genesis, genesis_from_json
-    from transxnode.node import Node
-    from transxnode.store import Store
+    from consensus.chain.chain import Chain
+    from transxnode.datadir.create import init_datadir
+    from consensus.rules.genesis import dev_genesis, genesis_from_json
+    from consensus.node import Node
+    from consensus.chain.store import Store
 
     d = base / "sync"
     prod_key, join_key = SigningKey(seed_bytes(seed, "producer")), SigningKey(seed_bytes(seed, "joiner"))

@@ -19,15 +19,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from transxnode import keys, ledger, schema
-from transxnode.blocks import HEADER, Block
-from transxnode.chain import MAX_FUTURE_MS, BlockError, decode_block
-from transxnode.codec import digest
-from transxnode.node import Node
-from transxnode.transactions import Commit, Evidence, InvalidTx, Reveal, TxError, sign_tx
+from consensus.rules import keys, ledger, schema
+from consensus.rules.blocks import HEADER, Block
+from consensus.chain.chain import MAX_FUTURE_MS, BlockError, decode_block
+from consensus.rules.codec import digest
+from .node import Node
+from consensus.rules.transactions import Commit, Evidence, InvalidTx, Reveal, TxError, sign_tx
 
 from .proposer import Solution, solve_slot
-from .ranking import commitment
+from consensus.rules.ranking import commitment
 
 log = logging.getLogger("transx.consensus")
 

@@ -13,9 +13,9 @@ import logging
 from dataclasses import dataclass
 
 from solver import ClearResult, Pairs, SolverError, clear
-from transxnode.blocks import BlockClearing
-from transxnode.genesis import Genesis
-from transxnode.ledger import SlotMarket
+from consensus.rules.blocks import BlockClearing
+from consensus.rules.genesis import Genesis
+from consensus.rules.ledger import SlotMarket
 
 log = logging.getLogger("transx.proposer")
 

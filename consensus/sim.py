@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 
 from nacl.signing import SigningKey
 
-from transxnode import keys
-from transxnode.blocks import Block
-from transxnode.chain import Chain, decode_block
-from transxnode.codec import digest
-from transxnode.genesis import dev_genesis, genesis_from_json
-from transxnode.node import Node
-from transxnode.store import Store
-from transxnode.transactions import BUY, SELL, Bid, sign_tx
+from consensus.rules import keys
+from consensus.rules.blocks import Block
+from consensus.chain.chain import Chain, decode_block
+from consensus.rules.codec import digest
+from consensus.rules.genesis import dev_genesis, genesis_from_json
+from .node import Node
+from consensus.chain.store import Store
+from consensus.rules.transactions import BUY, SELL, Bid, sign_tx
 
 from .engine import TX, Engine, Message
 from .proposer import Solution, solve_slot

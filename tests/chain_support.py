@@ -15,14 +15,14 @@ from hypothesis import HealthCheck, Phase, settings
 from nacl.signing import SigningKey
 
 from consensus.proposer import solve_slot
-from transxnode import genesis as G
-from transxnode import keys, schema
-from transxnode import transactions as T
-from transxnode.chain import Chain, Connected
-from transxnode.metering import sign_reading
-from transxnode.node import Node
-from transxnode.state import StateOverlay
-from transxnode.store import Store
+from consensus.rules import genesis as G
+from consensus.rules import keys, schema
+from consensus.rules import transactions as T
+from consensus.chain.chain import Chain, Connected
+from consensus.rules.metering import sign_reading
+from consensus.node import Node
+from consensus.rules.state import StateOverlay
+from consensus.chain.store import Store
 
 START = 1_700_000_000  # genesis timestamp (seconds)
 FEE = 1_000  # dev_genesis min_fee
@@ -152,7 +152,7 @@ def whole_db(store: Store) -> dict[bytes, bytes]:
 
 def escrow_in_bids(state: StateOverlay) -> int:
     """What bids hold: buy bids' escrow, and sellers' revenue until their slot's delivery is settled."""
-    from transxnode.state import BID, CLEARED
+    from consensus.rules.state import BID, CLEARED
 
     total = 0
     for _, v in state.items(b"sb"):
@@ -164,6 +164,6 @@ def escrow_in_bids(state: StateOverlay) -> int:
 
 
 def escrow_in_accounts(state: StateOverlay) -> int:
-    from transxnode.state import ACCOUNT
+    from consensus.rules.state import ACCOUNT
 
     return sum(ACCOUNT.decode(v).escrowed for _, v in state.items(b"sa"))

@@ -10,7 +10,7 @@ pytest.importorskip("pvlib")
 from agent.forecast import Site, clear_sky_pv_wh, cloud_factor, history_correction, holt_winters, load_forecast
 from agent.simulation import DaySimulation
 from agent.strategy import MIN_BID_WH, Battery, PlannedBid, Strategy, affordable, price_band
-from transxnode.transactions import BUY, SELL, bid_lock
+from consensus.rules.transactions import BUY, SELL, bid_lock
 
 KL_MIDNIGHT_MS = (1_767_225_600 - 8 * 3600) * 1000  # 2026-01-01 00:00 in Kuala Lumpur (UTC+8)
 HALF_HOUR = 1800

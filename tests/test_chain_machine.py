@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from transxnode import ledger, schema
-from transxnode.chain import Chain
-from transxnode.node import Node
-from transxnode.store import Store
-from transxnode.transactions import BUY, SELL, Bid, CancelBid, Transfer, TxError
+from consensus.rules import ledger, schema
+from consensus.chain.chain import Chain
+from consensus.node import Node
+from consensus.chain.store import Store
+from consensus.rules.transactions import BUY, SELL, Bid, CancelBid, Transfer, TxError
 
 
 class ChainMachine(RuleBasedStateMachine):

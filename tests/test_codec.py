@@ -17,12 +17,10 @@ from nacl.signing import SigningKey
 
 from solver.clearing import MAX_MULTIPLIER
 from solver.instance import MAX_PRICE, MAX_WH
-from transxnode import keys
-from transxnode.blocks import BLOCK, CLEARING, HEADER, Block, BlockClearing, Header, Multiplier, TradeRow, tx_root
-from transxnode.codec import U64, DecodeError, Text, UInt
-from transxnode.transactions import (BUY, MAX_AMOUNT, MAX_TX_BYTES, SELL, TX, Bid, CancelBid, Commit, MeterReading,
-                                     RegisterMeter, RegisterSolver, Transfer, Tx, TxError, check_stateless, decode_tx,
-                                     sign_tx)
+from consensus.rules import keys
+from consensus.rules.blocks import BLOCK, CLEARING, HEADER, Block, BlockClearing, Header, Multiplier, TradeRow, tx_root
+from consensus.rules.codec import U64, DecodeError, Text, UInt
+from consensus.rules.transactions import BUY, MAX_AMOUNT, MAX_TX_BYTES, SELL, TX, Bid, CancelBid, Commit, MeterReading, RegisterMeter, RegisterSolver, Transfer, Tx, TxError, check_stateless, decode_tx, sign_tx
 
 FAST = settings(max_examples=60, deadline=None, database=None)
 CHAIN_ID = "transx-dev"
@@ -442,7 +440,7 @@ def test_wrong_prefix_or_length_is_rejected():
 
 def test_merkle_root_binds_the_number_of_transactions():
     """[a, b, c] and [a, b, c, c] build the same tree; the root differs because it commits to the count."""
-    from transxnode.blocks import merkle_root
+    from consensus.rules.blocks import merkle_root
 
     a, b, c = (bytes([k]) * 32 for k in (1, 2, 3))
     assert merkle_root([a, b, c]) != merkle_root([a, b, c, c])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from transxnode.config import Config, ConfigError, load_config, write_config
+from transxnode.datadir.config import Config, ConfigError, load_config, write_config
 
 
 @pytest.mark.parametrize("value, ok", [("300", True), ("0", True), ("4", True), ("8.5", True), ("3", False),

@@ -10,10 +10,10 @@ from dataclasses import replace
 import pytest
 
 from consensus.engine import PROPOSAL, Engine, Message
-from consensus.ranking import commitment, lottery_ticket, rank
+from consensus.rules.ranking import commitment, lottery_ticket, rank
 from consensus.sim import SimConfig, Simulation
-from transxnode import keys, ledger, schema
-from transxnode.blocks import BlockClearing, Multiplier
+from consensus.rules import keys, ledger, schema
+from consensus.rules.blocks import BlockClearing, Multiplier
 
 
 @pytest.fixture

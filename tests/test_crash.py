@@ -16,10 +16,10 @@ import time
 
 import pytest
 
-from transxnode import schema
-from transxnode.chain import Chain
-from transxnode.genesis import genesis_from_json
-from transxnode.store import Store
+from consensus.rules import schema
+from consensus.chain.chain import Chain
+from consensus.rules.genesis import genesis_from_json
+from consensus.chain.store import Store
 
 WRITER = r"""
 import json, random, sys, time
@@ -63,8 +63,8 @@ def genesis_file(tmp_path_factory):
 
     from nacl.signing import SigningKey
 
-    from transxnode import keys
-    from transxnode.genesis import dev_genesis
+    from consensus.rules import keys
+    from consensus.rules.genesis import dev_genesis
 
     users = [keys.address_of_key(SigningKey(bytes([k + 1]) * 32)) for k in range(8)]
     solver = keys.address_of_key(SigningKey(bytes([99]) * 32))

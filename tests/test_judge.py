@@ -6,7 +6,7 @@ from __future__ import annotations
 from chain_support import Net, key
 from consensus.engine import ACCEPT, BLOCK, IGNORE, REJECT, TX, Engine
 from consensus.proposer import solve_slot
-from transxnode.transactions import Transfer, sign_tx
+from consensus.rules.transactions import Transfer, sign_tx
 
 
 def _pair(tmp_path):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from nacl.pwhash import argon2id
 
-from transxnode import keys
-from transxnode.keystore import Keystore, KeystoreError, read_password
+from consensus.rules import keys
+from transxnode.datadir.keystore import Keystore, KeystoreError, read_password
 
 PASSWORD = "correct horse battery staple"
 SEED = bytes(range(32))

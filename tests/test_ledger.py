@@ -18,15 +18,14 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from consensus.proposer import solve_slot
-from transxnode import genesis as G
-from transxnode import keys, ledger
-from transxnode.blocks import Block, BlockClearing, Multiplier, tx_root
-from transxnode.chain import MAX_FUTURE_MS, BlockError, Chain
-from transxnode.metering import sign_reading
-from transxnode.state import CANCELLED, CLEARED, OPEN
-from transxnode.store import Store, StoreError
-from transxnode.transactions import (BUY, SELL, Bid, CancelBid, Commit, MeterReading, RegisterSolver, Transfer,
-                                     TxError, escrow_for)
+from consensus.rules import genesis as G
+from consensus.rules import keys, ledger
+from consensus.rules.blocks import Block, BlockClearing, Multiplier, tx_root
+from consensus.chain.chain import MAX_FUTURE_MS, BlockError, Chain
+from consensus.rules.metering import sign_reading
+from consensus.rules.state import CANCELLED, CLEARED, OPEN
+from consensus.chain.store import Store, StoreError
+from consensus.rules.transactions import BUY, SELL, Bid, CancelBid, Commit, MeterReading, RegisterSolver, Transfer, TxError, escrow_for
 
 
 # ------------------------------------------------------------------ helpers
@@ -645,7 +644,7 @@ def test_nothing_free_sits_in_the_mempool(net):
     with pytest.raises(TxError, match="with 1 pending, the transactions need"):
         net.submit(poor, Transfer(addr(net.users[0]), POOR_BALANCE), nonce=2)
     u = net.users[0]
-    from transxnode.mempool import GAP_TTL, MAX_GAP
+    from consensus.mempool import GAP_TTL, MAX_GAP
 
     for n in range(1, MAX_GAP + 1):
         net.submit(u, Transfer(addr(net.users[1]), 1), nonce=n)
@@ -680,7 +679,7 @@ def test_a_solver_withdraws_and_gets_its_deposit_back_after_the_delay(net):
     net.produce()
     before = net.account(u).balance
     assert net.state().solver(addr(u)).deposit == g.solver_deposit
-    from transxnode.transactions import WithdrawSolver
+    from consensus.rules.transactions import WithdrawSolver
 
     net.submit(u, WithdrawSolver())
     done = net.produce()

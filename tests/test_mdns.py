@@ -43,10 +43,10 @@ def _main(base: Path) -> int:
     sys.path.insert(0, str(HERE.parent.parent))
     from nacl.signing import SigningKey
 
-    from transxnode.config import load_config, write_config
-    from transxnode.datadir import init_datadir
-    from transxnode.genesis import dev_genesis
-    from transxnode.keys import address_of_key
+    from transxnode.datadir.config import load_config, write_config
+    from transxnode.datadir.create import init_datadir
+    from consensus.rules.genesis import dev_genesis
+    from consensus.rules.keys import address_of_key
 
     keys = [SigningKey(os.urandom(32)) for _ in range(2)]
     addrs = [address_of_key(k) for k in keys]

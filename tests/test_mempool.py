@@ -7,8 +7,8 @@ from chain_support import addr, key
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transxnode.mempool import Mempool
-from transxnode.transactions import BUY, SELL, Bid, Transfer, TxError, sign_tx
+from consensus.mempool import Mempool
+from consensus.rules.transactions import BUY, SELL, Bid, Transfer, TxError, sign_tx
 
 CHAIN_ID = "transx-dev"
 L = 3  # dev_genesis gate closure
@@ -176,7 +176,7 @@ def test_next_nonce_skips_contiguous_pending_transactions_only():
 
 
 def test_removing_an_equal_copy_forgets_the_transaction_everywhere():
-    from transxnode.transactions import decode_tx
+    from consensus.rules.transactions import decode_tx
 
     t = tx(A, 0, 1_000)
     pool = filled(t)

@@ -248,9 +248,9 @@ def topo():
 
 def _init_nodes(topo: Topology, tmp_path: Path) -> None:
     from p2p.network import peer_id_from_seed
-    from transxnode.datadir import init_datadir
-    from transxnode.genesis import dev_genesis
-    from transxnode.keys import address_of_key
+    from transxnode.datadir.create import init_datadir
+    from consensus.rules.genesis import dev_genesis
+    from consensus.rules.keys import address_of_key
 
     for h in topo.hosts:
         h.seed = os.urandom(32)

@@ -13,11 +13,11 @@ import urllib.request
 import pytest
 
 from node_support import wait_for
-from transxnode.datadir import init_datadir
-from transxnode.devnet import PASSWORD, Devnet, DevnetNode, _free_ports
-from transxnode.genesis import dev_genesis
-from transxnode.keys import address_of_key
-from transxnode.transactions import BUY, SELL, Bid, sign_tx
+from transxnode.datadir.create import init_datadir
+from transxnode.client.devnet import PASSWORD, Devnet, DevnetNode, _free_ports
+from consensus.rules.genesis import dev_genesis
+from consensus.rules.keys import address_of_key
+from consensus.rules.transactions import BUY, SELL, Bid, sign_tx
 
 
 def get(node: DevnetNode, path: str):

@@ -32,12 +32,12 @@ from node_support import ENV, PASSWORD, TRANSX, NodeProcess, transx, wait_for
 from transx_nfc.device import DeviceError, check_path, free_udp_port, open_frontend
 from transx_nfc.records import KEEP_RECEIPTS, CardError, card_records, decode_card, encode_card, read_records
 from transx_nfc.station import Charge, Station
-from transxnode.charging import Receipt, authorise, session_cost, sign_receipt
-from transxnode.client import ApiClient, ClientError
-from transxnode.keys import decode_address, generate
-from transxnode.keystore import Keystore
-from transxnode.transactions import SessionClose, SessionOpen, Transfer, decode_tx, escrow_for
-from transxnode.wallet import send
+from consensus.rules.charging import Receipt, authorise, session_cost, sign_receipt
+from transxnode.client.node_api import ApiClient, ClientError
+from consensus.rules.keys import decode_address, generate
+from transxnode.datadir.keystore import Keystore
+from consensus.rules.transactions import SessionClose, SessionOpen, Transfer, decode_tx, escrow_for
+from transxnode.client.wallet import send
 
 PRICE = 600_000  # the stations' price: 0.6 per kWh
 # A starved emulator (the machine is loaded) can miss the reader's timing: the station then says this and

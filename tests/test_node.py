@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from transxnode.keys import decode_address
-from transxnode.keystore import Keystore
-from transxnode.transactions import BUY, SELL, Bid, Transfer, sign_tx
+from consensus.rules.keys import decode_address
+from transxnode.datadir.keystore import Keystore
+from consensus.rules.transactions import BUY, SELL, Bid, Transfer, sign_tx
 
 from node_support import PASSWORD, TRANSX, ENV, NodeProcess, transx, transx_json, wait_for
 
@@ -205,7 +205,7 @@ def test_the_agent_runs_hands_free_on_the_nodes_own_key_beside_its_solver(node):
 
 def test_bids_whose_gate_closes_while_sending_are_skipped_and_the_rest_sent(node):
     import cli
-    from transxnode.client import ApiClient, ClientError
+    from transxnode.client.node_api import ApiClient, ClientError
 
     me, key = _funded_wallet(node)
     gate, first = node.get("/api/node")["gate_closure"], node.get("/api/node")["first_open_slot"]

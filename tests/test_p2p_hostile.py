@@ -24,9 +24,9 @@ import trio
 from node_support import PASSWORD, NodeProcess, transx, wait_for
 from p2p import framing
 from p2p.network import topic_name
-from transxnode.keys import decode_address
-from transxnode.keystore import Keystore
-from transxnode.transactions import MAX_TX_BYTES, Transfer, sign_tx
+from consensus.rules.keys import decode_address
+from transxnode.datadir.keystore import Keystore
+from consensus.rules.transactions import MAX_TX_BYTES, Transfer, sign_tx
 
 pytestmark = pytest.mark.trio
 
@@ -247,6 +247,6 @@ async def _listed(peers, peer_id: str):
 
 def _tx_hash(raw: bytes) -> str:
     """The hash a transaction with these exact bytes would have (tampered bytes still decode)."""
-    from transxnode.transactions import decode_tx
+    from consensus.rules.transactions import decode_tx
 
     return decode_tx(raw).hash.hex()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from transxnode.profile import ProfileBid, parse_profile
-from transxnode.transactions import BUY, SELL
-from transxnode.wallet import InputError
+from transxnode.client.profile import ProfileBid, parse_profile
+from consensus.rules.transactions import BUY, SELL
+from transxnode.client.wallet import InputError
 
 OPEN = dict(first_open=100, last_allowed=148, zones=3)
 

@@ -6,11 +6,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from chain_support import FEE, Net, addr, escrow_in_accounts, escrow_in_bids, key, snapshot
-from transxnode import ledger
-from transxnode.charging import (AUTHORISATION, AuthError, Receipt, authorise, decode_authorisation, decode_receipt,
-                                 session_cost, sign_receipt)
-from transxnode.state import SESSION_CLOSED, SESSION_EXPIRED, SESSION_OPEN
-from transxnode.transactions import InvalidTx, SessionClose, SessionOpen, TxError, escrow_for
+from consensus.rules import ledger
+from consensus.rules.charging import AUTHORISATION, AuthError, Receipt, authorise, decode_authorisation, decode_receipt, session_cost, sign_receipt
+from consensus.rules.state import SESSION_CLOSED, SESSION_EXPIRED, SESSION_OPEN
+from consensus.rules.transactions import InvalidTx, SessionClose, SessionOpen, TxError, escrow_for
 
 PRICE = 600_000  # micro-units per kWh
 

@@ -13,11 +13,11 @@ from chain_support import CHAIN_PROPERTY, Net, addr, snapshot
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transxnode import genesis as G
-from transxnode import views
-from transxnode.settlement import assess
-from transxnode.state import Reading
-from transxnode.transactions import BUY, SELL, TxError
+from consensus.rules import genesis as G
+from transxnode.api import views
+from consensus.rules.settlement import assess
+from consensus.rules.state import Reading
+from consensus.rules.transactions import BUY, SELL, TxError
 
 from test_ledger import ceil_div, market_bids, money_ok
 

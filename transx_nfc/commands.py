@@ -26,7 +26,7 @@ _key_option = click.option("--key", "address", help="The EV owner's address in t
 
 
 def _tokens_arg(text: str, what: str) -> int:
-    from transxnode.wallet import InputError, parse_tokens
+    from transxnode.client.wallet import InputError, parse_tokens
 
     try:
         return parse_tokens(text, what)
@@ -93,7 +93,7 @@ def _status_path(datadir) -> Path:
 def station_run(datadir, device, price_text, power_kw, battery_kwh, min_seconds, speed, taps, metrics_listen, api,
                 password_file) -> None:
     """Run the station: tap to start charging, tap again (or `transx station stop`) to stop."""
-    from transxnode.config import load_config
+    from transxnode.datadir.config import load_config
 
     from .records import CardError, ForeignCard, decode_card
     from .station import Station
@@ -201,10 +201,10 @@ def station_session() -> None:
 @_guard
 def station_session_open(auth_file, price_text, soc, datadir, api, password_file) -> None:
     """Open a charging session for the authorisation in AUTH_FILE, signed by this node's key."""
-    from transxnode.charging import AuthError, decode_authorisation
-    from transxnode.config import load_config
-    from transxnode.transactions import SessionOpen
-    from transxnode.wallet import send
+    from consensus.rules.charging import AuthError, decode_authorisation
+    from transxnode.datadir.config import load_config
+    from consensus.rules.transactions import SessionOpen
+    from transxnode.client.wallet import send
 
     try:
         auth = decode_authorisation(Path(auth_file).read_bytes())
@@ -225,9 +225,9 @@ def station_session_open(auth_file, price_text, soc, datadir, api, password_file
 @_guard
 def station_session_close(session, kwh, soc, datadir, api, password_file) -> None:
     """Close SESSION (its hex id) with the energy delivered; the owner pays for that."""
-    from transxnode.config import load_config
-    from transxnode.transactions import SessionClose
-    from transxnode.wallet import send
+    from transxnode.datadir.config import load_config
+    from consensus.rules.transactions import SessionClose
+    from transxnode.client.wallet import send
 
     try:
         sid = bytes.fromhex(session)
@@ -246,7 +246,7 @@ def ev() -> None:
 
 
 def _authorise(datadir, address, password_file, api, ev_id, max_kwh, max_price, valid_hours, nonce):
-    from transxnode.charging import authorise
+    from consensus.rules.charging import authorise
 
     expiry = (time.time() + valid_hours * 3600) * 1000
     if not (math.isfinite(expiry) and 0 <= expiry < 2**64):
@@ -384,7 +384,7 @@ def ev_emulate(datadir, device, address, ev_id, max_kwh, max_price, valid_hours,
                                        "soc_start": r.soc_start, "soc_end": r.soc_end}
                     soc = r.soc_end  # the car charged
                     if renew:
-                        from transxnode.charging import authorise
+                        from consensus.rules.charging import authorise
 
                         auth = authorise(key, chain_id=auth.chain_id, ev_id=auth.ev_id, max_wh=auth.max_wh,
                                          max_price=auth.max_price, expiry=auth.expiry, nonce=secrets.randbits(63))
@@ -416,7 +416,7 @@ def ev_emulate(datadir, device, address, ev_id, max_kwh, max_price, valid_hours,
 @_guard
 def ev_sessions(address, datadir, api, as_json) -> None:
     """An owner's (or a station's) charging sessions: energy, cost, state of charge."""
-    from transxnode.keys import decode_address
+    from consensus.rules.keys import decode_address
 
     if address is None:
         from cli import _default_address

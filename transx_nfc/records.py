@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transxnode.charging import AuthError, Authorisation, Receipt, decode_authorisation, decode_receipt
+from consensus.rules.charging import AuthError, Authorisation, Receipt, decode_authorisation, decode_receipt
 
 AUTH_TYPE = "urn:nfc:ext:transx.org:auth"
 SOC_TYPE = "urn:nfc:ext:transx.org:soc"

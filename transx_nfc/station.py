@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from transxnode import keys
-from transxnode.charging import Authorisation, Receipt, session_cost, sign_receipt
-from transxnode.client import ApiClient, ClientError
-from transxnode.transactions import SessionClose, SessionOpen, escrow_for
-from transxnode.wallet import send
+from consensus.rules import keys
+from consensus.rules.charging import Authorisation, Receipt, session_cost, sign_receipt
+from transxnode.client.node_api import ApiClient, ClientError
+from consensus.rules.transactions import SessionClose, SessionOpen, escrow_for
+from transxnode.client.wallet import send
 
 from .records import CardContents, card_records
 

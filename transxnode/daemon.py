@@ -24,19 +24,19 @@ from consensus.engine import Engine
 from consensus.proposer import solve_slot
 from p2p.network import Network, NetworkConfig
 
-from .api import make_app
-from .blocksync import BlockSync
-from .chain import Chain
-from .config import Config, ConfigError, load_config
-from .genesis import load_genesis
-from .keys import encode_address
-from .journal import Journal
-from .keystore import Keystore
+from transxnode.api.app import make_app
+from transxnode.net.blocksync import BlockSync
+from consensus.chain.chain import Chain
+from transxnode.datadir.config import Config, ConfigError, load_config
+from consensus.rules.genesis import load_genesis
+from consensus.rules.keys import encode_address
+from consensus.journal import Journal
+from transxnode.datadir.keystore import Keystore
 from .metrics import NodeMetrics
-from .node import Node
-from .peering import Peering, topics
+from consensus.node import Node
+from transxnode.net.peering import Peering, topics
 from .plugins import load_plugins, log_plugins
-from .store import Store
+from consensus.chain.store import Store
 
 log = logging.getLogger("transx.node")
 VERSION = "0.1.0"

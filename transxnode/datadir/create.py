@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import DEFAULT_API, DEFAULT_P2P, Config, ConfigError, atomic_write, config_path, write_config
-from .genesis import Genesis, genesis_from_json
-from .keys import decode_address
+from consensus.rules.genesis import Genesis, genesis_from_json
+from consensus.rules.keys import decode_address
 from .keystore import Keystore
 
 
@@ -18,7 +18,7 @@ def init_datadir(datadir: Path, password: str, genesis_doc: dict[str, Any] | Non
                  bootstrap: list[str] | None = None) -> tuple[str, Genesis]:
     """Make `datadir` a node's: a new node key, and `genesis_doc` (or, with `dev_slot_seconds`, a
     development genesis that funds this key and makes it the solver).  Returns (address, genesis)."""
-    from .genesis import dev_genesis
+    from consensus.rules.genesis import dev_genesis
 
     if config_path(datadir).exists():
         raise ConfigError(f"{datadir} is already initialised (config.toml exists); choose another --datadir")

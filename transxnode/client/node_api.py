@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_API, ConfigError, load_config, running_api
+from transxnode.datadir.config import DEFAULT_API, ConfigError, load_config, running_api
 
 
 class ClientError(Exception):

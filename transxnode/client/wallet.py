@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .client import ApiClient, ClientError
-from .keys import address_of_key
-from .transactions import BUY, Body, bid_lock, sign_tx
+from .node_api import ApiClient, ClientError
+from consensus.rules.keys import address_of_key
+from consensus.rules.transactions import BUY, Body, bid_lock, sign_tx
 
 
 class InputError(ValueError):
@@ -111,6 +111,6 @@ def send(client: ApiClient, key, body: Body, fee: int | None = None) -> dict[str
 
 
 def _bech32(key) -> str:
-    from .keys import encode_address
+    from consensus.rules.keys import encode_address
 
     return encode_address(address_of_key(key))

@@ -36,12 +36,12 @@ from agent.forecast import Site
 from agent.home import HomeAgent
 from agent.strategy import Battery
 
-from .client import ApiClient, ClientError
-from .datadir import init_datadir
-from .genesis import dev_genesis
-from .keys import address_of_key, encode_address, public_key
-from .metering import sign_reading
-from .transactions import Bid, Body, MeterReading, RegisterMeter, sign_tx
+from .node_api import ApiClient, ClientError
+from transxnode.datadir.create import init_datadir
+from consensus.rules.genesis import dev_genesis
+from consensus.rules.keys import address_of_key, encode_address, public_key
+from consensus.rules.metering import sign_reading
+from consensus.rules.transactions import Bid, Body, MeterReading, RegisterMeter, sign_tx
 
 PASSWORD = "devnet"  # the devnet's keys guard nothing of value
 ROLES = (("pv", 0.45), ("home", 0.4), ("ev", 0.15))
@@ -166,7 +166,7 @@ class Devnet:
                                       bootstrap=[p for j, p in enumerate(peers) if j != k])
             self.nodes.append(DevnetNode(d, address, peers[k]))
         if self.station:  # the EV owner's key lives beside node 1's, which also runs the station
-            from .keystore import Keystore
+            from transxnode.datadir.keystore import Keystore
 
             Keystore(self.nodes[0].datadir / "keystore").import_seed(bytes(self.ev_key), PASSWORD)
         self._write_manifest()

@@ -12,8 +12,8 @@ from typing import Iterator
 
 import plyvel
 
-from . import schema
-from .state import decode_changes, encode_changes
+from consensus.rules import schema
+from consensus.rules.state import decode_changes, encode_changes
 
 FORMAT_VERSION = b"2"  # 2: delivery settlement (meter keys, readings, settlements, grid totals)
 

@@ -21,8 +21,8 @@ from consensus.engine import BLOCK, REJECT
 from p2p import sync
 from p2p.network import Network
 
-from .blocks import HEADER
-from .metrics import NodeMetrics
+from consensus.rules.blocks import HEADER
+from transxnode.metrics import NodeMetrics
 from .peering import MAX_BLOCK_BYTES, Peering, now_ms
 
 log = logging.getLogger("transx.sync")

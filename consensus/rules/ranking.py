@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transxnode.codec import digest
+from .codec import digest
 
 
 @dataclass(frozen=True, order=True)

@@ -16,9 +16,9 @@ from consensus.engine import BLOCK, PROPOSAL, REJECT, TX, WANT, Engine, Message
 from p2p import sync
 from p2p.network import Network, TopicSpec, Verdict
 
-from . import schema
-from .blocks import HEADER
-from .transactions import MAX_TX_BYTES
+from consensus.rules import schema
+from consensus.rules.blocks import HEADER
+from consensus.rules.transactions import MAX_TX_BYTES
 
 log = logging.getLogger("transx.peering")
 

@@ -30,14 +30,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from consensus.schedule import first_open_slot
+from consensus.rules.schedule import first_open_slot
 
 from . import views
-from .keys import AddressError, decode_address, encode_address
-from .metrics import NodeMetrics
-from .node import Node
-from .state import CANCELLED
-from .transactions import BUY, MAX_TX_BYTES, SELL, TxError, decode_tx
+from consensus.rules.keys import AddressError, decode_address, encode_address
+from transxnode.metrics import NodeMetrics
+from consensus.node import Node
+from consensus.rules.state import CANCELLED
+from consensus.rules.transactions import BUY, MAX_TX_BYTES, SELL, TxError, decode_tx
 
 MAX_BODY = 64 * 1024
 _DIGITS = re.compile(r"[0-9]{1,18}")

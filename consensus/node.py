@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 from consensus.proposer import Solution
 
-from . import keys, ledger
-from .chain import Chain, Connected
+from consensus.rules import keys, ledger
+from consensus.chain.chain import Chain, Connected
 from .journal import Journal
 from .mempool import Mempool
-from .state import StateOverlay
-from .transactions import Tx, TxError, check_stateless, decode_tx
+from consensus.rules.state import StateOverlay
+from consensus.rules.transactions import Tx, TxError, check_stateless, decode_tx
 
 log = logging.getLogger("transx.node")
 

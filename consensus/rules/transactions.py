@@ -16,8 +16,7 @@ from solver.instance import MAX_PRICE, MAX_WH
 
 from . import keys
 from .charging import AUTHORISATION, MAX_SESSION_WH, Authorisation
-from .codec import (ADDRESS, HASH, PUBKEY, SIGNATURE, U8, U32, U64, DecodeError, Record, Tagged, Text,
-                    UInt, VarBytes, digest)
+from .codec import ADDRESS, HASH, PUBKEY, SIGNATURE, U8, U32, U64, DecodeError, Record, Tagged, Text, UInt, VarBytes, digest
 
 BUY, SELL = 0, 1
 SIDES = {"buy": BUY, "sell": SELL}

@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 from solver import Pairs, candidate_pairs, verify
 from solver.verifier import Verdict
 
-from . import keys, ledger, schema
-from .blocks import BLOCK, Block, BlockClearing, Header, tx_root
-from .codec import DecodeError
-from consensus.ranking import Rank, commitment, rank
+from consensus.rules import keys, ledger, schema
+from consensus.rules.blocks import BLOCK, Block, BlockClearing, Header, tx_root
+from consensus.rules.codec import DecodeError
+from consensus.rules.ranking import Rank, commitment, rank
 
-from .genesis import Genesis
-from .ledger import SlotMarket
-from .settlement import settle_delivery
-from .state import StateOverlay, next_state_hash
+from consensus.rules.genesis import Genesis
+from consensus.rules.ledger import SlotMarket
+from consensus.rules.settlement import settle_delivery
+from consensus.rules.state import StateOverlay, next_state_hash
 from .store import Store, StoreError
-from .transactions import TX, Transfer, Tx, TxError, check_stateless
+from consensus.rules.transactions import TX, Transfer, Tx, TxError, check_stateless
 
 MAX_FUTURE_MS = 15_000  # a block stamped further ahead of our clock than this is held back
 

@@ -20,7 +20,7 @@ import io
 import json
 from dataclasses import dataclass
 
-from .transactions import SIDES, Bid
+from consensus.rules.transactions import SIDES, Bid
 from .wallet import InputError, parse_energy, parse_tokens
 
 FIELDS = ("slot", "side", "quantity", "price")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from consensus.ranking import commitment
+from .ranking import commitment
 from solver import Instance, Participant
 
 from . import keys, schema
@@ -18,13 +18,9 @@ from .blocks import HEADER, BlockClearing
 from .codec import DecodeError
 from .genesis import Genesis
 from .charging import session_cost
-from .state import (ACCOUNT, CANCELLED, CLEARED, OPEN, READING, SESSION_CLOSED, SESSION_EXPIRED, SESSION_OPEN,
-                    SESSION_STATUS, SOLVER, Account, BidRecord, Reading, SessionRecord, SolverRecord, StateOverlay,
-                    Totals)
+from .state import ACCOUNT, CANCELLED, CLEARED, OPEN, READING, SESSION_CLOSED, SESSION_EXPIRED, SESSION_OPEN, SESSION_STATUS, SOLVER, Account, BidRecord, Reading, SessionRecord, SolverRecord, StateOverlay, Totals
 from .metering import reading_ok
-from .transactions import (BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter,
-                           RegisterSolver, Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError, WithdrawSolver,
-                           bid_lock, escrow_for)
+from .transactions import BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter, RegisterSolver, Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError, WithdrawSolver, bid_lock, escrow_for
 
 
 class LedgerError(Exception):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 
-from .transactions import Bid, Commit, Reveal, Tx, TxError
+from consensus.rules.transactions import Bid, Commit, Reveal, Tx, TxError
 
 
 MAX_GAP = 16  # transactions a sender may queue beyond a nonce gap

@@ -29,13 +29,7 @@ from nacl.pwhash import argon2id
 from nacl.secret import SecretBox
 from nacl.signing import SigningKey
 
-from transxnode.keys import (
-    PUBLIC_KEY_BYTES,
-    AddressError,
-    address_of,
-    decode_address,
-    encode_address,
-)
+from consensus.rules.keys import PUBLIC_KEY_BYTES, AddressError, address_of, decode_address, encode_address
 
 VERSION = 1
 SEED_BYTES = 32

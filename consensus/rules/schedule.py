@@ -8,7 +8,7 @@ L - 1 blocks before its block can be proposed.
 
 from __future__ import annotations
 
-from transxnode.genesis import Genesis
+from .genesis import Genesis
 
 
 def first_open_slot(g: Genesis, head_height: int) -> int:

@@ -11,15 +11,14 @@ from typing import Any
 
 from solver.report import outcomes
 
-from . import schema
-from .blocks import HEADER, Block, Header
-from .chain import Chain
-from .keys import address_of, encode_address
-from .ledger import slot_market
-from .settlement import settled_slot
-from .state import CANCELLED, OPEN, STATUS_NAMES, BidRecord, Settlement
-from .transactions import (SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter, RegisterSolver,
-                           Reveal, SessionClose, SessionOpen, Transfer, Tx)
+from consensus.rules import schema
+from consensus.rules.blocks import HEADER, Block, Header
+from consensus.chain.chain import Chain
+from consensus.rules.keys import address_of, encode_address
+from consensus.rules.ledger import slot_market
+from consensus.rules.settlement import settled_slot
+from consensus.rules.state import CANCELLED, OPEN, STATUS_NAMES, BidRecord, Settlement
+from consensus.rules.transactions import SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter, RegisterSolver, Reveal, SessionClose, SessionOpen, Transfer, Tx
 
 
 def header_json(h: Header) -> dict[str, Any]:
@@ -177,7 +176,7 @@ def address_view(chain: Chain, addr: bytes, pending_nonce: int, history: int = 5
 
 
 def session_json(session_id: bytes, rec) -> dict[str, Any]:
-    from .state import SESSION_STATUS
+    from consensus.rules.state import SESSION_STATUS
 
     return {"session": session_id.hex(), "owner": encode_address(rec.owner), "station": encode_address(rec.station),
             "ev_id": rec.ev_id, "status": SESSION_STATUS[rec.status],

@@ -1,0 +1,1 @@
+"""Client-side tools that talk to a node over its API: the API client, wallet, bid profiles, the devnet."""

@@ -1,0 +1,1 @@
+"""A node's data directory: config.toml, the encrypted keystore, creating a new one."""
