@@ -1,11 +1,12 @@
 """A home's agent against a running node: forecast the coming slots, plan bids, send them, learn.
 
 `HomeAgent.plan` works from what the node's API says (genesis timing, tariffs, recent prices) and
-the home's description; `transx agent plan|run` (cli.py) and the devnet's households use it.
+the home's description; `transx agent plan|run` (transx_cli/agent.py) and the devnet's households use it.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 from .forecast import Site, load_forecast, pv_forecast
@@ -66,3 +67,13 @@ class Plan:
 
 
 __all__ = ["HomeAgent", "Plan"]
+
+
+def random_home(rng: random.Random, role: str) -> HomeAgent:
+    """A household for simulations such as `transx devnet` ("pv": rooftop panels, some with a battery;
+    "home": no panels; "ev": a charging station's evening demand), drawn from `rng`."""
+    if role == "pv":
+        site = Site(kwp=rng.choice([4.0, 5.0, 6.0, 8.0, 10.0]), tilt=rng.uniform(5, 20), azimuth=rng.uniform(120, 240))
+        battery = Battery(capacity_wh=10_000, soc_wh=3_000) if rng.random() < 0.4 else None
+        return HomeAgent(site, rng.uniform(8, 14), battery, cloudiness=rng.uniform(0.1, 0.5))
+    return HomeAgent(None, rng.uniform(60, 160) if role == "ev" else rng.uniform(10, 24))

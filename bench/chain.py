@@ -44,9 +44,8 @@ from importlib.metadata import version
 
 from nacl.signing import SigningKey
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from consensus.proposer import solve_slot  # noqa: E402
+from consensus.proposer import solve_slot
 from consensus.rules import keys, ledger
 from consensus.rules.blocks import Block
 from consensus.chain.chain import Chain, Connected, decode_block

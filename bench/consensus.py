@@ -17,13 +17,11 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from consensus.sim import SimConfig, Simulation  # noqa: E402
-from solver import clear, verify  # noqa: E402
-from solver.generator import generate  # noqa: E402
+from consensus.sim import SimConfig, Simulation
+from solver import clear, verify
+from solver.generator import generate
 
 # Bitcoin, for comparison: the Cambridge Bitcoin Electricity Consumption Index (CBECI) put the
 # network's annualised consumption at roughly 150-170 TWh in 2024; with 144 blocks a day (52,560 a

@@ -20,9 +20,8 @@ import platform
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from agent.simulation import DaySimulation  # noqa: E402
+from agent.simulation import DaySimulation
 
 
 def say(msg: str) -> None:

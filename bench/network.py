@@ -62,11 +62,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from nacl.signing import SigningKey  # noqa: E402
+from nacl.signing import SigningKey
 
-from transxnode.client.devnet import PASSWORD, Devnet, _free_ports, _interrupt_all, _transx
+from agent.home import random_home
+from transxnode.client.devnet import PASSWORD, Devnet, free_ports, interrupt_all, transx_command
 from consensus.rules.keys import address_of_key
 from consensus.rules.transactions import BUY, SELL, Bid, sign_tx
 
@@ -537,7 +537,7 @@ def bench_network(n: int, plan: Plan, base: Path, seed: int, probe: str, slot_se
     res = NetResult(nodes=n)
     homes_needed = 4 + plan.latency_bids + math.ceil(plan.burst / SAME_SENDER)
     net = Devnet(base / f"net{n}", nodes=n, homes=homes_needed, slot_seconds=slot_seconds, seed=seed,
-                 say=lambda s: None)
+                 say=lambda s: None, agents=random_home)
     rng = random.Random(seed * 1000 + n)
     watch: JournalWatch | None = None
     try:
@@ -579,7 +579,7 @@ def bench_network(n: int, plan: Plan, base: Path, seed: int, probe: str, slot_se
         if watch is not None:
             watch.halt.set()
         say(f"{n} nodes: stopping")
-        _interrupt_all([x.proc for x in net.nodes if x.proc is not None], 15)
+        interrupt_all([x.proc for x in net.nodes if x.proc is not None], 15)
         net.stop()  # they are all gone: this only tidies up
 
 
@@ -588,7 +588,7 @@ def spawn(datadir: Path) -> subprocess.Popen:
     (datadir / "node.json").unlink(missing_ok=True)
     log = open(datadir / "node.log", "ab")
     try:
-        return subprocess.Popen([*_transx(), "node", "--datadir", str(datadir)], stdout=log, stderr=subprocess.STDOUT,
+        return subprocess.Popen([*transx_command(), "node", "--datadir", str(datadir)], stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "TRANSX_PASSWORD": PASSWORD}, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     finally:
@@ -619,7 +619,7 @@ def bench_sync(blocks: int, base: Path, seed: int, timeout: float) -> dict:
     prod_key, join_key = SigningKey(seed_bytes(seed, "producer")), SigningKey(seed_bytes(seed, "joiner"))
     doc = dev_genesis([address_of_key(prod_key)], [address_of_key(prod_key)], slot_seconds=1,
                       chain_id="transx-syncbench", start=int(time.time()) - blocks - 2)
-    p_port, j_port = _free_ports(2)
+    p_port, j_port = free_ports(2)
     prod_peer = f"/ip4/127.0.0.1/tcp/{p_port}/p2p/{peer_id_from_seed(bytes(prod_key))}"
     init_datadir(d / "producer", PASSWORD, doc, api_listen="127.0.0.1:0", seed=bytes(prod_key),
                  p2p_listen=f"/ip4/127.0.0.1/tcp/{p_port}")
@@ -677,7 +677,7 @@ def bench_sync(blocks: int, base: Path, seed: int, timeout: float) -> dict:
                     rate=height / synced_s, transfer_rate=height / transfer_s if transfer_s > 0 else 0.0,
                     producer_height=prod_h, mem=mem, cpu=cpu)
     finally:
-        _interrupt_all([p for p in (joiner, producer) if p is not None], 15)
+        interrupt_all([p for p in (joiner, producer) if p is not None], 15)
 
 
 # ---------------------------------------------------------------------- main

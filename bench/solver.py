@@ -13,20 +13,18 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from solver.generator import generate  # noqa: E402
-from solver.market import clear  # noqa: E402
-from solver.pairs import candidate_pairs  # noqa: E402
-from solver.relaxation import SolverError  # noqa: E402
-from solver.verifier import verify  # noqa: E402
+from solver.generator import generate
+from solver.market import clear
+from solver.pairs import candidate_pairs
+from solver.relaxation import SolverError
+from solver.verifier import verify
 
 
 def welfare_lp(inst, pairs) -> float:

@@ -2,8 +2,8 @@
 
 `clear` computes a clearing (Clarabel through CVXPY, SCS, or the smoothed
 dual for large markets); `verify` decides, exactly and without any solver,
-whether a clearing is valid and how good it is, and `rank_key` orders valid
-clearings of one instance.  Nothing here imports the rest of TransX, and
+whether a clearing is valid and how good it is (its exact objective; how
+proposals rank is consensus's rule, consensus/rules/ranking.py).  Nothing here imports the rest of TransX, and
 CVXPY is imported only when a CVXPY method runs.
 """
 
@@ -29,8 +29,6 @@ from .verifier import (
     DEFAULT_QUANTUM,
     DEFAULT_TOLERANCE,
     Verdict,
-    better,
-    rank_key,
     verify,
 )
 
@@ -51,13 +49,11 @@ __all__ = [
     "SolverError",
     "Trade",
     "Verdict",
-    "better",
     "candidate_pairs",
     "clear",
     "clearing_from_json",
     "instance_from_json",
     "load_clearing",
     "load_instance",
-    "rank_key",
     "verify",
 ]

@@ -289,19 +289,3 @@ def log_objective(surplus: np.ndarray, weight: np.ndarray, quantum: Decimal = DE
         for w in sorted(set(weight.tolist())):
             total += w * _ln_int(_tree_product([int(u) for u in surplus[weight == w]]))
         return int((total / quantum).to_integral_value(rounding="ROUND_FLOOR"))
-
-
-def rank_key(verdict: Verdict, tiebreak: bytes) -> tuple[int, bytes]:
-    """Sort key among valid clearings of one instance: smaller ranks higher.
-
-    Best objective first; equal objectives go to the lowest tie-break
-    (consensus passes hash(solver address, an old block hash)).
-    """
-    if not verdict.ok or verdict.objective is None:
-        raise ValueError("only valid clearings are ranked")
-    return (-verdict.objective, tiebreak)
-
-
-def better(a: Verdict, a_tiebreak: bytes, b: Verdict, b_tiebreak: bytes) -> bool:
-    """True when clearing a ranks above clearing b."""
-    return rank_key(a, a_tiebreak) < rank_key(b, b_tiebreak)

@@ -14,7 +14,8 @@ import pytest
 
 from node_support import wait_for
 from transxnode.datadir.create import init_datadir
-from transxnode.client.devnet import PASSWORD, Devnet, DevnetNode, _free_ports
+from agent.home import random_home
+from transxnode.client.devnet import PASSWORD, Devnet, DevnetNode, free_ports
 from consensus.rules.genesis import dev_genesis
 from consensus.rules.keys import address_of_key
 from consensus.rules.transactions import BUY, SELL, Bid, sign_tx
@@ -53,7 +54,7 @@ def logs(net: Devnet) -> str:
 @pytest.fixture(scope="module")
 def five(tmp_path_factory):
     net = Devnet(tmp_path_factory.mktemp("net") / "devnet", nodes=5, homes=6, slot_seconds=2, seed=7,
-                 say=lambda s: None)
+                 say=lambda s: None, agents=random_home)
     net.create()
     try:
         net.start(timeout=120)
@@ -121,7 +122,7 @@ def test_a_late_node_syncs_two_hundred_blocks_then_follows_the_head(tmp_path):
     keys = [SigningKey(s) for s in seeds]
     doc = dev_genesis([address_of_key(k) for k in keys], [address_of_key(keys[0])], slot_seconds=1,
                       chain_id="transx-sync", start=int(time.time()) - 200)
-    ports = _free_ports(2)
+    ports = free_ports(2)
     addrs = [f"/ip4/127.0.0.1/tcp/{p}/p2p/{peer_id_from_seed(s)}" for p, s in zip(ports, seeds)]
     net = Devnet(tmp_path / "sync", nodes=2, homes=0, say=lambda s: None)
     net.dir.mkdir(parents=True)

@@ -204,19 +204,19 @@ def test_the_agent_runs_hands_free_on_the_nodes_own_key_beside_its_solver(node):
 
 
 def test_bids_whose_gate_closes_while_sending_are_skipped_and_the_rest_sent(node):
-    import cli
+    from transx_cli.sending import send_bids
     from transxnode.client.node_api import ApiClient, ClientError
 
     me, key = _funded_wallet(node)
     gate, first = node.get("/api/node")["gate_closure"], node.get("/api/node")["first_open_slot"]
     closed = Bid(BUY, first - 2, 1000, 400_000, 0, first - 2 - gate)
     still_open = Bid(BUY, first + 20, 1000, 400_000, 0, first + 20 - gate)
-    sent, skipped = cli._send_bids(ApiClient(node.api), key, [closed, still_open])
+    sent, skipped = send_bids(ApiClient(node.api), key, [closed, still_open])
     assert skipped == [closed.slot] and [s for s, _ in sent] == [still_open.slot]
     wait_for(lambda: _balance(node, me)["escrowed"] == 400_000, 30, "the open bid's escrow")
     # Any other refusal still stops the list: this one is beyond the bidding horizon.
     with pytest.raises(ClientError, match="slots ahead"):
-        cli._send_bids(ApiClient(node.api), key, [Bid(BUY, first + 10_000, 1000, 400_000, 0, first + 10_000)])
+        send_bids(ApiClient(node.api), key, [Bid(BUY, first + 10_000, 1000, 400_000, 0, first + 10_000)])
 
 
 def test_bad_cli_input_is_one_line_and_nonzero(node):

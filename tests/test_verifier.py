@@ -24,7 +24,7 @@ from solver.generator import generate
 from solver.instance import Instance, InstanceError, Participant
 from solver.market import clear
 from solver.pairs import candidate_pairs
-from solver.verifier import Verdict, better, log_objective, rank_key, verify
+from solver.verifier import log_objective, verify
 
 
 def make(sellers, buyers, *, slot: int = 0, charge=((0,),)) -> Instance:
@@ -247,49 +247,6 @@ def test_participant_order_does_not_matter(solved, seed):
     rs = clear(shuffled, solver="clarabel")
     assert (rs.verdict.objective, rs.verdict.gap) == (v.objective, v.gap)
     assert rs.clearing == c
-
-
-# --------------------------------------------------------------------------
-# 4. Ranking.
-
-
-def _verdict(objective: int) -> Verdict:
-    return Verdict(True, "valid", objective, Fraction(1, 10**4), 10)
-
-
-def test_higher_objective_ranks_first():
-    hi, lo = _verdict(1_000_001), _verdict(1_000_000)
-    assert rank_key(hi, b"\xff" * 32) < rank_key(lo, b"\x00" * 32)  # objective beats tie-break
-    assert better(hi, b"\xff" * 32, lo, b"\x00" * 32)
-    assert not better(lo, b"\x00" * 32, hi, b"\xff" * 32)
-
-
-def test_equal_objectives_go_to_the_lower_tiebreak():
-    a, b = _verdict(5), _verdict(5)
-    assert better(a, b"\x01" + b"\xff" * 31, b, b"\x02" + b"\x00" * 31)
-    assert not better(b, b"\x02" + b"\x00" * 31, a, b"\x01" + b"\xff" * 31)
-    assert not better(a, b"\x07", b, b"\x07")  # a tie is not "better"
-    # Sorting by rank_key: objective descending, then tie-break ascending.
-    entries = [(_verdict(3), b"\x09"), (_verdict(7), b"\x05"), (_verdict(3), b"\x01"), (_verdict(7), b"\x06")]
-    order = sorted(entries, key=lambda e: rank_key(*e))
-    assert [(v.objective, tb) for v, tb in order] == [(7, b"\x05"), (7, b"\x06"), (3, b"\x01"), (3, b"\x09")]
-
-
-def test_ranking_real_verdicts(solved):
-    inst, c, v = solved
-    worse = replace(v, objective=v.objective - 1)
-    assert better(v, b"\xff", worse, b"\x00")
-    assert rank_key(v, b"\x00") < rank_key(v, b"\x01")
-
-
-def test_invalid_verdict_is_not_ranked(solved):
-    inst, c, _ = solved
-    bad = verify(replace(inst, slot=inst.slot + 1), c)
-    assert not bad.ok
-    with pytest.raises(ValueError):
-        rank_key(bad, b"\x00")
-    with pytest.raises(ValueError):
-        better(bad, b"\x00", _verdict(1), b"\x01")
 
 
 # --------------------------------------------------------------------------

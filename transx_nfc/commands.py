@@ -17,8 +17,8 @@ from pathlib import Path
 
 import click
 
-from cli import _api_option, _client, _datadir, _datadir_option, _fail, _guard, _json_option, _password_option
-from cli import _table, _unlock
+from transx_cli.plugin_api import api_option, datadir_option, fail, guard, json_option, node_client, password_option
+from transx_cli.plugin_api import resolve_datadir, table, unlock
 
 _device_option = click.option("--device", required=True,
                               help="NFC device: usb, usb:BUS:DEV, tty:USB0:pn532, or udp:HOST:PORT (no hardware).")
@@ -35,11 +35,11 @@ def _tokens_arg(text: str, what: str) -> int:
 
 
 def _nfc_ready() -> None:
-    from .plugin import PLUGIN
+    from .device import missing_dependencies
 
-    missing = PLUGIN.missing()
+    missing = missing_dependencies()
     if missing:
-        _fail(missing, status=1)
+        fail(missing, status=1)
 
 
 def _open(device: str):
@@ -49,7 +49,7 @@ def _open(device: str):
     try:
         return open_frontend(device)
     except DeviceError as e:
-        _fail(str(e), status=1)
+        fail(str(e), status=1)
 
 
 def _targets(device: str) -> tuple[str, ...]:
@@ -70,11 +70,11 @@ def station() -> None:
 
 
 def _status_path(datadir) -> Path:
-    return Path(_datadir(datadir)) / "station.json"
+    return Path(resolve_datadir(datadir)) / "station.json"
 
 
 @station.command("run")
-@_datadir_option
+@datadir_option
 @_device_option
 @click.option("--price", "price_text", default="0.60", show_default=True, help="Price per kWh, in tokens.")
 @click.option("--power-kw", type=click.FloatRange(0.1, 1000), default=7.4, show_default=True,
@@ -87,9 +87,9 @@ def _status_path(datadir) -> Path:
               help="Simulated time factor (60: a minute of charging per second), for demos.")
 @click.option("--taps", type=click.IntRange(1), help="Stop after this many taps (default: run until Ctrl-C).")
 @click.option("--metrics-listen", help="HOST:PORT to serve the station's Prometheus metrics.")
-@_api_option
-@_password_option
-@_guard
+@api_option
+@password_option
+@guard
 def station_run(datadir, device, price_text, power_kw, battery_kwh, min_seconds, speed, taps, metrics_listen, api,
                 password_file) -> None:
     """Run the station: tap to start charging, tap again (or `transx station stop`) to stop."""
@@ -100,10 +100,10 @@ def station_run(datadir, device, price_text, power_kw, battery_kwh, min_seconds,
     from .tag import tap
 
     price = _tokens_arg(price_text, "price")
-    cfg = load_config(_datadir(datadir))
-    client = _client(api, datadir)
+    cfg = load_config(resolve_datadir(datadir))
+    client = node_client(api, datadir)
     client.get("/api/node")  # a clear error now if the node is not running
-    key = _unlock(datadir, cfg.key, password_file)
+    key = unlock(datadir, cfg.key, password_file)
     clf = _open(device)
     _quiet_nfcpy()
     st = Station(client, key, price=price, power_w=int(power_kw * 1000), battery_wh=int(battery_kwh * 1000),
@@ -168,21 +168,21 @@ def station_run(datadir, device, price_text, power_kw, battery_kwh, min_seconds,
 
 
 @station.command("stop")
-@_datadir_option
-@_guard
+@datadir_option
+@guard
 def station_stop(datadir) -> None:
     """Stop the charge in progress at the station running on --datadir (as unplugging does)."""
     status = _status_path(datadir)
     try:
         pid = json.loads(status.read_text())["pid"]
     except (OSError, ValueError, KeyError):
-        _fail(f"no station is running on {_datadir(datadir)}", status=1)
+        fail(f"no station is running on {resolve_datadir(datadir)}", status=1)
     Path(str(status) + ".stop").write_text("")
     try:
         os.kill(pid, signal.SIGUSR1)
     except ProcessLookupError:
         status.unlink(missing_ok=True)
-        _fail(f"no station is running on {_datadir(datadir)} (stale station.json removed)", status=1)
+        fail(f"no station is running on {resolve_datadir(datadir)} (stale station.json removed)", status=1)
     click.echo(f"asked the station (pid {pid}) to stop charging")
 
 
@@ -195,10 +195,10 @@ def station_session() -> None:
 @click.argument("auth_file", type=click.Path(dir_okay=False, exists=True))
 @click.option("--price", "price_text", default="0.60", show_default=True, help="Price per kWh, in tokens.")
 @click.option("--soc", type=click.IntRange(0, 100), default=0, show_default=True, help="The EV's state of charge.")
-@_datadir_option
-@_api_option
-@_password_option
-@_guard
+@datadir_option
+@api_option
+@password_option
+@guard
 def station_session_open(auth_file, price_text, soc, datadir, api, password_file) -> None:
     """Open a charging session for the authorisation in AUTH_FILE, signed by this node's key."""
     from consensus.rules.charging import AuthError, decode_authorisation
@@ -209,9 +209,9 @@ def station_session_open(auth_file, price_text, soc, datadir, api, password_file
     try:
         auth = decode_authorisation(Path(auth_file).read_bytes())
     except AuthError as e:
-        _fail(f"{auth_file}: {e}")
-    key = _unlock(datadir, load_config(_datadir(datadir)).key, password_file)
-    answer = send(_client(api, datadir), key, SessionOpen(auth, _tokens_arg(price_text, "price"), soc))
+        fail(f"{auth_file}: {e}")
+    key = unlock(datadir, load_config(resolve_datadir(datadir)).key, password_file)
+    answer = send(node_client(api, datadir), key, SessionOpen(auth, _tokens_arg(price_text, "price"), soc))
     click.echo(f"session {auth.session_id.hex()} opened for {auth.ev_id}: transaction {answer['hash']} (pending)")
 
 
@@ -219,10 +219,10 @@ def station_session_open(auth_file, price_text, soc, datadir, api, password_file
 @click.argument("session")
 @click.option("--kwh", type=click.FloatRange(0, 1000), required=True, help="Energy delivered.")
 @click.option("--soc", type=click.IntRange(0, 100), default=0, show_default=True, help="State of charge at the end.")
-@_datadir_option
-@_api_option
-@_password_option
-@_guard
+@datadir_option
+@api_option
+@password_option
+@guard
 def station_session_close(session, kwh, soc, datadir, api, password_file) -> None:
     """Close SESSION (its hex id) with the energy delivered; the owner pays for that."""
     from transxnode.datadir.config import load_config
@@ -234,8 +234,8 @@ def station_session_close(session, kwh, soc, datadir, api, password_file) -> Non
         assert len(sid) == 32
     except (ValueError, AssertionError):
         raise click.BadParameter("a session id is 64 hex characters", param_hint="SESSION") from None
-    key = _unlock(datadir, load_config(_datadir(datadir)).key, password_file)
-    answer = send(_client(api, datadir), key, SessionClose(sid, int(round(kwh * 1000)), soc))
+    key = unlock(datadir, load_config(resolve_datadir(datadir)).key, password_file)
+    answer = send(node_client(api, datadir), key, SessionClose(sid, int(round(kwh * 1000)), soc))
     click.echo(f"session {session} closed with {kwh:g} kWh: transaction {answer['hash']} (pending)")
 
 
@@ -251,8 +251,8 @@ def _authorise(datadir, address, password_file, api, ev_id, max_kwh, max_price, 
     expiry = (time.time() + valid_hours * 3600) * 1000
     if not (math.isfinite(expiry) and 0 <= expiry < 2**64):
         raise click.BadParameter(f"{valid_hours:g} hours is out of range", param_hint="'--valid-hours'")
-    info = _client(api, datadir).get("/api/node")
-    key = _unlock(datadir, address, password_file)
+    info = node_client(api, datadir).get("/api/node")
+    key = unlock(datadir, address, password_file)
     return authorise(key, chain_id=info["chain_id"], ev_id=ev_id, max_wh=int(max_kwh * 1000),
                      max_price=_tokens_arg(max_price, "max price"),
                      expiry=int(expiry),
@@ -273,13 +273,13 @@ def _auth_options(fn):
 
 
 @ev.command("authorize")
-@_datadir_option
+@datadir_option
 @_key_option
 @_auth_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="File for the authorisation.")
-@_api_option
-@_password_option
-@_guard
+@api_option
+@password_option
+@guard
 def ev_authorize(datadir, address, ev_id, max_kwh, max_price, valid_hours, nonce, output, api, password_file):
     """Sign an authorisation into a file (for `transx station session open`, or a phone app)."""
     auth = _authorise(datadir, address, password_file, api, ev_id, max_kwh, max_price, valid_hours, nonce)
@@ -293,15 +293,15 @@ def ev_card() -> None:
 
 
 @ev_card.command("write")
-@_datadir_option
+@datadir_option
 @_device_option
 @_key_option
 @_auth_options
 @click.option("--soc", type=click.IntRange(0, 100), help="The EV's state of charge to record on the card.")
 @click.option("--timeout", type=click.FloatRange(1), default=30, show_default=True, help="Seconds to wait for a tag.")
-@_api_option
-@_password_option
-@_guard
+@api_option
+@password_option
+@guard
 def ev_card_write(datadir, device, address, ev_id, max_kwh, max_price, valid_hours, nonce, soc, timeout, api,
                   password_file):
     """Write a new authorisation onto a writable tag held to the reader."""
@@ -325,14 +325,14 @@ def ev_card_write(datadir, device, address, ev_id, max_kwh, max_price, valid_hou
     finally:
         clf.close()
     if result is None:
-        _fail(f"no tag within {timeout:g} s", status=1)
+        fail(f"no tag within {timeout:g} s", status=1)
     if isinstance(result, Exception) or isinstance(result, str):
-        _fail(f"could not write the card: {result}", status=1)
+        fail(f"could not write the card: {result}", status=1)
     click.echo(f"card written: {ev_id}, up to {max_kwh:g} kWh, session {auth.session_id.hex()[:16]}")
 
 
 @ev.command("emulate")
-@_datadir_option
+@datadir_option
 @_device_option
 @_key_option
 @_auth_options
@@ -343,9 +343,9 @@ def ev_card_write(datadir, device, address, ev_id, max_kwh, max_price, valid_hou
 @click.option("--foreign", is_flag=True, help="Emulate a tag that holds no TransX record (for testing stations).")
 @click.option("--away", type=click.FloatRange(0), default=3.0, show_default=True,
               help="Seconds the card stays out of the field after each tap (a person taps, then steps back).")
-@_api_option
-@_password_option
-@_guard
+@api_option
+@password_option
+@guard
 def ev_emulate(datadir, device, address, ev_id, max_kwh, max_price, valid_hours, nonce, soc, taps, renew, foreign,
                away, api, password_file):
     """Emulate the EV owner's card over nfcpy (Type 3 tag; use a udp:HOST:PORT device for tests and demos)."""
@@ -355,7 +355,7 @@ def ev_emulate(datadir, device, address, ev_id, max_kwh, max_price, valid_hours,
     from .tag import EmulatedCard
 
     auth = _authorise(datadir, address, password_file, api, ev_id, max_kwh, max_price, valid_hours, nonce)
-    key = _unlock(datadir, address, password_file)
+    key = unlock(datadir, address, password_file)
     octets = (b"".join(ndef.message_encoder([ndef.Record("urn:nfc:ext:example.com:other", "x", b"hello")]))
               if foreign else encode_card(auth, soc))
     card = EmulatedCard(octets)
@@ -410,20 +410,20 @@ def ev_emulate(datadir, device, address, ev_id, max_kwh, max_price, valid_hours,
 
 @ev.command("sessions")
 @click.argument("address", required=False)
-@_datadir_option
-@_api_option
-@_json_option
-@_guard
+@datadir_option
+@api_option
+@json_option
+@guard
 def ev_sessions(address, datadir, api, as_json) -> None:
     """An owner's (or a station's) charging sessions: energy, cost, state of charge."""
     from consensus.rules.keys import decode_address
 
     if address is None:
-        from cli import _default_address
+        from transx_cli.plugin_api import default_address
 
-        address = _default_address(datadir)
+        address = default_address(datadir)
     decode_address(address)
-    doc = _client(api, datadir).get(f"/api/sessions/{address}")
+    doc = node_client(api, datadir).get(f"/api/sessions/{address}")
     if as_json:
         click.echo(json.dumps(doc, indent=1))
         return
@@ -434,4 +434,4 @@ def ev_sessions(address, datadir, api, as_json) -> None:
     if not rows:
         click.echo(f"no charging sessions for {address}")
         return
-    click.echo(_table(["session", "ev", "status", "opened", "kWh", "cost", "price/kWh", "charge", "station"], rows))
+    click.echo(table(["session", "ev", "status", "opened", "kWh", "cost", "price/kWh", "charge", "station"], rows))

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import socket
+
+
+def missing_dependencies() -> str | None:
+    """Why NFC cannot work here (nfcpy or ndeflib not installed), or None."""
+    for module, package in (("nfc", "nfcpy"), ("ndef", "ndeflib")):
+        if importlib.util.find_spec(module) is None:
+            return f"{package} is not installed: pip install 'transx[nfc]'"
+    return None
 
 
 class DeviceError(Exception):

@@ -1,6 +1,8 @@
 """Optional integrations (hardware, mostly), found through the `transx.plugins` entry-point group.
 
-A plugin is an object with `name`, `version`, `summary` and, optionally, `commands` (click
+A plugin is an object with `name`, `version`, `summary` and, optionally, `missing()` (why it cannot
+work here, or None), `devnet_station(...)` (the station `transx devnet --station` runs; see
+transxnode/client/devnet.py StationPlugin) and `commands` (click
 commands added to `transx`).  Loading one must be cheap and must not import its heavy
 dependencies: the NFC plugin imports nfcpy only when a station or card command runs, so the core
 never imports it, and a plugin whose extra is not installed still lists itself and says so.

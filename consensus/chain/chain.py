@@ -1,4 +1,4 @@
-"""The chain manager: validates and connects blocks, reverts them, builds new ones.
+"""The chain manager: validates and connects blocks, reverts them, builds new ones (fork choice: forkchoice.py).
 
 Sans-IO apart from the store: the caller passes the time (`now_ms`), so the
 same code runs in the daemon, in tests and in a simulator with a virtual
@@ -15,23 +15,17 @@ from solver import Pairs, candidate_pairs, verify
 from solver.verifier import Verdict
 
 from consensus.rules import keys, ledger, schema
-from consensus.rules.blocks import BLOCK, Block, BlockClearing, Header, tx_root
+from consensus.rules.blocks import BLOCK, MAX_FUTURE_MS, Block, BlockClearing, BlockError, Header, tx_root
 from consensus.rules.codec import DecodeError
-from consensus.rules.ranking import Rank, commitment, rank
-
+from consensus.rules.ranking import Rank
 from consensus.rules.genesis import Genesis
 from consensus.rules.ledger import SlotMarket
 from consensus.rules.settlement import settle_delivery
 from consensus.rules.state import StateOverlay, next_state_hash
-from .store import Store, StoreError
 from consensus.rules.transactions import TX, Transfer, Tx, TxError, check_stateless
 
-MAX_FUTURE_MS = 15_000  # a block stamped further ahead of our clock than this is held back
-
-
-class BlockError(ValueError):
-    """A block is invalid; the message says which rule it breaks."""
-
+from .forkchoice import ForkChoice
+from .store import Store, StoreError
 
 @dataclass
 class Connected:
@@ -52,8 +46,8 @@ class _Execution:
     rejected: list[tuple[Tx, str]] = field(default_factory=list)
 
 
-class Chain:
-    """The chain a node follows, over its store."""
+class Chain(ForkChoice):
+    """The chain a node follows, over its store; its fork choice (rank, offer) is in forkchoice.py."""
 
     def __init__(self, store: Store, genesis: Genesis) -> None:
         self.store, self.genesis = store, genesis
@@ -255,83 +249,6 @@ class Chain:
         rec = self.state().solver(keys.address_of(h.proposer))
         if rec is None or not ledger.may_propose(rec, h.height, self.genesis):
             raise BlockError("the proposer may not propose this block")
-
-    def lottery_seed(self, height: int) -> bytes:
-        """What a block's lottery ticket is drawn against: the height and the exact objective of block
-        height - L.  Not that block's hash, which its proposer could grind (a timestamp, an order of
-        transactions) to pick the next winner; the objective is the market's best, fixed by competition."""
-        ref_height = max(0, height - self.genesis.gate_closure)
-        ref_hash = self.hash_at(ref_height)
-        hit = self._seeds.get((height, ref_hash))  # type: ignore[arg-type]
-        if hit is not None:
-            return hit
-        objective = -1
-        if ref_height > 0:
-            ref = self.block_at(ref_height)
-            assert ref is not None
-            v = self.check_clearing(ref_height, ref.clearing) if not ref.clearing.void else None
-            objective = -1 if v is None else v.objective  # type: ignore[assignment]
-        seed = schema.u64(height) + objective.to_bytes(16, "big", signed=True) + self.genesis.hash
-        if len(self._seeds) > 1_000:
-            self._seeds.clear()
-        self._seeds[(height, ref_hash)] = seed  # type: ignore[index]
-        return seed
-
-    def rank(self, block: Block) -> Rank:
-        """How `block` ranks among proposals for its height (consensus/ranking.py); its parent must be on
-        this chain.  Raises `BlockError` if its clearing is invalid."""
-        hit = self._ranks.get(block.hash)
-        if hit is not None:
-            return hit
-        h = block.header
-        if self.hash_at(h.height - 1) != h.parent:
-            raise BlockError(f"block {h.height}'s parent is not on this chain")
-        verdict = self.check_clearing(h.height, block.clearing)
-        solver = keys.address_of(h.proposer)
-        stored = self.state().get(schema.commit(h.height, solver))
-        committed = any(h.salt) and stored is not None and stored[:32] == commitment(h.clearing_hash, solver, h.salt)
-        r = rank(committed=bool(committed), objective=None if verdict is None else verdict.objective, solver=solver,
-                 seed=self.lottery_seed(h.height))
-        if len(self._ranks) > 10_000:
-            self._ranks.clear()
-        self._ranks[block.hash] = r
-        return r
-
-    def offer(self, block: Block, now_ms: int) -> tuple[str, list[Block]]:
-        """Fork choice: take `block` if it extends the head, or if it ranks above this chain's block at
-        its height (the first height where the two chains differ decides), reverting at most
-        `finality_depth` blocks.  Returns "connected", "reorg", "known", "worse", "final" or "orphan"
-        (its parent is not on this chain), with the blocks a reorg reverted; raises `BlockError` if it
-        is invalid."""
-        h = block.header
-        if h.height < 1:
-            raise BlockError("a block below height 1")
-        if self.hash_at(h.height) == block.hash:
-            return "known", []
-        if h.parent == self.head.hash:
-            self.connect(block, now_ms)
-            return "connected", []
-        if h.height > self.height or self.hash_at(h.height - 1) != h.parent:
-            return "orphan", []
-        if self.height - (h.height - 1) > self.genesis.finality_depth:
-            return "final", []
-        ours = self.block_at(h.height)
-        assert ours is not None
-        self.precheck(block)
-        # One total order: equal ranks (one solver's two blocks) are decided by the block hash, so every
-        # node keeps the same one whichever it saw first.
-        if not (self.rank(block), block.hash) < (self.rank(ours), ours.hash):
-            return "worse", []
-        reverted = []
-        while self.height >= h.height:
-            reverted.append(self.revert_head())
-        try:
-            self.connect(block, now_ms)
-        except BlockError:
-            for b in reversed(reverted):  # put our chain back as it was
-                self.connect(b, now_ms + MAX_FUTURE_MS)
-            raise
-        return "reorg", reverted
 
     # -------------------------------------------------------------- reverting
     def revert_head(self) -> Block:

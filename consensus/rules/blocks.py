@@ -23,6 +23,11 @@ from .transactions import TX, Tx
 
 MAX_TRADES = 2**22
 MAX_BLOCK_TXS = 100_000
+MAX_FUTURE_MS = 15_000  # a block stamped further ahead of a node's clock than this is held back
+
+
+class BlockError(ValueError):
+    """A block is invalid; the message says which rule it breaks."""
 
 
 @dataclass(frozen=True, order=True)

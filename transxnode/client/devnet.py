@@ -3,8 +3,8 @@
 Creates a fresh directory with a development genesis in which every node is a
 registered solver, starts the node processes on 127.0.0.1 (each bootstrapped
 to all the others over libp2p), and plays simulated households against them,
-each run by the home agent (agent/, which this driver composes with the nodes,
-as cli.py does; the node itself never imports it) on an accelerated clock where
+each run by a home agent that the caller hands in (the CLI hands agent/'s HomeAgent;
+this module never imports the layers above it) on an accelerated clock where
 a slot plays half an hour: PV homes that sell by day and buy at night, homes
 and EV charging stations that buy, each posting a bid for the first open slot
 every slot, to a node of its own, so the bids reach the others by gossip.  Each household's meter is registered on
@@ -27,14 +27,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 from dataclasses import dataclass
 from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from agent.forecast import Site
-from agent.home import HomeAgent
-from agent.strategy import Battery
 
 from .node_api import ApiClient, ClientError
 from transxnode.datadir.create import init_datadir
@@ -49,6 +47,20 @@ ROLES = (("pv", 0.45), ("home", 0.4), ("ev", 0.15))
 
 class DevnetError(Exception):
     """The devnet cannot start; one line for the user."""
+
+
+class StationPlugin(Protocol):
+    """What `--station` needs of a plugin (transx_nfc provides it): why it cannot run here, and the
+    `transx` commands that run a charging station on node 1 and an EV that taps it every `away` s."""
+
+    def missing(self) -> str | None: ...
+
+    def devnet_station(self, datadir: str, ev_address: str, away: float) -> list[tuple[list[str], str]]: ...
+
+
+# A home agent for a role ("pv", "home", "ev"), drawn with the given random source: an object with
+# `plan(first_slot, n, info, market, clock)` and a `battery` (or None), as agent.home.HomeAgent.
+AgentFactory = Callable[[random.Random, str], Any]
 
 
 # How far a household's metered energy strays from what it cleared (a uniform factor): the PV forecast
@@ -66,7 +78,7 @@ class Household:
     role: str
     zone: int
     meter: SigningKey
-    agent: HomeAgent
+    agent: Any  # a home agent (agent.home.HomeAgent), handed in by the caller
     nonce: int = 0
 
     @property
@@ -91,15 +103,6 @@ class Household:
         return sign_reading(self.meter, chain_id=chain_id, account=address_of_key(self.key), slot=slot, **{flow: wh})
 
 
-def _agent(rng: random.Random, role: str) -> HomeAgent:
-    """A home the devnet plays: panels and a battery for some, a daily use for all."""
-    if role == "pv":
-        site = Site(kwp=rng.choice([4.0, 5.0, 6.0, 8.0, 10.0]), tilt=rng.uniform(5, 20), azimuth=rng.uniform(120, 240))
-        battery = Battery(capacity_wh=10_000, soc_wh=3_000) if rng.random() < 0.4 else None
-        return HomeAgent(site, rng.uniform(8, 14), battery, cloudiness=rng.uniform(0.1, 0.5))
-    return HomeAgent(None, rng.uniform(60, 160) if role == "ev" else rng.uniform(10, 24))
-
-
 @dataclass
 class DevnetNode:
     datadir: Path
@@ -113,14 +116,18 @@ def _seed(seed: int, label: str) -> bytes:
     return hashlib.blake2b(f"transx-devnet/{seed}/{label}".encode(), digest_size=32).digest()
 
 
-def _transx() -> list[str]:
+def transx_command() -> list[str]:
+    """How to run `transx` from here: the console script beside this Python, else `python -m cli`."""
     script = Path(sys.executable).parent / "transx"
     return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
 
 
 class Devnet:
     def __init__(self, directory: Path, *, nodes: int = 1, homes: int = 20, slot_seconds: int = 2, seed: int = 0,
-                 say: Callable[[str], None] = print, station: bool = False) -> None:
+                 say: Callable[[str], None] = print, agents: AgentFactory | None = None,
+                 station: StationPlugin | None = None) -> None:
+        if homes and agents is None:
+            raise ValueError("households need a home agent factory")
         self.n_nodes = nodes
         self.station = station
         self.extras: list[subprocess.Popen] = []  # the station and the emulated EV card
@@ -130,7 +137,7 @@ class Devnet:
         self.slot_seconds = slot_seconds
         self.households = [
             Household(SigningKey(_seed(seed, f"home{k}")), role, self.rng.randrange(3),
-                      SigningKey(_seed(seed, f"meter{k}")), _agent(self.rng, role))
+                      SigningKey(_seed(seed, f"meter{k}")), agents(self.rng, role))  # type: ignore[misc]
             for k, role in enumerate(self.rng.choices([r for r, _ in ROLES], [w for _, w in ROLES], k=homes))
         ]
         self.nodes: list[DevnetNode] = []
@@ -158,7 +165,7 @@ class Devnet:
         doc = dev_genesis(funded, [address_of_key(k) for k in node_keys], slot_seconds=self.slot_seconds,
                           chain_id="transx-devnet", start=int(time.time()) + 3 + self.n_nodes // 2)
         peers = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_from_seed(bytes(key))}"
-                 for port, key in zip(_free_ports(len(node_keys)), node_keys)]
+                 for port, key in zip(free_ports(len(node_keys)), node_keys)]
         for k, key in enumerate(node_keys):
             d = self.dir / f"node{k + 1}"
             listen = peers[k].rsplit("/p2p/", 1)[0]
@@ -186,35 +193,27 @@ class Devnet:
     def start_station(self) -> None:
         """One charging station on node 1 with an emulated reader (nfcpy's udp driver), and an EV whose
         card taps every few slots: each visit opens a session, the next one closes it."""
-        from transx_nfc.plugin import PLUGIN
-
-        if PLUGIN.missing():
-            raise DevnetError(f"--station needs the NFC plugin: {PLUGIN.missing()}")
-        from transx_nfc.device import free_udp_port
-
-        device = f"udp:127.0.0.1:{free_udp_port()}"
+        assert self.station is not None
+        missing = self.station.missing()
+        if missing:
+            raise DevnetError(f"--station needs the NFC plugin: {missing}")
         d = str(self.nodes[0].datadir)
         env = {**os.environ, "TRANSX_PASSWORD": PASSWORD}
         away = 3 * self.slot_seconds
-        for args, name in (
-            (["ev", "emulate", "--device", device, "--datadir", d, "--key", encode_address(address_of_key(self.ev_key)),
-              "--ev-id", "DEVNET-EV1", "--max-kwh", "40", "--soc", "20", "--away", str(away)], "ev.log"),
-            (["station", "run", "--datadir", d, "--device", device, "--price", "0.55", "--power-kw", "22",
-              "--speed", "60", "--min-seconds", str(away / 2)], "station.log"),
-        ):
+        for args, name in self.station.devnet_station(d, encode_address(address_of_key(self.ev_key)), away):
             log = open(self.dir / name, "ab")
-            self.extras.append(subprocess.Popen([*_transx(), *args], stdout=log, stderr=subprocess.STDOUT, env=env,
+            self.extras.append(subprocess.Popen([*transx_command(), *args], stdout=log, stderr=subprocess.STDOUT, env=env,
                                                 stdin=subprocess.DEVNULL, start_new_session=True))
             log.close()
             time.sleep(1.0)  # the card binds its port before the reader polls it
-        self.say(f"charging station on node1 with an emulated NFC reader ({device}); an EV taps every {away} s: "
+        self.say(f"charging station on node1 with an emulated NFC reader; an EV taps every {away} s: "
                  f"see {self.dir / 'station.log'}, and its sessions in the explorer")
 
     def start_node(self, n: DevnetNode) -> None:
         (n.datadir / "node.json").unlink(missing_ok=True)
         env = {**os.environ, "TRANSX_PASSWORD": PASSWORD}
         log = open(n.datadir / "node.log", "ab")
-        n.proc = subprocess.Popen([*_transx(), "node", "--datadir", str(n.datadir)], stdout=log,
+        n.proc = subprocess.Popen([*transx_command(), "node", "--datadir", str(n.datadir)], stdout=log,
                                   stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
                                   start_new_session=True)  # Ctrl-C reaches the devnet, which stops them in turn
         log.close()
@@ -325,11 +324,11 @@ class Devnet:
     def stop(self) -> None:
         """Stop every process this devnet started (SIGINT; SIGKILL for those still running 20 s later,
         however many there are); the station first, so it can close its session while the nodes still run."""
-        _interrupt_all(self.extras)
-        _interrupt_all([n.proc for n in self.nodes if n.proc is not None])
+        interrupt_all(self.extras)
+        interrupt_all([n.proc for n in self.nodes if n.proc is not None])
 
 
-def _interrupt_all(procs: list[subprocess.Popen], grace: float = 20.0) -> None:
+def interrupt_all(procs: list[subprocess.Popen], grace: float = 20.0) -> None:
     """SIGINT to every process, then wait for them all within one shared `grace` period; kill the rest."""
     for p in procs:
         if p.poll() is None:
@@ -343,7 +342,7 @@ def _interrupt_all(procs: list[subprocess.Popen], grace: float = 20.0) -> None:
             p.wait()
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
     """`n` distinct TCP ports free on 127.0.0.1 now (the nodes bind them a moment later)."""
     socks = [socket.create_server(("127.0.0.1", 0)) for _ in range(n)]
     try:

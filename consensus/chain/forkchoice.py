@@ -1,0 +1,97 @@
+"""Fork choice: which of two blocks for one height a node keeps, and the lottery seed proposals are ranked by.
+
+The rule (consensus/rules/ranking.py orders proposals): a block that extends the head is taken; a block
+for a height the chain already has replaces the chain from there if it ranks above ours at that
+height (the first height where the two chains differ decides), never reverting more than
+`finality_depth` blocks.  Equal ranks (one solver's two blocks) go to the lower block hash, so every
+node keeps the same block whichever it saw first.  Mixed into `Chain` (chain.py), whose blocks,
+state and verifier it reads.
+"""
+
+from __future__ import annotations
+
+from consensus.rules import keys, schema
+from consensus.rules.blocks import MAX_FUTURE_MS, Block, BlockError
+from consensus.rules.ranking import Rank, commitment, rank
+
+
+class ForkChoice:
+    """Ranking proposals against the chain and switching to a better branch; needs `Chain`'s reads,
+    `connect` and `revert_head`."""
+
+    def lottery_seed(self, height: int) -> bytes:
+        """What a block's lottery ticket is drawn against: the height and the exact objective of block
+        height - L.  Not that block's hash, which its proposer could grind (a timestamp, an order of
+        transactions) to pick the next winner; the objective is the market's best, fixed by competition."""
+        ref_height = max(0, height - self.genesis.gate_closure)
+        ref_hash = self.hash_at(ref_height)
+        hit = self._seeds.get((height, ref_hash))  # type: ignore[arg-type]
+        if hit is not None:
+            return hit
+        objective = -1
+        if ref_height > 0:
+            ref = self.block_at(ref_height)
+            assert ref is not None
+            v = self.check_clearing(ref_height, ref.clearing) if not ref.clearing.void else None
+            objective = -1 if v is None else v.objective  # type: ignore[assignment]
+        seed = schema.u64(height) + objective.to_bytes(16, "big", signed=True) + self.genesis.hash
+        if len(self._seeds) > 1_000:
+            self._seeds.clear()
+        self._seeds[(height, ref_hash)] = seed  # type: ignore[index]
+        return seed
+
+    def rank(self, block: Block) -> Rank:
+        """How `block` ranks among proposals for its height (consensus/ranking.py); its parent must be on
+        this chain.  Raises `BlockError` if its clearing is invalid."""
+        hit = self._ranks.get(block.hash)
+        if hit is not None:
+            return hit
+        h = block.header
+        if self.hash_at(h.height - 1) != h.parent:
+            raise BlockError(f"block {h.height}'s parent is not on this chain")
+        verdict = self.check_clearing(h.height, block.clearing)
+        solver = keys.address_of(h.proposer)
+        stored = self.state().get(schema.commit(h.height, solver))
+        committed = any(h.salt) and stored is not None and stored[:32] == commitment(h.clearing_hash, solver, h.salt)
+        r = rank(committed=bool(committed), objective=None if verdict is None else verdict.objective, solver=solver,
+                 seed=self.lottery_seed(h.height))
+        if len(self._ranks) > 10_000:
+            self._ranks.clear()
+        self._ranks[block.hash] = r
+        return r
+
+    def offer(self, block: Block, now_ms: int) -> tuple[str, list[Block]]:
+        """Fork choice: take `block` if it extends the head, or if it ranks above this chain's block at
+        its height (the first height where the two chains differ decides), reverting at most
+        `finality_depth` blocks.  Returns "connected", "reorg", "known", "worse", "final" or "orphan"
+        (its parent is not on this chain), with the blocks a reorg reverted; raises `BlockError` if it
+        is invalid."""
+        h = block.header
+        if h.height < 1:
+            raise BlockError("a block below height 1")
+        if self.hash_at(h.height) == block.hash:
+            return "known", []
+        if h.parent == self.head.hash:
+            self.connect(block, now_ms)
+            return "connected", []
+        if h.height > self.height or self.hash_at(h.height - 1) != h.parent:
+            return "orphan", []
+        if self.height - (h.height - 1) > self.genesis.finality_depth:
+            return "final", []
+        ours = self.block_at(h.height)
+        assert ours is not None
+        self.precheck(block)
+        # One total order: equal ranks (one solver's two blocks) are decided by the block hash, so every
+        # node keeps the same one whichever it saw first.
+        if not (self.rank(block), block.hash) < (self.rank(ours), ours.hash):
+            return "worse", []
+        reverted = []
+        while self.height >= h.height:
+            reverted.append(self.revert_head())
+        try:
+            self.connect(block, now_ms)
+        except BlockError:
+            for b in reversed(reverted):  # put our chain back as it was
+                self.connect(b, now_ms + MAX_FUTURE_MS)
+            raise
+        return "reorg", reverted

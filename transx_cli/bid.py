@@ -1,0 +1,167 @@
+"""`transx bid`: buy and sell bids, a day's profile, cancel, list."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .plugin_api import fail, tokens, table, datadir_option, password_option, api_option, json_option, node_client, guard, format_price, emit, default_address, unlock, fetch_account
+from .sending import send_bids
+from .sending import warn_without_meter
+from .tables import bids_table
+
+
+@click.group()
+def bid() -> None:
+    """Buy and sell energy for future slots: buy, sell, cancel, list."""
+
+
+def _bid_options(fn):
+    for opt in reversed([
+        click.argument("quantity"),
+        click.argument("price"),
+        click.option("--slot", type=click.IntRange(0, 2**63 - 1), help="Delivery slot (default: the first one still open)."),
+        click.option("--zone", type=click.IntRange(0, 255), default=0, show_default=True, help="Your network zone."),
+        click.option("--expiry", type=click.IntRange(0, 2**63 - 1), help="Last block height that may include the bid "
+                     "(default: the slot's gate closure)."),
+        click.option("--from", "sender", help="Address that bids (default: the default address)."),
+        click.option("--fee", help="Fee in tokens (default: the network's minimum)."),
+        click.option("-y", "--yes", is_flag=True, help="Sign without asking."),
+        datadir_option, api_option, password_option, json_option,
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+@bid.command("buy")
+@_bid_options
+def bid_buy(**kw) -> None:
+    """Buy QUANTITY (e.g. 5kWh) at most at PRICE tokens per kWh; the most you pay is held in escrow."""
+    _bid(0, **kw)
+
+
+@bid.command("sell")
+@_bid_options
+def bid_sell(**kw) -> None:
+    """Sell QUANTITY (e.g. 5kWh) at least at PRICE tokens per kWh."""
+    _bid(1, **kw)
+
+
+@guard
+def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, api, password_file, as_json) -> None:
+    from solver.instance import MAX_PRICE
+    from consensus.rules.transactions import Bid
+    from transxnode.client.wallet import parse_energy, parse_tokens, quote, send
+
+    wh = parse_energy(quantity)
+    limit = parse_tokens(price, "price", allow_zero=True)
+    if limit > MAX_PRICE:
+        fail(f"price {price} is above the most a bid may name ({MAX_PRICE / 1e6:,.0f} tokens per kWh)")
+    client = node_client(api, datadir)
+    market = client.get("/api/market")
+    info = client.get("/api/node")
+    slot = market["first_open_slot"] if slot is None else slot
+    if slot < market["first_open_slot"]:
+        fail(f"slot {slot} is closed for bids (gate closure); the first open slot is {market['first_open_slot']}")
+    if slot > market["height"] + info["bid_horizon"]:
+        fail(f"slot {slot} is beyond the bidding horizon ({info['bid_horizon']} slots past height {market['height']})")
+    if zone >= info["zones"]:
+        fail(f"zone {zone} does not exist (this network has zones 0..{info['zones'] - 1})")
+    q = quote(side, wh, limit, market)
+    address = sender or default_address(datadir)
+    if side == 1:
+        warn_without_meter(client, address)
+    if not as_json:
+        verb = "buy" if side == 0 else "sell"
+        click.echo(f"{verb} {wh / 1000:,.3f} kWh in slot {slot} at {'most' if side == 0 else 'least'} "
+                   f"{format_price(limit)} per kWh (grid {'retail' if side == 0 else 'feed-in'} {format_price(q.grid_price)})")
+        click.echo(f"  expected: {format_price(q.expected_price)} per kWh ({q.basis}), "
+                   f"return against the grid {tokens(q.expected_return)}")
+        click.echo(f"  at your limit: return against the grid {tokens(q.worst_return)}")
+        click.echo(f"  locked now: {tokens(q.locked)} " + (
+            "(escrow; what does not clear comes back when the slot clears)" if side == 0 else
+            "(delivery collateral: what does not clear comes back when the slot clears, the rest once "
+            "the meters settle it)"))
+    if not yes and sys.stdin.isatty() and not as_json:
+        click.confirm("sign and send?", abort=True)
+    body = Bid(side=side, slot=slot, wh=wh, price=limit, zone=zone,
+               expiry=slot - info["gate_closure"] if expiry is None else expiry)
+    fee_micro = None if fee is None else parse_tokens(fee, "fee", allow_zero=True)
+    out = send(client, unlock(datadir, address, password_file), body, fee_micro)
+    out.update(bid=out["hash"], slot=slot, quote=q.to_json())
+    emit(out, as_json, lambda d: f"bid {d['bid']} sent (pending; it clears in slot {slot})")
+
+
+@bid.command("profile")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--zone", type=click.IntRange(0, 255), default=0, show_default=True,
+              help="Your network zone, for rows that name none.")
+@click.option("--from", "sender", help="Address that bids (default: the default address).")
+@click.option("-y", "--yes", is_flag=True, help="Sign without asking.")
+@datadir_option
+@api_option
+@password_option
+@json_option
+@guard
+def bid_profile(file, zone, sender, yes, datadir, api, password_file, as_json) -> None:
+    """Bid a whole day (or any run of slots) from FILE: CSV with a header `slot,side,quantity,price[,zone]`
+    or JSON (a list of such objects); a slot is a number or +N (N slots after the first open one).
+    Every row is checked before anything is signed."""
+    from transxnode.client.profile import parse_profile
+
+    text = click.open_file(file).read()
+    client = node_client(api, datadir)
+    market, info = client.get("/api/market"), client.get("/api/node")
+    bids = parse_profile(text, first_open=market["first_open_slot"], last_allowed=market["height"] +
+                         info["bid_horizon"], zones=info["zones"], default_zone=zone, name=file)
+    if not as_json:
+        click.echo(table(["slot", "side", "kWh", "price/kWh", "zone"],
+                          [[b.slot, "buy" if b.side == 0 else "sell", f"{b.wh / 1000:,.3f}", format_price(b.price), b.zone]
+                           for b in bids], 60))
+    if not yes and sys.stdin.isatty() and not as_json:
+        click.confirm(f"sign and send these {len(bids)} bids?", abort=True)
+    address = sender or default_address(datadir)
+    if any(b.side == 1 for b in bids):
+        warn_without_meter(client, address)
+    sent, skipped = send_bids(client, unlock(datadir, address, password_file),
+                               [b.to_bid(info["gate_closure"]) for b in bids])
+    emit({"bids": [{"bid": h, "slot": s} for s, h in sent], "skipped_slots": skipped}, as_json,
+          lambda d: f"{len(sent)} bids sent (pending)" + (f", slots {sent[0][0]}..{max(s for s, _ in sent)}" if sent else ""))
+
+
+@bid.command("cancel")
+@click.argument("bid_id")
+@click.option("--from", "sender", help="The bid's owner (default: the default address).")
+@datadir_option
+@api_option
+@password_option
+@json_option
+@guard
+def bid_cancel(bid_id, sender, datadir, api, password_file, as_json) -> None:
+    """Cancel an open bid before its slot's gate closure; its escrow comes back."""
+    from consensus.rules.transactions import CancelBid
+    from transxnode.client.wallet import send
+
+    try:
+        raw = bytes.fromhex(bid_id)
+        assert len(raw) == 32
+    except (ValueError, AssertionError):
+        fail("a bid id is 64 hex characters (the bid transaction's hash)")
+    out = send(node_client(api, datadir), unlock(datadir, sender, password_file), CancelBid(raw))
+    emit(out, as_json, lambda d: f"cancel sent: transaction {d['hash']} (pending)")
+
+
+@bid.command("list")
+@click.argument("address", required=False)
+@datadir_option
+@api_option
+@json_option
+@guard
+def bid_list(address, datadir, api, as_json) -> None:
+    """Open bids of ADDRESS (default: the default address)."""
+    bids = fetch_account(address, datadir, api)["open_bids"]
+    emit(bids, as_json, lambda bs: bids_table(bs) if bs else "no open bids")
+
+
+COMMANDS = [bid]

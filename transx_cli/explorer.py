@@ -1,0 +1,139 @@
+"""`transx explorer`: blocks, transactions, addresses and markets from a node's API."""
+
+from __future__ import annotations
+
+import click
+
+from .plugin_api import tokens, table, datadir_option, api_option, json_option, node_client, guard, format_price, emit
+from .tables import bids_table
+from .tables import settlements_table
+
+
+@click.group()
+def explorer() -> None:
+    """Read the chain: head, block, tx, address, market."""
+
+
+def _block_text(b) -> str:
+    import datetime
+
+    ts = datetime.datetime.fromtimestamp(b["timestamp"] / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    lines = [f"block {b['height']}  {b['hash']}", f"  time      {ts} UTC", f"  parent    {b['parent']}",
+             f"  proposer  {b['proposer']}"]
+    if "txs" in b and isinstance(b["txs"], list):
+        c = b["clearing"]
+        lines += [f"  clearing  slot {c['slot']}: {len(c['trades'])} trades, {c['traded_wh'] / 1000:,.3f} kWh, "
+                  f"{tokens(c['value'])} paid" + ("  (void: no certified clearing)" if c["void"] else "")]
+        lines += [f"  txs       {len(b['txs'])}"]
+        if b["txs"]:
+            lines += ["", table(["tx", "kind", "from", "fee"],
+                                 [[t["hash"][:16], t["kind"], t["from"], tokens(t["fee"])] for t in b["txs"]], 20)]
+    return "\n".join(lines)
+
+
+@explorer.command("head")
+@datadir_option
+@api_option
+@json_option
+@guard
+def explorer_head(datadir, api, as_json) -> None:
+    """The chain head."""
+    emit(node_client(api, datadir).get("/api/head"), as_json, _block_text)
+
+
+@explorer.command("block")
+@click.argument("ref")
+@datadir_option
+@api_option
+@json_option
+@guard
+def explorer_block(ref, datadir, api, as_json) -> None:
+    """A block by height or hash, with its transactions and clearing."""
+    emit(node_client(api, datadir).get(f"/api/block/{ref}"), as_json, _block_text)
+
+
+@explorer.command("tx")
+@click.argument("tx_hash")
+@datadir_option
+@api_option
+@json_option
+@guard
+def explorer_tx(tx_hash, datadir, api, as_json) -> None:
+    """A transaction by hash (included or pending)."""
+    t = node_client(api, datadir).get(f"/api/tx/{tx_hash}")
+    emit(t, as_json, lambda t: "\n".join(f"{k:<12}{v}" for k, v in t.items()))
+
+
+@explorer.command("address")
+@click.argument("address")
+@datadir_option
+@api_option
+@json_option
+@guard
+def explorer_address(address, datadir, api, as_json) -> None:
+    """An address: balance, escrow, open bids and history."""
+    a = node_client(api, datadir).get(f"/api/address/{address}")
+
+    def text(a) -> str:
+        out = [f"address   {a['address']}", f"balance   {tokens(a['balance'])}",
+               f"escrowed  {tokens(a['escrowed'])}", f"nonce     {a['nonce']}"]
+        if a["solver_deposit"]:
+            out.append(f"solver    deposit {tokens(a['solver_deposit'])}")
+        out.append(f"meter     {a['meter'][:16] + '...' if a['meter'] else 'none registered'}")
+        if a["open_bids"]:
+            out += ["", bids_table(a["open_bids"])]
+        if a["settlements"]:
+            out += ["", "delivery settlements (newest first):", settlements_table(a["settlements"], "slot")]
+        if a["history"]:
+            out += ["", table(["height", "tx", "kind", "from", "fee"],
+                               [[h["height"], h["hash"][:16], h["kind"], h["from"], tokens(h["fee"])]
+                                for h in a["history"]], 20)]
+        return "\n".join(out)
+
+    emit(a, as_json, text)
+
+
+@explorer.command("market")
+@click.argument("slot", required=False, type=click.IntRange(0))
+@datadir_option
+@api_option
+@json_option
+@guard
+def explorer_market(slot, datadir, api, as_json) -> None:
+    """A slot's market (bids, trades, prices, returns against the grid); without SLOT, recent slots."""
+    client = node_client(api, datadir)
+    if slot is None:
+        m = client.get("/api/market")
+        emit(m, as_json, lambda m: f"first open slot {m['first_open_slot']}, recent average price "
+              f"{format_price(m['average_price'])} per kWh\n\n" + table(
+                  ["slot", "trades", "kWh", "value", "price/kWh"],
+                  [[r["slot"], r["trades"], f"{r['traded_wh'] / 1000:,.3f}", tokens(r["value"]),
+                    format_price(r["average_price"])] for r in reversed(m["recent"])]))
+        return
+    m = client.get(f"/api/market/{slot}")
+
+    def text(m) -> str:
+        out = [f"slot {m['slot']} ({m['status']}): {len(m['bids'])} bids"]
+        if m["trades"]:
+            out[0] += (f", {len(m['trades'])} trades, {m['traded_wh'] / 1000:,.3f} kWh at "
+                       f"{format_price(m['average_price'])} per kWh on average")
+            out += ["", table(["seller bid", "buyer bid", "Wh", "payment", "price/kWh"],
+                               [[t["seller"][:16], t["buyer"][:16], f"{t['wh']:,}", tokens(t["payment"]),
+                                 format_price(t["price"])] for t in m["trades"]], 20)]
+            out += ["", table(["bid", "owner", "side", "Wh", "amount", "vs grid"],
+                               [[p["bid"][:16], p["owner"], p["side"], f"{p['wh']:,}", tokens(p["amount"]),
+                                 tokens(p["return_vs_grid"])] for p in m["participants"] if p["wh"]], 20)]
+        elif m["bids"]:
+            out += ["", bids_table(m["bids"])]
+        d = m.get("delivery")
+        if d and d["status"] == "settled":
+            out += ["", f"delivery settled at block {d['settled_at']}:", settlements_table(d["accounts"], "address")]
+        elif d:
+            out += ["", f"delivery: {d['status']}, {len(d['readings'])} readings so far; settles at block "
+                        f"{d['settles_at']}"]
+        return "\n".join(out)
+
+    emit(m, as_json, text)
+
+
+COMMANDS = [explorer]

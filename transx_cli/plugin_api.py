@@ -1,0 +1,151 @@
+"""The CLI's public plugin API: the options, helpers and output conventions every `transx` command uses.
+
+A plugin (an object registered in the `transx.plugins` entry-point group, transxnode/plugins.py) adds
+click commands to `transx`; its commands build on these names and nothing else of the CLI, so they
+read and fail like the built-in ones:
+
+- options: `datadir_option`, `password_option`, `api_option`, `json_option`;
+- a node: `resolve_datadir`, `node_client` (an ApiClient for --api or the node on --datadir), `fetch_account`;
+- keys: `open_keystore`, `default_address`, `ask_password`, `unlock` (a SigningKey);
+- errors: `guard` (a decorator: every error a user can cause becomes one line and a non-zero exit), `fail`;
+- output: `emit` (JSON with --json, else text), `table`, `tokens`, `format_tokens`, `format_price`, `progress`.
+
+Names not listed here are private to the CLI and may change.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def fail(message: str, status: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(status)
+
+
+def tokens(micro: int | float) -> str:
+    return f"{micro / 1e6:,.6f}"
+
+
+def table(headers: list[str], rows: list[list], limit: int | None = None) -> str:
+    shown = rows if limit is None else rows[:limit]
+    cells = [headers] + [[str(c) for c in r] for r in shown]
+    widths = [max(len(r[k]) for r in cells) for k in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) if k else c.ljust(w) for k, (c, w) in enumerate(zip(r, widths))) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if limit is not None and len(rows) > limit:
+        lines.append(f"... {len(rows) - limit} more (use --all)")
+    return "\n".join(lines)
+
+
+def progress():
+    """Stage messages on stderr for a person watching a terminal; silent otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    import time
+
+    start = time.perf_counter()
+    return lambda msg: click.echo(f"[{time.perf_counter() - start:7.2f}s] {msg}", err=True)
+
+
+datadir_option = click.option(
+    "--datadir", type=click.Path(file_okay=False), default=None, envvar="TRANSX_DATADIR",
+    help="The node's data directory (default ~/.transx, or $TRANSX_DATADIR).")
+password_option = click.option(
+    "--password-file", type=click.Path(dir_okay=False), help="File whose first line is the keystore password "
+    "(else $TRANSX_PASSWORD, else a prompt).")
+api_option = click.option("--api", help="The node's API URL (default: the node running on --datadir).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def resolve_datadir(datadir: str | None) -> str:
+    from transxnode.datadir.config import DEFAULT_DATADIR
+
+    return datadir or DEFAULT_DATADIR
+
+
+def node_client(api: str | None, datadir: str | None):
+    from transxnode.client.node_api import ApiClient, resolve_api
+
+    return ApiClient(resolve_api(api, resolve_datadir(datadir)))
+
+
+def guard(fn):
+    """One line and a non-zero exit for every error a user can cause."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from transxnode.client.node_api import ClientError
+        from transxnode.datadir.config import ConfigError
+        from consensus.rules.genesis import GenesisError
+        from consensus.rules.keys import AddressError
+        from transxnode.datadir.keystore import KeystoreError
+        from consensus.chain.store import StoreError
+        from transxnode.client.wallet import InputError
+
+        try:
+            return fn(*args, **kwargs)
+        except ClientError as e:
+            fail(str(e), status=1)
+        except (ConfigError, GenesisError, AddressError, KeystoreError, StoreError, InputError) as e:
+            fail(str(e))
+        except OSError as e:  # a path that cannot be written, a disk that is full
+            fail(f"{e.strerror or e}{': ' + str(e.filename) if e.filename else ''}")
+
+    return wrapper
+
+
+def ask_password(password_file: str | None, confirm: bool = False) -> str:
+    from transxnode.datadir.keystore import read_password
+
+    return read_password(password_file=password_file, prompt=sys.stdin.isatty(), confirm=confirm)
+
+
+def format_tokens(v: int | None) -> str:
+    return "-" if v is None else tokens(v)
+
+
+def format_price(v: int | None) -> str:
+    return "-" if v is None else f"{v / 1e6:.4f}"
+
+
+def emit(doc, as_json: bool, text) -> None:
+    click.echo(json.dumps(doc, indent=1) if as_json else text(doc))
+
+
+def open_keystore(datadir):
+    from pathlib import Path
+
+    from transxnode.datadir.keystore import Keystore
+
+    return Keystore(Path(resolve_datadir(datadir)) / "keystore")
+
+
+def default_address(datadir) -> str:
+    from transxnode.datadir.config import ConfigError, load_config
+
+    try:
+        return load_config(resolve_datadir(datadir)).key
+    except ConfigError:
+        addrs = open_keystore(datadir).addresses()
+        if not addrs:
+            fail("no key in the keystore: run `transx wallet new` (or name an address)")
+        return addrs[0]
+
+
+def unlock(datadir, address: str | None, password_file):
+    address = address or default_address(datadir)
+    return open_keystore(datadir).unlock(address, ask_password(password_file))
+
+
+def fetch_account(address: str | None, datadir, api) -> dict:
+    """The node's view of ADDRESS (default: the default address), checked before asking."""
+    from consensus.rules.keys import decode_address
+
+    address = address or default_address(datadir)
+    decode_address(address)
+    return node_client(api, datadir).get(f"/api/address/{address}")
