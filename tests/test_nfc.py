@@ -294,6 +294,58 @@ def test_a_tap_opens_a_session_on_chain_a_second_closes_it_pays_the_station_and_
         receipt["delivered_wh"], receipt["amount"], 20, receipt["soc_end"])
 
 
+SESSIONS = 20  # issue 14: the card keeps only the newest KEEP_RECEIPTS receipts; a station serves an EV for years
+
+
+def test_one_card_charges_twenty_sessions_in_a_row_at_one_station(chain):
+    # The phone-app card (--renew, the default) signs a new authorisation each time a receipt of its session
+    # lands on it.  Fast taps: the card steps back for 1 s, and a tap 0.5 s after the start stops the charge.
+    device = f"udp:127.0.0.1:{free_udp_port()}"
+    owner_before = chain.account(chain.owner)
+    emu = chain.emulate(chain.owner, device, "--ev-id", "LONG20", "--max-kwh", "2", "--away", "1")
+    st = None
+    try:
+        first = emu.wait_event(60, event="ready")["session"]
+        st = chain.station("s1", device, "--price", "0.6", "--power-kw", "50", "--speed", "60", "--min-seconds",
+                           "0.5")
+
+        def receipts() -> list[dict]:
+            return [e["receipt"] for e in emu.events() if "receipt" in e]
+
+        def progress() -> bool:
+            assert st.refusals() == [], f"{st}\n{emu}"  # fail at once: refused taps never charge again
+            return len(receipts()) >= SESSIONS
+
+        wait_for(progress, 150, f"{SESSIONS} receipts on the card")
+        emu.close()  # SIGTERM while the card is away after its last tap: no session is left open
+        assert emu.p.returncode == 0, emu
+    finally:
+        emu.close()
+        if st is not None:
+            st.close()
+    assert st.p.returncode == 0, st
+    got = receipts()
+    sessions = [r["session"] for r in got]
+    assert len(got) == SESSIONS and len(set(sessions)) == SESSIONS and sessions[0] == first, emu
+    lines = "\n".join(st.lines)
+    assert st.refusals() == [] and "station shutting down" not in lines, st
+    assert sum("charger ENABLED for LONG20 " in x for x in st.lines) == SESSIONS, st
+    assert sum("charger stopped (tap)" in x for x in st.lines) == SESSIONS, st
+    for r in got:
+        assert r["delivered_wh"] > 0 and r["amount"] == session_cost(r["delivered_wh"], PRICE), r
+    closed = wait_for(lambda: all((s := chain.session(x)) and s["status"] == "closed" for x in sessions), 30,
+                      "every session closed on chain")
+    assert closed
+    for r in got:
+        s = chain.session(r["session"])
+        assert (s["ev_id"], s["station"]) == ("LONG20", chain.station_keys["s1"]), s
+        assert (s["delivered_wh"], s["amount"], s["soc_start"], s["soc_end"]) == (
+            r["delivered_wh"], r["amount"], r["soc_start"], r["soc_end"]), (s, r)
+    owner_after = chain.account(chain.owner)
+    assert owner_after["balance"] == owner_before["balance"] - sum(r["amount"] for r in got)
+    assert owner_after["escrowed"] == 0
+
+
 # ------------------------------------------------------------------- what a person at a charger sees
 def _refused(chain: Chain, station: RunningStation, key: str, outcome: str, message: str, *emu_args: str) -> dict:
     """One tap of an emulated card at the running station: refused with `message` (a regex), counted
@@ -599,3 +651,22 @@ def test_a_station_whose_session_the_chain_already_ended_stops_retrying():
     st2.charge = Charge(_auth(nonce=10), 20, now[0])
     assert st2.stop("stop command") is None and st2.charge is not None and "will retry" in said2[-1]
 
+
+
+def test_a_station_delivers_a_receipt_to_a_full_card_and_knows_it_there():
+    # The card already holds the newest KEEP_RECEIPTS receipts (issue 14): the waiting receipt still goes on as
+    # the newest, and the next tap (a renewed authorisation, as the phone app signs) finds it and charges.
+    node, said, now = _Node(), [], [100.0]
+    st = _station(node, said, now)
+    old = [_receipt(generate(), _auth(nonce=n).session_id, 1000 * n) for n in range(20, 20 + KEEP_RECEIPTS)]
+    owner = generate()
+    auth = _auth(owner, nonce=1)
+    assert st.on_card(decode_card(encode_card(auth, 20, old))) is None and st.charge is not None
+    now[0] += 10
+    r = st.stop("stop command")  # no tap: the receipt waits for the card
+    card = read_records(st.on_card(decode_card(encode_card(auth, 20, old))))
+    assert card.receipts == old[1:] + [r] and "writing the receipt" in said[-1]
+    renewed = _auth(owner, nonce=2)
+    assert st.on_card(decode_card(encode_card(renewed, r.soc_end, card.receipts))) is None
+    assert st.charge is not None and st.charge.session == renewed.session_id and st.waiting_receipts == {}
+    assert _count(st, "opened") == 2 and _count(st, "replayed") == 0

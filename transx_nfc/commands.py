@@ -361,7 +361,7 @@ def ev_emulate(datadir, device, address, ev_id, max_kwh, max_price, valid_hours,
     card = EmulatedCard(octets)
     clf = _open(device)
     _quiet_nfcpy()
-    state = {"taps": 0, "receipts": 0, "stop": False}
+    state = {"taps": 0, "seen": set(), "stop": False}  # seen: sessions whose receipts were already on the card
     for sig in (signal.SIGTERM, signal.SIGINT):  # nfcpy swallows KeyboardInterrupt inside connect()
         signal.signal(sig, lambda *a: state.update(stop=True))
 
@@ -376,8 +376,10 @@ def ev_emulate(datadir, device, address, ev_id, max_kwh, max_price, valid_hours,
             except CardError as e:
                 line["error"] = str(e)
             else:
-                new = contents.receipts[state["receipts"]:]
-                state["receipts"] = len(contents.receipts)
+                # New receipts by their session, not by count: the card keeps only the newest few (records.py),
+                # so once it is full a new receipt replaces an old one and the count stays the same.
+                new = [r for r in contents.receipts if r.session not in state["seen"]]
+                state["seen"].update(r.session for r in contents.receipts)
                 if new:
                     r = new[-1]
                     line["receipt"] = {"session": r.session.hex(), "delivered_wh": r.delivered_wh, "amount": r.amount,
@@ -389,7 +391,6 @@ def ev_emulate(datadir, device, address, ev_id, max_kwh, max_price, valid_hours,
                         auth = authorise(key, chain_id=auth.chain_id, ev_id=auth.ev_id, max_wh=auth.max_wh,
                                          max_price=auth.max_price, expiry=auth.expiry, nonce=secrets.randbits(63))
                         card.mem[:] = type(card)(encode_card(auth, soc, contents.receipts)).mem
-                        state["receipts"] = min(len(contents.receipts), 3)
         click.echo(json.dumps(line), nl=True)
         sys.stdout.flush()
         if taps is not None and state["taps"] >= taps:
