@@ -7,4 +7,4 @@ Every command prints readable tables by default and a JSON document with
 from transx_cli.main import main
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="transx")

@@ -45,6 +45,7 @@ def _plugin_commands() -> dict:
 
 
 @click.group(cls=_Transx, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="transx", prog_name="transx", message="%(prog)s %(version)s")  # the one version: setup.cfg
 def main() -> None:
     """TransX: a peer-to-peer energy market cleared by Proof-of-Solution."""
 

@@ -12,7 +12,7 @@ from .plugin_api import fail, datadir_option, password_option, resolve_datadir, 
 @click.command()
 @datadir_option
 @click.option("--genesis", "genesis_file", type=click.Path(dir_okay=False, exists=True),
-              help="Genesis file of the network to join (default: the repository's genesis.json).")
+              help="Genesis file of the network to join (default: the TransX network's, shipped with transx).")
 @click.option("--dev", is_flag=True, help="A private development chain: starts now, this node funded and solving.")
 @click.option("--slot-seconds", type=click.IntRange(1, 86400), default=5, show_default=True,
               help="Slot length of a --dev chain.")
@@ -32,7 +32,7 @@ def _init(datadir, genesis_file, dev, slot_seconds, api_listen, p2p_listen, boot
 
     from consensus.rules import genesis as G
     from transxnode.datadir.config import DEFAULT_API, DEFAULT_P2P, check_p2p_address, config_path
-    from transxnode.datadir.create import init_datadir
+    from transxnode.datadir.create import init_datadir, network_genesis
 
     d = Path(resolve_datadir(datadir))
     if config_path(d).exists():
@@ -44,7 +44,7 @@ def _init(datadir, genesis_file, dev, slot_seconds, api_listen, p2p_listen, boot
             check_p2p_address(addr, peer=addr != p2p_listen)
     doc = None
     if not dev:
-        doc = G.read_json(genesis_file or str(Path(__file__).resolve().parent / "genesis.json"), G.GenesisError)
+        doc = G.read_json(genesis_file or network_genesis(), G.GenesisError)
         G.genesis_from_json(doc)  # refuse a bad file before asking for a password
     password = ask_password(password_file, confirm=True)
     address, g = init_datadir(d, password, doc, dev_slot_seconds=slot_seconds if dev else None,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version as _dist_version
+
 
 class NfcPlugin:
     name = "nfc"
-    version = "0.1.0"
+    version = _dist_version("transx")  # one version for the distribution (setup.cfg)
     summary = "charging stations: tap an NFC card or phone to charge (station run, ev card/emulate)"
 
     def missing(self) -> str | None:

@@ -12,6 +12,14 @@ from consensus.rules.keys import decode_address
 from .keystore import Keystore
 
 
+def network_genesis() -> str:
+    """The genesis file of the public TransX network, shipped inside the package (package data), so an
+    installed `transx init` without --dev or --genesis joins it."""
+    from importlib.resources import files
+
+    return str(files(__package__) / "genesis.json")
+
+
 def init_datadir(datadir: Path, password: str, genesis_doc: dict[str, Any] | None = None, *,
                  dev_slot_seconds: int | None = None, api_listen: str = DEFAULT_API,
                  seed: bytes | None = None, p2p_listen: str = DEFAULT_P2P,
