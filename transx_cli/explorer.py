@@ -64,15 +64,55 @@ def explorer_tx(tx_hash, datadir, api, as_json) -> None:
     emit(t, as_json, lambda t: "\n".join(f"{k:<12}{v}" for k, v in t.items()))
 
 
+def _history_details(h, me: str) -> str:
+    """One entry of `me`'s history for people: tokens and kWh."""
+    k = h["kind"]
+    if k == "transfer":
+        if h["to"] == me and h["from"] != me:
+            return f"{tokens(h['amount'])} tokens from {h['from']}"
+        return f"{tokens(h['amount'])} tokens to {h['to']}"
+    if k == "bid":
+        return f"{h['side']} {h['wh'] / 1000:,.3f} kWh at {format_price(h['price'])}/kWh in slot {h['slot']}"
+    if k == "trade":
+        if not h["traded_wh"]:
+            return f"{h['side']} bid of {h['wh'] / 1000:,.3f} kWh in slot {h['slot']} not matched: refunded"
+        return (f"{'sold' if h['side'] == 'sell' else 'bought'} {h['traded_wh'] / 1000:,.3f} kWh in slot {h['slot']}"
+                f" for {tokens(h['amount'])} tokens")
+    if k == "settlement":
+        return (f"slot {h['slot']} settled: short {h['shortfall_wh'] / 1000:,.3f} kWh, unused "
+                f"{h['unused_wh'] / 1000:,.3f} kWh, charge {tokens(h['charge'])}, credit {tokens(h['credit'])}")
+    if k == "session_open":
+        return (f"charging {h['ev_id']} of {h['owner']}: up to {h['max_wh'] / 1000:,.3f} kWh at "
+                f"{format_price(h['price'])}/kWh")
+    if k == "session_close":
+        paid = f", {tokens(h['amount'])} tokens paid" if "amount" in h else ""
+        return f"session {h['session'][:16]} closed: {h['delivered_wh'] / 1000:,.3f} kWh delivered{paid}"
+    if k == "session_expired":
+        return f"session {h['session'][:16]} of {h['ev_id']} expired unclosed: nothing paid"
+    if k in ("commit", "reveal"):
+        return f"for block {h['target_height']}"
+    if k == "meter":
+        return f"reading of slot {h['slot']}: {h['exported_wh'] / 1000:,.3f} kWh out, {h['imported_wh'] / 1000:,.3f} kWh in"
+    return ""
+
+
 @explorer.command("address")
 @click.argument("address")
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True,
+              help="History entries per page.")
+@click.option("--before", help="Start the history below this cursor (a page's 'next') or block height.")
+@click.option("--no-consensus", "no_consensus", is_flag=True, help="Leave the solver's commits and reveals out.")
 @datadir_option
 @api_option
 @json_option
 @guard
-def explorer_address(address, datadir, api, as_json) -> None:
-    """An address: balance, escrow, open bids and history."""
-    a = node_client(api, datadir).get(f"/api/address/{address}")
+def explorer_address(address, limit, before, no_consensus, datadir, api, as_json) -> None:
+    """An address: balance, escrow, open bids, settlements and a page of its history (transactions, charging
+    sessions, trades, settlements), newest first."""
+    from urllib.parse import urlencode
+
+    query = {"limit": limit, **({"before": before} if before else {}), **({"consensus": 0} if no_consensus else {})}
+    a = node_client(api, datadir).get(f"/api/address/{address}?{urlencode(query)}")
 
     def text(a) -> str:
         out = [f"address   {a['address']}", f"balance   {tokens(a['balance'])}",
@@ -85,9 +125,14 @@ def explorer_address(address, datadir, api, as_json) -> None:
         if a["settlements"]:
             out += ["", "delivery settlements (newest first):", settlements_table(a["settlements"], "slot")]
         if a["history"]:
-            out += ["", table(["height", "tx", "kind", "from", "fee"],
-                               [[h["height"], h["hash"][:16], h["kind"], h["from"], tokens(h["fee"])]
-                                for h in a["history"]], 20)]
+            out += ["", "history (newest first):", table(
+                ["height", "kind", "tx", "details", "fee"],
+                [[h["height"], h["kind"], h["hash"][:16] if "hash" in h else "",
+                  _history_details(h, a["address"]), tokens(h["fee"]) if h.get("from") == a["address"] else ""]
+                 for h in a["history"]])]
+        if a["next"]:
+            flags = (f" --limit {limit}" if limit != 50 else "") + (" --no-consensus" if no_consensus else "")
+            out.append(f"next page: transx explorer address {a['address']} --before {a['next']}{flags}")
         return "\n".join(out)
 
     emit(a, as_json, text)

@@ -20,9 +20,10 @@ from consensus.rules.codec import DecodeError
 from consensus.rules.ranking import Rank
 from consensus.rules.genesis import Genesis
 from consensus.rules.ledger import SlotMarket
-from consensus.rules.settlement import settle_delivery
-from consensus.rules.state import StateOverlay, next_state_hash
-from consensus.rules.transactions import TX, Transfer, Tx, TxError, check_stateless
+from consensus.rules.settlement import settle_delivery, settled_slot
+from consensus.rules.state import SESSION_EXPIRED, StateOverlay, next_state_hash
+from consensus.rules.transactions import (TX, Commit, Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError,
+                                          check_stateless)
 
 from .forkchoice import ForkChoice
 from .store import Store, StoreError
@@ -176,9 +177,7 @@ class Chain(ForkChoice):
         changes = dict(ex.state.writes)
         for pos, tx in enumerate(block.txs):
             changes[schema.tx_location(tx.hash)] = schema.location(h.height, pos) + tx.encoded
-            changes[schema.address_tx(tx.sender, h.height, pos)] = tx.hash
-            if isinstance(tx.body, Transfer) and tx.body.to != tx.sender:
-                changes[schema.address_tx(tx.body.to, h.height, pos)] = tx.hash
+        changes.update(self._history(block, ex.state, market))
         changes[schema.canonical(h.height)] = block.hash
         changes[schema.HEAD] = block.hash
         self.store.commit(block.hash, block.encoded, changes)
@@ -186,6 +185,44 @@ class Chain(ForkChoice):
         for s in [s for s in self._markets if s <= h.height - g.finality_depth]:  # kept for competing blocks
             del self._markets[s]
         return Connected(block, ex.fees, verdict, market, len(changes))
+
+    def _history(self, block: Block, state: StateOverlay, market: SlotMarket) -> dict[bytes, bytes]:
+        """The address history entries (schema.address_tx) of `block`, executed into `state`: for each
+        address, in the block's order, its bids the clearing closed, its delivery settlement, its charging
+        sessions that expired, and the transactions it sent, received, or was charged by as an EV's owner."""
+        height = block.height
+        entries: list[tuple[bytes, bytes]] = []
+        for pid, rec in market.bids.items():  # every bid of the slot: the clearing closed them all
+            entries.append((rec.owner, bytes([schema.HISTORY_TRADE]) + bytes.fromhex(pid)))
+        slot = settled_slot(height, self.genesis)
+        if slot >= 1:
+            for addr, _ in state.settlements_of_slot(slot):
+                entries.append((addr, bytes([schema.HISTORY_SETTLEMENT]) + schema.u64(slot)))
+        prefix = schema.session_deadlines(height)
+        for key, _ in self.store.items(prefix):  # the deadlines before the block: it expired those still open
+            rec = state.session(key[len(prefix):])
+            if rec is not None and rec.status == SESSION_EXPIRED and rec.closed == height:
+                for party in dict.fromkeys((rec.owner, rec.station)):
+                    entries.append((party, bytes([schema.HISTORY_SESSION_END]) + key[len(prefix):]))
+        for tx in block.txs:
+            b = tx.body
+            parties = [tx.sender]
+            if isinstance(b, Transfer):
+                parties.append(b.to)
+            elif isinstance(b, SessionOpen):
+                parties.append(b.auth.owner_address)
+            elif isinstance(b, SessionClose):
+                rec = state.session(b.session)
+                parties += [rec.owner] if rec is not None else []
+            kind = schema.HISTORY_CONSENSUS_TX if isinstance(b, (Commit, Reveal)) else schema.HISTORY_TX
+            for party in dict.fromkeys(parties):
+                entries.append((party, bytes([kind]) + tx.hash))
+        seqs: dict[bytes, int] = {}
+        out = {}
+        for addr, value in entries:
+            seq = seqs[addr] = seqs.get(addr, -1) + 1
+            out[schema.address_tx(addr, height, seq)] = value
+        return out
 
     def check_clearing(self, height: int, clearing: BlockClearing) -> Verdict | None:
         """The exact verdict on `clearing` for slot `height`, or `BlockError`; None for a void clearing."""

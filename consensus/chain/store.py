@@ -15,7 +15,8 @@ import plyvel
 from consensus.rules import schema
 from consensus.rules.state import decode_changes, encode_changes
 
-FORMAT_VERSION = b"2"  # 2: delivery settlement (meter keys, readings, settlements, grid totals)
+FORMAT_VERSION = b"3"  # 2: delivery settlement (meter keys, readings, settlements, grid totals); 3: address
+# history entries for trades, settlements and sessions (schema.address_tx)
 
 
 class StoreError(Exception):
@@ -48,8 +49,14 @@ class Store:
     def get(self, key: bytes) -> bytes | None:
         return self.db.get(key)
 
-    def items(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        with self.db.iterator(prefix=prefix, reverse=reverse) as it:
+    def items(self, prefix: bytes, reverse: bool = False, stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Keys under `prefix` in order (`stop`, a key under `prefix`: only those below it)."""
+        if stop is None:
+            with self.db.iterator(prefix=prefix, reverse=reverse) as it:
+                yield from it
+            return
+        assert stop.startswith(prefix)
+        with self.db.iterator(start=prefix, stop=stop, reverse=reverse) as it:
             yield from it
 
     def commit(self, block_hash: bytes, block_bytes: bytes, changes: dict[bytes, bytes | None]) -> None:

@@ -153,9 +153,15 @@ def tx_location(tx_hash: bytes) -> bytes:
     return b"it" + tx_hash
 
 
-def address_tx(addr: bytes, height: int, pos: int) -> bytes:
-    """An address's history: one key per transaction it sent or received."""
-    return b"ix" + addr + u64(height) + _U32.pack(pos)
+def address_tx(addr: bytes, height: int, seq: int) -> bytes:
+    """An address's history: one key per thing block `height` did to it, `seq` counting them in the
+    block's order (its bids' clearing, its delivery settlement, its expired charging sessions, then
+    the transactions it sent, received or, as an EV's owner, paid for).  The value is a HISTORY_*
+    byte and what the entry names: a transaction hash, a bid id, a settled slot (u64), a session id."""
+    return b"ix" + addr + u64(height) + _U32.pack(seq)
+
+
+HISTORY_TX, HISTORY_CONSENSUS_TX, HISTORY_TRADE, HISTORY_SETTLEMENT, HISTORY_SESSION_END = range(5)
 
 
 def address_txs(addr: bytes) -> bytes:

@@ -25,12 +25,12 @@ WRITER = r"""
 import json, random, sys, time
 from nacl.signing import SigningKey
 from consensus.proposer import solve_slot
-from transxnode import keys
-from transxnode.chain import Chain
-from transxnode.genesis import genesis_from_json
-from transxnode.node import Node
-from transxnode.store import Store
-from transxnode.transactions import BUY, SELL, Bid, Transfer, sign_tx
+from consensus.rules import keys
+from consensus.chain.chain import Chain
+from consensus.rules.genesis import genesis_from_json
+from consensus.node import Node
+from consensus.chain.store import Store
+from consensus.rules.transactions import BUY, SELL, Bid, Transfer, sign_tx
 
 path, genesis_file, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 g = genesis_from_json(json.load(open(genesis_file)))

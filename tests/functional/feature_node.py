@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -95,7 +96,7 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     tx = transx_json("explorer", "tx", buy["bid"], *node.dd)
     assert tx["status"] == "included" and tx["kind"] == "bid"
     hist = transx_json("explorer", "address", buyer, *node.dd)["history"]
-    assert buy["bid"] in {h["hash"] for h in hist}
+    assert buy["bid"] in {h.get("hash") for h in hist}
     text = transx("explorer", "market", str(slot), *node.dd, check=True).stdout
     assert "trades" in text and "vs grid" in text
 
@@ -248,7 +249,7 @@ def test_bad_cli_input_is_one_line_and_nonzero(node):
     # bids landing), so look at what the two keys did on chain once anything pending had time to land.
     node.wait_height(node.get("/api/node")["height"] + 3)
     assert _balance(node, payee)["pending_nonce"] == 0
-    sent = {h["kind"] for h in _balance(node, me)["history"] if h["height"] > start and h["from"] == me}
+    sent = {h["kind"] for h in _balance(node, me)["history"] if h["height"] > start and h.get("from") == me}
     assert sent <= {"commit", "reveal"}, sent
     r = transx("node", "--datadir", str(node.datadir.parent / "nowhere"))
     assert r.returncode == 2 and "transx init" in r.stderr
@@ -399,3 +400,112 @@ def test_sigkill_at_any_instant_restarts_with_the_chain_intact(tmp_path):
     finally:
         if n.proc and n.proc.poll() is None:
             n.kill()
+
+
+def _pages(node, address: str, query: str = "", limit: int = 3) -> list[list[dict]]:
+    """Every page of an address's history, following `next` until it is null."""
+    pages, before = [], ""
+    while True:
+        doc = node.get(f"/api/address/{address}?limit={limit}{query}{before}")
+        pages.append(doc["history"])
+        if doc["next"] is None:
+            return pages
+        assert len(pages) < 100, "paging does not end"
+        before = f"&before={doc['next']}"
+
+
+def _entry_id(h: dict) -> tuple:
+    return h["height"], h["kind"], h.get("hash") or h.get("bid") or h.get("session") or h.get("slot")
+
+
+def test_explorer_address_lists_an_ev_owners_sessions_trades_and_settlements_page_by_page(node):
+    from consensus.rules.charging import authorise
+    from consensus.rules.transactions import SessionClose, SessionOpen
+
+    ks = Keystore(node.datadir / "keystore")
+    owner, station, seller = (ks.create(PASSWORD) for _ in range(3))
+    _fund(node, owner, station, seller)
+    owner_key, station_key = ks.unlock(owner, PASSWORD), ks.unlock(station, PASSWORD)
+    info = node.get("/api/node")
+
+    # The owner buys 1 kWh in a slot of its own, and charges its EV four times at the station, which
+    # signs every session transaction: the owner sends none of them.
+    slot = info["first_open_slot"] + 6  # six blocks for two CLI calls on a loaded machine
+    transx_json("bid", "sell", "1kWh", "0.30", "--slot", str(slot), "--from", seller, "-y", *node.dd)
+    buy = transx_json("bid", "buy", "1kWh", "0.50", "--slot", str(slot), "--from", owner, "-y", *node.dd)
+    auths = [authorise(owner_key, chain_id=info["chain_id"], ev_id="EV-9", max_wh=20_000, max_price=600_000,
+                       expiry=int(time.time() * 1000) + 600_000, nonce=n) for n in range(4)]
+    sent = [sign_tx(station_key, chain_id=info["chain_id"], nonce=n, fee=1000, body=SessionOpen(a, 500_000, 30))
+            for n, a in enumerate(auths)]
+    sent += [sign_tx(station_key, chain_id=info["chain_id"], nonce=4 + n, fee=1000,
+                     body=SessionClose(a.session_id, 2_000 * (n + 1), 60)) for n, a in enumerate(auths)]
+    for t in sent[:4]:
+        assert node.submit(t.encoded)[0] == 202
+    wait_for(lambda: all(node.get(f"/api/tx/{t.hash.hex()}")["status"] == "included" for t in sent[:4]), 30,
+             "the sessions to open")
+    for t in sent[4:]:
+        assert node.submit(t.encoded)[0] == 202
+    wait_for(lambda: all(node.get(f"/api/tx/{t.hash.hex()}")["status"] == "included" for t in sent[4:]), 30,
+             "the sessions to close")
+    node.wait_height(slot + info["meter_window"] + 1)  # the slot is cleared and its delivery settled
+
+    doc = node.get(f"/api/address/{owner}?limit=100")
+    hist = doc["history"]
+    assert doc["next"] is None
+    kinds = [h["kind"] for h in hist]
+    assert kinds.count("session_open") == 4 and kinds.count("session_close") == 4, kinds
+    assert {h["hash"] for h in hist if h["kind"].startswith("session_")} == {t.hash.hex() for t in sent}
+    paid = [h["amount"] for h in hist if h["kind"] == "session_close"]
+    assert sorted(paid) == [1_000_000, 2_000_000, 3_000_000, 4_000_000]  # 2, 4, 6, 8 kWh at 0.50
+    (trade,) = [h for h in hist if h["kind"] == "trade"]
+    assert (trade["bid"], trade["height"], trade["traded_wh"], trade["status"]) == (buy["bid"], slot, 1000, "cleared")
+    assert trade["amount"] > 0
+    (settled,) = [h for h in hist if h["kind"] == "settlement"]
+    assert (settled["slot"], settled["bought_wh"], settled["height"]) == (slot, 1000, slot + info["meter_window"] + 1)
+    assert [h["height"] for h in hist] == sorted((h["height"] for h in hist), reverse=True)  # newest first
+    assert doc["balance"] == 100_000_000 - 1000 - trade["amount"] - sum(paid)  # every change is in the history
+
+    # Page by page: the same entries in the same order, none twice, and the last page says there is no next.
+    pages = _pages(node, owner)
+    assert all(0 < len(p) <= 3 for p in pages) and len(pages) >= 4
+    assert [_entry_id(h) for p in pages for h in p] == [_entry_id(h) for h in hist]
+    # A height alone is a cursor too: everything in blocks below it.
+    below = node.get(f"/api/address/{owner}?limit=100&before={slot}")["history"]
+    assert below == [h for h in hist if h["height"] < slot]
+
+    # The node's own key, a solver: commits and reveals in nearly every block, and the transfers that
+    # funded the wallets, which the consensus filter shows.
+    me = info["address"]
+    assert {"commit", "reveal"} & {h["kind"] for h in node.get(f"/api/address/{me}?limit=20")["history"]}
+    quiet = node.get(f"/api/address/{me}?limit=200&consensus=0")["history"]
+    assert quiet and not {"commit", "reveal"} & {h["kind"] for h in quiet}
+    assert {owner, station, seller} <= {h.get("to") for h in quiet if h["kind"] == "transfer"}
+    for bad in ("limit=0", "limit=x", "before=abc", "before=1.2.3", "consensus=2"):
+        status, err = node.request("GET", f"/api/address/{owner}?{bad}")
+        assert (status, err["reason"]) == (400, "malformed"), (bad, err)
+
+    # The CLI pages the same way, in tokens and kWh for people, integers for scripts.
+    first = transx_json("explorer", "address", owner, "--limit", "2", "--no-consensus", *node.dd)
+    assert [_entry_id(h) for h in first["history"]] == [_entry_id(h) for h in hist[:2]]
+    second = transx_json("explorer", "address", owner, "--limit", "2", "--before", first["next"], *node.dd)
+    assert [_entry_id(h) for h in second["history"]] == [_entry_id(h) for h in hist[2:4]]
+    text = transx("explorer", "address", owner, "--limit", "20", *node.dd, check=True).stdout
+    assert "session_close" in text and "kWh" in text and "trade" in text and "settlement" in text, text
+    text = transx("explorer", "address", owner, "--limit", "2", *node.dd, check=True).stdout
+    assert f"--before {first['next']}" in text, text
+    with urllib.request.urlopen(node.api + "/", timeout=10) as r:
+        page = r.read().decode()
+    assert "next page" in page and "consensus" in page
+
+
+def test_explorer_market_says_a_bid_no_trade_took_was_not_matched(node):
+    buyer, _ = _funded_wallet(node, amount="10")
+    slot = node.get("/api/node")["first_open_slot"] + 4
+    bid = transx_json("bid", "buy", "1kWh", "0.000001", "--slot", str(slot), "--from", buyer, "-y", *node.dd)
+    node.wait_height(slot)
+    m = node.get(f"/api/market/{slot}")
+    (mine,) = [b for b in m["bids"] if b["id"] == bid["bid"]]
+    assert (mine["status"], mine["traded_wh"]) == ("not matched", 0)
+    assert "not matched" in transx("explorer", "market", str(slot), *node.dd, check=True).stdout
+    status, err = node.request("GET", "/api/market/abc")
+    assert status == 400 and err["error"] == "a slot is a non-negative integer", err

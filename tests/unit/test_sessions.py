@@ -164,3 +164,43 @@ def test_a_session_closed_in_time_does_not_expire_later(net):
     assert (rec.status, rec.amount) == (SESSION_CLOSED, session_cost(2_000, PRICE))
     assert net.account(owner) == owner_then
     assert list(net.state().items(b"sk")) == []  # no deadline left behind
+
+
+def test_an_owners_history_lists_the_sessions_its_station_sent_and_a_revert_takes_them_out(tmp_path):
+    from transxnode.api import views
+
+    net = Net(str(tmp_path / "db"), session_timeout=2)
+    try:
+        owner, station = net.users[0], net.users[1]
+        closed, expires = _auth(net, owner, nonce=1), _auth(net, owner, nonce=2)
+        net.submit(station, SessionOpen(closed, PRICE, 20))
+        net.submit(station, SessionOpen(expires, PRICE, 20))
+        opened = net.produce().block.height
+        net.submit(station, SessionClose(closed.session_id, 1_000, 30))
+        net.produce()
+        pre = snapshot(net.store)
+        expiring = net.produce()  # block opened + 2: the session left open expires
+
+        def history(k, **kw):
+            return views.address_history(net.chain, addr(k), 50, **kw)
+
+        rows, after = history(owner)
+        assert after is None
+        assert [(h["kind"], h["height"]) for h in rows] == [
+            ("session_expired", opened + 2), ("session_close", opened + 1), ("session_open", opened),
+            ("session_open", opened)]
+        assert rows[0]["session"] == expires.session_id.hex() and rows[1]["amount"] == session_cost(1_000, PRICE)
+        assert [h["kind"] for h in history(station)[0]] == [h["kind"] for h in rows]  # it sent them
+        # Paging: one entry a page, down to the oldest; "h.n" is the n-th entry of block h; "h" all below it.
+        assert views.address_history(net.chain, addr(owner), 1)[1] == f"{opened + 2}.0"
+        assert [h["kind"] for h in history(owner, before=(opened + 1, 0))[0]] == ["session_open"] * 2
+        assert history(owner, before=(opened, 1))[0] == [rows[3]]
+        # The entries go with the block that made them, and come back with it.
+        done = snapshot(net.store)
+        net.chain.revert_head()
+        assert snapshot(net.store) == pre
+        assert [h["kind"] for h in history(owner)[0]][0] == "session_close"
+        net.chain.connect(expiring.block, net.now(expiring.block.height))
+        assert snapshot(net.store) == done
+    finally:
+        net.close()

@@ -1,8 +1,8 @@
 """The node's HTTP JSON API (Starlette, served by hypercorn on the node's trio loop).
 
 GET  /api/node, /api/head, /api/block/<height|hash>, /api/tx/<hash>,
-     /api/address/<addr>, /api/market, /api/market/<slot>, /api/sessions/<addr>,
-     /api/session/<id>, /api/peers
+     /api/address/<addr>[?limit=N&before=CURSOR&consensus=0], /api/market, /api/market/<slot>,
+     /api/sessions/<addr>, /api/session/<id>, /api/peers
 POST /api/tx   {"raw": "<hex of a signed transaction>"}
 GET  /metrics  Prometheus
 GET  /         the explorer page (static; it reads the API above)
@@ -77,10 +77,33 @@ def _hash(text: str, what: str) -> bytes:
     return raw
 
 
-def _height(text: str) -> int:
+def _height(text: str, what: str = "height") -> int:
     if not _DIGITS.fullmatch(text):
-        raise ApiError(400, "a height is a non-negative integer")
+        raise ApiError(400, f"a {what} is a non-negative integer")
     return int(text)
+
+
+_CURSOR = re.compile(r"([0-9]{1,18})(?:\.([0-9]{1,9}))?")
+MAX_PAGE = 500
+
+
+def _history_query(request: Request) -> dict[str, Any]:
+    """?limit=N (1..MAX_PAGE, default 50), ?before=HEIGHT[.SEQ] (a page's `next`, or a height: the entries
+    of the blocks below it), ?consensus=0 (leave out commits and reveals)."""
+    q = request.query_params
+    limit = q.get("limit", "50")
+    if not _DIGITS.fullmatch(limit) or not 1 <= int(limit) <= MAX_PAGE:
+        raise ApiError(400, f"limit is a number of entries, 1 to {MAX_PAGE}")
+    before = None
+    if "before" in q:
+        m = _CURSOR.fullmatch(q["before"])
+        if m is None or int(m[2] or 0) >= 2**32:
+            raise ApiError(400, "before is a page's 'next' cursor (HEIGHT.N) or a height")
+        before = (int(m[1]), int(m[2] or 0))
+    consensus = q.get("consensus", "1")
+    if consensus not in ("0", "1"):
+        raise ApiError(400, "consensus is 1 (with the solver's commits and reveals, the default) or 0 (without)")
+    return {"history": int(limit), "before": before, "consensus": consensus == "1"}
 
 
 def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]] | None = None,
@@ -132,8 +155,9 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
             addr = decode_address(request.path_params["addr"])
         except AddressError as e:
             raise ApiError(400, str(e)) from None
+        page = _history_query(request)
         pending = node.mempool.next_nonce(addr, chain.state().account(addr).nonce)
-        return _json(await _off_loop(views.address_view, chain, addr, pending))
+        return _json(await _off_loop(lambda: views.address_view(chain, addr, pending, **page)))
 
     async def sessions(request: Request) -> Response:
         try:
@@ -150,7 +174,7 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
         return _json(views.session_json(session_id, rec))
 
     async def market(request: Request) -> Response:
-        slot = _height(request.path_params["slot"])
+        slot = _height(request.path_params["slot"], "slot")
         if slot > chain.height + g.bid_horizon + 1:
             raise ApiError(404, f"slot {slot} is beyond the bidding horizon")
         return _json(await _off_loop(views.slot_view, chain, slot))

@@ -17,7 +17,7 @@ from consensus.chain.chain import Chain
 from consensus.rules.keys import address_of, encode_address
 from consensus.rules.ledger import slot_market
 from consensus.rules.settlement import settled_slot
-from consensus.rules.state import CANCELLED, OPEN, STATUS_NAMES, BidRecord, Settlement
+from consensus.rules.state import CANCELLED, CLEARED, OPEN, SETTLEMENT, STATUS_NAMES, BidRecord, Settlement
 from consensus.rules.transactions import SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter, RegisterSolver, Reveal, SessionClose, SessionOpen, Transfer, Tx
 
 
@@ -81,10 +81,15 @@ def block_json(chain: Chain, block: Block) -> dict[str, Any]:
     return out
 
 
+def bid_status(r: BidRecord) -> str:
+    """open, cancelled, cleared (it traded) or not matched (its slot cleared without it: refunded)."""
+    return "not matched" if r.status == CLEARED and not r.traded_wh else STATUS_NAMES[r.status]
+
+
 def bid_json(bid_id: bytes, r: BidRecord) -> dict[str, Any]:
     return {"id": bid_id.hex(), "owner": encode_address(r.owner), "side": SIDE_NAMES[r.side], "slot": r.slot,
             "wh": r.wh, "price": r.price, "zone": r.zone, "escrow": r.escrow, "included": r.included,
-            "status": STATUS_NAMES[r.status], "traded_wh": r.traded_wh, "amount": r.amount}
+            "status": bid_status(r), "traded_wh": r.traded_wh, "amount": r.amount}
 
 
 def settlement_json(s: Settlement) -> dict[str, Any]:
@@ -149,7 +154,9 @@ def slot_view(chain: Chain, slot: int) -> dict[str, Any]:
     return out
 
 
-def address_view(chain: Chain, addr: bytes, pending_nonce: int, history: int = 50) -> dict[str, Any]:
+def address_view(chain: Chain, addr: bytes, pending_nonce: int, history: int = 50,
+                 before: tuple[int, int] | None = None, consensus: bool = True) -> dict[str, Any]:
+    """An account, and a page of its history (`address_history`)."""
     state = chain.state()
     acct = state.account(addr)
     open_bids = []
@@ -161,6 +168,7 @@ def address_view(chain: Chain, addr: bytes, pending_nonce: int, history: int = 5
     solver = state.solver(addr)
     meter = state.meter_key(addr)
     settlements = [{"slot": slot, **settlement_json(s)} for slot, s in state.settlements_of(addr, last=20)]
+    entries, after = address_history(chain, addr, history, before, consensus)
     return {
         "address": encode_address(addr),
         "balance": acct.balance,
@@ -171,7 +179,8 @@ def address_view(chain: Chain, addr: bytes, pending_nonce: int, history: int = 5
         "meter": meter.hex() if meter else None,
         "settlements": settlements[::-1],  # newest first
         "open_bids": open_bids,
-        "history": address_history(chain, addr, history),
+        "history": entries,
+        "next": after,
     }
 
 
@@ -192,13 +201,68 @@ def sessions_view(chain: Chain, addr: bytes) -> dict[str, Any]:
     return {"address": encode_address(addr), "sessions": rows}
 
 
-def address_history(chain: Chain, addr: bytes, limit: int) -> list[dict[str, Any]]:
-    """The address's latest transactions, newest first."""
-    out = []
-    for _, tx_hash in chain.store.items(schema.address_txs(addr), reverse=True):
-        found = chain.tx(tx_hash)
-        if found is not None:
-            out.append({**tx_json(found[0]), "height": found[1]})
-            if len(out) >= limit:
-                break
-    return out
+HISTORY_SCAN = 20_000  # history entries one page passes over at most while it leaves out consensus transactions
+
+
+def address_history(chain: Chain, addr: bytes, limit: int, before: tuple[int, int] | None = None,
+                    consensus: bool = True) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of what happened to the address, newest first: the transactions it sent or received (an
+    EV owner's charging sessions too, which its station sends), its bids' trades, its delivery
+    settlements, its expired sessions; without `consensus`, no commits and reveals.
+
+    `before` (height, seq) starts the page below that entry ((h, 0): below block h).  Returns the page
+    and the cursor of the next one, "height.seq", or None after the oldest entry.  A page that left out
+    HISTORY_SCAN consensus entries ends early, with a cursor: it may hold fewer than `limit`."""
+    prefix = schema.address_txs(addr)
+    stop = schema.address_tx(addr, *before) if before is not None else None
+    state = chain.state()
+    out: list[dict[str, Any]] = []
+    last = None
+    skipped = 0
+    for key, value in chain.store.items(prefix, reverse=True, stop=stop):
+        at = schema.read_location(key[len(prefix):])
+        if not consensus and value[0] == schema.HISTORY_CONSENSUS_TX:
+            skipped += 1
+            if skipped >= HISTORY_SCAN:
+                return out, f"{at[0]}.{at[1]}"
+            continue
+        if len(out) >= limit:
+            return out, f"{last[0]}.{last[1]}"  # type: ignore[index]
+        entry = history_entry(chain, state, addr, at[0], value)
+        if entry is not None:
+            out.append(entry)
+            last = at
+    return out, None
+
+
+def history_entry(chain: Chain, state, addr: bytes, height: int, value: bytes) -> dict[str, Any] | None:
+    """One entry of an address's history (schema.address_tx's value) as JSON; None if what it names is gone."""
+    kind, ref = value[0], value[1:]
+    if kind in (schema.HISTORY_TX, schema.HISTORY_CONSENSUS_TX):
+        found = chain.tx(ref)
+        if found is None:
+            return None
+        tx = found[0]
+        out = {**tx_json(tx), "height": found[1]}
+        if isinstance(tx.body, SessionClose):  # what the owner paid the station
+            rec = state.session(tx.body.session)
+            if rec is not None:
+                out.update(owner=encode_address(rec.owner), amount=rec.amount)
+        return out
+    if kind == schema.HISTORY_TRADE:
+        rec = state.bid(ref)
+        if rec is None:
+            return None
+        return {"kind": "trade", "height": height, "bid": ref.hex(), "side": SIDE_NAMES[rec.side], "slot": rec.slot,
+                "wh": rec.wh, "price": rec.price, "zone": rec.zone, "status": bid_status(rec),
+                "traded_wh": rec.traded_wh, "amount": rec.amount}
+    if kind == schema.HISTORY_SETTLEMENT:
+        slot = schema.read_u64(ref)
+        raw = state.get(schema.settlement(slot, addr))
+        if raw is None:
+            return None
+        return {"kind": "settlement", "height": height, "slot": slot, **settlement_json(SETTLEMENT.decode(raw))}
+    if kind == schema.HISTORY_SESSION_END:
+        rec = state.session(ref)
+        return None if rec is None else {"kind": "session_expired", "height": height, **session_json(ref, rec)}
+    return None
