@@ -15,7 +15,8 @@ import plyvel
 from . import schema
 from .state import decode_changes, encode_changes
 
-FORMAT_VERSION = b"2"  # 2: delivery settlement (meter keys, readings, settlements, grid totals)
+FORMAT_VERSION = b"3"  # 2: delivery settlement (meter keys, readings, settlements, grid totals); 3: accounts
+#                        carry a consensus nonce beside the wallet nonce
 
 
 class StoreError(Exception):
