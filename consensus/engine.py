@@ -24,7 +24,7 @@ from consensus.rules.blocks import HEADER, Block
 from consensus.chain.chain import MAX_FUTURE_MS, BlockError, decode_block
 from consensus.rules.codec import digest
 from .node import Node
-from consensus.rules.transactions import Commit, Evidence, InvalidTx, Reveal, TxError, sign_tx
+from consensus.rules.transactions import CONSENSUS, Commit, Evidence, InvalidTx, Reveal, TxError, sign_tx
 
 from .proposer import Solution, solve_slot
 from consensus.rules.ranking import commitment
@@ -118,6 +118,7 @@ class Engine:
     def tick(self, now_ms: int) -> list[Message]:
         """Select the best proposal once the reveal window is over; commit to future rounds; propose the
         next block once its slot has started."""
+        self.node.now_ms = now_ms  # what the node admits from wallets depends on which block is being built
         out: list[Message] = []
         for b in [b for b in self.future.values() if b.header.timestamp <= now_ms + MAX_FUTURE_MS]:
             del self.future[b.hash]
@@ -150,7 +151,8 @@ class Engine:
 
     def _pending(self, kind: type, height: int) -> bool:
         a = self.node.address
-        return any(isinstance(t.body, kind) and t.body.height == height for t in self.node.mempool.pending(a))
+        return any(isinstance(t.body, kind) and t.body.height == height
+                   for t in self.node.mempool.pending(a, CONSENSUS))
 
     def _commit(self, r: int) -> list[Message]:
         """Commit to our clearing of `r`, unless the chain or the mempool already holds our commit (as
@@ -174,8 +176,10 @@ class Engine:
         return self._send_tx(Reveal(r, clearing_hash, self.salt(r)))
 
     def _send_tx(self, body) -> list[Message]:
+        """Sign `body` (a commit, reveal or evidence) at the node key's next consensus nonce and admit it:
+        a wallet using the same key counts its own nonces, so the two never take each other's."""
         a, g = self.node.address, self.chain.genesis
-        nonce = self.node.mempool.next_nonce(a, self.chain.state().account(a).nonce)
+        nonce = self.node.mempool.next_nonce(a, self.chain.state().account(a).consensus_nonce, CONSENSUS)
         tx = sign_tx(self.node.key, chain_id=g.chain_id, nonce=nonce, fee=g.min_fee, body=body)
         try:
             self.node.submit_tx(tx)
@@ -361,30 +365,33 @@ class Engine:
         return []
 
     def _rebase_own_consensus_txs(self, reverted: list[Block]) -> list[Message]:
-        """After a reorg the reverted blocks' transactions go back to the mempool, but our own commits
-        and reveals were signed at the old chain's nonces: on this chain they would wait behind a nonce
-        gap until their window closed, and an honest solver would forfeit.  So they (and those pending
-        in the mempool) are signed again, same bodies in the same order, at this chain's next nonces;
-        those this chain no longer takes (a window passed, already on chain) are dropped."""
+        """After a reorg the reverted blocks' transactions go back to the mempool, but our own commits,
+        reveals and evidence were signed at the old chain's consensus nonces: on this chain they would
+        wait behind a nonce gap until their window closed, and an honest solver would forfeit.  So they
+        (and those pending in the mempool) are signed again, same bodies in the same order, at this
+        chain's next consensus nonces; those this chain no longer takes (a window passed, already on
+        chain) are dropped.  Our wallet's transactions count the other nonce and go back as they were."""
         me = self.node.address
         ours = []
         for b in reversed(reverted):  # oldest first, so each sender's nonces come back in order
             for tx in b.txs:
-                if tx.sender == me and isinstance(tx.body, (Commit, Reveal)):
+                if tx.sender == me and tx.space == CONSENSUS:
                     ours.append(tx)
                     continue
                 try:
-                    self.node.submit_tx(tx)
+                    self.node.submit_tx(tx, reverted=True)
                 except TxError:
                     pass
-        for tx in self.node.mempool.pending(me):
-            if isinstance(tx.body, (Commit, Reveal)):
-                self.node.mempool.remove(tx)
-                ours.append(tx)
+        for tx in self.node.mempool.pending(me, CONSENSUS):
+            self.node.mempool.remove(tx)
+            ours.append(tx)
         self.reveals_checked = None
         out: list[Message] = []
         for tx in ours:
-            if not self._pending(type(tx.body), tx.body.height):
+            if isinstance(tx.body, Evidence):
+                if not any(p.body == tx.body for p in self.node.mempool.pending(me, CONSENSUS)):
+                    out += self._send_tx(tx.body)
+            elif not self._pending(type(tx.body), tx.body.height):
                 out += self._send_tx(tx.body)
         return out
 

@@ -15,9 +15,9 @@ from consensus.proposer import Solution
 from consensus.rules import keys, ledger
 from consensus.chain.chain import Chain, Connected
 from .journal import Journal
-from .mempool import Mempool
+from .mempool import Mempool, too_late
 from consensus.rules.state import StateOverlay
-from consensus.rules.transactions import Tx, TxError, check_stateless, decode_tx
+from consensus.rules.transactions import WALLET, Bid, Tx, TxError, check_stateless, decode_tx
 
 log = logging.getLogger("transx.node")
 
@@ -35,6 +35,7 @@ class Node:
         self.mempool = mempool if mempool is not None else Mempool()
         self.journal = journal
         self.on_local_tx: list[Callable[[Tx], None]] = []  # told of each transaction a client submits here
+        self.now_ms: int | None = None  # the clock at the consensus engine's last look (None: no engine)
         if journal is not None:
             self._replay(journal)
 
@@ -55,8 +56,17 @@ class Node:
     def genesis(self):
         return self.chain.genesis
 
-    def chain_nonce(self, addr: bytes) -> int:
-        return self.chain.state().account(addr).nonce
+    def chain_nonce(self, addr: bytes, space: int = WALLET) -> int:
+        """The account's next nonce on chain in `space` (its wallet's, or its consensus transactions')."""
+        return self.chain.state().account(addr).nonce_of(space)
+
+    def next_block(self) -> int:
+        """The first block a wallet's transaction admitted now can still enter: the head's child, or,
+        once the child's slot has begun by the engine's clock, the one after: the child's proposals are
+        built then (this node's own among them), so a bid only the child could take would be dropped
+        when it lands, after the sender was told it was sent.  Such a bid is refused instead."""
+        h = self.chain.height + 1
+        return h + 1 if self.now_ms is not None and self.now_ms >= self.genesis.slot_start_ms(h) else h
 
     def submit(self, raw: bytes) -> Admitted:
         """Admit a raw signed transaction to the mempool, or raise `TxError` with the reason."""
@@ -70,13 +80,15 @@ class Node:
             listener(tx)
         return admitted
 
-    def submit_tx(self, tx: Tx) -> Admitted:
-        admitted = self._admit(tx)
+    def submit_tx(self, tx: Tx, reverted: bool = False) -> Admitted:
+        """Admit `tx` and journal it.  `reverted`: it comes back from a block a reorg undid, and is tried
+        at the head's child, its last chance perhaps (this node may still propose that block late)."""
+        admitted = self._admit(tx, reverted)
         if self.journal is not None:
             self.journal.append(tx.encoded)
         return admitted
 
-    def _admit(self, tx: Tx) -> Admitted:
+    def _admit(self, tx: Tx, reverted: bool = False) -> Admitted:
         g = self.genesis
         if tx.hash in self.mempool:  # before the signature check: gossip delivers duplicates often
             raise TxError("already in the mempool")
@@ -86,24 +98,35 @@ class Node:
         state = self.chain.state()
         acct = state.account(tx.sender)
         # The sender must afford everything it has pending plus this: nothing free sits in the pool.
-        others = [p for p in self.mempool.pending(tx.sender) if p.nonce != tx.nonce]
+        others = [p for p in self.mempool.pending(tx.sender) if (p.space, p.nonce) != (tx.space, tx.nonce)]
         owed = ledger.upfront_cost(tx, g) + sum(ledger.upfront_cost(p, g) for p in others)
         if owed > acct.balance:
             what = f"with {len(others)} pending, the transactions need" if others else "the transaction needs"
             raise TxError(f"insufficient balance: {acct.balance} micro-units, {what} {owed}")
-        if acct.nonce <= tx.nonce <= self.mempool.next_nonce(tx.sender, acct.nonce):  # next in line, or a replacement
-            self._trial(state, tx)
-        displaced = self.mempool.add(tx, acct.nonce, self.chain.height)
+        # A wallet's transaction is tried at the first block it can still enter; the engine's own
+        # (consensus space) at the head's child, their windows are its to keep.
+        height = self.next_block() if tx.space == WALLET and not reverted else self.chain.height + 1
+        nonce = acct.nonce_of(tx.space)
+        b = tx.body
+        if nonce <= tx.nonce <= self.mempool.next_nonce(tx.sender, nonce, tx.space):  # next in line, or a replacement
+            self._trial(state, tx, height)
+        elif isinstance(b, Bid) and too_late(tx, height, g.gate_closure, g.reveal_window):  # behind a gap: no trial
+            if b.slot - g.gate_closure < height:
+                raise TxError(f"slot {b.slot} closed for bids at height {b.slot - g.gate_closure} (gate closure "
+                              f"{g.gate_closure} slots ahead); the next block that can take a bid is {height}",
+                              "gate_closed")
+            raise TxError(f"bid expired at height {b.expiry}; the next block that can take it is {height}")
+        displaced = self.mempool.add(tx, nonce, self.chain.height)
         return Admitted(tx, displaced)
 
-    def _trial(self, state: StateOverlay, tx: Tx) -> None:
-        """Apply the sender's pending transactions, then `tx`, as the next block would: its errors are the user's."""
-        height = self.chain.height + 1
-        for prior in self.mempool.pending(tx.sender):
+    def _trial(self, state: StateOverlay, tx: Tx, height: int) -> None:
+        """Apply the sender's pending transactions of the same nonce space (as the head's child would:
+        they may be in it), then `tx` as block `height` would: its errors are the user's."""
+        for prior in self.mempool.pending(tx.sender, tx.space):
             if prior.nonce >= tx.nonce:
                 break
             try:
-                ledger.apply_tx(state, prior, height, self.genesis)
+                ledger.apply_tx(state, prior, self.chain.height + 1, self.genesis)
             except TxError:
                 return  # an earlier pending transaction fails: the block builder will sort it out
         ledger.apply_tx(state, tx, height, self.genesis)

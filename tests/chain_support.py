@@ -91,13 +91,16 @@ class Net:
     def account(self, k: SigningKey):
         return self.state().account(addr(k))
 
-    def next_nonce(self, k: SigningKey) -> int:
-        return self.node.mempool.next_nonce(addr(k), self.account(k).nonce)
+    def next_nonce(self, k: SigningKey, space: int = T.WALLET) -> int:
+        return self.node.mempool.next_nonce(addr(k), self.account(k).nonce_of(space), space)
 
     # ------------------------------------------------------------ transacting
     def tx(self, k: SigningKey, body, *, fee: int = FEE, nonce: int | None = None, chain_id: str | None = None):
-        return T.sign_tx(k, chain_id=chain_id or self.g.chain_id, nonce=self.next_nonce(k) if nonce is None else nonce,
-                         fee=fee, body=body)
+        """`body` signed by `k`, by default at its next nonce of the body's space (consensus for a commit,
+        reveal or evidence, else wallet)."""
+        space = T.CONSENSUS if isinstance(body, T.CONSENSUS_BODIES) else T.WALLET
+        return T.sign_tx(k, chain_id=chain_id or self.g.chain_id,
+                         nonce=self.next_nonce(k, space) if nonce is None else nonce, fee=fee, body=body)
 
     def submit(self, k: SigningKey, body, **kw) -> T.Tx:
         tx = self.tx(k, body, **kw)

@@ -16,7 +16,8 @@ from consensus.rules import schema
 from consensus.rules.state import decode_changes, encode_changes
 
 FORMAT_VERSION = b"3"  # 2: delivery settlement (meter keys, readings, settlements, grid totals); 3: address
-# history entries for trades, settlements and sessions (schema.address_tx)
+# history entries for trades, settlements and sessions (schema.address_tx), and accounts carry a consensus
+# nonce beside the wallet nonce
 
 
 class StoreError(Exception):

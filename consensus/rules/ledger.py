@@ -21,6 +21,7 @@ from .charging import session_cost
 from .state import ACCOUNT, CANCELLED, CLEARED, OPEN, READING, SESSION_CLOSED, SESSION_EXPIRED, SESSION_OPEN, SESSION_STATUS, SOLVER, Account, BidRecord, Reading, SessionRecord, SolverRecord, StateOverlay, Totals
 from .metering import reading_ok
 from .transactions import BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter, RegisterSolver, Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError, WithdrawSolver, bid_lock, escrow_for
+from .transactions import WALLET
 
 
 class LedgerError(Exception):
@@ -40,15 +41,19 @@ def apply_genesis(state: StateOverlay, g: Genesis) -> None:
 
 def apply_tx(state: StateOverlay, tx: Tx, height: int, g: Genesis) -> int:
     """Apply `tx` as included at `height`; returns its fee.  Raises `TxError` and changes
-    nothing the caller cannot roll back (callers checkpoint around it)."""
+    nothing the caller cannot roll back (callers checkpoint around it).  Its nonce must be the
+    sender's next in the transaction's own sequence (`Tx.space`): the wallet nonce, or for a commit,
+    reveal or evidence the consensus nonce; only that one moves."""
     sender = tx.sender
     acct = state.account(sender)
-    if tx.nonce != acct.nonce:
-        raise TxError(f"nonce {tx.nonce} is not the account's next nonce {acct.nonce}", "nonce")
+    expected = acct.nonce_of(tx.space)
+    if tx.nonce != expected:
+        what = "nonce" if tx.space == WALLET else "consensus nonce"  # a commit, reveal or evidence counts its own
+        raise TxError(f"nonce {tx.nonce} is not the account's next {what} {expected}", "nonce")
     cost = tx.fee + _locked_by(tx, height, g, state)
     if acct.balance < cost:
         raise TxError(f"insufficient balance: {acct.balance} micro-units, the transaction needs {cost}")
-    acct = replace(acct, balance=acct.balance - tx.fee, nonce=acct.nonce + 1)
+    acct = replace(acct.after_nonce(tx.space), balance=acct.balance - tx.fee)
     b = tx.body
     if isinstance(b, Transfer):
         acct = replace(acct, balance=acct.balance - b.amount)

@@ -10,11 +10,12 @@ it again without copying the state.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, Protocol
 
 from . import schema
 from .codec import ADDRESS, U32, U64, Bool, ListOf, Optional_, Record, Text, UInt, VarBytes, digest
+from .transactions import CONSENSUS
 
 OPEN, CANCELLED, CLEARED = 0, 1, 2
 STATUS_NAMES = {OPEN: "open", CANCELLED: "cancelled", CLEARED: "cleared"}
@@ -23,8 +24,19 @@ STATUS_NAMES = {OPEN: "open", CANCELLED: "cancelled", CLEARED: "cleared"}
 @dataclass(frozen=True)
 class Account:
     balance: int = 0
-    nonce: int = 0
+    nonce: int = 0  # the wallet nonce: the next one a transfer, bid, ... (Tx.space WALLET) must carry
     escrowed: int = 0  # locked by this account's open buy bids and open charging sessions
+    consensus_nonce: int = 0  # the next one a commit, reveal or evidence (Tx.space CONSENSUS) must carry
+
+    def nonce_of(self, space: int) -> int:
+        """The next nonce of the sequence `space` (transactions.WALLET or CONSENSUS)."""
+        return self.consensus_nonce if space == CONSENSUS else self.nonce
+
+    def after_nonce(self, space: int) -> "Account":
+        """This account with the sequence `space` one further (a transaction of that space applied)."""
+        if space == CONSENSUS:
+            return replace(self, consensus_nonce=self.consensus_nonce + 1)
+        return replace(self, nonce=self.nonce + 1)
 
 
 @dataclass(frozen=True)
@@ -101,7 +113,7 @@ class Totals:
     grid_credited: int = 0  # unused energy paid for by the grid (settlement)
 
 
-ACCOUNT = Record(Account, {"balance": U64, "nonce": U64, "escrowed": U64})
+ACCOUNT = Record(Account, {"balance": U64, "nonce": U64, "escrowed": U64, "consensus_nonce": U64})
 BID = Record(BidRecord, {"owner": ADDRESS, "side": UInt(1), "slot": U64, "wh": U64, "price": U64, "zone": U64,
                          "escrow": U64, "included": U64, "status": UInt(2), "traded_wh": U64, "amount": U64})
 SOLVER = Record(SolverRecord, {"deposit": U64, "since": U64, "exit_at": U64})

@@ -5,6 +5,12 @@ solution commit, meter registration and reading, charging session) plus the enve
 chain id, signer's public key, nonce, fee, Ed25519 signature over the
 canonical encoding.  `check_stateless` decides what needs no chain state
 (signature, sizes, ranges); the ledger decides the rest.
+
+An account has two nonce sequences (`Tx.space`): what a solver's node signs
+itself for the consensus rounds (commit, reveal, evidence) counts the
+consensus nonce, everything else (what a wallet signs) the wallet nonce.
+So a node's own solver never takes, fills or blocks a nonce that a wallet
+using the same key signs at.
 """
 
 from __future__ import annotations
@@ -160,6 +166,10 @@ Body = (Transfer | Bid | CancelBid | RegisterSolver | Commit | MeterReading | Re
         | SessionOpen | SessionClose | RegisterMeter)
 
 
+WALLET, CONSENSUS = 0, 1  # nonce spaces (Tx.space)
+CONSENSUS_BODIES = (Commit, Reveal, Evidence)
+
+
 @dataclass(frozen=True)
 class Tx:
     chain_id: str
@@ -185,6 +195,12 @@ class Tx:
     @property
     def kind(self) -> str:
         return KIND_NAMES[type(self.body)]
+
+    @property
+    def space(self) -> int:
+        """The nonce sequence this transaction's nonce counts in: CONSENSUS for commits, reveals and
+        evidence, WALLET for the rest.  The body's kind decides (it is signed), never a separate field."""
+        return CONSENSUS if isinstance(self.body, CONSENSUS_BODIES) else WALLET
 
     @cached_property
     def signing_bytes(self) -> bytes:
@@ -254,5 +270,5 @@ def lock_rate(side: int, price: int, retail: int) -> int:
 
 __all__ = ["BUY", "SELL", "Bid", "Body", "CancelBid", "Commit", "MeterReading", "RegisterMeter", "RegisterSolver",
            "SessionClose",
-           "SessionOpen", "Transfer", "Tx",
+           "SessionOpen", "Transfer", "Tx", "CONSENSUS", "WALLET",
            "InvalidTx", "TxError", "check_stateless", "decode_tx", "bid_lock", "escrow_for", "lock_rate", "sign_tx"]

@@ -7,7 +7,7 @@ import random
 import signal
 import subprocess
 import time
-import urllib.request
+import urllib.error
 
 import pytest
 
@@ -509,3 +509,67 @@ def test_explorer_market_says_a_bid_no_trade_took_was_not_matched(node):
     assert "not matched" in transx("explorer", "market", str(slot), *node.dd, check=True).stdout
     status, err = node.request("GET", "/api/market/abc")
     assert status == 400 and err["error"] == "a slot is a non-negative integer", err
+
+
+def test_a_flood_of_wallet_bids_on_the_nodes_own_key_beside_its_solver_loses_none(tmp_path):
+    """Issue 14: a bid reported as sent vanished.  The node's own key bids and pays from a wallet while
+    its solver commits every round with the same key: ~80 transactions, at every moment of the slot,
+    bids for the first open slot (the CLI's default) and transfers, through the wallet's `send` (what
+    every CLI command uses) and a few `transx bid buy` runs.  Each one the node accepted lands in a
+    block; each one it did not was refused with a reason (a bid whose slot closed while it was sent);
+    the solver's commits keep landing beside them (often at the same nonce number: their own)."""
+    from transxnode.client.node_api import ApiClient, ClientError
+    from transxnode.client.wallet import send
+
+    n = NodeProcess.init_dev(tmp_path / "data").start()
+    try:
+        n.wait_height(2)
+        info = n.get("/api/node")
+        me, start = info["address"], info["height"]
+        key = Keystore(n.datadir / "keystore").unlock(me, PASSWORD)
+        payee = decode_address(Keystore(n.datadir / "keystore").create(PASSWORD))
+        client = ApiClient(n.api)
+        rng = random.Random(14)
+        accepted, refused = [], []
+        for i in range(80):
+            if i % 20 == 19:  # the issue's own command
+                r = transx("bid", "buy", "1kWh", "5", "-y", "--json", *n.dd)
+                if r.returncode == 0:
+                    accepted.append(json.loads(r.stdout)["bid"])
+                else:
+                    refused.append(r.stderr.strip())
+                continue
+            first = client.get("/api/market")["first_open_slot"]
+            body = (Bid(BUY, first, 100 + i, 200_000, 0, first - info["gate_closure"]) if i % 2 else
+                    Transfer(payee, 1 + i))
+            try:
+                accepted.append(send(client, key, body)["hash"])
+            except ClientError as e:
+                assert e.reason == "gate_closed", e  # a nonce refusal is retried by `send`, never seen here
+                refused.append(str(e))
+            time.sleep(rng.uniform(0, 0.15))
+        end = n.height
+
+        def fate(h: str) -> str:
+            try:
+                return n.get(f"/api/tx/{h}")["status"]
+            except urllib.error.HTTPError:
+                return "lost"
+
+        def settled() -> bool:
+            return all(fate(h) == "included" for h in accepted) or n.height > end + 8
+
+        wait_for(settled, 60, "the accepted transactions to land")
+        lost = [h for h in accepted if fate(h) != "included"]
+        assert not lost, f"{len(lost)} of {len(accepted)} accepted transactions never landed ({len(refused)} refused)"
+        assert len(accepted) >= 60, refused  # most were sent: only a bid sent as its slot closed is refused
+        # The solver committed beside them, in its own nonce sequence.
+        mine = [t for h in range(start + 1, n.height + 1) for t in n.get(f"/api/block/{h}")["txs"] if t["from"] == me]
+        commits = [t for t in mine if t["kind"] == "commit"]
+        assert len(commits) >= (end - start) // 2, f"{len(commits)} commits in {end - start} rounds"
+        wallet = [t for t in mine if t["kind"] in ("bid", "transfer")]
+        assert set(accepted) <= {t["hash"] for t in wallet}
+        assert {t["nonce"] for t in commits} & {t["nonce"] for t in wallet}  # one number, two sequences
+    finally:
+        if n.proc and n.proc.poll() is None:
+            n.stop()

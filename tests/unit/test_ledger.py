@@ -19,13 +19,14 @@ from nacl.signing import SigningKey
 
 from consensus.proposer import solve_slot
 from consensus.rules import genesis as G
-from consensus.rules import keys, ledger
-from consensus.rules.blocks import Block, BlockClearing, Multiplier, tx_root
+from consensus.rules import keys, ledger, schema
+from consensus.rules.blocks import HEADER, Block, BlockClearing, Header, Multiplier, tx_root
 from consensus.chain.chain import MAX_FUTURE_MS, BlockError, Chain
 from consensus.rules.metering import sign_reading
 from consensus.rules.state import CANCELLED, CLEARED, OPEN
 from consensus.chain.store import Store, StoreError
 from consensus.rules.transactions import BUY, SELL, Bid, CancelBid, Commit, MeterReading, RegisterSolver, Transfer, TxError, escrow_for
+from consensus.rules.transactions import Evidence
 
 
 # ------------------------------------------------------------------ helpers
@@ -352,6 +353,99 @@ def test_future_nonce_waits_in_the_mempool_until_the_gap_fills(net):
     assert list(done.block.txs) == [first, later]
     assert net.account(u0).nonce == 2 and len(net.node.mempool) == 0
     assert net.account(u1).balance == 10**12 + 13
+
+
+# ------------------------------------------------------------- nonce spaces
+def test_a_wallet_tx_and_a_consensus_tx_of_one_account_land_in_one_block_at_the_same_nonce(net):
+    """The node's own key bids from a wallet while its solver commits: each counts its own nonces, so
+    the commit neither takes the wallet's nonce nor is refused for it, and both land in one block."""
+    solver = net.solver_key
+    net.produce_until(2)
+    n, L, C = net.next_height, net.g.gate_closure, net.g.commit_window
+    bid = net.bid(solver, BUY, n + L, 1_000, 300_000)
+    commit = net.submit(solver, Commit(n + C, b"\x07" * 32))
+    transfer = net.submit(solver, Transfer(addr(net.users[0]), 5))
+    assert (bid.nonce, commit.nonce, transfer.nonce) == (0, 0, 1)
+    assert net.next_nonce(solver) == 2  # what a wallet is told: the pending commit took none of its nonces
+    done = net.produce()
+    assert set(done.block.txs) == {bid, commit, transfer}
+    acct = net.account(solver)
+    assert (acct.nonce, acct.consensus_nonce) == (2, 1)
+    assert net.state().get(schema.commit(n + C, addr(solver)))[:32] == b"\x07" * 32
+    assert net.state().bid(bid.hash).status == OPEN
+
+
+def test_a_consensus_tx_cannot_take_a_wallet_nonce_nor_a_wallet_tx_a_consensus_nonce(net):
+    solver, u0 = net.solver_key, net.users[0]
+    net.produce_until(2)
+    for amount in (1, 2):
+        net.submit(solver, Transfer(addr(u0), amount))
+    net.produce()
+    assert (net.account(solver).nonce, net.account(solver).consensus_nonce) == (2, 0)
+    n, C = net.next_height, net.g.commit_window
+    # A commit signed at the wallet's next nonce: not the consensus sequence's next, so no block takes
+    # it; the pool keeps it behind the consensus gap, where it holds nothing of the wallet's.
+    stray = net.tx(solver, Commit(n + C, bytes(32)), nonce=2)
+    with pytest.raises(TxError, match="^nonce 2 is not the account's next consensus nonce 0$"):
+        ledger.apply_tx(net.state(), stray, n, net.g)
+    net.node.submit_tx(stray)
+    assert net.next_nonce(solver) == 2
+    wallet = net.submit(solver, Transfer(addr(u0), 3))
+    assert wallet.nonce == 2
+    # A transfer at the consensus sequence's next nonce (0) is a used wallet nonce.
+    assert_refused(net, net.tx(solver, Transfer(addr(u0), 4), nonce=0),
+                   r"^nonce 0 was already used \(the account is at 2\)$",
+                   ledger_match="^nonce 0 is not the account's next nonce 2$", reason="nonce")
+    done = net.produce()
+    assert list(done.block.txs) == [wallet]
+    assert (net.account(solver).nonce, net.account(solver).consensus_nonce) == (3, 0)
+    # The commit at consensus nonce 0 lands beside the wallet's next, and moves only its own sequence.
+    commit = net.submit(solver, Commit(net.next_height + 1, b"\x01" * 32))
+    later = net.submit(solver, Transfer(addr(u0), 5))
+    assert (commit.nonce, later.nonce) == (0, 3)
+    assert set(net.produce().block.txs) == {commit, later}
+    assert (net.account(solver).nonce, net.account(solver).consensus_nonce) == (4, 1)
+
+
+def test_a_consensus_tx_that_fails_in_its_block_takes_no_wallet_tx_with_it(net):
+    """Two accounts report one equivocation; the better-paying report goes first, so the other fails in
+    the block.  When reports and transfers shared one nonce sequence, the failed report's sender's
+    next transfer failed with it (a nonce behind) and was dropped from the mempool: lost, though it
+    was admitted.  Now the report counts the consensus nonce, and the transfer lands."""
+    u0, u1 = net.users[:2]
+    net.produce_until(2)
+    first = Header(net.next_height, net.chain.head.hash, 1, bytes(32), bytes(32), bytes(32),
+                   bytes(32)).signed(net.solver_key)
+    evidence = Evidence(HEADER.encode(first), HEADER.encode(replace(first, timestamp=2).signed(net.solver_key)))
+    winner = net.submit(u1, evidence, fee=2 * FEE)
+    loser = net.submit(u0, evidence)
+    transfer = net.submit(u0, Transfer(addr(u1), 5))
+    done = net.produce()
+    assert winner in done.block.txs and loser not in done.block.txs
+    assert transfer in done.block.txs
+    assert net.state().solver(addr(net.solver_key)) is None  # slashed once
+
+
+def test_a_bid_only_a_block_already_being_built_could_take_is_refused_not_dropped(net):
+    """Once block n's slot has begun (by the engine's clock) its proposals are built: a bid whose last
+    block is n would be admitted, reported sent, and dropped when n lands.  It is refused instead."""
+    u0 = net.users[0]
+    net.produce_until(2)
+    n, L = net.next_height, net.g.gate_closure
+    net.node.now_ms = net.now(n) - 1
+    assert net.node.next_block() == n
+    early = net.bid(u0, BUY, n + L, 1_000, 300_000)
+    net.node.now_ms = net.now(n)
+    assert net.node.next_block() == n + 1
+    with pytest.raises(TxError, match=f"^slot {n + L} closed for bids at height {n}") as refused:
+        net.bid(u0, BUY, n + L, 2_000, 300_000)
+    assert refused.value.reason == "gate_closed"
+    gapped = net.tx(u0, Bid(BUY, n + L, 3_000, 300_000, 0, n + L), nonce=net.next_nonce(u0) + 1)
+    with pytest.raises(TxError, match=f"^slot {n + L} closed for bids at height {n} .* is {n + 1}$") as refused:
+        net.node.submit_tx(gapped)  # behind a gap: not tried on the ledger, refused all the same
+    assert refused.value.reason == "gate_closed"
+    later = net.bid(u0, BUY, n + L + 1, 1_000, 300_000)
+    assert set(net.produce().block.txs) == {early, later}
 
 
 def test_insufficient_balance_for_fee_and_escrow_is_refused(net):

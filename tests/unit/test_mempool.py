@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.mempool import Mempool
-from consensus.rules.transactions import BUY, SELL, Bid, Transfer, TxError, sign_tx
+from consensus.rules.transactions import BUY, CONSENSUS, SELL, WALLET, Bid, Commit, Transfer, TxError, sign_tx
 
 CHAIN_ID = "transx-dev"
 L = 3  # dev_genesis gate closure
@@ -26,14 +26,16 @@ def bid(k, nonce: int, slot: int, expiry: int, fee: int = 1_000):
 
 
 def nonces(chain: dict | None = None):
+    """The chain's next nonce by (sender, space): `chain` maps a sender to its wallet nonce, or
+    (sender, space) to that space's."""
     chain = chain or {}
-    return lambda sender: chain.get(sender, 0)
+    return lambda sender, space=WALLET: chain.get((sender, space), chain.get(sender, 0) if space == WALLET else 0)
 
 
 def filled(*txs, chain: dict | None = None, **kw) -> Mempool:
     pool = Mempool(**kw)
     for t in txs:
-        pool.add(t, nonces(chain)(t.sender))
+        pool.add(t, nonces(chain)(t.sender, t.space))
     return pool
 
 
@@ -173,6 +175,49 @@ def test_next_nonce_skips_contiguous_pending_transactions_only():
     assert pool.next_nonce(addr(C), 7) == 7
     pool.remove(a1)
     assert pool.next_nonce(addr(A), 0) == 1
+
+
+# --------------------------------------------------------------- nonce spaces
+def commit(k, nonce: int, height: int = 20, fee: int = 1_000):
+    return tx(k, nonce, fee, Commit(height, bytes([nonce]) * 32))
+
+
+def test_a_senders_wallet_and_consensus_transactions_queue_apart_and_both_go_in():
+    """The node's solver commits with the key a wallet bids with: each counts its own nonces, so a
+    commit and a bid both at nonce 0 are both pending and both offered for one block."""
+    w0, w1, c0 = tx(A, 0, 1_000), tx(A, 1, 1_000), commit(A, 0)
+    pool = filled(w0, c0, w1)
+    assert (w0.space, c0.space) == (WALLET, CONSENSUS)
+    assert pool.next_nonce(addr(A), 0) == 2 and pool.next_nonce(addr(A), 0, WALLET) == 2
+    assert pool.next_nonce(addr(A), 0, CONSENSUS) == 1
+    assert pool.pending(addr(A)) == [w0, w1, c0]
+    assert pool.pending(addr(A), WALLET) == [w0, w1] and pool.pending(addr(A), CONSENSUS) == [c0]
+    assert set(pool.select(10, nonces())) == {w0, w1, c0}
+    # A wallet transaction paying more at the commit's nonce replaces nothing of the consensus queue
+    # (it was refused as a duplicate nonce, or displaced the commit, when they shared one sequence).
+    with pytest.raises(TxError, match="^a transaction with nonce 0 is already pending"):
+        pool.add(tx(A, 0, 1_000, Transfer(TO, 99)), 0)
+    assert pool.add(tx(A, 0, 5_000, Transfer(TO, 99)), 0) == w0
+    assert c0.hash in pool and pool.pending(addr(A), CONSENSUS) == [c0]
+    # The chain moving one space on prunes that space only.
+    gone = pool.prune(5, nonces({(addr(A), CONSENSUS): 1}), L)
+    assert gone == [c0] and pool.pending(addr(A), WALLET)[1:] == [w1]
+
+
+def test_a_consensus_transaction_never_takes_or_fills_a_wallet_nonce():
+    """A commit at nonce 0 does not close the wallet's gap at nonce 0, and a wallet transaction at the
+    consensus queue's next nonce does not fill the consensus gap: each waits for its own."""
+    w1, c1 = tx(A, 1, 1_000), commit(A, 1)
+    pool = filled(w1, c1)  # both behind a gap at 0
+    assert pool.select(10, nonces()) == []
+    pool.add(commit(A, 0), 0)
+    assert pool.next_nonce(addr(A), 0, WALLET) == 0  # the wallet's next is still 0
+    assert [t.space for t in pool.select(10, nonces())] == [CONSENSUS, CONSENSUS]
+    pool.add(tx(A, 0, 1_000), 0)
+    assert len(pool.select(10, nonces())) == 4
+    # At the chain's nonces (wallet 0, consensus 2), only the wallet queue is offered.
+    assert [t.nonce for t in pool.select(10, nonces({(addr(A), CONSENSUS): 2}))] == [0, 1]
+    assert all(t.space == WALLET for t in pool.select(10, nonces({(addr(A), CONSENSUS): 2})))
 
 
 def test_removing_an_equal_copy_forgets_the_transaction_everywhere():

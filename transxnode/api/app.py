@@ -120,7 +120,7 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
             "address": encode_address(node.address), "mempool": len(node.mempool),
             "slot_seconds": g.slot_seconds, "gate_closure": g.gate_closure, "bid_horizon": g.bid_horizon,
             "meter_window": g.meter_window,
-            "first_open_slot": first_open_slot(g, chain.height), "zones": g.zones, "min_fee": g.min_fee,
+            "first_open_slot": first_open_slot(g, node.next_block() - 1), "zones": g.zones, "min_fee": g.min_fee,
             "grid": {"feed_in": g.feed_in, "retail": g.retail}, "genesis_time": g.timestamp,
             "supply": {"minted": totals.minted, "burned": totals.burned, "grid_charged": totals.grid_charged,
                        "grid_credited": totals.grid_credited},
@@ -202,7 +202,7 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
             rows.append({"slot": s, "trades": len(b.clearing.trades), "traded_wh": t_wh, "value": t_val,
                          "average_price": t_val * 1000 // t_wh if t_wh else None, "void": b.clearing.void,
                          "supply_wh": offered[SELL], "demand_wh": offered[BUY]})
-        return {"height": chain.height, "first_open_slot": first_open_slot(g, chain.height),
+        return {"height": chain.height, "first_open_slot": first_open_slot(g, node.next_block() - 1),
                 "grid": {"feed_in": g.feed_in, "retail": g.retail},
                 "average_price": value * 1000 // wh if wh else None, "recent": rows}
 
