@@ -22,9 +22,9 @@ devnet: $(STAMP)
 	$(VENV)/bin/transx devnet
 
 bench: $(STAMP)
-	$(PY) bench/solver.py
+	$(PY) bench/clearing.py
 	$(PY) bench/chain.py
-	$(PY) bench/consensus.py
+	$(PY) bench/consensus_sim.py
 	$(PY) bench/network.py
 
 clean:

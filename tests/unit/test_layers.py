@@ -152,6 +152,13 @@ def test_plugins_and_benchmarks_use_only_public_names():
     assert not private, "\n".join(private)
 
 
+def test_no_benchmark_shadows_a_package():
+    """`python bench/X.py` puts bench/ first on sys.path: a bench/solver.py would be imported as `solver`."""
+    tops = {p.parent.name for p in ROOT.glob("*/__init__.py")} | {"cli"}
+    clash = sorted(p.stem for p in (ROOT / "bench").glob("*.py") if p.stem in tops)
+    assert not clash, f"bench scripts named like packages: {clash}"
+
+
 def test_the_layer_map_names_every_package():
     """A new top-level package must be placed in the map above (else its imports are not checked)."""
     tops = {p.parent.name for p in ROOT.glob("*/__init__.py")}

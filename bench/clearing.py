@@ -1,6 +1,6 @@
 """Solver benchmark: clear seeded realistic instances of growing size.
 
-    python bench/solver.py [--sizes 200,1000,...] [--solver clarabel|scs] [--seed 1]
+    python bench/clearing.py [--sizes 200,1000,...] [--solver clarabel|scs] [--seed 1]
 
 Prints one Markdown row per size: candidate pairs, compile / solve / verify
 seconds, the certified gap, and the welfare of the Nash-bargaining clearing

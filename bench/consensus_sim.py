@@ -1,6 +1,6 @@
 """Consensus benchmark: the simulator's speed, gossip per block, and the energy a block costs.
 
-    python bench/consensus.py [--seed 1] [--quick]
+    python bench/consensus_sim.py [--seed 1] [--quick]
 
 1. Rounds per second: N in-process nodes (each with its own LevelDB store, chain and consensus
    engine) over the simulated network (5-50 ms latency), households bidding every slot; wall-clock
