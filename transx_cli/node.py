@@ -34,7 +34,7 @@ def _init(datadir, genesis_file, dev, slot_seconds, api_listen, p2p_listen, boot
     from transxnode.datadir.config import DEFAULT_API, DEFAULT_P2P, check_p2p_address, config_path
     from transxnode.datadir.create import init_datadir, network_genesis
 
-    d = Path(resolve_datadir(datadir))
+    d = Path(resolve_datadir(datadir, create=True))
     if config_path(d).exists():
         fail(f"{d} is already initialised (config.toml exists); choose another --datadir")
     if dev and genesis_file:

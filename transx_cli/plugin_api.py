@@ -61,16 +61,32 @@ api_option = click.option("--api", help="The node's API URL (default: the node r
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
-def resolve_datadir(datadir: str | None) -> str:
+def resolve_datadir(datadir: str | None, create: bool = False) -> str:
+    """The data directory a command works on: the one named (--datadir, or $TRANSX_DATADIR), else ~/.transx.
+    A named one must exist, unless the command creates it (`create`: `transx init`): a mistyped path is one
+    line and exit 2, never another directory's keys or the default node's answers."""
+    from pathlib import Path
+
     from transxnode.datadir.config import DEFAULT_DATADIR
 
-    return datadir or DEFAULT_DATADIR
+    if datadir is None:
+        return DEFAULT_DATADIR
+    if not create and not Path(datadir).is_dir():
+        ctx = click.get_current_context(silent=True)
+        from_env = ctx is not None and ctx.get_parameter_source("datadir") == click.core.ParameterSource.ENVIRONMENT
+        fail(f"no data directory {datadir}{' (named by $TRANSX_DATADIR)' if from_env else ''}: check the path, "
+             f"or create one with `transx init --datadir {datadir}`")
+    return datadir
 
 
 def node_client(api: str | None, datadir: str | None):
+    """A client of --api, else of the node on the data directory; the default API address only when no
+    data directory was named."""
     from transxnode.client.node_api import ApiClient, resolve_api
 
-    return ApiClient(resolve_api(api, resolve_datadir(datadir)))
+    if api:
+        return ApiClient(resolve_api(api, None))
+    return ApiClient(resolve_api(None, resolve_datadir(datadir), named=datadir is not None))
 
 
 def guard(fn):

@@ -254,6 +254,35 @@ def test_bad_cli_input_is_one_line_and_nonzero(node):
     assert r.returncode == 2 and "transx init" in r.stderr
 
 
+def test_a_datadir_that_does_not_exist_is_one_line_never_another_nodes_answer(node, tmp_path):
+    """Issue 14, item 4: a mistyped --datadir (or $TRANSX_DATADIR) is one line and exit 2, not the answer of
+    whatever node listens on the default API address, nor an empty keystore; the default address serves only
+    when no data directory was named."""
+    missing = str(tmp_path / "no" / "such" / "dir")
+    payee = transx_json("wallet", "address", *node.dd)["address"]
+    for args in (("explorer", "head"), ("wallet", "balance"), ("wallet", "send", payee, "1"), ("bid", "list"),
+                 ("meter", "read", "--slot", "1", "--exported-wh", "5"), ("node",), ("wallet", "new")):
+        r = transx(*args, "--datadir", missing)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, (args, r.stdout, r.stderr)
+        assert lines[0].startswith(f"error: no data directory {missing}") and "transx init" in lines[0], (args, lines)
+    assert not (tmp_path / "no").exists()  # `wallet new` did not make it either
+    env_missing = {**ENV, "TRANSX_DATADIR": missing}
+    r = subprocess.run([*TRANSX, "explorer", "head"], capture_output=True, text=True, env=env_missing, timeout=60)
+    assert r.returncode == 2 and "$TRANSX_DATADIR" in r.stderr and missing in r.stderr, r.stderr
+    # A directory that is there but holds no node is no reason to ask the default address either.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = transx("explorer", "head", "--datadir", str(empty))
+    assert r.returncode == 2 and "not a TransX data directory" in r.stderr and "8645" not in r.stderr, r.stderr
+    # The node's own data directory, named either way, still answers.
+    env_node = {**ENV, "TRANSX_DATADIR": str(node.datadir)}
+    r = subprocess.run([*TRANSX, "explorer", "head", "--json"], capture_output=True, text=True, env=env_node,
+                       timeout=60)
+    assert r.returncode == 0 and json.loads(r.stdout)["height"] >= 1, r.stderr
+    assert transx_json("explorer", "head", *node.dd)["height"] >= 1
+
+
 def _funded_wallet(node, amount: str = "1000") -> tuple[str, object]:
     """A wallet key of this test's own (the node key is busy with its solver's commits), funded."""
     ks = Keystore(node.datadir / "keystore")
