@@ -4,7 +4,8 @@ A plugin (an object registered in the `transx.plugins` entry-point group, transx
 click commands to `transx`; its commands build on these names and nothing else of the CLI, so they
 read and fail like the built-in ones:
 
-- options: `datadir_option`, `password_option`, `api_option`, `json_option`;
+- options: `datadir_option`, `password_option`, `api_option`, `json_option`; `AmountCommand` (the class of a
+  command whose arguments are numbers: `-5` is read as a number, not as an unknown option);
 - a node: `resolve_datadir`, `node_client` (an ApiClient for --api or the node on --datadir), `fetch_account`;
 - keys: `open_keystore`, `default_address`, `ask_password`, `unlock` (a SigningKey);
 - errors: `guard` (a decorator: every error a user can cause becomes one line and a non-zero exit), `fail`;
@@ -15,7 +16,9 @@ Names not listed here are private to the CLI and may change.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import sys
 
 import click
@@ -59,6 +62,36 @@ password_option = click.option(
     "(else $TRANSX_PASSWORD, else a prompt).")
 api_option = click.option("--api", help="The node's API URL (default: the node running on --datadir).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+class AmountCommand(click.Command):
+    """A command with amount, quantity or price arguments (`@group.command(cls=AmountCommand)`): a negative
+    number where an argument goes (`wallet send ADDR -5`) reaches the argument, whose parser says what is
+    wrong with it, instead of being taken for an unknown option.  Options and their values are read as by
+    any command: the arguments are moved behind a `--` only when one of them starts with a dash."""
+
+    _NUMBER = re.compile(r"-\.?[0-9]")
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, self._numbers_as_arguments(ctx, args))
+
+    def _numbers_as_arguments(self, ctx, args: list[str]) -> list[str]:
+        takes_value = {name for p in self.get_params(ctx) if isinstance(p, click.Option) and not p.is_flag
+                       and not p.count for name in p.opts + p.secondary_opts}
+        options, arguments = [], []
+        rest = iter(args)
+        for arg in rest:
+            if arg == "--":
+                arguments.extend(rest)
+            elif arg.startswith("-") and len(arg) > 1 and not self._NUMBER.match(arg):
+                options.append(arg)
+                if arg in takes_value:
+                    options.extend(itertools.islice(rest, 1))  # its value, whatever it looks like (`--fee -1`)
+            else:
+                arguments.append(arg)
+        if not any(a.startswith("-") for a in arguments):
+            return args
+        return options + ["--", *arguments]
 
 
 def resolve_datadir(datadir: str | None, create: bool = False) -> str:

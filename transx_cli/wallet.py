@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .plugin_api import AmountCommand
 from .plugin_api import tokens, table, datadir_option, password_option, api_option, json_option, node_client, guard, ask_password, format_tokens, emit, open_keystore, default_address, unlock, fetch_account
 
 
@@ -70,7 +71,7 @@ def wallet_balance(address, datadir, api, as_json) -> None:
         f"open bids {len(a['open_bids'])}"]))
 
 
-@wallet.command("send")
+@wallet.command("send", cls=AmountCommand)
 @click.argument("to")
 @click.argument("amount")
 @click.option("--from", "sender", help="Address to send from (default: the default address).")
