@@ -80,7 +80,7 @@ def _node(datadir, password_file, verbose) -> None:
                         format="%(asctime)s %(levelname)-5s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("hypercorn.error", "hypercorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    password = ask_password(password_file)
+    password = ask_password(password_file, datadir=d)
     trio.run(run_node, d, password)
 
 

@@ -148,9 +148,16 @@ def guard(fn):
     return wrapper
 
 
-def ask_password(password_file: str | None, confirm: bool = False) -> str:
+def ask_password(password_file: str | None, confirm: bool = False, datadir: str | None = None) -> str:
+    """The password from --password-file, else $TRANSX_PASSWORD, else (given `datadir`, a data directory as
+    resolve_datadir returns it) the password file its config.toml names, else a prompt on a terminal."""
+    import os
+
+    from transxnode.datadir.config import password_file_of
     from transxnode.datadir.keystore import read_password
 
+    if password_file is None and datadir is not None and "TRANSX_PASSWORD" not in os.environ:
+        password_file = password_file_of(datadir)
     return read_password(password_file=password_file, prompt=sys.stdin.isatty(), confirm=confirm)
 
 
@@ -188,7 +195,7 @@ def default_address(datadir) -> str:
 
 def unlock(datadir, address: str | None, password_file):
     address = address or default_address(datadir)
-    return open_keystore(datadir).unlock(address, ask_password(password_file))
+    return open_keystore(datadir).unlock(address, ask_password(password_file, datadir=resolve_datadir(datadir)))
 
 
 def fetch_account(address: str | None, datadir, api) -> dict:
