@@ -89,6 +89,7 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     assert d["status"] == "settled" and {r["address"] for r in d["accounts"]} == {seller, buyer}
     text = transx("explorer", "address", seller, *node.dd, check=True).stdout
     assert "delivery settlements" in text and "1,000" in text
+    assert " on time " in text  # the explorer page's word for a reading in time, not "on" (issue 14, item 10)
 
     block = transx_json("explorer", "block", str(slot), *node.dd)
     assert block["clearing"]["traded_wh"] == 3000 and not block["clearing"]["void"]
@@ -98,6 +99,7 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     assert buy["bid"] in {h["hash"] for h in hist}
     text = transx("explorer", "market", str(slot), *node.dd, check=True).stdout
     assert "trades" in text and "vs grid" in text
+    assert "delivery settled" in text and " on time " in text
 
 
 def test_a_day_of_bids_from_a_profile_file_lands_slot_by_slot(node, tmp_path):

@@ -38,3 +38,19 @@ def test_unknown_options_and_double_dash_still_read_as_before():
     assert (r.exit_code, r.stderr) == (2, "error: amount must be positive, got -5\n"), r.stderr
     r = run("wallet", "send", PAYEE, "-5", "extra")
     assert r.exit_code == 2 and "unexpected extra argument" in r.stderr, r.stderr
+
+
+def test_a_settlement_reads_on_time_as_on_the_explorer_page():
+    """The CLI's settlement table words a reading as the API and the explorer page do ("on time", "missing
+    (default applied)"), not cut to its first word (issue 14, item 10)."""
+    from pathlib import Path
+
+    from transx_cli.tables import settlements_table
+
+    row = dict(slot=5, sold_wh=3000, bought_wh=0, exported_wh=2000, imported_wh=0, shortfall_wh=1000, unused_wh=0,
+               charge=570_000, credit=0, unpaid=0)
+    rows = [{**row, "reading": "on time"}, {**row, "slot": 6, "reading": "missing (default applied)"}]
+    text = settlements_table(rows, "slot")
+    assert " on time " in text and " missing (default applied) " in text, text
+    page = (Path(__file__).parents[2] / "transxnode/api/static/explorer.html").read_text()
+    assert "esc(r.reading)" in page  # the page shows the API's words as they are
