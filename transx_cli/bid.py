@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from .plugin_api import AmountCommand
 from .plugin_api import fail, tokens, table, datadir_option, password_option, api_option, json_option, node_client, guard, format_price, emit, default_address, unlock, fetch_account
 from .sending import send_bids
 from .sending import warn_without_meter
@@ -34,14 +35,14 @@ def _bid_options(fn):
     return fn
 
 
-@bid.command("buy")
+@bid.command("buy", cls=AmountCommand)
 @_bid_options
 def bid_buy(**kw) -> None:
     """Buy QUANTITY (e.g. 5kWh) at most at PRICE tokens per kWh; the most you pay is held in escrow."""
     _bid(0, **kw)
 
 
-@bid.command("sell")
+@bid.command("sell", cls=AmountCommand)
 @_bid_options
 def bid_sell(**kw) -> None:
     """Sell QUANTITY (e.g. 5kWh) at least at PRICE tokens per kWh."""

@@ -67,6 +67,9 @@ def _devnet(directory, nodes, homes, slot_seconds, slots, seed, station) -> None
         say("starting the nodes (each imports the solver and libp2p: a few seconds)")
         net.start()
         say(f"{directory}/devnet.json lists the nodes; Ctrl-C stops everything")
+        say(f"sign with a node's funded key: transx wallet send ADDRESS 5 --datadir {Path(directory) / 'node1'}  "
+            f"(the keys' password is in {Path(directory) / 'password'}, which each node's config.toml names; "
+            f"elsewhere: --password-file {Path(directory) / 'password'})")
         net.run(slots)
     except KeyboardInterrupt:
         say("stopping")

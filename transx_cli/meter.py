@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .plugin_api import resolve_datadir
 from .plugin_api import fail, datadir_option, password_option, api_option, json_option, node_client, guard, ask_password, emit, open_keystore, default_address, fetch_account
 
 
@@ -27,7 +28,7 @@ def meter_register(address, meter_address, datadir, api, password_file, as_json)
     from consensus.rules.transactions import RegisterMeter
     from transxnode.client.wallet import send
 
-    password = ask_password(password_file)
+    password = ask_password(password_file, datadir=resolve_datadir(datadir))
     account = address or default_address(datadir)
     meter_address = meter_address or open_keystore(datadir).create(password)
     meter_key = open_keystore(datadir).unlock(meter_address, password)
@@ -62,7 +63,7 @@ def meter_read(slot, imported_wh, exported_wh, address, datadir, api, password_f
     meter_address = encode_address(address_of(bytes.fromhex(registered)))
     if meter_address not in open_keystore(datadir).addresses():
         fail(f"the meter registered to {account} ({meter_address}) has no key in this keystore")
-    password = ask_password(password_file)
+    password = ask_password(password_file, datadir=resolve_datadir(datadir))
     info = client.get("/api/node")
     reading = sign_reading(open_keystore(datadir).unlock(meter_address, password), chain_id=info["chain_id"],
                            account=decode_address(account), slot=slot, imported_wh=imported_wh,

@@ -34,7 +34,7 @@ def _init(datadir, genesis_file, dev, slot_seconds, api_listen, p2p_listen, boot
     from transxnode.datadir.config import DEFAULT_API, DEFAULT_P2P, check_p2p_address, config_path
     from transxnode.datadir.create import init_datadir, network_genesis
 
-    d = Path(resolve_datadir(datadir))
+    d = Path(resolve_datadir(datadir, create=True))
     if config_path(d).exists():
         fail(f"{d} is already initialised (config.toml exists); choose another --datadir")
     if dev and genesis_file:
@@ -80,7 +80,7 @@ def _node(datadir, password_file, verbose) -> None:
                         format="%(asctime)s %(levelname)-5s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("hypercorn.error", "hypercorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    password = ask_password(password_file)
+    password = ask_password(password_file, datadir=d)
     trio.run(run_node, d, password)
 
 

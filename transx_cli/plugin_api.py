@@ -4,7 +4,8 @@ A plugin (an object registered in the `transx.plugins` entry-point group, transx
 click commands to `transx`; its commands build on these names and nothing else of the CLI, so they
 read and fail like the built-in ones:
 
-- options: `datadir_option`, `password_option`, `api_option`, `json_option`;
+- options: `datadir_option`, `password_option`, `api_option`, `json_option`; `AmountCommand` (the class of a
+  command whose arguments are numbers: `-5` is read as a number, not as an unknown option);
 - a node: `resolve_datadir`, `node_client` (an ApiClient for --api or the node on --datadir), `fetch_account`;
 - keys: `open_keystore`, `default_address`, `ask_password`, `unlock` (a SigningKey);
 - errors: `guard` (a decorator: every error a user can cause becomes one line and a non-zero exit), `fail`;
@@ -15,7 +16,9 @@ Names not listed here are private to the CLI and may change.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import sys
 
 import click
@@ -61,16 +64,62 @@ api_option = click.option("--api", help="The node's API URL (default: the node r
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
-def resolve_datadir(datadir: str | None) -> str:
+class AmountCommand(click.Command):
+    """A command with amount, quantity or price arguments (`@group.command(cls=AmountCommand)`): a negative
+    number where an argument goes (`wallet send ADDR -5`) reaches the argument, whose parser says what is
+    wrong with it, instead of being taken for an unknown option.  Options and their values are read as by
+    any command: the arguments are moved behind a `--` only when one of them starts with a dash."""
+
+    _NUMBER = re.compile(r"-\.?[0-9]")
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, self._numbers_as_arguments(ctx, args))
+
+    def _numbers_as_arguments(self, ctx, args: list[str]) -> list[str]:
+        takes_value = {name for p in self.get_params(ctx) if isinstance(p, click.Option) and not p.is_flag
+                       and not p.count for name in p.opts + p.secondary_opts}
+        options, arguments = [], []
+        rest = iter(args)
+        for arg in rest:
+            if arg == "--":
+                arguments.extend(rest)
+            elif arg.startswith("-") and len(arg) > 1 and not self._NUMBER.match(arg):
+                options.append(arg)
+                if arg in takes_value:
+                    options.extend(itertools.islice(rest, 1))  # its value, whatever it looks like (`--fee -1`)
+            else:
+                arguments.append(arg)
+        if not any(a.startswith("-") for a in arguments):
+            return args
+        return options + ["--", *arguments]
+
+
+def resolve_datadir(datadir: str | None, create: bool = False) -> str:
+    """The data directory a command works on: the one named (--datadir, or $TRANSX_DATADIR), else ~/.transx.
+    A named one must exist, unless the command creates it (`create`: `transx init`): a mistyped path is one
+    line and exit 2, never another directory's keys or the default node's answers."""
+    from pathlib import Path
+
     from transxnode.datadir.config import DEFAULT_DATADIR
 
-    return datadir or DEFAULT_DATADIR
+    if datadir is None:
+        return DEFAULT_DATADIR
+    if not create and not Path(datadir).is_dir():
+        ctx = click.get_current_context(silent=True)
+        from_env = ctx is not None and ctx.get_parameter_source("datadir") == click.core.ParameterSource.ENVIRONMENT
+        fail(f"no data directory {datadir}{' (named by $TRANSX_DATADIR)' if from_env else ''}: check the path, "
+             f"or create one with `transx init --datadir {datadir}`")
+    return datadir
 
 
 def node_client(api: str | None, datadir: str | None):
+    """A client of --api, else of the node on the data directory; the default API address only when no
+    data directory was named."""
     from transxnode.client.node_api import ApiClient, resolve_api
 
-    return ApiClient(resolve_api(api, resolve_datadir(datadir)))
+    if api:
+        return ApiClient(resolve_api(api, None))
+    return ApiClient(resolve_api(None, resolve_datadir(datadir), named=datadir is not None))
 
 
 def guard(fn):
@@ -99,9 +148,16 @@ def guard(fn):
     return wrapper
 
 
-def ask_password(password_file: str | None, confirm: bool = False) -> str:
+def ask_password(password_file: str | None, confirm: bool = False, datadir: str | None = None) -> str:
+    """The password from --password-file, else $TRANSX_PASSWORD, else (given `datadir`, a data directory as
+    resolve_datadir returns it) the password file its config.toml names, else a prompt on a terminal."""
+    import os
+
+    from transxnode.datadir.config import password_file_of
     from transxnode.datadir.keystore import read_password
 
+    if password_file is None and datadir is not None and "TRANSX_PASSWORD" not in os.environ:
+        password_file = password_file_of(datadir)
     return read_password(password_file=password_file, prompt=sys.stdin.isatty(), confirm=confirm)
 
 
@@ -139,7 +195,7 @@ def default_address(datadir) -> str:
 
 def unlock(datadir, address: str | None, password_file):
     address = address or default_address(datadir)
-    return open_keystore(datadir).unlock(address, ask_password(password_file))
+    return open_keystore(datadir).unlock(address, ask_password(password_file, datadir=resolve_datadir(datadir)))
 
 
 def fetch_account(address: str | None, datadir, api) -> dict:

@@ -9,7 +9,7 @@ def settlements_table(rows, first: str) -> str:
     return table([first, "sold Wh", "bought Wh", "out Wh", "in Wh", "reading", "short Wh", "unused Wh", "charge",
                    "credit", "unpaid"],
                   [[r[first], f"{r['sold_wh']:,}", f"{r['bought_wh']:,}", f"{r['exported_wh']:,}",
-                    f"{r['imported_wh']:,}", r["reading"].split(" ")[0], f"{r['shortfall_wh']:,}",
+                    f"{r['imported_wh']:,}", r["reading"], f"{r['shortfall_wh']:,}",
                     f"{r['unused_wh']:,}", tokens(r["charge"]), tokens(r["credit"]), tokens(r["unpaid"])]
                    for r in rows], 20)
 

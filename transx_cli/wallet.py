@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .plugin_api import AmountCommand, resolve_datadir
 from .plugin_api import tokens, table, datadir_option, password_option, api_option, json_option, node_client, guard, ask_password, format_tokens, emit, open_keystore, default_address, unlock, fetch_account
 
 
@@ -19,7 +20,7 @@ def wallet() -> None:
 @guard
 def wallet_new(datadir, password_file, as_json) -> None:
     """Create a key in the keystore; prints its address."""
-    address = open_keystore(datadir).create(ask_password(password_file, confirm=True))
+    address = open_keystore(datadir).create(ask_password(password_file, confirm=True, datadir=resolve_datadir(datadir)))
     emit({"address": address}, as_json, lambda d: d["address"])
 
 
@@ -70,7 +71,7 @@ def wallet_balance(address, datadir, api, as_json) -> None:
         f"open bids {len(a['open_bids'])}"]))
 
 
-@wallet.command("send")
+@wallet.command("send", cls=AmountCommand)
 @click.argument("to")
 @click.argument("amount")
 @click.option("--from", "sender", help="Address to send from (default: the default address).")

@@ -56,3 +56,43 @@ def test_devnet_refuses_a_directory_that_is_not_its_own(tmp_path):
                        timeout=60)
     assert r.returncode == 2 and "not a devnet directory" in r.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_the_devnets_keys_sign_with_datadir_alone_as_the_readme_says(tmp_path):
+    """Issue 14, item 7: `--datadir devnet/node1` signs with node 1's funded key, with no password to find
+    in the source: the devnet keeps it in devnet/password (0600), which each node's config names, and says so."""
+    import os
+    import stat
+
+    from nacl.signing import SigningKey
+
+    from consensus.rules.keys import address_of_key, encode_address
+
+    d = tmp_path / "devnet"
+    proc = subprocess.Popen([*TRANSX, "devnet", "--dir", str(d), "--nodes", "1", "--homes", "0", "--slot-seconds", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    lines: list[str] = []
+    try:
+        while not any(ln.startswith("slot ") for ln in lines):  # the chain is up and making blocks
+            line = proc.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        # A person in another shell: no $TRANSX_PASSWORD, no terminal to ask on.
+        env = {k: v for k, v in ENV.items() if k != "TRANSX_PASSWORD"}
+        payee = encode_address(address_of_key(SigningKey.generate()))
+        r = subprocess.run([*TRANSX, "wallet", "send", payee, "5", "--datadir", str(d / "node1"), "--json"],
+                           capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["hash"]
+        assert stat.S_IMODE(os.stat(d / "password").st_mode) == 0o600
+        said = "".join(lines)
+        assert f"--datadir {d}/node1" in said and f"{d}/password" in said, said
+        # The same file works for a command that names it, from anywhere.
+        r = subprocess.run([*TRANSX, "wallet", "send", payee, "1", "--datadir", str(d / "node1"), "--password-file",
+                            str(d / "password"), "--json"], capture_output=True, text=True, env=env,
+                           stdin=subprocess.DEVNULL, timeout=60)
+        assert r.returncode == 0, r.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out

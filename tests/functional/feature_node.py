@@ -90,6 +90,7 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     assert d["status"] == "settled" and {r["address"] for r in d["accounts"]} == {seller, buyer}
     text = transx("explorer", "address", seller, *node.dd, check=True).stdout
     assert "delivery settlements" in text and "1,000" in text
+    assert " on time " in text  # the explorer page's word for a reading in time, not "on" (issue 14, item 10)
 
     block = transx_json("explorer", "block", str(slot), *node.dd)
     assert block["clearing"]["traded_wh"] == 3000 and not block["clearing"]["void"]
@@ -99,6 +100,7 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     assert buy["bid"] in {h.get("hash") for h in hist}
     text = transx("explorer", "market", str(slot), *node.dd, check=True).stdout
     assert "trades" in text and "vs grid" in text
+    assert "delivery settled" in text and " on time " in text
 
 
 def test_a_day_of_bids_from_a_profile_file_lands_slot_by_slot(node, tmp_path):
@@ -226,7 +228,9 @@ def test_bad_cli_input_is_one_line_and_nonzero(node):
         (("wallet", "send", "trx1notanaddress", "1"), 2, "address"),
         (("wallet", "send", payee, "1.0000001"), 2, "6 decimals"),
         (("wallet", "send", payee, "0"), 2, "positive"),
-        (("wallet", "send", payee, "-3"), 2, "No such option"),
+        (("wallet", "send", payee, "-3"), 2, "amount must be positive, got -3"),
+        (("bid", "buy", "-5kWh", "0.5", "-y"), 2, "quantity must be positive, got -5kWh"),
+        (("bid", "sell", "5kWh", "-0.3", "-y"), 2, "price must not be negative, got -0.3"),
         (("bid", "buy", "lots", "0.5", "-y"), 2, "energy"),
         (("bid", "buy", "5kWh", "0.5", "--zone", "9", "-y"), 2, "zone 9"),
         (("bid", "buy", "5kWh", "0.5", "--slot", "1", "-y"), 2, "closed"),
@@ -253,6 +257,35 @@ def test_bad_cli_input_is_one_line_and_nonzero(node):
     assert sent <= {"commit", "reveal"}, sent
     r = transx("node", "--datadir", str(node.datadir.parent / "nowhere"))
     assert r.returncode == 2 and "transx init" in r.stderr
+
+
+def test_a_datadir_that_does_not_exist_is_one_line_never_another_nodes_answer(node, tmp_path):
+    """Issue 14, item 4: a mistyped --datadir (or $TRANSX_DATADIR) is one line and exit 2, not the answer of
+    whatever node listens on the default API address, nor an empty keystore; the default address serves only
+    when no data directory was named."""
+    missing = str(tmp_path / "no" / "such" / "dir")
+    payee = transx_json("wallet", "address", *node.dd)["address"]
+    for args in (("explorer", "head"), ("wallet", "balance"), ("wallet", "send", payee, "1"), ("bid", "list"),
+                 ("meter", "read", "--slot", "1", "--exported-wh", "5"), ("node",), ("wallet", "new")):
+        r = transx(*args, "--datadir", missing)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, (args, r.stdout, r.stderr)
+        assert lines[0].startswith(f"error: no data directory {missing}") and "transx init" in lines[0], (args, lines)
+    assert not (tmp_path / "no").exists()  # `wallet new` did not make it either
+    env_missing = {**ENV, "TRANSX_DATADIR": missing}
+    r = subprocess.run([*TRANSX, "explorer", "head"], capture_output=True, text=True, env=env_missing, timeout=60)
+    assert r.returncode == 2 and "$TRANSX_DATADIR" in r.stderr and missing in r.stderr, r.stderr
+    # A directory that is there but holds no node is no reason to ask the default address either.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = transx("explorer", "head", "--datadir", str(empty))
+    assert r.returncode == 2 and "not a TransX data directory" in r.stderr and "8645" not in r.stderr, r.stderr
+    # The node's own data directory, named either way, still answers.
+    env_node = {**ENV, "TRANSX_DATADIR": str(node.datadir)}
+    r = subprocess.run([*TRANSX, "explorer", "head", "--json"], capture_output=True, text=True, env=env_node,
+                       timeout=60)
+    assert r.returncode == 0 and json.loads(r.stdout)["height"] >= 1, r.stderr
+    assert transx_json("explorer", "head", *node.dd)["height"] >= 1
 
 
 def _funded_wallet(node, amount: str = "1000") -> tuple[str, object]:

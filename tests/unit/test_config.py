@@ -20,3 +20,27 @@ def test_keepalive_is_never_or_a_sane_number_of_seconds(tmp_path, value, ok):
         with pytest.raises(ConfigError, match="keepalive|malformed") as e:
             load_config(tmp_path)
         assert "\n" not in str(e.value)
+
+
+def test_a_remembered_password_file_is_read_only_if_it_is_the_owners_alone(tmp_path):
+    """config.toml's password_file (a devnet node's names ../password): relative to the data directory, and
+    refused in one line when others may read it, as ssh refuses such a key."""
+    import os
+
+    from transxnode.datadir.config import password_file_of
+
+    d = tmp_path / "node1"
+    d.mkdir()
+    write_config(Config(d, key="trx1example"))
+    assert password_file_of(d) is None
+    write_config(Config(d, key="trx1example", password_file="../password"))
+    assert load_config(d).password_file == "../password"
+    with pytest.raises(ConfigError, match="password_file .*password: No such file"):
+        password_file_of(d)
+    (tmp_path / "password").write_text("devnet\n")
+    os.chmod(tmp_path / "password", 0o640)
+    with pytest.raises(ConfigError, match=r"may be read by others \(mode 640\): `chmod 600 ") as e:
+        password_file_of(d)
+    assert "\n" not in str(e.value)
+    os.chmod(tmp_path / "password", 0o600)
+    assert password_file_of(d) == str(d / "../password")

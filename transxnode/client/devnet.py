@@ -41,7 +41,7 @@ from consensus.rules.keys import address_of_key, encode_address, public_key
 from consensus.rules.metering import sign_reading
 from consensus.rules.transactions import Bid, Body, MeterReading, RegisterMeter, sign_tx
 
-PASSWORD = "devnet"  # the devnet's keys guard nothing of value
+PASSWORD = "devnet"  # the devnet's keys guard nothing of value; it is in <dir>/password, which each node's config names
 ROLES = (("pv", 0.45), ("home", 0.4), ("ev", 0.15))
 
 
@@ -154,6 +154,8 @@ class Devnet:
                 raise DevnetError(f"{self.dir} exists and is not a devnet directory; choose another --dir")
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True)
+        with os.fdopen(os.open(self.dir / "password", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(PASSWORD + "\n")  # `--datadir devnet/node1` signs without asking: the node configs name it
         from p2p.network import peer_id_from_seed
 
         node_keys = [SigningKey(_seed(self.seed, f"node{k}") if self.seed else os.urandom(32))
@@ -170,7 +172,7 @@ class Devnet:
             d = self.dir / f"node{k + 1}"
             listen = peers[k].rsplit("/p2p/", 1)[0]
             address, _ = init_datadir(d, PASSWORD, doc, api_listen="127.0.0.1:0", seed=bytes(key), p2p_listen=listen,
-                                      bootstrap=[p for j, p in enumerate(peers) if j != k])
+                                      bootstrap=[p for j, p in enumerate(peers) if j != k], password_file="../password")
             self.nodes.append(DevnetNode(d, address, peers[k]))
         if self.station:  # the EV owner's key lives beside node 1's, which also runs the station
             from transxnode.datadir.keystore import Keystore

@@ -20,16 +20,21 @@ class ClientError(Exception):
         self.status, self.reason = status, reason
 
 
-def resolve_api(api: str | None, datadir: str | Path) -> str:
-    """--api if given, else the URL the running node wrote, else the config's listen address."""
+def resolve_api(api: str | None, datadir: str | Path | None, named: bool = False) -> str:
+    """--api if given, else the URL the node running on `datadir` wrote, else its config's listen address.
+    The default API address only for a data directory nobody `named` (the default one, uninitialised): a
+    named directory that is not a node's is an error, never whatever node answers at the default address."""
     if api:
         return api.rstrip("/")
+    assert datadir is not None, "no --api and no data directory"
     url = running_api(datadir)
     if url:
         return url.rstrip("/")
     try:
         return "http://" + load_config(datadir).api_listen
-    except ConfigError:
+    except ConfigError as e:
+        if named:
+            raise ConfigError(f"{e} (or give the node's --api URL)") from None
         return "http://" + DEFAULT_API
 
 

@@ -27,8 +27,10 @@ def parse_tokens(text: str, what: str = "amount", allow_zero: bool = False) -> i
         d = Decimal(text.strip())
     except (InvalidOperation, AttributeError):
         raise InputError(f"{what} {text!r} is not a number of tokens (e.g. 12.5)") from None
-    if not d.is_finite() or d < 0 or (d == 0 and not allow_zero):
-        raise InputError(f"{what} must be {'non-negative' if allow_zero else 'positive'}, got {text!r}")
+    if not d.is_finite():
+        raise InputError(f"{what} {text!r} is not a number of tokens (e.g. 12.5)")
+    if d < 0 or (d == 0 and not allow_zero):
+        raise InputError(f"{what} must {'not be negative' if allow_zero else 'be positive'}, got {text.strip()}")
     micro = d * 1_000_000
     if micro != micro.to_integral_value():
         raise InputError(f"{what} {text!r} has more than 6 decimals (the smallest unit is 0.000001)")
@@ -42,6 +44,8 @@ _ENERGY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(wh|kwh|mwh)?\s*$", re.IGNORE
 
 def parse_energy(text: str) -> int:
     """'5kWh', '2.5 kwh', '800Wh' or '800' (Wh) -> whole Wh."""
+    if text.strip().startswith("-"):
+        raise InputError(f"quantity must be positive, got {text.strip()}")
     m = _ENERGY.match(text)
     if not m:
         raise InputError(f"quantity {text!r} is not an energy (e.g. 5kWh or 800Wh)")

@@ -5,12 +5,16 @@
     <datadir>/keystore/     encrypted keys (the node key and any wallet keys)
     <datadir>/chain/        the LevelDB store
     <datadir>/node.json     written while the node runs: its API URL and pid
+
+config.toml may name a `password_file` (relative to the data directory; a devnet's nodes name theirs), read
+when a command is given neither --password-file nor $TRANSX_PASSWORD.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +39,7 @@ class Config:
     mdns: bool = False
     keepalive: float = 300.0
     solver_time_limit: float | None = None
+    password_file: str | None = None  # relative to the data directory
 
     @property
     def keystore_dir(self) -> Path:
@@ -64,7 +69,9 @@ def _toml_str(s: str) -> str:
 def write_config(cfg: Config) -> None:
     text = (
         "# TransX node configuration (see the README)\n"
-        f"key = {_toml_str(cfg.key)}  # the node's key in keystore/: signs blocks, identifies the peer\n\n"
+        f"key = {_toml_str(cfg.key)}  # the node's key in keystore/: signs blocks, identifies the peer\n"
+        + (f"password_file = {_toml_str(cfg.password_file)}  # the keystore's password (mode 0600), when a command "
+           "is given no --password-file or $TRANSX_PASSWORD\n" if cfg.password_file else "") + "\n"
         "[api]\n"
         f"listen = {_toml_str(cfg.api_listen)}  # HTTP API and explorer; keep it on localhost\n\n"
         "[p2p]\n"
@@ -112,6 +119,7 @@ def load_config(datadir: str | Path) -> Config:
             max_peers=int(p2p.get("max_peers", 32)), mdns=bool(p2p.get("mdns", False)),
             keepalive=float(p2p.get("keepalive", 300.0)),
             solver_time_limit=limit if limit > 0 else None,
+            password_file=str(doc["password_file"]) if "password_file" in doc else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ConfigError(f"{path}: missing or malformed setting ({e})") from None
@@ -142,6 +150,26 @@ def check_p2p_address(addr: str, *, peer: bool) -> None:
         raise ConfigError(f"{addr!r} has no /tcp/PORT part")
     if peer and "p2p" not in names:
         raise ConfigError(f"{addr!r} names no peer: end it with /p2p/PEER_ID")
+
+
+def password_file_of(datadir: str | Path) -> str | None:
+    """The password file the data directory's config.toml names, if any; refused when others may read it
+    (as ssh refuses such a key): it holds the password of every key in the keystore."""
+    try:
+        name = load_config(datadir).password_file
+    except ConfigError:
+        return None  # nothing remembered; the command meets a bad config on its own
+    if name is None:
+        return None
+    path = Path(datadir) / name
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as e:
+        raise ConfigError(f"{config_path(datadir)}: password_file {path}: {e.strerror or e}") from None
+    if mode & 0o077:
+        raise ConfigError(f"{path} (the password_file of {config_path(datadir)}) may be read by others (mode "
+                          f"{mode:o}): `chmod 600 {path}`")
+    return str(path)
 
 
 def running_api(datadir: str | Path) -> str | None:

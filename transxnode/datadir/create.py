@@ -23,9 +23,10 @@ def network_genesis() -> str:
 def init_datadir(datadir: Path, password: str, genesis_doc: dict[str, Any] | None = None, *,
                  dev_slot_seconds: int | None = None, api_listen: str = DEFAULT_API,
                  seed: bytes | None = None, p2p_listen: str = DEFAULT_P2P,
-                 bootstrap: list[str] | None = None) -> tuple[str, Genesis]:
+                 bootstrap: list[str] | None = None, password_file: str | None = None) -> tuple[str, Genesis]:
     """Make `datadir` a node's: a new node key, and `genesis_doc` (or, with `dev_slot_seconds`, a
-    development genesis that funds this key and makes it the solver).  Returns (address, genesis)."""
+    development genesis that funds this key and makes it the solver); `password_file`, relative to
+    `datadir`, is remembered in its config.  Returns (address, genesis)."""
     from consensus.rules.genesis import dev_genesis
 
     if config_path(datadir).exists():
@@ -42,5 +43,5 @@ def init_datadir(datadir: Path, password: str, genesis_doc: dict[str, Any] | Non
     atomic_write(datadir / "genesis.json", json.dumps(genesis_doc, indent=1) + "\n")
     # The config last: a directory that has one is whole.
     write_config(Config(datadir=datadir, key=address, api_listen=api_listen, p2p_listen=p2p_listen,
-                        bootstrap=list(bootstrap or [])))
+                        bootstrap=list(bootstrap or []), password_file=password_file))
     return address, g

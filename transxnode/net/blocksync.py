@@ -117,14 +117,14 @@ class BlockSync:
                     break  # its branch lost the fork choice here: nothing more to take from this peer
                 if target - first >= SHOW_FROM and (time.monotonic() - shown > 5 or self.interactive):
                     shown = time.monotonic()
-                    self._show(self.chain.height - first, target - first, t0)
+                    self._show(first, target, t0)
         except sync.SyncError as e:
             log.info("sync from %s interrupted at height %d: %s", peer[-8:], self.chain.height, e)
         finally:
             self.peering.syncing = False
             self.synced_blocks += taken
-            if target - first >= SHOW_FROM:
-                self._show(self.chain.height - first, target - first, t0, done=True)
+            if target - first >= SHOW_FROM:  # done only if it got there: a peer that left, a bad block, a stop
+                self._show(first, target, t0, end="done" if self.chain.height >= target else "interrupted")
         return taken
 
     async def _fork_point(self, peer: str) -> int:
@@ -144,17 +144,20 @@ class BlockSync:
                 return h
         return ours + 1
 
-    def _show(self, taken: int, total: int, t0: float, done: bool = False) -> None:
-        """A progress bar on a terminal (redrawn in place), else a log line."""
+    def _show(self, first: int, target: int, t0: float, end: str | None = None) -> None:
+        """A progress bar on a terminal (redrawn in place), else a log line; `end` ("done", "interrupted") closes
+        it.  Blocks that land meanwhile by gossip can carry the chain past the target: the total grows with it."""
+        target = max(target, self.chain.height)
+        taken, total = self.chain.height - first, target - first
         rate = taken / max(1e-6, time.monotonic() - t0)
         if self.metrics is not None:
-            self.metrics.sync_remaining.set(0 if done else max(0, total - taken))
+            self.metrics.sync_target.set(target)
+            self.metrics.sync_remaining.set(0 if end == "done" else total - taken)
         if self.interactive:
-            filled = 30 * min(taken, total) // max(1, total)
-            end = "\n" if done else ""
+            filled = 30 * max(0, taken) // max(1, total)
             sys.stderr.write(f"\rsync [{'#' * filled}{'.' * (30 - filled)}] {taken}/{total} blocks "
-                             f"{rate:.0f} blocks/s  height {self.chain.height}   {end}")
+                             f"{rate:.0f} blocks/s  height {self.chain.height}   " + (f"{end}\n" if end else ""))
             sys.stderr.flush()
         else:
             log.info("sync: %d/%d blocks (%.0f blocks/s), height %d%s", taken, total, rate, self.chain.height,
-                     ", done" if done else "")
+                     f", {end}" if end else "")
