@@ -44,7 +44,7 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     listed = transx_json("wallet", "list", *node.dd)
     assert {seller, buyer} <= {r["address"] for r in listed}
 
-    slot = node.get("/api/node")["first_open_slot"] + 3  # three blocks for two CLI calls on a loaded machine
+    slot = node.get("/api/node")["first_open_slot"] + 6  # six blocks for two CLI calls (~1.6 s each) on a loaded machine
     sell = transx_json("bid", "sell", "5kWh", "0.30", "--slot", str(slot), "--from", seller, "-y", *node.dd)
     buy = transx_json("bid", "buy", "3kWh", "0.50", "--slot", str(slot), "--zone", "1", "--from", buyer, "-y",
                       *node.dd)
