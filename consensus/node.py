@@ -18,6 +18,7 @@ from .journal import Journal
 from .mempool import Mempool
 from consensus.rules.state import StateOverlay
 from consensus.rules.transactions import Tx, TxError, check_stateless, decode_tx
+from consensus.rules.units import tokens
 
 log = logging.getLogger("transx.node")
 
@@ -90,7 +91,8 @@ class Node:
         owed = ledger.upfront_cost(tx, g) + sum(ledger.upfront_cost(p, g) for p in others)
         if owed > acct.balance:
             what = f"with {len(others)} pending, the transactions need" if others else "the transaction needs"
-            raise TxError(f"insufficient balance: {acct.balance} micro-units, {what} {owed}")
+            raise TxError(f"insufficient balance: {tokens(acct.balance)} tokens, {what} {tokens(owed)} tokens",
+                          balance=acct.balance, needs=owed)
         if acct.nonce <= tx.nonce <= self.mempool.next_nonce(tx.sender, acct.nonce):  # next in line, or a replacement
             self._trial(state, tx)
         displaced = self.mempool.add(tx, acct.nonce, self.chain.height)

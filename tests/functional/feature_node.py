@@ -281,6 +281,13 @@ def test_api_refuses_hostile_input_without_changing_state(node):
     assert status == 422 and "chain id" in err["error"]
     status, err = node.submit(bytes(tampered))
     assert status == 422 and "signature" in err["error"]
+    # A refusal for money says tokens to people, and gives programs the integers.
+    rich = sign_tx(key, chain_id=info["chain_id"], nonce=before["pending_nonce"], fee=1000,
+                   body=Transfer(decode_address(me), 10**15))
+    status, err = node.submit(rich.encoded)
+    assert status == 422 and err["error"] == ("insufficient balance: 1,000.00 tokens, the transaction needs "
+                                              "1,000,000,000.001 tokens"), err
+    assert (err["balance"], err["needs"]) == (before["balance"], 10**15 + 1000)
     status, err = node.submit(good.encoded + b"\x00")
     assert status == 400 and "trailing" in err["error"]
     assert node.request("GET", "/api/block/%C2%B2")[0] == 400  # a digit to str.isdigit, not to int()
