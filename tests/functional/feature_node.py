@@ -15,6 +15,8 @@ from transxnode.datadir.keystore import Keystore
 from consensus.rules.transactions import BUY, SELL, Bid, Transfer, sign_tx
 
 from node_support import PASSWORD, TRANSX, ENV, NodeProcess, transx, transx_json, wait_for
+from page_support import run_page, text_of
+from consensus.rules.units import tokens
 
 
 @pytest.fixture(scope="module")
@@ -88,16 +90,46 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     d = transx_json("explorer", "market", str(slot), *node.dd)["delivery"]
     assert d["status"] == "settled" and {r["address"] for r in d["accounts"]} == {seller, buyer}
     text = transx("explorer", "address", seller, *node.dd, check=True).stdout
-    assert "delivery settlements" in text and "1,000" in text
+    # The 1 kWh short and what it cost, as a person reads them: kWh and tokens.
+    assert "delivery settlements" in text and " 1.000 " in text and f" {tokens(short)} " in text, text
+    _no_raw_amounts(text, short, payment, 1000)
 
     block = transx_json("explorer", "block", str(slot), *node.dd)
     assert block["clearing"]["traded_wh"] == 3000 and not block["clearing"]["void"]
     tx = transx_json("explorer", "tx", buy["bid"], *node.dd)
     assert tx["status"] == "included" and tx["kind"] == "bid"
+    assert (tx["wh"], tx["price"], tx["fee"]) == (3000, 500_000, fee)  # --json: the API's integers
+    text = transx("explorer", "tx", buy["bid"], *node.dd, check=True).stdout
+    assert "3.000 kWh" in text and "0.50 tokens per kWh" in text and "0.001 tokens" in text, text
+    _no_raw_amounts(text, 3000, 500_000, fee)
+    funding = next(h for h in transx_json("explorer", "address", buyer, *node.dd)["history"] if h["kind"] == "transfer")
+    text = transx("explorer", "tx", funding["hash"], *node.dd, check=True).stdout
+    assert "100.00 tokens" in text, text
+    _no_raw_amounts(text, 100_000_000, fee)
+    # The web page's transaction view, run against this node's API, reads the same.
+    page = text_of(run_page(f'tx("{buy["bid"]}")', api=node.api))
+    assert "wh 3.000 kWh" in page and "price 0.50 tokens per kWh" in page and "fee 0.001 tokens" in page, page
+    _no_raw_amounts(page, 3000, 500_000, fee)
+    text = transx("explorer", "block", str(slot), *node.dd, check=True).stdout
+    assert "3.000 kWh" in text and f"{tokens(payment)} tokens paid" in text, text
+    _no_raw_amounts(text, payment, fee)
     hist = transx_json("explorer", "address", buyer, *node.dd)["history"]
     assert buy["bid"] in {h["hash"] for h in hist}
     text = transx("explorer", "market", str(slot), *node.dd, check=True).stdout
-    assert "trades" in text and "vs grid" in text
+    assert "trades" in text and "vs grid" in text and f" {tokens(payment)} " in text, text
+    _no_raw_amounts(text, payment, 3000, rows["buy"]["amount"])
+    s = _balance(node, seller)
+    text = transx("wallet", "balance", seller, *node.dd, check=True).stdout
+    assert f"balance   {tokens(s['balance'])} tokens" in text, text
+    _no_raw_amounts(text, s["balance"])
+    _no_raw_amounts(transx("explorer", "market", *node.dd, check=True).stdout, payment)
+
+
+def _no_raw_amounts(text: str, *values: int) -> None:
+    """None of `values` (micro-units, Wh) shows as a bare integer: people read tokens and kWh."""
+    words = set(text.replace("|", " ").split())
+    for v in values:
+        assert not {str(v), f"{v:,}"} & words, (v, text)
 
 
 def test_a_day_of_bids_from_a_profile_file_lands_slot_by_slot(node, tmp_path):
@@ -227,10 +259,12 @@ def test_bad_cli_input_is_one_line_and_nonzero(node):
         (("wallet", "send", payee, "0"), 2, "positive"),
         (("wallet", "send", payee, "-3"), 2, "No such option"),
         (("bid", "buy", "lots", "0.5", "-y"), 2, "energy"),
+        (("bid", "buy", "3", "0.5", "-y"), 2, "quantity '3' has no unit: write 3kWh or 3000Wh"),
         (("bid", "buy", "5kWh", "0.5", "--zone", "9", "-y"), 2, "zone 9"),
         (("bid", "buy", "5kWh", "0.5", "--slot", "1", "-y"), 2, "closed"),
         (("bid", "buy", "5kWh", "0.5", "--slot", "99999999", "-y"), 2, "horizon"),
-        (("wallet", "send", payee, "5", "--from", payee), 1, "insufficient balance"),
+        (("wallet", "send", payee, "5", "--from", payee), 1,
+         "insufficient balance: 0.00 tokens, the transaction needs 5.001 tokens"),
         (("explorer", "block", "999999"), 1, "no block"),
         (("explorer", "tx", "zz"), 1, "hex"),
         (("meter", "read", "--slot", "1", "--imported-wh", "5", "--exported-wh", "5"), 2, "not both"),
