@@ -168,13 +168,15 @@ def test_a_day_of_bids_from_a_profile_file_lands_slot_by_slot(node, tmp_path):
 def test_the_home_agent_plans_a_day_from_its_forecasts_and_sends_it(node):
     home = transx_json("wallet", "new", *node.dd)["address"]
     _fund(node, home)
-    # The dev chain's slots last a second, so a day of them is a minute of real time and a second's energy
-    # is small: put a 1 MWp array where the sun is at its highest now, with a small load.
+    # On the wall clock (--slot-hours 0) the dev chain's slots last a second, so a day of them is a minute
+    # of real time and a second's energy is small: put a 1 MWp array where the sun is at its highest now,
+    # with a small load.
     utc_hour = (time.time() % 86_400) / 3600
     lon = str(round(((12 - utc_hour) * 15 + 180) % 360 - 180, 3))
     info = node.get("/api/node")
-    plan = transx_json("agent", "plan", "--kwp", "1000", "--lon", lon, "--lat", "0", "--daily-kwh", "2", "--slots",
-                       "48", *node.dd)
+    plan = transx_json("agent", "plan", "--slot-hours", "0", "--kwp", "1000", "--lon", lon, "--lat", "0",
+                       "--daily-kwh", "2", "--slots", "48", *node.dd)
+    assert plan["clock"]["slot_hours"] is None
     assert len(plan["pv_wh"]) == len(plan["load_wh"]) == 48
     # One slot of margin past the first open one, so the first bid has a block to spare before its gate.
     assert plan["first_slot"] > info["first_open_slot"]
@@ -188,14 +190,14 @@ def test_the_home_agent_plans_a_day_from_its_forecasts_and_sends_it(node):
     # and says so; every bid it sends lands.
     small = transx_json("wallet", "new", *node.dd)["address"]
     _fund(node, small, amount="0.2")
-    cut = transx_json("agent", "plan", "--kwp", "1000", "--lon", lon, "--lat", "0", "--daily-kwh", "2", "--slots",
-                      "6", "--send", "-y", "--from", small, *node.dd)
+    cut = transx_json("agent", "plan", "--slot-hours", "0", "--kwp", "1000", "--lon", lon, "--lat", "0",
+                      "--daily-kwh", "2", "--slots", "6", "--send", "-y", "--from", small, *node.dd)
     assert cut["cut_to_funds"] and 0 < len(cut["sent"]) < 6 and all(b["side"] == "sell" for b in cut["bids"])
     wait_for(lambda: _balance(node, small)["nonce"] == len(cut["sent"]), 30, "the cut plan's bids")
     # No panels, a big evening load (local time set to 19:30 now): it buys what it expects to use, less its
     # safety margin.
     evening = str(round((19.5 - utc_hour + 12) % 24 - 12, 2))
-    load = ("--kwp", "0", "--daily-kwh", "10000", "--utc-offset", evening)
+    load = ("--slot-hours", "0", "--kwp", "0", "--daily-kwh", "10000", "--utc-offset", evening)
     plan = transx_json("agent", "plan", *load, "--slots", "4", *node.dd)
     assert [b["side"] for b in plan["bids"]] == ["buy"] * 4
     assert all(b["wh"] == int(plan["load_wh"][b["slot"] - plan["first_slot"]] * 0.9) for b in plan["bids"])
@@ -217,9 +219,9 @@ def test_the_agent_runs_hands_free_on_the_nodes_own_key_beside_its_solver(node):
     me, start = info["address"], info["height"]
     utc_hour = (time.time() % 86_400) / 3600
     evening = str(round((19.5 - utc_hour + 12) % 24 - 12, 2))
-    agent = subprocess.Popen([*TRANSX, "agent", "run", "--kwp", "0", "--daily-kwh", "10000", "--utc-offset", evening,
-                              "--slots", "3", *node.dd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=ENV)
+    agent = subprocess.Popen([*TRANSX, "agent", "run", "--slot-hours", "0", "--kwp", "0", "--daily-kwh", "10000",
+                              "--utc-offset", evening, "--slots", "3", *node.dd], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         def bids_on_chain() -> int:
             return sum(1 for h in _balance(node, me)["history"] if h["kind"] == "bid" and h["height"] > start)
@@ -233,6 +235,34 @@ def test_the_agent_runs_hands_free_on_the_nodes_own_key_beside_its_solver(node):
     assert len(rounds) >= 2 and "agent stopped" in out, out
     # The solver's commits, signed with the same key, kept landing while the agent bid.
     assert any(h["kind"] == "commit" and h["height"] > start for h in _balance(node, me)["history"])
+
+
+def test_the_agent_plans_a_sensible_day_on_the_readmes_dev_chain_with_its_defaults(tmp_path):
+    """5-second slots (`transx init --dev`): a real-time forecast is a few Wh a slot.  By default each slot
+    plays half an hour of a day, and the plan says so; on the wall clock the empty plan says why and
+    what to pass."""
+    dev = NodeProcess.init_dev(tmp_path / "data", slot_seconds=5).start()
+    try:
+        dev.wait_height(1)
+        r = transx("agent", "plan", *dev.dd, check=True)
+        first = r.stdout.splitlines()[0]
+        assert "5 s" in first and "0.5 h" in first and "--slot-hours" in first, r.stdout
+        plan = transx_json("agent", "plan", *dev.dd)
+        assert plan["clock"]["slot_hours"] == 0.5 and plan["why_empty"] is None
+        assert len(plan["pv_wh"]) == 48 and all(w > 0 for w in plan["load_wh"])
+        assert max(plan["pv_wh"]) > 1000 and sum(plan["load_wh"]) == pytest.approx(12_000, rel=0.02)  # a day
+        assert {b["side"] for b in plan["bids"]} == {"buy", "sell"}
+        assert transx_json("agent", "plan", "--slot-hours", "1", "--slots", "24", *dev.dd)["clock"]["slot_hours"] == 1
+        # On the wall clock a slot's forecast is too small to bid: the plan says why and what to pass.
+        r = transx("agent", "plan", "--slot-hours", "0", *dev.dd, check=True)
+        assert "no bids" in r.stdout and "--slot-hours 0.5" in r.stdout, r.stdout
+        empty = transx_json("agent", "plan", "--slot-hours", "0", *dev.dd)
+        assert empty["bids"] == [] and "--slot-hours" in empty["why_empty"]
+        # A home with nothing to trade is told so, and what would change it.
+        r = transx("agent", "plan", "--kwp", "0", "--daily-kwh", "0", *dev.dd, check=True)
+        assert "no bids" in r.stdout and "--kwp" in r.stdout, r.stdout
+    finally:
+        dev.stop()
 
 
 def test_bids_whose_gate_closes_while_sending_are_skipped_and_the_rest_sent(node):
