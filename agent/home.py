@@ -12,6 +12,26 @@ from dataclasses import dataclass, field
 from .forecast import Site, load_forecast, pv_forecast
 from .strategy import Battery, PlannedBid, Strategy, affordable, expected_gain, price_band
 
+# On a chain whose slots are shorter than this, a forecast of the slot's real seconds is a few Wh, too little
+# to bid: by default each slot plays half an hour of a day instead, from 07:00 local time on the chain's
+# first day (the devnet's clock: transxnode/client/devnet.py, VIRTUAL_SLOT).
+ACCELERATE_BELOW = 300
+PLAYED_SLOT_HOURS = 0.5
+DAY_STARTS_HOUR = 7
+
+
+def played_clock(info: dict, slot_hours: float | None = None, utc_offset: float = 8.0) -> tuple[int, int] | None:
+    """The clock a plan forecasts on, for `HomeAgent.plan`: (unix ms when slot 0 starts, seconds of a
+    day each slot plays), or None for the wall clock (the genesis timing).  `slot_hours` None: half an
+    hour a slot where slots last under ACCELERATE_BELOW seconds, else the wall clock; 0: the wall clock."""
+    if slot_hours is None:
+        slot_hours = PLAYED_SLOT_HOURS if info["slot_seconds"] < ACCELERATE_BELOW else 0
+    if not slot_hours:
+        return None
+    offset = round(utc_offset * 3600)
+    midnight = (info["genesis_time"] + offset) // 86_400 * 86_400 - offset
+    return (midnight + DAY_STARTS_HOUR * 3600) * 1000, max(1, round(slot_hours * 3600))
+
 
 @dataclass
 class HomeAgent:
@@ -66,7 +86,7 @@ class Plan:
                          for b in self.bids]}
 
 
-__all__ = ["HomeAgent", "Plan"]
+__all__ = ["ACCELERATE_BELOW", "DAY_STARTS_HOUR", "HomeAgent", "PLAYED_SLOT_HOURS", "Plan", "played_clock"]
 
 
 def random_home(rng: random.Random, role: str) -> HomeAgent:

@@ -15,6 +15,7 @@ import heapq
 from collections.abc import Callable
 
 from consensus.rules.transactions import CONSENSUS, WALLET, Bid, Commit, Reveal, Tx, TxError
+from consensus.rules.units import tokens
 
 
 MAX_GAP = 16  # transactions a sender may queue beyond a nonce gap (in each nonce space)
@@ -86,7 +87,7 @@ class Mempool:
             if victim is None or victim.fee >= tx.fee:
                 if not q:
                     del self.by_sender[queue]
-                raise TxError(f"mempool full: the fee must beat {victim.fee if victim else 0}")
+                raise TxError(f"mempool full: the fee must beat {tokens(victim.fee if victim else 0)} tokens")
             self._drop(victim)
             displaced = victim
         self._insert(tx, height)

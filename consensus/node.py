@@ -18,6 +18,7 @@ from .journal import Journal
 from .mempool import Mempool, too_late
 from consensus.rules.state import StateOverlay
 from consensus.rules.transactions import WALLET, Bid, Tx, TxError, check_stateless, decode_tx
+from consensus.rules.units import tokens
 
 log = logging.getLogger("transx.node")
 
@@ -102,7 +103,8 @@ class Node:
         owed = ledger.upfront_cost(tx, g) + sum(ledger.upfront_cost(p, g) for p in others)
         if owed > acct.balance:
             what = f"with {len(others)} pending, the transactions need" if others else "the transaction needs"
-            raise TxError(f"insufficient balance: {acct.balance} micro-units, {what} {owed}")
+            raise TxError(f"insufficient balance: {tokens(acct.balance)} tokens, {what} {tokens(owed)} tokens",
+                          balance=acct.balance, needs=owed)
         # A wallet's transaction is tried at the first block it can still enter; the engine's own
         # (consensus space) at the head's child, their windows are its to keep.
         height = self.next_block() if tx.space == WALLET and not reverted else self.chain.height + 1

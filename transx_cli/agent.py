@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .plugin_api import tokens, table, datadir_option, password_option, api_option, json_option, node_client, guard, format_price, emit, default_address, unlock
+from .plugin_api import tokens, kwh, table, datadir_option, password_option, api_option, json_option, node_client, guard, format_price, emit, default_address, unlock
 from .sending import send_bids
 from .sending import warn_without_meter
 
@@ -36,6 +36,10 @@ def _agent_options(fn):
                      help="Expected cloud cover, 0..1."),
         click.option("--slots", type=click.IntRange(1, 1000), default=48, show_default=True,
                      help="How many slots ahead to plan."),
+        click.option("--slot-hours", type=click.FloatRange(0, 24), default=None,
+                     help="Hours of a day each slot plays in the forecast, from 07:00 local time on the chain's "
+                          "first day (default: 0.5 where slots last under 5 minutes, as on a dev chain; else the "
+                          "wall clock).  0: the wall clock, each slot its own length."),
         click.option("--zone", type=click.IntRange(0, 255), default=0, show_default=True),
         click.option("--from", "sender", help="Address that bids (default: the default address)."),
         datadir_option, api_option, password_option,
@@ -63,6 +67,58 @@ def _lockable(acct: dict, info: dict) -> int:
     return max(0, acct["balance"] - (acct["pending_nonce"] - acct["nonce"] + FEE_RESERVE) * info["min_fee"])
 
 
+def _clock(info: dict, slot_hours: float | None, utc_offset: float) -> tuple[tuple[int, int] | None, str | None]:
+    """The clock the plan forecasts on (agent.home.played_clock), and the line that says so when it is not
+    the wall clock."""
+    from agent.home import DAY_STARTS_HOUR, played_clock
+
+    clock = played_clock(info, slot_hours, utc_offset)
+    if clock is None:
+        return None, None
+    hours, per_day = clock[1] / 3600, 86_400 / clock[1]
+    what = (f"slots here last {info['slot_seconds']} s, too short to forecast in real time: each" if slot_hours is None
+            else "each slot")
+    return clock, (f"{what} plays {hours:g} h of a day from {DAY_STARTS_HOUR:02d}:00 (UTC{utc_offset:+g}) on the "
+                   f"chain's first day, {per_day:g} slots a day (--slot-hours H sets the hours, 0 the wall clock)")
+
+
+def _why_empty(plan, info: dict, clock, home) -> str | None:
+    """Why a plan holds no bids, and what to pass: None when it holds some."""
+    from agent.home import ACCELERATE_BELOW
+    from agent.strategy import MIN_BID_WH
+
+    if plan.bids:
+        return None
+    if plan.cut_to_funds:
+        return ("no bids: the balance can lock none of them (buy escrow, sell collateral, fees); fund the address "
+                "(`transx wallet send`)")
+    net = [pv - load for pv, load in zip(plan.pv_wh, plan.load_wh)]
+    k = max(range(len(net)), key=lambda i: abs(net[i]))
+    largest = (f"the largest is a {kwh(abs(net[k]))} kWh {'surplus' if net[k] > 0 else 'deficit'} in slot "
+               f"{plan.first_slot + k}" if net[k] else "PV and load are zero in every slot")
+    why = (f"no bids: no slot's surplus or deficit reaches the {kwh(MIN_BID_WH)} kWh a bid is worth after the "
+           f"battery and the {home.strategy.margin:.0%} safety margin ({largest})")
+    if clock is None and info["slot_seconds"] < ACCELERATE_BELOW:
+        return (f"{why}; slots here last {info['slot_seconds']} s: pass --slot-hours 0.5 to forecast each as half "
+                "an hour of a day")
+    return f"{why}; pass a larger --kwp or --daily-kwh, a smaller --battery-kwh, or more --slots"
+
+
+def _slot_start_ms(clock, info: dict, slot: int) -> int:
+    """When a slot starts on the plan's clock (the genesis timing on the wall clock)."""
+    zero_ms, seconds = clock or (info["genesis_time"] * 1000, info["slot_seconds"])
+    return zero_ms + slot * seconds * 1000
+
+
+def _slot_time(clock, info: dict, slot: int, utc_offset: float) -> str:
+    """The local time a slot starts on the plan's clock."""
+    import datetime
+
+    t = datetime.datetime.fromtimestamp(_slot_start_ms(clock, info, slot) / 1000 + utc_offset * 3600,
+                                        datetime.timezone.utc)
+    return t.strftime("%H:%M" if (clock or (0, info["slot_seconds"]))[1] % 60 == 0 else "%H:%M:%S")
+
+
 def _agent_first_slot(market: dict) -> int:
     """The agent plans from one slot past the first open one: a bid sent as its slot's gate closes may
     reach the mempool yet miss the last block that could take it, and then the bids signed after it
@@ -76,17 +132,21 @@ def _agent_first_slot(market: dict) -> int:
 @click.option("-y", "--yes", is_flag=True, help="With --send: sign without asking.")
 @json_option
 @guard
-def agent_plan(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, battery_soc, cloudiness, slots, zone,
-               sender, datadir, api, password_file, do_send, yes, as_json) -> None:
+def agent_plan(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, battery_soc, cloudiness, slots, slot_hours,
+               zone, sender, datadir, api, password_file, do_send, yes, as_json) -> None:
     """Forecast the next SLOTS slots and show the bids the agent would post, with the return it
     expects against net metering; --send posts them."""
     home = _home_agent(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, battery_soc, cloudiness)
     client = node_client(api, datadir)
     info, market = client.get("/api/node"), client.get("/api/market")
+    clock, clock_line = _clock(info, slot_hours, utc_offset)
     address = (sender or default_address(datadir)) if do_send else None
     funds = _lockable(client.get(f"/api/address/{address}"), info) if address else None
-    plan = home.plan(_agent_first_slot(market), slots, info, market, funds=funds)
+    plan = home.plan(_agent_first_slot(market), slots, info, market, clock=clock, funds=funds)
     doc = plan.to_json()
+    doc["clock"] = {"slot_hours": clock[1] / 3600 if clock else None,
+                    "first_slot_starts": _slot_start_ms(clock, info, plan.first_slot)}
+    doc["why_empty"] = _why_empty(plan, info, clock, home)
 
     def text(d) -> str:
         by_slot = {b["slot"]: b for b in d["bids"]}
@@ -94,14 +154,16 @@ def agent_plan(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh,
         for k, (pv, load) in enumerate(zip(d["pv_wh"], d["load_wh"])):
             s = d["first_slot"] + k
             b = by_slot.get(s)
-            rows.append([s, f"{pv / 1000:.2f}", f"{load / 1000:.2f}", b["side"] if b else "-",
-                         f"{b['wh'] / 1000:.2f}" if b else "", format_price(b["price"]) if b else ""])
-        return (table(["slot", "PV kWh", "load kWh", "bid", "kWh", "limit/kWh"], rows, 200) +
+            rows.append([s, _slot_time(clock, info, s, utc_offset), kwh(pv), kwh(load), b["side"] if b else "-",
+                         kwh(b["wh"]) if b else "", format_price(b["price"]) if b else ""])
+        return ((clock_line + "\n" if clock_line else "") +
+                table(["slot", "time", "PV kWh", "load kWh", "bid", "kWh", "limit/kWh"], rows, 200) +
                 f"\nprice band: reference {format_price(d['reference_price'])}, sell at least {format_price(d['sell_limit'])}, "
-                f"buy at most {format_price(d['buy_limit'])} per kWh\nexpected return against net metering: "
-                f"{tokens(d['expected_gain'])} if every bid clears at the reference" +
+                f"buy at most {format_price(d['buy_limit'])} tokens per kWh\nexpected return against net metering: "
+                f"{tokens(d['expected_gain'])} tokens if every bid clears at the reference" +
                 ("\nbids cut to what the balance can lock (buy escrow, sell collateral, fees)"
-                 if d["cut_to_funds"] else ""))
+                 if d["cut_to_funds"] and d["bids"] else "") +
+                (f"\n{d['why_empty']}" if d["why_empty"] else ""))
 
     if not do_send:
         emit(doc, as_json, text)
@@ -121,8 +183,8 @@ def agent_plan(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh,
 @agent.command("run")
 @_agent_options
 @guard
-def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, battery_soc, cloudiness, slots, zone,
-              sender, datadir, api, password_file) -> None:
+def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, battery_soc, cloudiness, slots, slot_hours,
+              zone, sender, datadir, api, password_file) -> None:
     """Trade hands-free until Ctrl-C: keep bids posted SLOTS slots ahead, and after each settlement
     widen or narrow the safety margin by how far the meter landed from what was cleared."""
     import time
@@ -133,6 +195,10 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
     if kwp:
         warn_without_meter(client, address)
     key = unlock(datadir, address, password_file)
+    clock, clock_line = _clock(client.get("/api/node"), slot_hours, utc_offset)
+    if clock_line:
+        click.echo(clock_line)
+    told_empty = False
     planned_to = -1
     sent_below = 0  # the nonce past our last bid: plan again once the chain has taken them
     learnt = set()
@@ -145,19 +211,24 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
             # The balance tells what can be locked once our bids already sent are in blocks (or dropped:
             # nothing pending).  Other pending transactions of the key, a solver's commits, cost fees only.
             if first <= last and (acct["nonce"] >= sent_below or acct["pending_nonce"] == acct["nonce"]):
-                plan = home.plan(first, last - first + 1, info, market, funds=_lockable(acct, info))
+                plan = home.plan(first, last - first + 1, info, market, clock=clock, funds=_lockable(acct, info))
                 sent, _ = send_bids(client, key, [b.to_bid(zone, info["gate_closure"]) for b in plan.bids])
                 sent_below = client.get(f"/api/address/{address}")["pending_nonce"]
                 planned_to = last
                 click.echo(f"{time.strftime('%H:%M:%S')}  slots {first}..{last}: {len(sent)} bids sent, expected "
-                           f"{tokens(plan.expected_gain)} against net metering (margin {home.strategy.margin:.0%})"
+                           f"{tokens(plan.expected_gain)} tokens against net metering "
+                           f"(margin {home.strategy.margin:.0%})"
                            + ("; cut to what the balance can lock" if plan.cut_to_funds else ""))
+                why = _why_empty(plan, info, clock, home)
+                if why and not told_empty:
+                    click.echo(why)
+                told_empty = told_empty or bool(why)
             for s in acct["settlements"]:
                 if s["slot"] not in learnt:
                     learnt.add(s["slot"])
                     home.strategy.learn(s["sold_wh"] or s["bought_wh"], s["shortfall_wh"] or s["unused_wh"])
-                    click.echo(f"{time.strftime('%H:%M:%S')}  slot {s['slot']} settled: {s['shortfall_wh']:,} Wh short, "
-                               f"{s['unused_wh']:,} Wh unused; margin now {home.strategy.margin:.0%}")
+                    click.echo(f"{time.strftime('%H:%M:%S')}  slot {s['slot']} settled: {kwh(s['shortfall_wh'])} kWh "
+                               f"short, {kwh(s['unused_wh'])} kWh unused; margin now {home.strategy.margin:.0%}")
             time.sleep(max(0.5, info["slot_seconds"] / 4))
     except KeyboardInterrupt:
         click.echo("agent stopped; bids already sent stay on the chain")

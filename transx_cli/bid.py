@@ -7,7 +7,7 @@ import sys
 import click
 
 from .plugin_api import AmountCommand
-from .plugin_api import fail, tokens, table, datadir_option, password_option, api_option, json_option, node_client, guard, format_price, emit, default_address, unlock, fetch_account
+from .plugin_api import fail, tokens, kwh, table, datadir_option, password_option, api_option, json_option, node_client, guard, format_price, emit, default_address, unlock, fetch_account
 from .sending import send_bids
 from .sending import warn_without_meter
 from .tables import bids_table
@@ -38,14 +38,15 @@ def _bid_options(fn):
 @bid.command("buy", cls=AmountCommand)
 @_bid_options
 def bid_buy(**kw) -> None:
-    """Buy QUANTITY (e.g. 5kWh) at most at PRICE tokens per kWh; the most you pay is held in escrow."""
+    """Buy QUANTITY (5kWh or 800Wh: a unit is required) at most at PRICE tokens per kWh; the most you pay
+    is held in escrow."""
     _bid(0, **kw)
 
 
 @bid.command("sell", cls=AmountCommand)
 @_bid_options
 def bid_sell(**kw) -> None:
-    """Sell QUANTITY (e.g. 5kWh) at least at PRICE tokens per kWh."""
+    """Sell QUANTITY (5kWh or 800Wh: a unit is required) at least at PRICE tokens per kWh."""
     _bid(1, **kw)
 
 
@@ -58,7 +59,7 @@ def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, a
     wh = parse_energy(quantity)
     limit = parse_tokens(price, "price", allow_zero=True)
     if limit > MAX_PRICE:
-        fail(f"price {price} is above the most a bid may name ({MAX_PRICE / 1e6:,.0f} tokens per kWh)")
+        fail(f"price {price} is above the most a bid may name ({format_price(MAX_PRICE)} tokens per kWh)")
     client = node_client(api, datadir)
     market = client.get("/api/market")
     info = client.get("/api/node")
@@ -75,12 +76,13 @@ def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, a
         warn_without_meter(client, address)
     if not as_json:
         verb = "buy" if side == 0 else "sell"
-        click.echo(f"{verb} {wh / 1000:,.3f} kWh in slot {slot} at {'most' if side == 0 else 'least'} "
-                   f"{format_price(limit)} per kWh (grid {'retail' if side == 0 else 'feed-in'} {format_price(q.grid_price)})")
-        click.echo(f"  expected: {format_price(q.expected_price)} per kWh ({q.basis}), "
-                   f"return against the grid {tokens(q.expected_return)}")
-        click.echo(f"  at your limit: return against the grid {tokens(q.worst_return)}")
-        click.echo(f"  locked now: {tokens(q.locked)} " + (
+        click.echo(f"{verb} {kwh(wh)} kWh in slot {slot} at {'most' if side == 0 else 'least'} "
+                   f"{format_price(limit)} tokens per kWh (grid {'retail' if side == 0 else 'feed-in'} "
+                   f"{format_price(q.grid_price)})")
+        click.echo(f"  expected: {format_price(q.expected_price)} tokens per kWh ({q.basis}), "
+                   f"return against the grid {tokens(q.expected_return)} tokens")
+        click.echo(f"  at your limit: return against the grid {tokens(q.worst_return)} tokens")
+        click.echo(f"  locked now: {tokens(q.locked)} tokens " + (
             "(escrow; what does not clear comes back when the slot clears)" if side == 0 else
             "(delivery collateral: what does not clear comes back when the slot clears, the rest once "
             "the meters settle it)"))
@@ -118,7 +120,7 @@ def bid_profile(file, zone, sender, yes, datadir, api, password_file, as_json) -
                          info["bid_horizon"], zones=info["zones"], default_zone=zone, name=file)
     if not as_json:
         click.echo(table(["slot", "side", "kWh", "price/kWh", "zone"],
-                          [[b.slot, "buy" if b.side == 0 else "sell", f"{b.wh / 1000:,.3f}", format_price(b.price), b.zone]
+                          [[b.slot, "buy" if b.side == 0 else "sell", kwh(b.wh), format_price(b.price), b.zone]
                            for b in bids], 60))
     if not yes and sys.stdin.isatty() and not as_json:
         click.confirm(f"sign and send these {len(bids)} bids?", abort=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .plugin_api import tokens, table, datadir_option, api_option, json_option, node_client, guard, format_price, emit
+from .plugin_api import tokens, kwh, table, datadir_option, api_option, json_option, node_client, guard, format_price, emit
 from .tables import bids_table
 from .tables import settlements_table
 
@@ -22,8 +22,8 @@ def _block_text(b) -> str:
              f"  proposer  {b['proposer']}"]
     if "txs" in b and isinstance(b["txs"], list):
         c = b["clearing"]
-        lines += [f"  clearing  slot {c['slot']}: {len(c['trades'])} trades, {c['traded_wh'] / 1000:,.3f} kWh, "
-                  f"{tokens(c['value'])} paid" + ("  (void: no certified clearing)" if c["void"] else "")]
+        lines += [f"  clearing  slot {c['slot']}: {len(c['trades'])} trades, {kwh(c['traded_wh'])} kWh, "
+                  f"{tokens(c['value'])} tokens paid" + ("  (void: no certified clearing)" if c["void"] else "")]
         lines += [f"  txs       {len(b['txs'])}"]
         if b["txs"]:
             lines += ["", table(["tx", "kind", "from", "fee"],
@@ -61,7 +61,25 @@ def explorer_block(ref, datadir, api, as_json) -> None:
 def explorer_tx(tx_hash, datadir, api, as_json) -> None:
     """A transaction by hash (included or pending)."""
     t = node_client(api, datadir).get(f"/api/tx/{tx_hash}")
-    emit(t, as_json, lambda t: "\n".join(f"{k:<12}{v}" for k, v in t.items()))
+    emit(t, as_json, lambda t: "\n".join(f"{k:<12}{_tx_field(k, v)}" for k, v in t.items()))
+
+
+# A transaction's fields that are money or energy (transxnode/api/views.py tx_json); the explorer page's
+# txField reads them the same way.
+_MONEY = {"fee", "amount", "deposit"}
+_PRICES = {"price"}
+_ENERGY = {"wh", "max_wh", "imported_wh", "exported_wh", "delivered_wh"}
+
+
+def _tx_field(key: str, value) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if key in _MONEY:
+            return f"{tokens(value)} tokens"
+        if key in _PRICES:
+            return f"{format_price(value)} tokens per kWh"
+        if key in _ENERGY:
+            return f"{kwh(value)} kWh"
+    return str(value)
 
 
 def _history_details(h, me: str) -> str:
@@ -115,10 +133,10 @@ def explorer_address(address, limit, before, no_consensus, datadir, api, as_json
     a = node_client(api, datadir).get(f"/api/address/{address}?{urlencode(query)}")
 
     def text(a) -> str:
-        out = [f"address   {a['address']}", f"balance   {tokens(a['balance'])}",
-               f"escrowed  {tokens(a['escrowed'])}", f"nonce     {a['nonce']}"]
+        out = [f"address   {a['address']}", f"balance   {tokens(a['balance'])} tokens",
+               f"escrowed  {tokens(a['escrowed'])} tokens", f"nonce     {a['nonce']}"]
         if a["solver_deposit"]:
-            out.append(f"solver    deposit {tokens(a['solver_deposit'])}")
+            out.append(f"solver    deposit {tokens(a['solver_deposit'])} tokens")
         out.append(f"meter     {a['meter'][:16] + '...' if a['meter'] else 'none registered'}")
         if a["open_bids"]:
             out += ["", bids_table(a["open_bids"])]
@@ -150,9 +168,9 @@ def explorer_market(slot, datadir, api, as_json) -> None:
     if slot is None:
         m = client.get("/api/market")
         emit(m, as_json, lambda m: f"first open slot {m['first_open_slot']}, recent average price "
-              f"{format_price(m['average_price'])} per kWh\n\n" + table(
+              f"{format_price(m['average_price'])} tokens per kWh\n\n" + table(
                   ["slot", "trades", "kWh", "value", "price/kWh"],
-                  [[r["slot"], r["trades"], f"{r['traded_wh'] / 1000:,.3f}", tokens(r["value"]),
+                  [[r["slot"], r["trades"], kwh(r["traded_wh"]), tokens(r["value"]),
                     format_price(r["average_price"])] for r in reversed(m["recent"])]))
         return
     m = client.get(f"/api/market/{slot}")
@@ -160,13 +178,13 @@ def explorer_market(slot, datadir, api, as_json) -> None:
     def text(m) -> str:
         out = [f"slot {m['slot']} ({m['status']}): {len(m['bids'])} bids"]
         if m["trades"]:
-            out[0] += (f", {len(m['trades'])} trades, {m['traded_wh'] / 1000:,.3f} kWh at "
-                       f"{format_price(m['average_price'])} per kWh on average")
-            out += ["", table(["seller bid", "buyer bid", "Wh", "payment", "price/kWh"],
-                               [[t["seller"][:16], t["buyer"][:16], f"{t['wh']:,}", tokens(t["payment"]),
+            out[0] += (f", {len(m['trades'])} trades, {kwh(m['traded_wh'])} kWh at "
+                       f"{format_price(m['average_price'])} tokens per kWh on average")
+            out += ["", table(["seller bid", "buyer bid", "kWh", "payment", "price/kWh"],
+                               [[t["seller"][:16], t["buyer"][:16], kwh(t["wh"]), tokens(t["payment"]),
                                  format_price(t["price"])] for t in m["trades"]], 20)]
-            out += ["", table(["bid", "owner", "side", "Wh", "amount", "vs grid"],
-                               [[p["bid"][:16], p["owner"], p["side"], f"{p['wh']:,}", tokens(p["amount"]),
+            out += ["", table(["bid", "owner", "side", "kWh", "amount", "vs grid"],
+                               [[p["bid"][:16], p["owner"], p["side"], kwh(p["wh"]), tokens(p["amount"]),
                                  tokens(p["return_vs_grid"])] for p in m["participants"] if p["wh"]], 20)]
         elif m["bids"]:
             out += ["", bids_table(m["bids"])]

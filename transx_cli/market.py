@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import click
 
-from .plugin_api import fail, tokens, table, progress
+from .plugin_api import fail, tokens, kwh, format_price, table, progress
 
 
 @click.command()
@@ -79,23 +79,23 @@ def _solution_text(inst, result, show_all: bool) -> str:
     limit = None if show_all else 20
     c = result.clearing
     trades = [
-        [t.seller, t.buyer, f"{t.wh:,}", tokens(t.payment), f"{t.payment * 1000 / t.wh / 1e6:.4f}"] for t in c.trades
+        [t.seller, t.buyer, kwh(t.wh), tokens(t.payment), format_price(t.payment * 1000 // t.wh)] for t in c.trades
     ]
     rows = [o for o in outcomes(inst, c) if o.wh]
     people = [
-        [o.id, o.side, f"{o.wh:,}", tokens(o.surplus_nano / 1000), tokens(o.return_vs_grid), f"{100 * o.return_vs_grid / o.grid:+.1f}%" if o.grid else "-"]
+        [o.id, o.side, kwh(o.wh), tokens(o.surplus_nano // 1000), tokens(o.return_vs_grid), f"{100 * o.return_vs_grid / o.grid:+.1f}%" if o.grid else "-"]
         for o in rows
     ]
     energy = sum(t.wh for t in c.trades)
     gain = sum(o.return_vs_grid for o in rows)
-    out = [f"slot {c.slot}: {len(c.trades)} trades, {energy / 1000:,.3f} kWh, over {result.pairs} candidate pairs"]
+    out = [f"slot {c.slot}: {len(c.trades)} trades, {kwh(energy)} kWh, over {result.pairs} candidate pairs"]
     if c.trades:
-        out += ["", table(["seller", "buyer", "Wh", "payment", "price/kWh"], trades, limit)]
-        out += ["", table(["participant", "side", "Wh", "surplus", "vs grid", "return"], people, limit)]
+        out += ["", table(["seller", "buyer", "kWh", "payment", "price/kWh"], trades, limit)]
+        out += ["", table(["participant", "side", "kWh", "surplus", "vs grid", "return"], people, limit)]
     gap = v.gap if v.gap is not None else Fraction(0)
     out += [
         "",
-        f"return against the grid, all participants: {tokens(gain)}",
+        f"return against the grid, all participants: {tokens(gain)} tokens",
         f"objective: {v.objective} (x1e-6 nats), certificate gap {float(gap):.3g} nats over {v.participants} participants",
         "timing: " + ", ".join(f"{k} {t:.3f}s" for k, t in result.timings.items()),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .plugin_api import resolve_datadir
-from .plugin_api import fail, datadir_option, password_option, api_option, json_option, node_client, guard, ask_password, emit, open_keystore, default_address, fetch_account
+from .plugin_api import fail, kwh, datadir_option, password_option, api_option, json_option, node_client, guard, ask_password, emit, open_keystore, default_address, fetch_account
 
 
 @click.group()
@@ -69,8 +69,8 @@ def meter_read(slot, imported_wh, exported_wh, address, datadir, api, password_f
                            account=decode_address(account), slot=slot, imported_wh=imported_wh,
                            exported_wh=exported_wh)
     out = send(client, open_keystore(datadir).unlock(account, password), reading)
-    emit(out, as_json, lambda d: f"reading for slot {slot} sent ({imported_wh:,} Wh in, {exported_wh:,} Wh out): "
-          f"transaction {d['hash']} (pending)")
+    emit(out, as_json, lambda d: f"reading for slot {slot} sent ({kwh(imported_wh)} kWh in, {kwh(exported_wh)} kWh "
+          f"out): transaction {d['hash']} (pending)")
 
 
 COMMANDS = [meter]

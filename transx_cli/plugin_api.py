@@ -9,7 +9,12 @@ read and fail like the built-in ones:
 - a node: `resolve_datadir`, `node_client` (an ApiClient for --api or the node on --datadir), `fetch_account`;
 - keys: `open_keystore`, `default_address`, `ask_password`, `unlock` (a SigningKey);
 - errors: `guard` (a decorator: every error a user can cause becomes one line and a non-zero exit), `fail`;
-- output: `emit` (JSON with --json, else text), `table`, `tokens`, `format_tokens`, `format_price`, `progress`.
+- output: `emit` (JSON with --json, else text), `table`, `tokens`, `kwh`, `format_tokens`, `format_price`,
+  `progress`.
+
+Amounts for people are tokens and kWh, formatted by `tokens`, `format_price` and `kwh` (the one
+formatting of consensus/rules/units.py, which the explorer page mirrors); `--json` prints the API's
+integers (micro-units, Wh, micro-units per kWh).
 
 Names not listed here are private to the CLI and may change.
 """
@@ -23,14 +28,22 @@ import sys
 
 import click
 
+from consensus.rules import units
+
 
 def fail(message: str, status: int = 2) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(status)
 
 
-def tokens(micro: int | float) -> str:
-    return f"{micro / 1e6:,.6f}"
+def tokens(micro: int) -> str:
+    """Micro-units as tokens: '100.00', '1.001' (units.tokens)."""
+    return units.tokens(micro)
+
+
+def kwh(wh: int) -> str:
+    """Wh as kWh: '3.000', '0.800', '1.234' (units.kwh)."""
+    return units.kwh(wh)
 
 
 def table(headers: list[str], rows: list[list], limit: int | None = None) -> str:
@@ -166,7 +179,8 @@ def format_tokens(v: int | None) -> str:
 
 
 def format_price(v: int | None) -> str:
-    return "-" if v is None else f"{v / 1e6:.4f}"
+    """Micro-units per kWh as tokens per kWh (units.price), '-' for none."""
+    return "-" if v is None else units.price(v)
 
 
 def emit(doc, as_json: bool, text) -> None:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from .plugin_api import tokens, table, format_price
+from .plugin_api import tokens, kwh, table, format_price
 
 
 def settlements_table(rows, first: str) -> str:
-    return table([first, "sold Wh", "bought Wh", "out Wh", "in Wh", "reading", "short Wh", "unused Wh", "charge",
+    return table([first, "sold kWh", "bought kWh", "out kWh", "in kWh", "reading", "short kWh", "unused kWh", "charge",
                    "credit", "unpaid"],
-                  [[r[first], f"{r['sold_wh']:,}", f"{r['bought_wh']:,}", f"{r['exported_wh']:,}",
-                    f"{r['imported_wh']:,}", r["reading"], f"{r['shortfall_wh']:,}",
-                    f"{r['unused_wh']:,}", tokens(r["charge"]), tokens(r["credit"]), tokens(r["unpaid"])]
+                  [[r[first], kwh(r["sold_wh"]), kwh(r["bought_wh"]), kwh(r["exported_wh"]),
+                    kwh(r["imported_wh"]), r["reading"], kwh(r["shortfall_wh"]),
+                    kwh(r["unused_wh"]), tokens(r["charge"]), tokens(r["credit"]), tokens(r["unpaid"])]
                    for r in rows], 20)
 
 
 def bids_table(bids) -> str:
     return table(["bid", "side", "slot", "kWh", "price/kWh", "zone", "escrow", "status"],
-                  [[b["id"][:16], b["side"], b["slot"], f"{b['wh'] / 1000:,.3f}", format_price(b["price"]), b["zone"],
+                  [[b["id"][:16], b["side"], b["slot"], kwh(b["wh"]), format_price(b["price"]), b["zone"],
                     tokens(b["escrow"]), b["status"]] for b in bids])

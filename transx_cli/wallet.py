@@ -66,7 +66,8 @@ def wallet_balance(address, datadir, api, as_json) -> None:
     """Balance, escrow and nonce of ADDRESS (default: the default address)."""
     acct = fetch_account(address, datadir, api)
     emit(acct, as_json, lambda a: "\n".join([
-        f"address   {a['address']}", f"balance   {tokens(a['balance'])}", f"escrowed  {tokens(a['escrowed'])}",
+        f"address   {a['address']}", f"balance   {tokens(a['balance'])} tokens",
+        f"escrowed  {tokens(a['escrowed'])} tokens",
         f"nonce     {a['nonce']} ({a['pending_nonce'] - a['nonce']} pending)",
         f"open bids {len(a['open_bids'])}"]))
 
@@ -91,7 +92,7 @@ def wallet_send(to, amount, sender, fee, datadir, api, password_file, as_json) -
     fee_micro = None if fee is None else parse_tokens(fee, "fee", allow_zero=True)
     client = node_client(api, datadir)
     out = send(client, unlock(datadir, sender, password_file), body, fee_micro)
-    emit(out, as_json, lambda d: f"sent {tokens(body.amount)} to {to}: transaction {d['hash']} (pending)")
+    emit(out, as_json, lambda d: f"sent {tokens(body.amount)} tokens to {to}: transaction {d['hash']} (pending)")
 
 
 COMMANDS = [wallet]

@@ -20,6 +20,7 @@ from .genesis import Genesis
 from .charging import session_cost
 from .state import ACCOUNT, CANCELLED, CLEARED, OPEN, READING, SESSION_CLOSED, SESSION_EXPIRED, SESSION_OPEN, SESSION_STATUS, SOLVER, Account, BidRecord, Reading, SessionRecord, SolverRecord, StateOverlay, Totals
 from .metering import reading_ok
+from .units import kwh, price, tokens
 from .transactions import BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter, RegisterSolver, Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError, WithdrawSolver, bid_lock, escrow_for
 from .transactions import WALLET
 
@@ -52,7 +53,8 @@ def apply_tx(state: StateOverlay, tx: Tx, height: int, g: Genesis) -> int:
         raise TxError(f"nonce {tx.nonce} is not the account's next {what} {expected}", "nonce")
     cost = tx.fee + _locked_by(tx, height, g, state)
     if acct.balance < cost:
-        raise TxError(f"insufficient balance: {acct.balance} micro-units, the transaction needs {cost}")
+        raise TxError(f"insufficient balance: {tokens(acct.balance)} tokens, the transaction needs {tokens(cost)} tokens",
+                      balance=acct.balance, needs=cost)
     acct = replace(acct.after_nonce(tx.space), balance=acct.balance - tx.fee)
     b = tx.body
     if isinstance(b, Transfer):
@@ -203,7 +205,7 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
         return 0
     if isinstance(b, RegisterSolver):
         if state.solver(tx.sender) is None and b.deposit < g.solver_deposit:
-            raise TxError(f"a solver's deposit is at least {g.solver_deposit}")
+            raise TxError(f"a solver's deposit is at least {tokens(g.solver_deposit)} tokens")
         return b.deposit
     if isinstance(b, Commit):
         if state.solver(tx.sender) is None:
@@ -249,7 +251,8 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
     if isinstance(b, SessionOpen):
         a = b.auth
         if b.price > a.max_price:
-            raise TxError(f"the station's price {b.price} is above the authorised {a.max_price} per kWh")
+            raise TxError(f"the station's price {price(b.price)} is above the authorised {price(a.max_price)} tokens "
+                          "per kWh")
         if a.expiry < g.slot_start_ms(height):
             raise TxError("the authorisation has expired")
         if state.session(a.session_id) is not None:
@@ -257,8 +260,8 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
         escrow = escrow_for(a.max_wh, b.price)
         owner = state.account(a.owner_address)
         if owner.balance < escrow + (tx.fee if a.owner_address == tx.sender else 0):
-            raise TxError(f"the EV owner's balance {owner.balance} does not cover {escrow} for "
-                          f"{a.max_wh / 1000:g} kWh at {b.price / 1e6:g} per kWh")
+            raise TxError(f"the EV owner's balance {tokens(owner.balance)} tokens does not cover {tokens(escrow)} tokens "
+                          f"for {kwh(a.max_wh)} kWh at {price(b.price)} tokens per kWh")
         return 0
     if isinstance(b, SessionClose):
         rec = state.session(b.session)
@@ -268,7 +271,7 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
             raise TxError(f"session {b.session.hex()} is already {SESSION_STATUS[rec.status]}"
                           + (f" (not closed within {g.session_timeout} slots)" if rec.status == SESSION_EXPIRED else ""), "ended")
         if b.delivered_wh > rec.max_wh:
-            raise TxError(f"{b.delivered_wh} Wh delivered is more than the authorised {rec.max_wh} Wh")
+            raise TxError(f"{kwh(b.delivered_wh)} kWh delivered is more than the authorised {kwh(rec.max_wh)} kWh")
         return 0
     raise TxError(f"unknown transaction kind {type(b).__name__}")  # pragma: no cover - the codec has no others
 

@@ -23,6 +23,7 @@ from solver.instance import MAX_PRICE, MAX_WH
 from . import keys
 from .charging import AUTHORISATION, MAX_SESSION_WH, Authorisation
 from .codec import ADDRESS, HASH, PUBKEY, SIGNATURE, U8, U32, U64, DecodeError, Record, Tagged, Text, UInt, VarBytes, digest
+from .units import tokens
 
 BUY, SELL = 0, 1
 SIDES = {"buy": BUY, "sell": SELL}
@@ -35,11 +36,13 @@ class TxError(ValueError):
     """A transaction is invalid; the message says why, for the user who sent it, and `reason` says it
     for programs (the API passes it on): "nonce" (used, pending or too far ahead: sign again at the
     next one), "gate_closed" (the bid's slot no longer takes bids), "ended" (the bid or session it acts
-    on is already closed, cancelled, cleared or expired), or "invalid" (anything else)."""
+    on is already closed, cancelled, cleared or expired), or "invalid" (anything else).  The message
+    says amounts as people read them (tokens, kWh: units.py); `fields` gives programs the integers
+    (micro-units, Wh) where a refusal is about an amount, such as an insufficient balance."""
 
-    def __init__(self, message: str, reason: str = "invalid") -> None:
+    def __init__(self, message: str, reason: str = "invalid", **fields: int) -> None:
         super().__init__(message)
-        self.reason = reason
+        self.reason, self.fields = reason, fields
 
 
 class InvalidTx(TxError):
@@ -234,7 +237,7 @@ def check_stateless(tx: Tx, chain_id: str, zones: int, min_fee: int) -> None:
     if len(tx.encoded) > MAX_TX_BYTES:
         raise InvalidTx(f"transaction is {len(tx.encoded)} bytes, the limit is {MAX_TX_BYTES}")
     if tx.fee < min_fee:
-        raise InvalidTx(f"fee {tx.fee} is below the minimum {min_fee}")
+        raise InvalidTx(f"fee {tokens(tx.fee)} tokens is below the minimum {tokens(min_fee)} tokens")
     b = tx.body
     if isinstance(b, Bid) and b.zone >= zones:
         raise InvalidTx(f"zone {b.zone} does not exist (this network has {zones})")

@@ -16,6 +16,8 @@ from transxnode.datadir.keystore import Keystore
 from consensus.rules.transactions import BUY, SELL, Bid, Transfer, sign_tx
 
 from node_support import PASSWORD, TRANSX, ENV, NodeProcess, transx, transx_json, wait_for
+from page_support import run_page, text_of
+from consensus.rules.units import tokens
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     listed = transx_json("wallet", "list", *node.dd)
     assert {seller, buyer} <= {r["address"] for r in listed}
 
-    slot = node.get("/api/node")["first_open_slot"] + 3  # three blocks for two CLI calls on a loaded machine
+    slot = node.get("/api/node")["first_open_slot"] + 6  # six blocks for two CLI calls (~1.6 s each) on a loaded machine
     sell = transx_json("bid", "sell", "5kWh", "0.30", "--slot", str(slot), "--from", seller, "-y", *node.dd)
     buy = transx_json("bid", "buy", "3kWh", "0.50", "--slot", str(slot), "--zone", "1", "--from", buyer, "-y",
                       *node.dd)
@@ -89,18 +91,48 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     d = transx_json("explorer", "market", str(slot), *node.dd)["delivery"]
     assert d["status"] == "settled" and {r["address"] for r in d["accounts"]} == {seller, buyer}
     text = transx("explorer", "address", seller, *node.dd, check=True).stdout
-    assert "delivery settlements" in text and "1,000" in text
+    # The 1 kWh short and what it cost, as a person reads them: kWh and tokens.
+    assert "delivery settlements" in text and " 1.000 " in text and f" {tokens(short)} " in text, text
+    _no_raw_amounts(text, short, payment, 1000)
     assert " on time " in text  # the explorer page's word for a reading in time, not "on" (issue 14, item 10)
 
     block = transx_json("explorer", "block", str(slot), *node.dd)
     assert block["clearing"]["traded_wh"] == 3000 and not block["clearing"]["void"]
     tx = transx_json("explorer", "tx", buy["bid"], *node.dd)
     assert tx["status"] == "included" and tx["kind"] == "bid"
+    assert (tx["wh"], tx["price"], tx["fee"]) == (3000, 500_000, fee)  # --json: the API's integers
+    text = transx("explorer", "tx", buy["bid"], *node.dd, check=True).stdout
+    assert "3.000 kWh" in text and "0.50 tokens per kWh" in text and "0.001 tokens" in text, text
+    _no_raw_amounts(text, 3000, 500_000, fee)
+    funding = next(h for h in transx_json("explorer", "address", buyer, *node.dd)["history"] if h["kind"] == "transfer")
+    text = transx("explorer", "tx", funding["hash"], *node.dd, check=True).stdout
+    assert "100.00 tokens" in text, text
+    _no_raw_amounts(text, 100_000_000, fee)
+    # The web page's transaction view, run against this node's API, reads the same.
+    page = text_of(run_page(f'tx("{buy["bid"]}")', api=node.api))
+    assert "wh 3.000 kWh" in page and "price 0.50 tokens per kWh" in page and "fee 0.001 tokens" in page, page
+    _no_raw_amounts(page, 3000, 500_000, fee)
+    text = transx("explorer", "block", str(slot), *node.dd, check=True).stdout
+    assert "3.000 kWh" in text and f"{tokens(payment)} tokens paid" in text, text
+    _no_raw_amounts(text, payment, fee)
     hist = transx_json("explorer", "address", buyer, *node.dd)["history"]
     assert buy["bid"] in {h.get("hash") for h in hist}
     text = transx("explorer", "market", str(slot), *node.dd, check=True).stdout
-    assert "trades" in text and "vs grid" in text
+    assert "trades" in text and "vs grid" in text and f" {tokens(payment)} " in text, text
     assert "delivery settled" in text and " on time " in text
+    _no_raw_amounts(text, payment, 3000, rows["buy"]["amount"])
+    s = _balance(node, seller)
+    text = transx("wallet", "balance", seller, *node.dd, check=True).stdout
+    assert f"balance   {tokens(s['balance'])} tokens" in text, text
+    _no_raw_amounts(text, s["balance"])
+    _no_raw_amounts(transx("explorer", "market", *node.dd, check=True).stdout, payment)
+
+
+def _no_raw_amounts(text: str, *values: int) -> None:
+    """None of `values` (micro-units, Wh) shows as a bare integer: people read tokens and kWh."""
+    words = set(text.replace("|", " ").split())
+    for v in values:
+        assert not {str(v), f"{v:,}"} & words, (v, text)
 
 
 def test_a_day_of_bids_from_a_profile_file_lands_slot_by_slot(node, tmp_path):
@@ -139,13 +171,15 @@ def test_a_day_of_bids_from_a_profile_file_lands_slot_by_slot(node, tmp_path):
 def test_the_home_agent_plans_a_day_from_its_forecasts_and_sends_it(node):
     home = transx_json("wallet", "new", *node.dd)["address"]
     _fund(node, home)
-    # The dev chain's slots last a second, so a day of them is a minute of real time and a second's energy
-    # is small: put a 1 MWp array where the sun is at its highest now, with a small load.
+    # On the wall clock (--slot-hours 0) the dev chain's slots last a second, so a day of them is a minute
+    # of real time and a second's energy is small: put a 1 MWp array where the sun is at its highest now,
+    # with a small load.
     utc_hour = (time.time() % 86_400) / 3600
     lon = str(round(((12 - utc_hour) * 15 + 180) % 360 - 180, 3))
     info = node.get("/api/node")
-    plan = transx_json("agent", "plan", "--kwp", "1000", "--lon", lon, "--lat", "0", "--daily-kwh", "2", "--slots",
-                       "48", *node.dd)
+    plan = transx_json("agent", "plan", "--slot-hours", "0", "--kwp", "1000", "--lon", lon, "--lat", "0",
+                       "--daily-kwh", "2", "--slots", "48", *node.dd)
+    assert plan["clock"]["slot_hours"] is None
     assert len(plan["pv_wh"]) == len(plan["load_wh"]) == 48
     # One slot of margin past the first open one, so the first bid has a block to spare before its gate.
     assert plan["first_slot"] > info["first_open_slot"]
@@ -159,14 +193,14 @@ def test_the_home_agent_plans_a_day_from_its_forecasts_and_sends_it(node):
     # and says so; every bid it sends lands.
     small = transx_json("wallet", "new", *node.dd)["address"]
     _fund(node, small, amount="0.2")
-    cut = transx_json("agent", "plan", "--kwp", "1000", "--lon", lon, "--lat", "0", "--daily-kwh", "2", "--slots",
-                      "6", "--send", "-y", "--from", small, *node.dd)
+    cut = transx_json("agent", "plan", "--slot-hours", "0", "--kwp", "1000", "--lon", lon, "--lat", "0",
+                      "--daily-kwh", "2", "--slots", "6", "--send", "-y", "--from", small, *node.dd)
     assert cut["cut_to_funds"] and 0 < len(cut["sent"]) < 6 and all(b["side"] == "sell" for b in cut["bids"])
     wait_for(lambda: _balance(node, small)["nonce"] == len(cut["sent"]), 30, "the cut plan's bids")
     # No panels, a big evening load (local time set to 19:30 now): it buys what it expects to use, less its
     # safety margin.
     evening = str(round((19.5 - utc_hour + 12) % 24 - 12, 2))
-    load = ("--kwp", "0", "--daily-kwh", "10000", "--utc-offset", evening)
+    load = ("--slot-hours", "0", "--kwp", "0", "--daily-kwh", "10000", "--utc-offset", evening)
     plan = transx_json("agent", "plan", *load, "--slots", "4", *node.dd)
     assert [b["side"] for b in plan["bids"]] == ["buy"] * 4
     assert all(b["wh"] == int(plan["load_wh"][b["slot"] - plan["first_slot"]] * 0.9) for b in plan["bids"])
@@ -188,9 +222,9 @@ def test_the_agent_runs_hands_free_on_the_nodes_own_key_beside_its_solver(node):
     me, start = info["address"], info["height"]
     utc_hour = (time.time() % 86_400) / 3600
     evening = str(round((19.5 - utc_hour + 12) % 24 - 12, 2))
-    agent = subprocess.Popen([*TRANSX, "agent", "run", "--kwp", "0", "--daily-kwh", "10000", "--utc-offset", evening,
-                              "--slots", "3", *node.dd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=ENV)
+    agent = subprocess.Popen([*TRANSX, "agent", "run", "--slot-hours", "0", "--kwp", "0", "--daily-kwh", "10000",
+                              "--utc-offset", evening, "--slots", "3", *node.dd], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         def bids_on_chain() -> int:
             return sum(1 for h in _balance(node, me)["history"] if h["kind"] == "bid" and h["height"] > start)
@@ -204,6 +238,34 @@ def test_the_agent_runs_hands_free_on_the_nodes_own_key_beside_its_solver(node):
     assert len(rounds) >= 2 and "agent stopped" in out, out
     # The solver's commits, signed with the same key, kept landing while the agent bid.
     assert any(h["kind"] == "commit" and h["height"] > start for h in _balance(node, me)["history"])
+
+
+def test_the_agent_plans_a_sensible_day_on_the_readmes_dev_chain_with_its_defaults(tmp_path):
+    """5-second slots (`transx init --dev`): a real-time forecast is a few Wh a slot.  By default each slot
+    plays half an hour of a day, and the plan says so; on the wall clock the empty plan says why and
+    what to pass."""
+    dev = NodeProcess.init_dev(tmp_path / "data", slot_seconds=5).start()
+    try:
+        dev.wait_height(1)
+        r = transx("agent", "plan", *dev.dd, check=True)
+        first = r.stdout.splitlines()[0]
+        assert "5 s" in first and "0.5 h" in first and "--slot-hours" in first, r.stdout
+        plan = transx_json("agent", "plan", *dev.dd)
+        assert plan["clock"]["slot_hours"] == 0.5 and plan["why_empty"] is None
+        assert len(plan["pv_wh"]) == 48 and all(w > 0 for w in plan["load_wh"])
+        assert max(plan["pv_wh"]) > 1000 and sum(plan["load_wh"]) == pytest.approx(12_000, rel=0.02)  # a day
+        assert {b["side"] for b in plan["bids"]} == {"buy", "sell"}
+        assert transx_json("agent", "plan", "--slot-hours", "1", "--slots", "24", *dev.dd)["clock"]["slot_hours"] == 1
+        # On the wall clock a slot's forecast is too small to bid: the plan says why and what to pass.
+        r = transx("agent", "plan", "--slot-hours", "0", *dev.dd, check=True)
+        assert "no bids" in r.stdout and "--slot-hours 0.5" in r.stdout, r.stdout
+        empty = transx_json("agent", "plan", "--slot-hours", "0", *dev.dd)
+        assert empty["bids"] == [] and "--slot-hours" in empty["why_empty"]
+        # A home with nothing to trade is told so, and what would change it.
+        r = transx("agent", "plan", "--kwp", "0", "--daily-kwh", "0", *dev.dd, check=True)
+        assert "no bids" in r.stdout and "--kwp" in r.stdout, r.stdout
+    finally:
+        dev.stop()
 
 
 def test_bids_whose_gate_closes_while_sending_are_skipped_and_the_rest_sent(node):
@@ -232,10 +294,12 @@ def test_bad_cli_input_is_one_line_and_nonzero(node):
         (("bid", "buy", "-5kWh", "0.5", "-y"), 2, "quantity must be positive, got -5kWh"),
         (("bid", "sell", "5kWh", "-0.3", "-y"), 2, "price must not be negative, got -0.3"),
         (("bid", "buy", "lots", "0.5", "-y"), 2, "energy"),
+        (("bid", "buy", "3", "0.5", "-y"), 2, "quantity '3' has no unit: write 3kWh or 3000Wh"),
         (("bid", "buy", "5kWh", "0.5", "--zone", "9", "-y"), 2, "zone 9"),
         (("bid", "buy", "5kWh", "0.5", "--slot", "1", "-y"), 2, "closed"),
         (("bid", "buy", "5kWh", "0.5", "--slot", "99999999", "-y"), 2, "horizon"),
-        (("wallet", "send", payee, "5", "--from", payee), 1, "insufficient balance"),
+        (("wallet", "send", payee, "5", "--from", payee), 1,
+         "insufficient balance: 0.00 tokens, the transaction needs 5.001 tokens"),
         (("explorer", "block", "999999"), 1, "no block"),
         (("explorer", "tx", "zz"), 1, "hex"),
         (("meter", "read", "--slot", "1", "--imported-wh", "5", "--exported-wh", "5"), 2, "not both"),
@@ -315,6 +379,13 @@ def test_api_refuses_hostile_input_without_changing_state(node):
     assert status == 422 and "chain id" in err["error"]
     status, err = node.submit(bytes(tampered))
     assert status == 422 and "signature" in err["error"]
+    # A refusal for money says tokens to people, and gives programs the integers.
+    rich = sign_tx(key, chain_id=info["chain_id"], nonce=before["pending_nonce"], fee=1000,
+                   body=Transfer(decode_address(me), 10**15))
+    status, err = node.submit(rich.encoded)
+    assert status == 422 and err["error"] == ("insufficient balance: 1,000.00 tokens, the transaction needs "
+                                              "1,000,000,000.001 tokens"), err
+    assert (err["balance"], err["needs"]) == (before["balance"], 10**15 + 1000)
     status, err = node.submit(good.encoded + b"\x00")
     assert status == 400 and "trailing" in err["error"]
     assert node.request("GET", "/api/block/%C2%B2")[0] == 400  # a digit to str.isdigit, not to int()

@@ -101,6 +101,30 @@ def test_the_plan_fits_what_the_balance_can_lock_cutting_the_first_bid_that_does
     assert affordable(bids, fee + bid_lock(SELL, MIN_BID_WH - 1, 300_000, retail), retail, fee) == []
 
 
+def test_on_a_chain_of_short_slots_each_slot_plays_half_an_hour_and_the_default_home_trades():
+    """Issue 14, item 8: a dev chain's 5-second slots forecast in real time are a few Wh each, too little to
+    bid; played as half hours from 07:00 on the chain's first day (the devnet's clock), the defaults make
+    a day of PV and load, and bids on both sides."""
+    from agent.forecast import Site
+    from agent.home import HomeAgent, played_clock
+
+    info = {"slot_seconds": 5, "genesis_time": KL_MIDNIGHT_MS // 1000 + 11 * 3600, "min_fee": 1_000,
+            "grid": {"feed_in": 170_000, "retail": 570_000}}
+    seven = KL_MIDNIGHT_MS + 7 * 3_600_000
+    assert played_clock(info) == (seven, HALF_HOUR)
+    assert played_clock(info, 1.0) == (seven, 3600) and played_clock(info, 0) is None
+    assert played_clock({**info, "slot_seconds": 3600}) is None  # hour slots: the wall clock
+    assert played_clock(info, utc_offset=0) == ((1_767_225_600 + 7 * 3600) * 1000, HALF_HOUR)  # 07:00 UTC that day
+    home = HomeAgent(Site(), 12.0)  # `transx agent plan`'s defaults
+    market = {"recent": [], "average_price": None}
+    day = home.plan(100, 48, info, market, clock=played_clock(info))
+    assert sum(day.load_wh) == pytest.approx(12_000, rel=0.02) and min(day.load_wh) > MIN_BID_WH
+    assert max(day.pv_wh) > 1_500 and day.pv_wh.count(0) >= 12  # a sunny noon, a night
+    assert {b.side for b in day.bids} == {BUY, SELL}
+    real = home.plan(100, 48, info, market)  # the wall clock: 5 s a slot
+    assert max(real.pv_wh) < 10 and max(real.load_wh) < 2 and real.bids == []
+
+
 # -------------------------------------------------------------------------------- a market day
 def test_a_day_of_twenty_homes_leaves_them_better_off_than_net_metering(capsys):
     sim = DaySimulation(homes=20, seed=3)

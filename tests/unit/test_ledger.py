@@ -453,11 +453,14 @@ def test_insufficient_balance_for_fee_and_escrow_is_refused(net):
     price = (POOR_BALANCE - FEE) * 1000 // 1_000  # 1000 Wh at this price escrows everything but the fee
     assert_applies(net, net.tx(poor, Bid(BUY, slot, 1_000, price, 0, slot)))
     assert_refused(net, net.tx(poor, Bid(BUY, slot, 1_000, price + 1, 0, slot)),
-                   f"^insufficient balance: {POOR_BALANCE} micro-units, the transaction needs {POOR_BALANCE + 1}$")
+                   "^insufficient balance: 0.02 tokens, the transaction needs 0.020001 tokens$")
     assert_applies(net, net.tx(poor, Transfer(addr(net.stranger), POOR_BALANCE - FEE)))
     assert_refused(net, net.tx(poor, Transfer(addr(net.stranger), POOR_BALANCE - FEE + 1)), "^insufficient balance")
     assert_refused(net, net.tx(net.stranger, Transfer(addr(poor), 1)),
-                   f"^insufficient balance: 0 micro-units, the transaction needs {FEE + 1}$")
+                   "^insufficient balance: 0.00 tokens, the transaction needs 0.001001 tokens$")
+    with pytest.raises(TxError) as refused:  # tokens for people, integers for programs (the API's error JSON)
+        ledger.apply_tx(net.state(), net.tx(net.stranger, Transfer(addr(poor), 1)), net.next_height, net.g)
+    assert refused.value.fields == {"balance": 0, "needs": FEE + 1}
 
 
 def test_bid_after_gate_closure_beyond_horizon_or_expired_is_refused(net):
@@ -570,7 +573,7 @@ def test_meter_readings_that_are_early_late_duplicate_or_not_from_the_registered
 def test_register_solver_below_the_deposit_is_refused(net):
     u0, g = net.users[0], net.g
     assert_refused(net, net.tx(u0, RegisterSolver(g.solver_deposit - 1)),
-                   f"^a solver's deposit is at least {g.solver_deposit}$")
+                   "^a solver's deposit is at least 100.00 tokens$")
     assert_applies(net, net.tx(net.solver_key, RegisterSolver(1)))  # a top-up of a registered solver
 
 

@@ -118,7 +118,7 @@ def test_full_pool_evicts_the_cheapest_tail_or_refuses():
     b0 = tx(B, 0, 1_000)
     c0 = tx(C, 0, 3_000)
     pool = filled(a0, a1, b0, c0, max_size=4)
-    with pytest.raises(TxError, match="^mempool full: the fee must beat 1000$"):
+    with pytest.raises(TxError, match="^mempool full: the fee must beat 0.001 tokens$"):
         pool.add(tx(D, 0, 1_000), 0)
     assert len(pool) == 4
     newcomer = tx(D, 0, 1_001)

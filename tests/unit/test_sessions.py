@@ -71,9 +71,10 @@ def test_the_chain_refuses_replayed_expired_overpriced_and_unpayable_authorisati
         net.submit(other, SessionOpen(auth, PRICE, 20))  # a replay, even at another station
     with pytest.raises(TxError, match="expired"):
         net.submit(station, SessionOpen(_auth(net, owner, nonce=2, expiry=net.now(net.height) - 1), PRICE, 20))
-    with pytest.raises(TxError, match="above the authorised"):
+    with pytest.raises(TxError, match="^the station's price 0.60 is above the authorised 0.599999 tokens per kWh$"):
         net.submit(station, SessionOpen(_auth(net, owner, nonce=3, max_price=PRICE - 1), PRICE, 20))
-    with pytest.raises(TxError, match="does not cover"):
+    with pytest.raises(TxError, match="^the EV owner's balance 0.02 tokens does not cover 600.00 tokens for 1,000.000 kWh "
+                                      "at 0.60 tokens per kWh$"):
         net.submit(station, SessionOpen(_auth(net, net.poor, nonce=4, max_wh=1_000_000), PRICE, 20))
     with pytest.raises(InvalidTx, match="for chain"):
         net.submit(station, SessionOpen(_auth(net, owner, nonce=5, chain_id="elsewhere"), PRICE, 20))
@@ -89,7 +90,7 @@ def test_only_the_opening_station_closes_once_within_the_authorised_energy(net):
     net.produce()
     with pytest.raises(TxError, match="opened by this station"):
         net.submit(other, SessionClose(auth.session_id, 1_000, 30))
-    with pytest.raises(TxError, match="more than the authorised"):
+    with pytest.raises(TxError, match="^10.001 kWh delivered is more than the authorised 10.000 kWh$"):
         net.submit(station, SessionClose(auth.session_id, 10_001, 30))
     net.submit(station, SessionClose(auth.session_id, 10_000, 90))
     net.produce()

@@ -8,9 +8,11 @@ GET  /metrics  Prometheus
 GET  /         the explorer page (static; it reads the API above)
 Errors are JSON ``{"error": "...", "reason": "..."}`` with a status that fits:
 400 malformed input, 404 unknown object, 413 oversize body, 422 a well-formed
-transaction the chain refuses.  "reason" is for programs: a refused
-transaction's ``TxError.reason`` ("nonce", "gate_closed", "ended", "invalid"),
-else "malformed", "not_found" or "too_large" by status.
+transaction the chain refuses.  "error" is for people (amounts in tokens and
+kWh); "reason" is for programs: a refused transaction's ``TxError.reason``
+("nonce", "gate_closed", "ended", "invalid"), else "malformed", "not_found" or
+"too_large" by status; a refusal about an amount adds its integers
+(``TxError.fields``: "balance" and "needs" in micro-units for an insufficient balance).
 """
 
 from __future__ import annotations
@@ -49,9 +51,10 @@ _REASONS = {400: "malformed", 404: "not_found", 405: "malformed", 413: "too_larg
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, reason: str | None = None) -> None:
+    def __init__(self, status: int, message: str, reason: str | None = None, fields: dict[str, int] | None = None) -> None:
         super().__init__(message)
         self.status, self.reason = status, reason or _REASONS.get(status, "error")
+        self.fields = fields or {}
 
 
 _VIEWS = anyio.CapacityLimiter(2)
@@ -233,7 +236,7 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
             admitted = node.submit_local(tx)
         except TxError as e:
             metrics.tx_rejected.labels("invalid").inc()
-            raise ApiError(422, str(e), e.reason) from None
+            raise ApiError(422, str(e), e.reason, e.fields) from None
         metrics.tx_accepted.inc()
         metrics.mempool.set(len(node.mempool))
         out = {"accepted": True, "hash": admitted.tx.hash.hex()}
@@ -252,7 +255,7 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return _json({"error": str(exc), "reason": exc.reason}, exc.status)
+        return _json({"error": str(exc), "reason": exc.reason, **exc.fields}, exc.status)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -43,17 +43,26 @@ _ENERGY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(wh|kwh|mwh)?\s*$", re.IGNORE
 
 
 def parse_energy(text: str) -> int:
-    """'5kWh', '2.5 kwh', '800Wh' or '800' (Wh) -> whole Wh."""
+    """'5kWh', '2.5 kwh', '800Wh' -> whole Wh.  A bare number is refused: '3' could be 3 Wh or 3 kWh."""
     if text.strip().startswith("-"):
         raise InputError(f"quantity must be positive, got {text.strip()}")
     m = _ENERGY.match(text)
     if not m:
         raise InputError(f"quantity {text!r} is not an energy (e.g. 5kWh or 800Wh)")
-    scale = {"wh": 1, "kwh": 1000, "mwh": 1_000_000}[(m.group(2) or "wh").lower()]
+    if m.group(2) is None:
+        n = Decimal(m.group(1))
+        raise InputError(f"quantity {text!r} has no unit: write {n}kWh or {_plain(n * 1000)}Wh")
+    scale = {"wh": 1, "kwh": 1000, "mwh": 1_000_000}[m.group(2).lower()]
     wh = Decimal(m.group(1)) * scale
     if wh != wh.to_integral_value() or wh < 1 or wh > 10**9:
         raise InputError(f"quantity {text!r} must be a whole number of Wh from 1 Wh to 1 GWh")
     return int(wh)
+
+
+def _plain(d: Decimal) -> str:
+    """A Decimal without exponent or trailing zeros: 3000, 500, 0.5."""
+    s = f"{d:f}"
+    return s.rstrip("0").rstrip(".") if "." in s else s
 
 
 @dataclass(frozen=True)
