@@ -130,6 +130,7 @@ class Engine:
         g, head = self.chain.genesis, self.chain.height
         if self.reveals_checked != self.chain.head.hash:  # once per head: a reorg may have undone a reveal
             self.reveals_checked = self.chain.head.hash
+            out += self._resend_own_consensus_txs()
             for r in range(max(1, head - g.reveal_window), head + 1):
                 out += self._reveal(r)
         for r in range(head + 2, head + 2 + g.commit_window):
@@ -148,6 +149,12 @@ class Engine:
         if now_ms >= g.slot_start_ms(h) and (h, self.chain.head.hash) not in self.proposed_on:
             out += self._propose(h, now_ms)
         return out
+
+    def _resend_own_consensus_txs(self) -> list[Message]:
+        """Our commits, reveals and evidence still pending, gossiped again at each new head until a block
+        takes them: a peer that missed or refused one (its head was behind) gets another chance, so an
+        honest solver does not lose a round to one lost message.  (Peers that hold one ignore it.)"""
+        return [Message(TX, t.encoded) for t in self.node.mempool.pending(self.node.address, CONSENSUS)]
 
     def _pending(self, kind: type, height: int) -> bool:
         a = self.node.address
@@ -217,7 +224,8 @@ class Engine:
         raw = self.chain.state().get(schema.commit(h, self.node.address))
         committed = raw is not None and raw[:32] == commitment(sol.clearing.hash, self.node.address, self.salt(h))
         salt = self.salt(h) if committed else bytes(32)
-        candidates = self.node.mempool.select(self.chain.genesis.max_block_txs, self.node.chain_nonce)
+        candidates = self.node.mempool.select(self.chain.genesis.max_block_txs, self.node.chain_nonce,
+                                              self.node.not_due(h))
         try:
             block, rejected = self.chain.build_block(self.node.key, sol.clearing, candidates, now_ms, salt)
         except BlockError as e:  # our own clearing does not verify: propose nothing rather than garbage

@@ -93,13 +93,15 @@ class Mempool:
         self._insert(tx, height)
         return displaced
 
-    def select(self, limit: int, chain_nonce: Callable[[bytes, int], int]) -> list[Tx]:
+    def select(self, limit: int, chain_nonce: Callable[[bytes, int], int],
+               held: Callable[[Tx], bool] | None = None) -> list[Tx]:
         """Up to `limit` transactions for a block: highest fee first, each queue in nonce order
-        (`chain_nonce(sender, space)`: the chain's next nonce of that sender and space)."""
+        (`chain_nonce(sender, space)`: the chain's next nonce of that sender and space).  A transaction
+        `held(tx)` says is not yet due (a commit whose window opens after this block) stops its queue."""
         heads: list[tuple[int, bytes, tuple[bytes, int], int]] = []
         for queue, q in self.by_sender.items():
             n = chain_nonce(*queue)
-            if n in q:
+            if n in q and not (held and held(q[n])):
                 heads.append((-q[n].fee, q[n].hash, queue, n))
         heapq.heapify(heads)
         out: list[Tx] = []
@@ -107,7 +109,7 @@ class Mempool:
             _, _, queue, n = heapq.heappop(heads)
             q = self.by_sender[queue]
             out.append(q[n])
-            if n + 1 in q:
+            if n + 1 in q and not (held and held(q[n + 1])):
                 heapq.heappush(heads, (-q[n + 1].fee, q[n + 1].hash, queue, n + 1))
         return out
 

@@ -17,10 +17,11 @@ from consensus.chain.chain import Chain, Connected
 from .journal import Journal
 from .mempool import Mempool, too_late
 from consensus.rules.state import StateOverlay
-from consensus.rules.transactions import WALLET, Bid, Tx, TxError, check_stateless, decode_tx
+from consensus.rules.transactions import WALLET, Bid, Commit, Tx, TxError, check_stateless, decode_tx
 from consensus.rules.units import tokens
 
 log = logging.getLogger("transx.node")
+EARLY_COMMIT_BLOCKS = 2  # a commit this many blocks before its window opens is held for it
 
 
 @dataclass
@@ -110,6 +111,10 @@ class Node:
         height = self.next_block() if tx.space == WALLET and not reverted else self.chain.height + 1
         nonce = acct.nonce_of(tx.space)
         b = tx.body
+        if isinstance(b, Commit) and height < b.height - g.commit_window <= height + EARLY_COMMIT_BLOCKS:
+            # Gossiped by a peer a block or two ahead of us: held until its window opens, not refused (a
+            # refused commit is not sent again, and its solver would lose the round).
+            height = b.height - g.commit_window
         if nonce <= tx.nonce <= self.mempool.next_nonce(tx.sender, nonce, tx.space):  # next in line, or a replacement
             self._trial(state, tx, height)
         elif isinstance(b, Bid) and too_late(tx, height, g.gate_closure, g.reveal_window):  # behind a gap: no trial
@@ -133,10 +138,16 @@ class Node:
                 return  # an earlier pending transaction fails: the block builder will sort it out
         ledger.apply_tx(state, tx, height, self.genesis)
 
+    def not_due(self, height: int):
+        """For `Mempool.select`: is a transaction held for a later block than `height` (a commit whose
+        window opens after it)?"""
+        C = self.genesis.commit_window
+        return lambda tx: isinstance(tx.body, Commit) and tx.body.height - C > height
+
     def propose(self, solution: Solution, now_ms: int) -> Connected:
         """Build the next block from `solution` and the mempool, connect it, prune the mempool."""
         g = self.genesis
-        candidates = self.mempool.select(g.max_block_txs, self.chain_nonce)
+        candidates = self.mempool.select(g.max_block_txs, self.chain_nonce, self.not_due(self.chain.height + 1))
         block, rejected = self.chain.build_block(self.key, solution.clearing, candidates, now_ms)
         for tx, reason in rejected:
             log.info("dropped %s from the mempool: %s", tx.hash.hex()[:16], reason)

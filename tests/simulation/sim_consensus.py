@@ -230,8 +230,8 @@ class Censor(Engine):
     def _propose(self, h, now_ms):
         mine = self.node.address
         keep = self.node.mempool.select
-        self.node.mempool.select = lambda limit, nonce: [t for t in keep(limit, nonce)
-                                                         if t.kind != "commit" or t.sender == mine]
+        self.node.mempool.select = lambda limit, nonce, held=None: [t for t in keep(limit, nonce, held)
+                                                                    if t.kind != "commit" or t.sender == mine]
         try:
             return super()._propose(h, now_ms)
         finally:

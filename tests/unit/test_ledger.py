@@ -529,9 +529,12 @@ def test_commit_by_a_non_solver_or_outside_its_window_is_refused(net):
     assert_refused(net, net.tx(u0, Commit(n + 1, bytes(32))), "^only registered solvers commit solutions$")
     for h in (n + 1, n + C):
         assert_applies(net, net.tx(solver, Commit(h, bytes(32))))
-    for h in (n, n - 1, n + C + 1):
+    for h in (n, n - 1, n + C + 3):
         assert_refused(net, net.tx(solver, Commit(h, bytes(32))),
                        f"^a commit for height {h} belongs in blocks {h - C}..{h - 1}; this is height {n}$")
+    # One or two blocks early: the rule refuses it in block n, the node holds it for its window (below).
+    with pytest.raises(TxError, match="belongs in blocks"):
+        ledger.apply_tx(net.state(), net.tx(solver, Commit(n + C + 1, bytes(32))), n, net.g)
     net.submit(solver, Commit(n + C, bytes(32)))
     net.produce()  # height n + C is still ahead, its window still open
     assert_refused(net, net.tx(solver, Commit(n + C, b"\x01" * 32)),
@@ -817,3 +820,18 @@ def test_a_new_solver_cannot_propose_before_its_lottery_reference_block_is_unkno
     ok, _ = net.chain.build_block(u, solve_slot(market, pairs, net.g).clearing, [], net.now(h))
     net.chain.connect(ok, net.now(h))
     assert net.chain.head.hash == ok.hash
+
+
+def test_a_commit_gossiped_a_block_before_its_window_is_held_for_it_not_refused(net):
+    """A peer one block ahead sends a commit whose window opens after our next block: we hold it (a
+    refused commit is never sent again, and its honest solver loses the round) and put it in the first
+    block of its window, not before."""
+    solver = net.solver_key
+    net.produce_until(2)
+    n, C = net.next_height, net.g.commit_window
+    early = net.submit(solver, Commit(n + C + 1, b"\x09" * 32))  # its window is n+1 .. n+C
+    assert early.hash in net.node.mempool
+    assert early not in net.produce().block.txs  # block n: not yet
+    assert early in net.produce().block.txs  # block n+1: the first of its window
+    with pytest.raises(TxError, match="belongs in blocks"):  # too early by more than the margin: refused
+        net.submit(solver, Commit(net.next_height + C + 3, bytes(32)))

@@ -228,3 +228,15 @@ def test_removing_an_equal_copy_forgets_the_transaction_everywhere():
     pool.remove(decode_tx(t.encoded))  # the same transaction, as a received block carries it
     assert t.hash not in pool and len(pool) == 0
     assert pool.select(10, nonces()) == [] and pool.pending(addr(A)) == []
+
+
+def test_a_held_transaction_stops_its_own_queue_only():
+    """`held` (a commit whose window has not opened) keeps it and its queue's later nonces out of the
+    block; other queues go on."""
+    c0, c1 = tx(A, 0, 1_000, Commit(20, b"\x01" * 32)), tx(A, 1, 1_000, Commit(21, b"\x02" * 32))
+    w0 = tx(B, 0, 1_000)
+    pool = filled(c0, c1, w0)
+    assert pool.select(10, nonces(), held=lambda t: isinstance(t.body, Commit) and t.body.height == 20) == [w0]
+    assert set(pool.select(10, nonces(), held=lambda t: isinstance(t.body, Commit) and t.body.height == 21)) == {
+        c0, w0}
+    assert set(pool.select(10, nonces(), held=lambda t: False)) == {c0, c1, w0}
