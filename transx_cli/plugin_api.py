@@ -30,6 +30,14 @@ import click
 
 from consensus.rules import units
 
+__all__ = [
+    "datadir_option", "password_option", "api_option", "json_option", "AmountCommand",
+    "resolve_datadir", "node_client", "fetch_account",
+    "open_keystore", "default_address", "ask_password", "unlock",
+    "guard", "fail",
+    "emit", "table", "tokens", "kwh", "format_tokens", "format_price", "progress",
+]
+
 
 def fail(message: str, status: int = 2) -> None:
     click.echo(f"error: {message}", err=True)

@@ -163,3 +163,22 @@ def test_the_layer_map_names_every_package():
     """A new top-level package must be placed in the map above (else its imports are not checked)."""
     tops = {p.parent.name for p in ROOT.glob("*/__init__.py")}
     assert tops <= set(PACKAGES) | {"tests"}, f"packages missing from the layer map: {tops - set(PACKAGES)}"
+
+
+def test_the_plugin_api_is_what_its_docstring_promises_and_all_a_plugin_uses():
+    """transx_cli.plugin_api's `__all__` is the names its docstring lists, each defined; transx_nfc imports
+    nothing else of the CLI."""
+    import re
+
+    import transx_cli.plugin_api as api
+
+    documented = set(re.findall(r"`(\w+)`", api.__doc__.split("Names not listed")[0])) & set(dir(api))
+    assert set(api.__all__) == documented
+    assert all(callable(getattr(api, n)) for n in api.__all__)
+    used = set()
+    for path in (ROOT / "transx_nfc").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("transx_cli"):
+                assert node.module == "transx_cli.plugin_api", f"{path.name} imports {node.module}"
+                used |= {a.name for a in node.names}
+    assert used <= set(api.__all__), used - set(api.__all__)
