@@ -34,6 +34,7 @@ LAYERS = [
     ("consensus.node", 13),
     ("consensus.engine", 14),
     ("consensus.sim", 15),
+    ("consensus.adversaries", 16),  # the simulator's adversarial engines and attack scenarios
     ("consensus", 10),  # the package's own __init__
     ("p2p", 5),
     ("transxnode.datadir", 20),
