@@ -324,8 +324,8 @@ class CommitCensor(Adversary):
     def _propose(self, h: int, now_ms: int) -> list[Message]:
         mempool = self.node.mempool
         keep = mempool.select
-        mempool.select = lambda limit, nonce: [t for t in keep(limit, nonce)
-                                               if not isinstance(t.body, Commit) or t.sender == self.me]
+        mempool.select = lambda limit, nonce, held=None: [t for t in keep(limit, nonce, held)
+                                                          if not isinstance(t.body, Commit) or t.sender == self.me]
         try:
             return super()._propose(h, now_ms)
         finally:
@@ -349,8 +349,8 @@ class LotteryGrinder(Adversary):
             return super()._propose(h, now_ms)
         mempool = self.node.mempool
         keep = mempool.select
-        mempool.select = lambda limit, nonce: [t for t in keep(limit, nonce)
-                                               if not (t.sender == self.me and t.space == WALLET)] + [bid]
+        mempool.select = lambda limit, nonce, held=None: [t for t in keep(limit, nonce, held)
+                                                          if not (t.sender == self.me and t.space == WALLET)] + [bid]
         try:
             return super()._propose(h, now_ms)
         finally:
