@@ -8,7 +8,7 @@ committed, and its meter reports the result, which the chain settles.  At the en
 money is compared with what the same flows would have earned under net metering (imports at the
 retail tariff, exports at the feed-in tariff): that is the figure the market must beat.
 
-Used by tests/test_agent.py (20 homes) and bench/market_day.py (100 and 1,000).
+Used by tests/unit/test_agent.py (20 homes) and bench/market_day.py (100 and 1,000).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What a TransX card holds, as NDEF records (NFC Forum external types):
 
-    urn:nfc:ext:transx.org:auth     the owner's signed Authorisation (transxnode/charging.py), 1 record
+    urn:nfc:ext:transx.org:auth     the owner's signed Authorisation (consensus/rules/charging.py), 1 record
     urn:nfc:ext:transx.org:soc      the EV's state of charge in percent, 1 byte (optional, unsigned)
     urn:nfc:ext:transx.org:receipt  a station's signed Receipt, one per session (the newest few are kept)
 

@@ -41,7 +41,7 @@ class ForkChoice:
         return seed
 
     def rank(self, block: Block) -> Rank:
-        """How `block` ranks among proposals for its height (consensus/ranking.py); its parent must be on
+        """How `block` ranks among proposals for its height (consensus/rules/ranking.py); its parent must be on
         this chain.  Raises `BlockError` if its clearing is invalid."""
         hit = self._ranks.get(block.hash)
         if hit is not None:

@@ -13,7 +13,7 @@ from transxnode.datadir.config import DEFAULT_API, ConfigError, load_config, run
 
 class ClientError(Exception):
     """The node could not be reached, or refused the request; one line for the user.  A refusal keeps
-    the HTTP status and the API's machine-readable reason (see transxnode/api.py); None if unreached."""
+    the HTTP status and the API's machine-readable reason (see transxnode/api/app.py); None if unreached."""
 
     def __init__(self, message: str, status: int | None = None, reason: str | None = None) -> None:
         super().__init__(message)
