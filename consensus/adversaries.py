@@ -137,7 +137,9 @@ class Adversary(Engine):
     def candidates(self, leave_out: set[bytes] = frozenset()) -> list[Tx]:
         """What `_propose` would put in a block now, minus `leave_out` (transaction hashes)."""
         g = self.chain.genesis
-        return [t for t in self.node.mempool.select(g.max_block_txs, self.node.chain_nonce) if t.hash not in leave_out]
+        due = self.node.not_due(self.chain.height + 1)
+        return [t for t in self.node.mempool.select(g.max_block_txs, self.node.chain_nonce, due)
+                if t.hash not in leave_out]
 
     def build(self, h: int, txs: list[Tx], now_ms: int) -> Block | None:
         """Our block `h` on the head, with our committed clearing and `txs`; None if it cannot be built."""

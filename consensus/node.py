@@ -139,10 +139,13 @@ class Node:
         ledger.apply_tx(state, tx, height, self.genesis)
 
     def not_due(self, height: int):
-        """For `Mempool.select`: is a transaction held for a later block than `height` (a commit whose
-        window opens after it)?"""
+        """For `Mempool.select`: is a transaction held for a later block than `height`, a commit whose
+        window opens at most `EARLY_COMMIT_BLOCKS` after it?  Only that close: a commit further ahead
+        (one that slipped in behind a nonce gap, untried) is not held but offered, refused by the
+        block builder and dropped, so no sender can park a queue behind it for ever."""
         C = self.genesis.commit_window
-        return lambda tx: isinstance(tx.body, Commit) and tx.body.height - C > height
+        return lambda tx: (isinstance(tx.body, Commit)
+                           and height < tx.body.height - C <= height + EARLY_COMMIT_BLOCKS)
 
     def propose(self, solution: Solution, now_ms: int) -> Connected:
         """Build the next block from `solution` and the mempool, connect it, prune the mempool."""

@@ -51,8 +51,9 @@ LAYERS = [
     ("transx_cli", 40),
     ("cli", 41),
 ]
-# Lower layers that do not see each other although numbered apart: p2p is beside the chain, not above it.
-APART = {("p2p", "consensus"), ("p2p", "solver")}
+# Lower layers that do not see each other although numbered apart: p2p is beside the chain, neither
+# above nor below it (only transxnode joins them).
+APART = {("p2p", "consensus"), ("p2p", "solver"), ("consensus", "p2p"), ("solver", "p2p")}
 
 
 def layer(module: str) -> tuple[str, int]:

@@ -835,3 +835,18 @@ def test_a_commit_gossiped_a_block_before_its_window_is_held_for_it_not_refused(
     assert early in net.produce().block.txs  # block n+1: the first of its window
     with pytest.raises(TxError, match="belongs in blocks"):  # too early by more than the margin: refused
         net.submit(solver, Commit(net.next_height + C + 3, bytes(32)))
+
+
+def test_a_commit_far_ahead_that_slipped_in_behind_a_nonce_gap_is_not_held_for_ever(net):
+    """Behind a gap a transaction is not tried; a commit whose window opens far ahead must not then sit
+    at the head of its sender's queue for ever, blocking it: it is offered, refused and dropped."""
+    solver = net.solver_key
+    net.produce_until(2)
+    n = net.state().account(addr(solver)).consensus_nonce
+    far = net.node.submit_tx(net.tx(solver, Commit(2**40, bytes(32)), nonce=n + 1)).tx  # behind the gap: untried
+    net.submit(solver, Commit(net.next_height + 1, b"\x03" * 32))  # fills the gap (nonce n)
+    later = net.node.submit_tx(net.tx(solver, Commit(net.next_height + 2, b"\x04" * 32), nonce=n + 2)).tx
+    net.produce()
+    net.produce()
+    assert far.hash not in net.node.mempool
+    assert later.hash not in net.node.mempool or net.state().get(schema.commit(later.body.height, addr(solver)))
