@@ -24,6 +24,11 @@ log = logging.getLogger("transx.node")
 EARLY_COMMIT_BLOCKS = 2  # a commit this many blocks before its window opens is held for it
 
 
+def _held_commit(tx: Tx, height: int, commit_window: int) -> bool:
+    """`tx` is a commit whose window opens after block `height`, but at most `EARLY_COMMIT_BLOCKS` after."""
+    return isinstance(tx.body, Commit) and height < tx.body.height - commit_window <= height + EARLY_COMMIT_BLOCKS
+
+
 @dataclass
 class Admitted:
     tx: Tx
@@ -111,7 +116,7 @@ class Node:
         height = self.next_block() if tx.space == WALLET and not reverted else self.chain.height + 1
         nonce = acct.nonce_of(tx.space)
         b = tx.body
-        if isinstance(b, Commit) and height < b.height - g.commit_window <= height + EARLY_COMMIT_BLOCKS:
+        if _held_commit(tx, height, g.commit_window):
             # Gossiped by a peer a block or two ahead of us: held until its window opens, not refused (a
             # refused commit is not sent again, and its solver would lose the round).
             height = b.height - g.commit_window
@@ -143,9 +148,7 @@ class Node:
         window opens at most `EARLY_COMMIT_BLOCKS` after it?  Only that close: a commit further ahead
         (one that slipped in behind a nonce gap, untried) is not held but offered, refused by the
         block builder and dropped, so no sender can park a queue behind it for ever."""
-        C = self.genesis.commit_window
-        return lambda tx: (isinstance(tx.body, Commit)
-                           and height < tx.body.height - C <= height + EARLY_COMMIT_BLOCKS)
+        return lambda tx: _held_commit(tx, height, self.genesis.commit_window)
 
     def propose(self, solution: Solution, now_ms: int) -> Connected:
         """Build the next block from `solution` and the mempool, connect it, prune the mempool."""
