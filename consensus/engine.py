@@ -6,11 +6,15 @@ For block h (clearing slot h):
           the commit can land in one of blocks h - C .. h - 1;
   reveal  at slot h's start it proposes block h on its head, revealing the clearing and the salt;
   select  proposals for h that arrive in the reveal window (the first half of slot h) are ranked, and
-          the best becomes block h; one that arrives later still replaces block h if it ranks above it
-          (Chain.offer: the first height where two chains differ decides), up to `finality_depth` deep.
-A late proposal can therefore only win if it would have won on time; waiting for the window's end
-just spares every node the reorgs of adopting each better proposal as it arrives.  The daemon and the simulator drive the same
-engine; the daemon feeds it wall-clock time and libp2p messages, the simulator a virtual clock.
+          the best becomes block h;
+  vote    once block h is adopted, a solver with a registered vote key signs a finality vote from its
+          chain's justified checkpoint to block h and gossips it; the proposer of block h + 1 carries
+          the votes it collected, aggregated, and they justify h and make h - 1 final
+          (consensus/rules/checkpoints.py).
+A proposal that arrives later finds the votes behind the adopted block: the fork choice weighs votes
+before rank (forkchoice.py), so a late or twin block cannot replace it, and a node that finds more
+votes behind another branch moves to it.  The daemon and the simulator drive the same engine; the
+daemon feeds it wall-clock time and libp2p messages, the simulator a virtual clock.
 """
 
 from __future__ import annotations
@@ -19,22 +23,27 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from consensus.rules import keys, ledger, schema
+from consensus.rules import bls, keys, ledger, schema
 from consensus.rules.blocks import HEADER, Block
 from consensus.chain.chain import MAX_FUTURE_MS, BlockError, decode_block
-from consensus.rules.codec import digest
+from consensus.rules.codec import DecodeError, digest
+from consensus.rules.finality import Checkpoint, Counted, Equivocation, Refused, decode_vote, register_key, vote
 from .node import Node
-from consensus.rules.transactions import CONSENSUS, Commit, Evidence, InvalidTx, Reveal, TxError, sign_tx
+from .votes import VoteBook
+from consensus.rules.transactions import (CONSENSUS, Commit, Evidence, InvalidTx, Reveal, TxError, VoteEvidence, VoteKey,
+                                          sign_tx)
 
 from .proposer import Solution, solve_slot
 from consensus.rules.ranking import commitment
 
 log = logging.getLogger("transx.consensus")
 
-TX, PROPOSAL, WANT, BLOCK = "tx", "proposal", "want", "block"
+TX, PROPOSAL, WANT, BLOCK, VOTE = "tx", "proposal", "want", "block", "vote"
 ACCEPT, IGNORE, REJECT = "accept", "ignore", "reject"  # what a peer's message was worth (see `judge`)
 MAX_ORPHANS = 512
 FUTURE_HOLD_MS = 600_000  # a block stamped further ahead than this is not even held
+MAX_SIDE = 256  # blocks that lost the fork choice, kept in case the votes turn to them
+VOTE_AHEAD = 64  # a vote for a block further above our head than this is ignored
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,8 @@ class Stats:
     reorgs: int = 0
     deepest_reorg: int = 0
     orphans: int = 0
+    votes: int = 0
+    equivocations: int = 0
 
 
 Solver = Callable[..., Solution]
@@ -69,8 +80,27 @@ class Engine:
     reveals_checked: bytes | None = None  # the head at which pending commits were last looked at
     future: dict[bytes, Block] = field(default_factory=dict)  # stamped ahead of our clock: held, not refused
     seen: dict[tuple[int, bytes, bytes], bytes] = field(default_factory=dict)  # (height, parent, proposer) -> header
+    side: dict[bytes, Block] = field(default_factory=dict)  # lost the fork choice: the votes may turn to them
+    wanted: set[bytes] = field(default_factory=set)  # blocks asked for because votes named them
     stats: Stats = field(default_factory=Stats)
     _fate: dict[bytes, str] | None = None  # while `judge` runs: what became of each block taken
+    _weighed: int = -1  # the vote book's version when the side blocks were last weighed
+
+    def __post_init__(self) -> None:
+        c = self.chain
+        self.book = VoteBook(c.genesis.chain_id, self._stored_parent)
+        # The vote key is derived from the node key (HKDF, bls.keygen), so a restart keeps it.
+        self.vote_key = bls.keygen(bytes(self.node.key), b"transx-vote-key")
+        self.vote_public = bls.public_key(self.vote_key)
+        self.book.set_voters(c.voters())
+
+    def _stored_parent(self, block_hash: bytes) -> tuple[int, bytes] | None:
+        b = self.chain.block(block_hash)
+        return None if b is None else (b.height, b.header.parent)
+
+    def final_height(self) -> int:
+        """The height of the final checkpoint on this node's chain."""
+        return self.chain.finalized().height
 
     @property
     def chain(self):
@@ -125,12 +155,15 @@ class Engine:
             out += self._take(b, now_ms)
         if self.waiting and now_ms >= self.reveal_ends(self.chain.height + 1):
             out += self._select(now_ms)
+        out += self._reweigh(now_ms)
+        out += self._vote(now_ms)
         if not self.registered():
             return out
         g, head = self.chain.genesis, self.chain.height
         if self.reveals_checked != self.chain.head.hash:  # once per head: a reorg may have undone a reveal
             self.reveals_checked = self.chain.head.hash
             out += self._resend_own_consensus_txs()
+            out += self._register_vote_key()
             for r in range(max(1, head - g.reveal_window), head + 1):
                 out += self._reveal(r)
         for r in range(head + 2, head + 2 + g.commit_window):
@@ -150,15 +183,106 @@ class Engine:
             out += self._propose(h, now_ms)
         return out
 
+    # ------------------------------------------------------------- finality
+    def _register_vote_key(self) -> list[Message]:
+        """Register our vote key (with its proof of possession) once we are a solver without it."""
+        a = self.node.address
+        if self.chain.state().solver_bls(a) == self.vote_public or self._pending(VoteKey):
+            return []
+        reg = register_key(self.vote_key, chain_id=self.chain.genesis.chain_id, solver=a)
+        return self._send_tx(VoteKey(reg))
+
+    def _vote(self, now_ms: int) -> list[Message]:
+        """Vote for the head once its reveal window is over (once per height, never lower than a vote
+        already cast, never from a lower source: no double and no surround vote, across restarts)."""
+        c, g = self.chain, self.chain.genesis
+        head = c.head
+        if now_ms < self.reveal_ends(head.height) or now_ms >= g.slot_start_ms(head.height + 2):
+            return []  # not yet decided, or an old head (we are syncing): a vote would help nobody
+        last = c.store.get(schema.LAST_VOTE)
+        last_source, last_target = (schema.read_u64(last[:8]), schema.read_u64(last[8:16])) if last else (0, 0)
+        if head.height <= last_target:
+            return []
+        voters = c.voters()
+        if voters is None or self.vote_public not in voters.index:
+            return []
+        source = c.justified()
+        if source.height < last_source or source.height >= head.height:
+            return []
+        v = vote(self.vote_key, chain_id=g.chain_id, source=source, target=Checkpoint(head.height, head.hash))
+        c.store.put_local(schema.LAST_VOTE, schema.u64(source.height) + schema.u64(head.height))
+        self.book.add_vote(v)
+        return [Message(VOTE, v.encoded)]
+
+    def _receive_vote(self, data: bytes, sender: object) -> tuple[str, list[Message]]:
+        try:
+            v = decode_vote(data)
+        except (DecodeError, ValueError):
+            return REJECT, []
+        if v.target.height > self.chain.height + VOTE_AHEAD:
+            return IGNORE, []
+        outcome = self.book.add_vote(v)
+        if isinstance(outcome, Counted):
+            self.stats.votes += 1
+            t = v.target
+            out: list[Message] = []
+            if (not self.book.knows(t.hash) and t.height > self.chain.finalized().height and t.hash not in self.wanted
+                    and len(self.wanted) < MAX_ORPHANS):
+                self.wanted.add(t.hash)  # votes for a block we never saw: fetch it, the votes may be right
+                out.append(Message(WANT, t.hash, sender))
+            return ACCEPT, out
+        if isinstance(outcome, Equivocation):
+            self.stats.equivocations += 1
+            log.warning("double or surround vote: %s and %s", outcome.first.describe(), outcome.second.describe())
+            return ACCEPT, self._send_tx(VoteEvidence(outcome.first.encoded, outcome.second.encoded))
+        if isinstance(outcome, Refused) and outcome.reason != "duplicate":
+            return REJECT, []
+        return IGNORE, []
+
+    def _reweigh(self, now_ms: int) -> list[Message]:
+        """The votes changed: a block that lost the fork choice may now have more votes behind it."""
+        if self.book.version == self._weighed or not self.side:
+            return []
+        self._weighed = self.book.version
+        floor = max(self.chain.finalized().height, self.chain.justified().height)
+        out: list[Message] = []
+        for b in sorted(self.side.values(), key=lambda b: b.height):
+            if b.height <= floor or self.chain.hash_at(b.height) == b.hash:
+                self.side.pop(b.hash, None)
+                continue
+            if self.chain.hash_at(b.height - 1) != b.header.parent:
+                continue
+            ours = self.chain.hash_at(b.height)
+            if self.book.weight(b.hash, b.height) > self.book.weight(ours, b.height):  # type: ignore[arg-type]
+                self.side.pop(b.hash, None)
+                out += self._take(b, now_ms)
+        return out
+
+    def _votes_for(self, h: int) -> list:
+        """The vote aggregates block `h` carries: every link we counted with a target among the blocks
+        h - 1 and h - 2 of our chain, and the link that justifies each of their sources if the chain
+        does not record that yet."""
+        c = self.chain
+
+        def on_chain(cp: Checkpoint) -> bool:
+            return c.hash_at(cp.height) == cp.hash
+
+        targets = [t for t in (h - 1, h - 2) if t >= 1]
+        certs = self.book.aggregates(on_chain, targets)
+        j = c.justified().height
+        sources = sorted({x.source.height for x in certs if x.source.height > j})
+        certs += self.book.aggregates(on_chain, sources)
+        return certs[:16]
+
     def _resend_own_consensus_txs(self) -> list[Message]:
         """Our commits, reveals and evidence still pending, gossiped again at each new head until a block
         takes them: a peer that missed or refused one (its head was behind) gets another chance, so an
         honest solver does not lose a round to one lost message.  (Peers that hold one ignore it.)"""
         return [Message(TX, t.encoded) for t in self.node.mempool.pending(self.node.address, CONSENSUS)]
 
-    def _pending(self, kind: type, height: int) -> bool:
+    def _pending(self, kind: type, height: int | None = None) -> bool:
         a = self.node.address
-        return any(isinstance(t.body, kind) and t.body.height == height
+        return any(isinstance(t.body, kind) and (height is None or t.body.height == height)
                    for t in self.node.mempool.pending(a, CONSENSUS))
 
     def _commit(self, r: int) -> list[Message]:
@@ -227,7 +351,12 @@ class Engine:
         candidates = self.node.mempool.select(self.chain.genesis.max_block_txs, self.node.chain_nonce,
                                               self.node.not_due(h))
         try:
-            block, rejected = self.chain.build_block(self.node.key, sol.clearing, candidates, now_ms, salt)
+            try:
+                block, rejected = self.chain.build_block(self.node.key, sol.clearing, candidates, now_ms, salt,
+                                                         self._votes_for(h))
+            except BlockError as e:  # a vote aggregate the chain refuses: propose without votes
+                log.error("block %d without votes: %s", h, e)
+                block, rejected = self.chain.build_block(self.node.key, sol.clearing, candidates, now_ms, salt)
         except BlockError as e:  # our own clearing does not verify: propose nothing rather than garbage
             log.error("not proposing block %d: %s", h, e)
             return []
@@ -257,7 +386,11 @@ class Engine:
             return self._watch_equivocation(block) + self._take(block, now_ms, sender)
         if topic == WANT:
             b = self.chain.block(data) if len(data) == 32 else None
+            if b is None and len(data) == 32:
+                b = self.side.get(data)
             return [Message(BLOCK, b.encoded, sender)] if b is not None else []
+        if topic == VOTE:
+            return self._receive_vote(data, sender)[1]
         return []
 
     def judge(self, topic: str, data: bytes, now_ms: int, sender: object = None) -> tuple[str, list[Message]]:
@@ -274,6 +407,8 @@ class Engine:
             except TxError:
                 return IGNORE, []
             return ACCEPT, []
+        if topic == VOTE:
+            return self._receive_vote(data, sender)
         if topic not in (PROPOSAL, BLOCK):
             return IGNORE, []
         try:
@@ -321,6 +456,8 @@ class Engine:
             self.stats.invalid += h.height >= 1 and not h.signature_ok()
             self._mark(block, "invalid" if not h.signature_ok() else "final")
             return []  # below finality, or not signed by its proposer: nothing to hold or rank
+        self.book.add_block(block)
+        self.wanted.discard(block.hash)
         if h.timestamp > now_ms + MAX_FUTURE_MS:
             if len(self.future) < MAX_ORPHANS and h.timestamp <= now_ms + FUTURE_HOLD_MS:
                 self.future[block.hash] = block
@@ -338,13 +475,17 @@ class Engine:
             self._mark(block, "waiting")
             return []
         try:
-            status, reverted = self.chain.offer(block, now_ms)
+            status, reverted = self.chain.offer(block, now_ms, self.book.weight)
         except BlockError as e:
             self.stats.invalid += 1
             self._mark(block, "invalid")
             log.debug("invalid block %d from %s: %s", block.height, sender, e)
             return []
         self._mark(block, status)
+        if status == "worse":
+            if len(self.side) >= MAX_SIDE:
+                del self.side[min(self.side, key=lambda k: self.side[k].height)]
+            self.side[block.hash] = block
         if status == "orphan":
             if h.height > self.chain.height and sum(len(v) for v in self.orphans.values()) < MAX_ORPHANS:
                 self.orphans.setdefault(block.header.parent, {})[block.hash] = block
@@ -363,6 +504,9 @@ class Engine:
                 self.stats.deepest_reorg = max(self.stats.deepest_reorg, len(reverted))
                 out += self._rebase_own_consensus_txs(reverted)
             self.node.after_head_change()
+            self.book.set_voters(self.chain.voters())
+            if self.chain.height % 64 == 0:
+                self.book.forget_below(self.chain.finalized().height - 8)
             self.waiting = {p: b for p, b in self.waiting.items() if b.header.parent == self.chain.head.hash}
             floor = self.chain.height - self.chain.genesis.finality_depth
             for parent in [p for p, kids in self.orphans.items() if all(b.height <= floor for b in kids.values())]:
@@ -396,11 +540,11 @@ class Engine:
         self.reveals_checked = None
         out: list[Message] = []
         for tx in ours:
-            if isinstance(tx.body, Evidence):
-                if not any(p.body == tx.body for p in self.node.mempool.pending(me, CONSENSUS)):
+            if isinstance(tx.body, (Commit, Reveal)):
+                if not self._pending(type(tx.body), tx.body.height):
                     out += self._send_tx(tx.body)
-            elif not self._pending(type(tx.body), tx.body.height):
-                out += self._send_tx(tx.body)
+            elif not any(p.body == tx.body for p in self.node.mempool.pending(me, CONSENSUS)):
+                out += self._send_tx(tx.body)  # evidence, a vote key
         return out
 
     def _missing_root(self, block: Block) -> bytes:

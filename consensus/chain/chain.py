@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from solver import Pairs, candidate_pairs, verify
 from solver.verifier import Verdict
 
-from consensus.rules import keys, ledger, schema
-from consensus.rules.blocks import BLOCK, MAX_FUTURE_MS, Block, BlockClearing, BlockError, Header, tx_root
+from consensus.rules import checkpoints, keys, ledger, schema
+from consensus.rules.blocks import (BLOCK, MAX_FUTURE_MS, Block, BlockClearing, BlockError, Header, tx_root, vote_order,
+                                    votes_root)
+from consensus.rules.finality import Certificate, Checkpoint, FinalityError, VoterSet
 from consensus.rules.codec import DecodeError
 from consensus.rules.ranking import Rank
 from consensus.rules.genesis import Genesis
@@ -56,6 +58,7 @@ class Chain(ForkChoice):
         self._ranks: dict[bytes, Rank] = {}
         self._verdicts: dict[tuple[int, bytes, bytes | None], Verdict] = {}
         self._seeds: dict[tuple[int, bytes], bytes] = {}  # (h, hash of block h - L) -> the lottery seed of h  # block hash -> rank, for blocks ranked against this chain
+        self._voters: tuple[bytes, VoterSet | None] | None = None  # (head hash, its voter set)
         self._built: tuple[bytes, _Execution] | None = None  # the last block build_block made (encoded), and its execution
         known = store.get(schema.GENESIS)
         if known is None:
@@ -99,6 +102,25 @@ class Chain(ForkChoice):
         height, pos = schema.read_location(raw)
         return TX.decode(raw[12:]), height, pos
 
+    # ------------------------------------------------------------- finality
+    def genesis_checkpoint(self) -> Checkpoint:
+        return Checkpoint(0, self.hash_at(0))  # type: ignore[arg-type]
+
+    def justified(self) -> Checkpoint:
+        """The head's latest justified checkpoint (checkpoints.py)."""
+        return checkpoints.justified(self.state(), self.genesis_checkpoint())
+
+    def finalized(self) -> Checkpoint:
+        """The head's latest final checkpoint: the fork choice never reverts it."""
+        return checkpoints.finalized(self.state(), self.genesis_checkpoint())
+
+    def voters(self) -> VoterSet | None:
+        """The voter set of the head's state: the one the head's child's votes are checked against."""
+        key = self.head.hash
+        if self._voters is None or self._voters[0] != key:
+            self._voters = (key, ledger.voter_set(self.state()))
+        return self._voters[1]
+
     def market(self, slot: int) -> tuple[SlotMarket, Pairs]:
         """Slot `slot`'s instance and candidate pairs, as the chain at its head defines them."""
         hit = self._markets.get(slot)
@@ -111,22 +133,24 @@ class Chain(ForkChoice):
 
     # ------------------------------------------------------------- building
     def build_block(self, key, clearing: BlockClearing, candidates: list[Tx], timestamp_ms: int,
-                    salt: bytes = bytes(32)) -> tuple[Block, list[tuple[Tx, str]]]:
-        """A block on the head: the slot's clearing, then every candidate that still applies, signed by `key`.
+                    salt: bytes = bytes(32), votes: list[Certificate] = ()) -> tuple[Block, list[tuple[Tx, str]]]:
+        """A block on the head: the slot's clearing, the vote aggregates, then every candidate that still
+        applies, signed by `key`.
 
         Returns the block and the candidates left out, with the reason; `BlockError` if the clearing
-        is not a valid one for the slot."""
+        or a vote aggregate is not valid."""
         height = self.height + 1
         self.check_clearing(height, clearing)
         proposer = keys.address_of_key(key)
-        ex = self._execute(height, proposer, clearing, candidates, strict=False, salt=salt)
+        votes = tuple(sorted(votes, key=vote_order))
+        ex = self._execute(height, proposer, clearing, candidates, strict=False, salt=salt, votes=votes)
         header = Header(
             height=height, parent=self.head.hash,
             timestamp=max(timestamp_ms, self.genesis.slot_start_ms(height), self.head.timestamp + 1),
             state_hash=next_state_hash(self.head.state_hash, ex.state.writes), tx_root=tx_root(ex.applied),
-            clearing_hash=clearing.hash, proposer=keys.public_key(key), salt=salt,
+            clearing_hash=clearing.hash, proposer=keys.public_key(key), salt=salt, votes_root=votes_root(votes),
         ).signed(key)
-        block = Block(header, tuple(ex.applied), clearing)
+        block = Block(header, tuple(ex.applied), clearing, votes)
         self._built = (block.encoded, ex)
         return block, ex.rejected
 
@@ -152,6 +176,8 @@ class Chain(ForkChoice):
             raise BlockError("a transaction appears twice")
         if h.clearing_hash != block.clearing.hash:
             raise BlockError("clearing hash does not match")
+        if h.votes_root != votes_root(block.votes):
+            raise BlockError("votes root does not match")
         proposer = keys.address_of(h.proposer)
         rec = self.state().solver(proposer)
         if rec is None:
@@ -171,7 +197,8 @@ class Chain(ForkChoice):
                     check_stateless(tx, g.chain_id, g.zones, g.min_fee)
                 except TxError as e:
                     raise BlockError(f"transaction {tx.hash.hex()[:16]}: {e}") from None
-            ex = self._execute(h.height, proposer, block.clearing, list(block.txs), strict=True, salt=h.salt)
+            ex = self._execute(h.height, proposer, block.clearing, list(block.txs), strict=True, salt=h.salt,
+                               votes=block.votes)
         if next_state_hash(self.head.state_hash, ex.state.writes) != h.state_hash:
             raise BlockError("state hash does not match")
         changes = dict(ex.state.writes)
@@ -248,9 +275,14 @@ class Chain(ForkChoice):
         return v
 
     def _execute(self, height: int, proposer: bytes, clearing: BlockClearing, txs: list[Tx], strict: bool,
-                 salt: bytes = bytes(32)) -> _Execution:
+                 salt: bytes = bytes(32), votes: tuple[Certificate, ...] = ()) -> _Execution:
         g = self.genesis
         state = self.state()
+        try:  # votes first, against the parent's voter set, before the block's transactions change it
+            checkpoints.apply_votes(state, height, votes, chain_id=g.chain_id, voters=self.voters(),
+                                    hash_at=self.hash_at, genesis=self.genesis_checkpoint())
+        except FinalityError as e:
+            raise BlockError(f"block {height}: {e}") from None
         ledger.settle_slot(state, self.market(height)[0], clearing, g)
         ledger.reveal_in_block(state, height, proposer, clearing.hash, salt)
         ledger.settle_solvers(state, height, g)
@@ -298,6 +330,7 @@ class Chain(ForkChoice):
         self._markets.clear()
         self._built = None
         self._ranks.clear()
+        self._voters = None
         self.head = self.header_at_hash(self.store.get(schema.HEAD))  # type: ignore[arg-type]
         return block
 

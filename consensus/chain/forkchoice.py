@@ -1,14 +1,23 @@
 """Fork choice: which of two blocks for one height a node keeps, and the lottery seed proposals are ranked by.
 
-The rule (consensus/rules/ranking.py orders proposals): a block that extends the head is taken; a block
-for a height the chain already has replaces the chain from there if it ranks above ours at that
-height (the first height where the two chains differ decides), never reverting more than
-`finality_depth` blocks.  Equal ranks (one solver's two blocks) go to the lower block hash, so every
-node keeps the same block whichever it saw first.  Mixed into `Chain` (chain.py), whose blocks,
-state and verifier it reads.
+A block that extends the head is taken.  A block for a height the chain already has (the first
+height where the two chains differ decides) is compared with ours there:
+  1. never at or below the chain's final or justified checkpoint (checkpoints.py): those stay;
+  2. the block more finality votes stand behind wins: the caller's `weigh(block hash, height)`, the
+     deposit of the voters whose latest vote is for that block or a descendant of it (LMD-GHOST,
+     consensus/votes.py).  Votes are cast once a block is adopted at the end of its reveal window, so
+     a block released late, or a lower-hash twin of an adopted one, finds the honest votes behind
+     the block it tries to replace, and loses;
+  3. at equal weight (before anyone voted, or where nobody votes), the better-ranked proposal
+     (consensus/rules/ranking.py), reverting at most `finality_depth` blocks; equal ranks (one
+     solver's two blocks) go to the lower block hash, so every node keeps the same block whichever
+     it saw first.
+Mixed into `Chain` (chain.py), whose blocks, state and verifier it reads.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from consensus.rules import keys, schema
 from consensus.rules.blocks import MAX_FUTURE_MS, Block, BlockError
@@ -60,12 +69,12 @@ class ForkChoice:
         self._ranks[block.hash] = r
         return r
 
-    def offer(self, block: Block, now_ms: int) -> tuple[str, list[Block]]:
-        """Fork choice: take `block` if it extends the head, or if it ranks above this chain's block at
-        its height (the first height where the two chains differ decides), reverting at most
-        `finality_depth` blocks.  Returns "connected", "reorg", "known", "worse", "final" or "orphan"
-        (its parent is not on this chain), with the blocks a reorg reverted; raises `BlockError` if it
-        is invalid."""
+    def offer(self, block: Block, now_ms: int,
+              weigh: Callable[[bytes, int], int] | None = None) -> tuple[str, list[Block]]:
+        """Fork choice (the module's rules): take `block` if it extends the head, or if it beats this
+        chain's block at its height.  Returns "connected", "reorg", "known", "worse", "final" or
+        "orphan" (its parent is not on this chain), with the blocks a reorg reverted; raises
+        `BlockError` if it is invalid."""
         h = block.header
         if h.height < 1:
             raise BlockError("a block below height 1")
@@ -76,14 +85,20 @@ class ForkChoice:
             return "connected", []
         if h.height > self.height or self.hash_at(h.height - 1) != h.parent:
             return "orphan", []
-        if self.height - (h.height - 1) > self.genesis.finality_depth:
+        if h.height <= max(self.finalized().height, self.justified().height):
             return "final", []
         ours = self.block_at(h.height)
         assert ours is not None
         self.precheck(block)
+        theirs_w, ours_w = (weigh(block.hash, h.height), weigh(ours.hash, h.height)) if weigh else (0, 0)
+        if theirs_w != ours_w:
+            if theirs_w < ours_w:
+                return "worse", []
+        elif self.height - (h.height - 1) > self.genesis.finality_depth:
+            return "final", []
         # One total order: equal ranks (one solver's two blocks) are decided by the block hash, so every
         # node keeps the same one whichever it saw first.
-        if not (self.rank(block), block.hash) < (self.rank(ours), ours.hash):
+        elif not (self.rank(block), block.hash) < (self.rank(ours), ours.hash):
             return "worse", []
         reverted = []
         while self.height >= h.height:

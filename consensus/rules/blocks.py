@@ -7,6 +7,11 @@ multipliers are sparse (index, numerator) pairs.  Both lists must be in
 strictly increasing order, so a clearing has one encoding.  `void` marks a
 slot nobody could clear (a solver failure): it refunds every escrow and
 ranks below any real clearing.
+
+A block also carries finality votes (finality.py): aggregates, one per (source, target) link, of
+the votes its proposer collected for recent blocks of its own chain; the header commits to them
+(`votes_root`).  They make each branch carry the votes that chose it, so a node that fetches a
+branch learns its weight and its justified and final checkpoints from the chain itself.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from solver import Clearing, Instance, Trade
 from solver.clearing import MAX_MULTIPLIER
 
 from . import keys
+from .finality import CERTIFICATE, Certificate
 from .codec import HASH, PUBKEY, SIGNATURE, U64, Bool, ListOf, Record, UInt, digest
 from .transactions import TX, Tx
 
 MAX_TRADES = 2**22
 MAX_BLOCK_TXS = 100_000
+MAX_BLOCK_VOTES = 16  # vote aggregates a block may carry
 MAX_FUTURE_MS = 15_000  # a block stamped further ahead of a node's clock than this is held back
 
 
@@ -87,6 +94,7 @@ class Header:
     proposer: bytes  # Ed25519 public key of the solver
     signature: bytes = bytes(64)
     salt: bytes = bytes(32)  # reveals the proposer's commitment to this clearing; zeros: uncommitted
+    votes_root: bytes = bytes(32)  # votes_root(the block's vote aggregates)
 
     @cached_property
     def hash(self) -> bytes:
@@ -114,6 +122,7 @@ class Block:
     header: Header
     txs: tuple[Tx, ...]
     clearing: BlockClearing
+    votes: tuple[Certificate, ...] = ()
 
     @property
     def hash(self) -> bytes:
@@ -143,6 +152,15 @@ def merkle_root(leaves: list[bytes]) -> bytes:
     return digest(b"\x02" + len(leaves).to_bytes(8, "big") + level[0], b"transx-merkle")
 
 
+def votes_root(votes: tuple[Certificate, ...] | list[Certificate]) -> bytes:
+    return merkle_root([c.hash for c in votes])
+
+
+def vote_order(c: Certificate) -> tuple:
+    """A block's aggregates are in strictly increasing order of this: one per link, one encoding."""
+    return c.target.height, c.target.hash, c.source.height, c.source.hash
+
+
 def tx_root(txs: tuple[Tx, ...] | list[Tx]) -> bytes:
     return merkle_root([t.hash for t in txs])
 
@@ -159,5 +177,7 @@ CLEARING = Record(BlockClearing, {
     "void": Bool(),
 })
 HEADER = Record(Header, {"height": U64, "parent": HASH, "timestamp": U64, "state_hash": HASH, "tx_root": HASH,
-                         "clearing_hash": HASH, "proposer": PUBKEY, "signature": SIGNATURE, "salt": HASH})
-BLOCK = Record(Block, {"header": HEADER, "txs": ListOf(TX, MAX_BLOCK_TXS), "clearing": CLEARING})
+                         "clearing_hash": HASH, "proposer": PUBKEY, "signature": SIGNATURE, "salt": HASH,
+                         "votes_root": HASH})
+BLOCK = Record(Block, {"header": HEADER, "txs": ListOf(TX, MAX_BLOCK_TXS), "clearing": CLEARING,
+                       "votes": ListOf(CERTIFICATE, MAX_BLOCK_VOTES, key=vote_order)})

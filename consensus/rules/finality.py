@@ -1,28 +1,27 @@
-"""Finality votes: who votes, what a vote says, the certificate of a >2/3 deposit quorum, and the evidence that slashes.
+"""Finality votes (Casper FFG over block heights): who votes, what a vote says, aggregates, the >2/3 rule, and offences.
 
-The voters of a height are the registered solvers, each with the BLS key it registered (with a
-proof of possession, `KeyRegistration`) and its deposit, in a canonical order (`VoterSet`: by
-address).  A `Vote` says, Tendermint-style: on this chain, at this height and round, I prevote
-(or precommit) this block.  Every voter signs the same message for the same block, so the votes
-for one block aggregate into one 96-byte BLS signature; a `Certificate` is that signature with a
-bitfield saying who signed.  It counts when the signers hold strictly more than 2/3 of the
-height's deposit (3 * signed > 2 * total, integers only).  A precommit certificate makes its block
-final.
+The voters are the registered solvers that registered a BLS key with a proof of possession
+(`KeyRegistration`), weighted by deposit, in a canonical order (`VoterSet`: by address).  A `Vote`
+says: on this chain, from the justified checkpoint `source`, I vote for the block `target` (a
+checkpoint is a (height, block hash) pair; every block height is a checkpoint).  Every voter of one
+(source, target) link signs the same message, so the votes of a link aggregate into one 96-byte BLS
+signature; a `Certificate` is that signature with a bitfield saying who signed.  It is a quorum when
+the signers hold strictly more than 2/3 of the voter set's deposit (3 * signed > 2 * total,
+integers only).
 
-`Tally` is the sans-IO counter a node feeds votes into, one at a time: malformed, foreign,
-duplicate and badly signed votes are refused with a reason; a voter's second vote at the same
-(kind, height, round) for another block is turned into `DoubleVote` evidence that anyone can check
-from the two votes alone; the vote that lifts a block over 2/3 yields its certificate.
+The rules that make finality safe are FFG's (Buterin and Griffith, "Casper the Friendly Finality
+Gadget", 2017): a checkpoint is justified when a quorum link leads to it from a justified checkpoint
+(genesis is justified); a justified checkpoint is final when a quorum link leads from it to its
+direct child height.  A voter must never sign two votes with the same target height (a double vote)
+nor a vote whose (source, target) span strictly surrounds another of its votes (a surround vote).
+Two conflicting final blocks need signers of more than 1/3 of the deposit to have done one or the
+other (accountable safety), and `check_offence` proves either from the two votes alone.
 
-Accountable safety: two certificates of one kind for different blocks at one height, checked
-against that height's voter set, have signers in common holding more than 1/3 of the deposit
-(each side holds > 2/3).  `accountable_safety` names them.  When both certificates are of the
-same round every one of those voters signed two votes for one (kind, height, round): that is
-slashable from the two certificates alone.  Across rounds it is not, yet: Tendermint lets a voter
-precommit again in a later round after a newer prevote quorum; proving such a voter wrong needs
-the quorum it claims (the "amnesia" case), which the engine's rules must make part of a vote.
+`Tally` is the sans-IO counter a node feeds votes into: malformed, foreign, duplicate and badly
+signed votes are refused with a reason; a voter's second vote for a target height it already voted
+at, for another link, is an `Equivocation` carrying the two votes as evidence.
 
-Messages are domain-separated: a vote's signing message starts with b"transx-vote-v1", a key
+Messages are domain-separated: a vote's signing message starts with b"transx-vote-v2", a key
 registration's with b"transx-bls-key-v1", a lottery ticket's (beacon.py) with b"transx-ticket-v1";
 none is a prefix of another, and proofs of possession use their own hash-to-curve tag (bls.py).
 """
@@ -31,20 +30,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from . import bls
-from .codec import ADDRESS, HASH, U32, U64, FixedBytes, ListOf, Record, Text, UInt, VarBytes, digest
+from .codec import ADDRESS, HASH, U64, FixedBytes, ListOf, Record, Text, UInt, VarBytes, digest
 
-PREVOTE, PRECOMMIT = 1, 2
-KIND_NAMES = {PREVOTE: "prevote", PRECOMMIT: "precommit"}
-FINALITY_KIND = PRECOMMIT  # a precommit certificate makes its block final
 MAX_VOTERS = 1024
-DOMAIN_VOTE = b"transx-vote-v1"
+DOMAIN_VOTE = b"transx-vote-v2"
 DOMAIN_KEY = b"transx-bls-key-v1"
 
 CHAIN_ID = Text(32, min_len=1)
-KIND = UInt(PRECOMMIT, lo=PREVOTE)
 BLS_KEY = FixedBytes(bls.PUBLIC_KEY_BYTES)
 BLS_SIGNATURE = FixedBytes(bls.SIGNATURE_BYTES)
 DEPOSIT = UInt(lo=1)
@@ -172,13 +167,22 @@ class VoterSet:
 # ------------------------------------------------------------------ votes
 
 
+@dataclass(frozen=True, order=True)
+class Checkpoint:
+    """A block by height and hash: what votes link."""
+
+    height: int
+    hash: bytes
+
+    def describe(self) -> str:
+        return f"{self.height}:{self.hash.hex()[:12]}"
+
+
 @dataclass(frozen=True)
 class Vote:
     chain_id: str
-    kind: int  # PREVOTE or PRECOMMIT
-    height: int
-    round: int
-    block_hash: bytes
+    source: Checkpoint  # the justified checkpoint the voter votes from
+    target: Checkpoint  # the block it votes for
     voter: bytes  # the voter's BLS public key
     signature: bytes = bytes(bls.SIGNATURE_BYTES)
 
@@ -187,13 +191,12 @@ class Vote:
         return VOTE.encode(self)
 
     @property
-    def signing_bytes(self) -> bytes:
-        return signing_message(self.chain_id, self.kind, self.height, self.round, self.block_hash)
+    def link(self) -> tuple[Checkpoint, Checkpoint]:
+        return self.source, self.target
 
     @property
-    def slot(self) -> tuple[int, int, int]:
-        """(kind, height, round): a voter has one vote per slot."""
-        return self.kind, self.height, self.round
+    def signing_bytes(self) -> bytes:
+        return signing_message(self.chain_id, self.source, self.target)
 
     def signature_ok(self) -> bool:
         """Whether `voter` signed this vote; False (never an exception) for a malformed one."""
@@ -201,41 +204,51 @@ class Vote:
             msg = self.signing_bytes
         except ValueError:
             return False
-        return bls.verify(self.voter, msg, self.signature)
+        return _verified(self.voter, msg, self.signature)
 
     def describe(self) -> str:
-        return (f"{KIND_NAMES.get(self.kind, self.kind)} h{self.height} r{self.round} for {self.block_hash.hex()[:12]}"
-                f" by {self.voter.hex()[:12]}")
+        return f"vote {self.source.describe()} -> {self.target.describe()} by {self.voter.hex()[:12]}"
 
 
-def signing_message(chain_id: str, kind: int, height: int, round: int, block_hash: bytes) -> bytes:
-    """What every voter for this block signs: the same bytes for all, so their signatures aggregate."""
-    return DOMAIN_VOTE + _SUBJECT.encode(_Subject(chain_id, kind, height, round, block_hash))
+@lru_cache(maxsize=65536)
+def _verified(pk: bytes, msg: bytes, sig: bytes) -> bool:
+    """One check per (key, message, signature) in a process: gossip delivers each vote many times,
+    and a simulator runs many nodes in one process."""
+    return bls.verify(pk, msg, sig)
 
 
-def vote(sk: bytes, *, chain_id: str, kind: int, height: int, block_hash: bytes, round: int = 0) -> Vote:
-    """A vote signed with the BLS secret key `sk`."""
-    msg = signing_message(chain_id, kind, height, round, block_hash)
-    return Vote(chain_id, kind, height, round, block_hash, bls.public_key(sk), bls.sign(sk, msg))
+def signing_message(chain_id: str, source: Checkpoint, target: Checkpoint) -> bytes:
+    """What every voter of this link signs: the same bytes for all, so their signatures aggregate."""
+    return DOMAIN_VOTE + _SUBJECT.encode(_Subject(chain_id, source, target))
+
+
+def vote(sk: bytes, *, chain_id: str, source: Checkpoint, target: Checkpoint) -> Vote:
+    """A vote signed with the BLS secret key `sk`; ValueError unless the source is below the target."""
+    if not source.height < target.height:
+        raise ValueError("a vote's source is below its target")
+    msg = signing_message(chain_id, source, target)
+    return Vote(chain_id, source, target, bls.public_key(sk), bls.sign(sk, msg))
 
 
 def decode_vote(data: bytes) -> Vote:
-    return VOTE.decode(data)
+    """A vote from its encoding; ValueError (a DecodeError) if malformed or its source is not below its target."""
+    v = VOTE.decode(data)
+    if not v.source.height < v.target.height:
+        raise ValueError("a vote's source is below its target")
+    return v
 
 
-# ------------------------------------------------------------------ certificates
+# ------------------------------------------------------------------ certificates (aggregates)
 
 
 @dataclass(frozen=True)
 class Certificate:
-    """Votes of one (kind, height, round) for one block: who signed (a bitfield over the height's
-    voter set) and their aggregate signature."""
+    """Votes of one link: who signed (a bitfield over a voter set) and their aggregate signature.
+    A quorum certificate when the signers hold more than 2/3 of the set's deposit."""
 
     chain_id: str
-    kind: int
-    height: int
-    round: int
-    block_hash: bytes
+    source: Checkpoint
+    target: Checkpoint
     signers: bytes
     signature: bytes
 
@@ -248,45 +261,61 @@ class Certificate:
         return digest(self.encoded, b"transx-cert")
 
     @property
-    def signing_bytes(self) -> bytes:
-        return signing_message(self.chain_id, self.kind, self.height, self.round, self.block_hash)
+    def link(self) -> tuple[Checkpoint, Checkpoint]:
+        return self.source, self.target
 
     @property
-    def final(self) -> bool:
-        """Whether this kind of certificate makes its block final (it still has to verify)."""
-        return self.kind == FINALITY_KIND
+    def signing_bytes(self) -> bytes:
+        return signing_message(self.chain_id, self.source, self.target)
 
 
 def make_certificate(votes: Iterable[Vote], voters: VoterSet) -> Certificate:
-    """The certificate of `votes` (one subject, distinct voters, signatures already checked)."""
+    """The aggregate of `votes` (one link, distinct voters of `voters`, signatures already checked)."""
     votes = list(votes)
     if not votes:
         raise FinalityError("no votes")
     first = votes[0]
-    subject = (first.chain_id, first.kind, first.height, first.round, first.block_hash)
     idx = []
     for v in votes:
-        if (v.chain_id, v.kind, v.height, v.round, v.block_hash) != subject:
-            raise FinalityError("votes for different subjects do not make one certificate")
+        if (v.chain_id, v.source, v.target) != (first.chain_id, first.source, first.target):
+            raise FinalityError("votes for different links do not make one certificate")
         if v.voter not in voters.index:
             raise FinalityError(f"not a voter: {v.voter.hex()[:12]}")
         idx.append(voters.index[v.voter])
     if len(set(idx)) != len(idx):
         raise FinalityError("a voter counted twice")
-    return Certificate(*subject, voters.bitfield(idx), bls.aggregate([v.signature for v in votes]))
+    return Certificate(first.chain_id, first.source, first.target, voters.bitfield(idx),
+                       bls.aggregate([v.signature for v in votes]))
+
+
+def check_aggregate(cert: Certificate, voters: VoterSet, *, chain_id: str | None = None) -> tuple[int, ...]:
+    """The signers' indices in `voters`, or FinalityError unless at least one signed, the aggregate
+    signature verifies (FastAggregateVerify), the source is below the target, and (with `chain_id`)
+    it is that chain's."""
+    if chain_id is not None and cert.chain_id != chain_id:
+        raise FinalityError(f"a certificate for chain {cert.chain_id!r}, not {chain_id!r}")
+    if not cert.source.height < cert.target.height:
+        raise FinalityError("a certificate's source is not below its target")
+    signers = voters.signers(cert.signers)
+    if not signers:
+        raise FinalityError("a certificate nobody signed")
+    if not _aggregate_ok(tuple(voters.voters[i].bls_key for i in signers), cert.signing_bytes, cert.signature):
+        raise FinalityError("the aggregate signature does not verify")
+    return signers
+
+
+@lru_cache(maxsize=4096)
+def _aggregate_ok(pks: tuple[bytes, ...], msg: bytes, sig: bytes) -> bool:
+    return bls.fast_aggregate_verify(list(pks), msg, sig)
 
 
 def verify_certificate(cert: Certificate, voters: VoterSet, *, chain_id: str | None = None) -> None:
-    """FinalityError unless `cert`'s signers hold more than 2/3 of `voters`' deposit and their
-    aggregate signature verifies (FastAggregateVerify); with `chain_id`, it must be that chain's."""
-    if chain_id is not None and cert.chain_id != chain_id:
-        raise FinalityError(f"a certificate for chain {cert.chain_id!r}, not {chain_id!r}")
-    signers = voters.signers(cert.signers)
+    """FinalityError unless `cert` is a valid aggregate (`check_aggregate`) whose signers hold more
+    than 2/3 of `voters`' deposit."""
+    signers = check_aggregate(cert, voters, chain_id=chain_id)
     signed = voters.deposit_of(signers)
     if not quorum(signed, voters.total):
         raise FinalityError(f"signers hold {signed} of {voters.total} deposit: not more than 2/3")
-    if not bls.fast_aggregate_verify([voters.voters[i].bls_key for i in signers], cert.signing_bytes, cert.signature):
-        raise FinalityError("the aggregate signature does not verify")
 
 
 def certificate_ok(cert: Certificate, voters: VoterSet, *, chain_id: str | None = None) -> bool:
@@ -301,85 +330,60 @@ def decode_certificate(data: bytes) -> Certificate:
     return CERTIFICATE.decode(data)
 
 
-# ------------------------------------------------------------------ evidence and accountable safety
+# ------------------------------------------------------------------ offences and accountable safety
 
 
-@dataclass(frozen=True)
-class DoubleVote:
-    """Two votes one key signed for one (kind, height, round) and two blocks, the smaller encoding
-    first (so one offence has one encoding).  `check_double_vote` says whether it proves the offence."""
-
-    first: Vote
-    second: Vote
-
-    def __post_init__(self) -> None:
-        if not self.first.encoded < self.second.encoded:
-            raise ValueError("a double vote's votes are in increasing order of their encodings")
-
-    @classmethod
-    def of(cls, a: Vote, b: Vote) -> DoubleVote:
-        return cls(a, b) if a.encoded < b.encoded else cls(b, a)
-
-    @property
-    def offender(self) -> bytes:
-        """The BLS key that signed both."""
-        return self.first.voter
-
-    @cached_property
-    def encoded(self) -> bytes:
-        return DOUBLE_VOTE.encode(self)
-
-    @cached_property
-    def hash(self) -> bytes:
-        return digest(self.encoded, b"transx-evidence")
+def double_vote(a: Vote, b: Vote) -> bool:
+    """Two different links with one target height."""
+    return a.target.height == b.target.height and a.link != b.link
 
 
-def check_double_vote(ev: DoubleVote) -> None:
-    """FinalityError unless `ev` proves one key signed two blocks for one (chain, kind, height, round)."""
-    a, b = ev.first, ev.second
+def surround_vote(a: Vote, b: Vote) -> bool:
+    """One vote's span strictly surrounds the other's: s1 < s2 and t2 < t1."""
+    def around(x: Vote, y: Vote) -> bool:
+        return x.source.height < y.source.height and y.target.height < x.target.height
+    return around(a, b) or around(b, a)
+
+
+def check_offence(a: Vote, b: Vote) -> None:
+    """FinalityError unless `a` and `b` prove one key broke a voting rule: the same key and chain, both
+    validly signed, and a double vote or a surround vote."""
     if a.voter != b.voter:
         raise FinalityError("the votes are by different keys")
-    if (a.chain_id, a.slot) != (b.chain_id, b.slot):
-        raise FinalityError("the votes are for different chains, kinds, heights or rounds")
-    if a.block_hash == b.block_hash:
-        raise FinalityError("the votes are for the same block")
+    if a.chain_id != b.chain_id:
+        raise FinalityError("the votes are for different chains")
+    if not (double_vote(a, b) or surround_vote(a, b)):
+        raise FinalityError("the votes are neither a double vote nor a surround vote")
     if not (a.signature_ok() and b.signature_ok()):
         raise FinalityError("a vote's signature does not verify")
 
 
-def decode_double_vote(data: bytes) -> DoubleVote:
-    return DOUBLE_VOTE.decode(data)
-
-
 @dataclass(frozen=True)
 class SafetyFault:
-    """Who signed both of two conflicting certificates."""
+    """Who signed both of two conflicting quorum certificates."""
 
     indices: tuple[int, ...]  # positions in the voter set
     voters: tuple[Voter, ...]
     deposit: int  # theirs: always > total / 3
     total: int
-    same_round: bool  # then each of them signed two votes for one (kind, height, round): slashable as it stands
 
 
 def accountable_safety(cert_a: Certificate, cert_b: Certificate, voters: VoterSet) -> SafetyFault:
-    """The voters in both of two valid certificates of one kind for different blocks at one height.
-
-    By quorum intersection they hold more than 1/3 of the deposit (checked, not assumed).
-    FinalityError when either certificate does not verify against `voters` or the two do not conflict.
-    """
+    """The voters in both of two valid quorum certificates for different blocks at one target height:
+    each of them double voted.  By quorum intersection they hold more than 1/3 of the deposit
+    (checked, not assumed).  FinalityError when either does not verify or the two do not conflict."""
     a, b = cert_a, cert_b
-    if (a.chain_id, a.kind, a.height) != (b.chain_id, b.kind, b.height):
-        raise FinalityError("certificates for different chains, kinds or heights do not conflict")
-    if a.block_hash == b.block_hash:
-        raise FinalityError("certificates for the same block do not conflict")
+    if a.chain_id != b.chain_id or a.target.height != b.target.height:
+        raise FinalityError("certificates for different chains or target heights do not conflict")
+    if a.link == b.link:
+        raise FinalityError("certificates for the same link do not conflict")
     verify_certificate(a, voters)
     verify_certificate(b, voters)
     both = tuple(sorted(set(voters.signers(a.signers)) & set(voters.signers(b.signers))))
     deposit = voters.deposit_of(both)
     if not 3 * deposit > voters.total:  # cannot happen: (> 2/3) + (> 2/3) - 1 > 1/3
         raise AssertionError("quorum intersection failed: the voter set's arithmetic is broken")
-    return SafetyFault(both, tuple(voters.voters[i] for i in both), deposit, voters.total, a.round == b.round)
+    return SafetyFault(both, tuple(voters.voters[i] for i in both), deposit, voters.total)
 
 
 # ------------------------------------------------------------------ the tally
@@ -387,8 +391,8 @@ def accountable_safety(cert_a: Certificate, cert_b: Certificate, voters: VoterSe
 
 @dataclass(frozen=True)
 class Counted:
-    """The vote counts.  `deposit`: what its block now has in this (kind, round); `certificate`: set
-    by the one vote that lifted the block over 2/3."""
+    """The vote counts.  `deposit`: what its link now has; `certificate`: set by the one vote that
+    lifted the link over 2/3."""
 
     deposit: int
     certificate: Certificate | None = None
@@ -396,8 +400,8 @@ class Counted:
 
 @dataclass(frozen=True)
 class Refused:
-    """The vote is not counted.  `reason`: "malformed", "chain", "height", "not a voter", "duplicate" or
-    "bad signature".  A duplicate is harmless gossip; the others are the sender's fault."""
+    """The vote is not counted.  `reason`: "malformed", "chain", "not a voter", "duplicate" or "bad
+    signature".  A duplicate is harmless gossip; the others are the sender's fault."""
 
     reason: str
     detail: str = ""
@@ -405,23 +409,24 @@ class Refused:
 
 @dataclass(frozen=True)
 class Equivocation:
-    """The vote is its voter's second, for another block, in one (kind, round): not counted, evidence."""
+    """The vote is its voter's second at one target height, for another link: not counted; the two
+    votes are the evidence (`check_offence` holds for them)."""
 
-    evidence: DoubleVote
+    first: Vote
+    second: Vote
 
 
 Outcome = Counted | Refused | Equivocation
 
 
 class Tally:
-    """The votes of one height on one chain, counted against the height's voter set (sans-IO)."""
+    """Votes counted against one voter set (sans-IO): per link, who voted; per (target height, voter), its vote."""
 
-    def __init__(self, chain_id: str, height: int, voters: VoterSet) -> None:
-        self.chain_id, self.height, self.voters = chain_id, height, voters
-        self._first: dict[tuple[int, int, int], Vote] = {}  # (kind, round, voter index) -> its counted vote
-        self._for: dict[tuple[int, int, bytes], dict[int, Vote]] = {}  # (kind, round, block) -> voter index -> vote
-        self._certified: set[tuple[int, int, bytes]] = set()
-        self._evidence: dict[bytes, DoubleVote] = {}
+    def __init__(self, chain_id: str, voters: VoterSet) -> None:
+        self.chain_id, self.voters = chain_id, voters
+        self._first: dict[tuple[int, int], Vote] = {}  # (target height, voter index) -> its counted vote
+        self._for: dict[tuple[Checkpoint, Checkpoint], dict[int, Vote]] = {}  # link -> voter index -> vote
+        self._certified: set[tuple[Checkpoint, Checkpoint]] = set()
 
     def add(self, v: Vote) -> Outcome:
         if type(v) is not Vote:
@@ -430,59 +435,62 @@ class Tally:
             _ = v.encoded
         except ValueError as e:
             return Refused("malformed", str(e))
+        if not v.source.height < v.target.height:
+            return Refused("malformed", "source not below target")
         if v.chain_id != self.chain_id:
             return Refused("chain", f"a vote for chain {v.chain_id!r}")
-        if v.height != self.height:
-            return Refused("height", f"a vote for height {v.height}; this tally counts {self.height}")
         i = self.voters.index.get(v.voter)
         if i is None:
-            return Refused("not a voter", f"{v.voter.hex()[:12]} is not a voter at height {self.height}")
-        first = self._first.get((v.kind, v.round, i))
+            return Refused("not a voter", f"{v.voter.hex()[:12]} is not a voter")
+        first = self._first.get((v.target.height, i))
         if first == v:
             return Refused("duplicate", v.describe())
         if not v.signature_ok():
             return Refused("bad signature", v.describe())
-        if first is not None:  # a valid second vote: BLS signatures are unique, so it is for another block
-            ev = DoubleVote.of(first, v)
-            if ev.hash in self._evidence:
-                return Refused("duplicate", f"already evidence: {v.describe()}")
-            self._evidence[ev.hash] = ev
-            return Equivocation(ev)
-        self._first[(v.kind, v.round, i)] = v
-        key = (v.kind, v.round, v.block_hash)
-        votes = self._for.setdefault(key, {})
+        if first is not None:
+            return Equivocation(first, v)
+        self._first[(v.target.height, i)] = v
+        votes = self._for.setdefault(v.link, {})
         votes[i] = v
         deposit = self.voters.deposit_of(votes)
-        if key in self._certified or not quorum(deposit, self.voters.total):
+        if v.link in self._certified or not quorum(deposit, self.voters.total):
             return Counted(deposit)
-        self._certified.add(key)
-        return Counted(deposit, self.certificate(v.kind, v.round, v.block_hash))
+        self._certified.add(v.link)
+        return Counted(deposit, self.certificate(v.source, v.target))
 
-    def deposit_for(self, kind: int, round: int, block_hash: bytes) -> int:
-        return self.voters.deposit_of(self._for.get((kind, round, block_hash), {}))
+    def votes_for(self, source: Checkpoint, target: Checkpoint) -> list[Vote]:
+        votes = self._for.get((source, target), {})
+        return [votes[i] for i in sorted(votes)]
 
-    def certificate(self, kind: int, round: int, block_hash: bytes) -> Certificate | None:
-        """The certificate of every vote counted so far for this block, once they hold > 2/3."""
-        votes = self._for.get((kind, round, block_hash))
-        if not votes or not quorum(self.voters.deposit_of(votes), self.voters.total):
-            return None
-        return make_certificate((votes[i] for i in sorted(votes)), self.voters)
+    def links(self, target_height: int) -> list[tuple[Checkpoint, Checkpoint]]:
+        return [k for k in self._for if k[1].height == target_height]
 
-    @property
-    def evidence(self) -> tuple[DoubleVote, ...]:
-        return tuple(self._evidence.values())
+    def deposit_for(self, source: Checkpoint, target: Checkpoint) -> int:
+        return self.voters.deposit_of(self._for.get((source, target), {}))
+
+    def certificate(self, source: Checkpoint, target: Checkpoint) -> Certificate | None:
+        """The aggregate of every vote counted so far for this link (None if none)."""
+        votes = self.votes_for(source, target)
+        return make_certificate(votes, self.voters) if votes else None
+
+    def forget_below(self, height: int) -> None:
+        """Drop what is counted for targets below `height` (they are final, or will never be)."""
+        self._first = {k: v for k, v in self._first.items() if k[0] >= height}
+        self._for = {k: v for k, v in self._for.items() if k[1].height >= height}
+        self._certified = {k for k in self._certified if k[1].height >= height}
 
 
 # ------------------------------------------------------------------ encodings
 
 
+CHECKPOINT = Record(Checkpoint, {"height": U64, "hash": HASH})
+
+
 @dataclass(frozen=True)
 class _Subject:
     chain_id: str
-    kind: int
-    height: int
-    round: int
-    block_hash: bytes
+    source: Checkpoint
+    target: Checkpoint
 
 
 @dataclass(frozen=True)
@@ -492,22 +500,21 @@ class _Binding:
     bls_key: bytes
 
 
-_SUBJECT = Record(_Subject, {"chain_id": CHAIN_ID, "kind": KIND, "height": U64, "round": U32, "block_hash": HASH})
+_SUBJECT = Record(_Subject, {"chain_id": CHAIN_ID, "source": CHECKPOINT, "target": CHECKPOINT})
 _BINDING = Record(_Binding, {"chain_id": CHAIN_ID, "solver": ADDRESS, "bls_key": BLS_KEY})
 KEY_REGISTRATION = Record(KeyRegistration, {"chain_id": CHAIN_ID, "solver": ADDRESS, "bls_key": BLS_KEY,
                                             "pop": BLS_SIGNATURE, "binding": BLS_SIGNATURE})
 VOTER = Record(Voter, {"address": ADDRESS, "bls_key": BLS_KEY, "deposit": DEPOSIT})
 VOTER_SET = Record(VoterSet, {"voters": ListOf(VOTER, MAX_VOTERS, key=lambda v: v.address)})
-VOTE = Record(Vote, {"chain_id": CHAIN_ID, "kind": KIND, "height": U64, "round": U32, "block_hash": HASH,
-                     "voter": BLS_KEY, "signature": BLS_SIGNATURE})
-CERTIFICATE = Record(Certificate, {"chain_id": CHAIN_ID, "kind": KIND, "height": U64, "round": U32, "block_hash": HASH,
+VOTE = Record(Vote, {"chain_id": CHAIN_ID, "source": CHECKPOINT, "target": CHECKPOINT, "voter": BLS_KEY,
+                     "signature": BLS_SIGNATURE})
+CERTIFICATE = Record(Certificate, {"chain_id": CHAIN_ID, "source": CHECKPOINT, "target": CHECKPOINT,
                                    "signers": VarBytes(MAX_VOTERS // 8), "signature": BLS_SIGNATURE})
-DOUBLE_VOTE = Record(DoubleVote, {"first": VOTE, "second": VOTE})
 
 __all__ = [
-    "CERTIFICATE", "DOUBLE_VOTE", "FINALITY_KIND", "KEY_REGISTRATION", "MAX_VOTERS", "PRECOMMIT", "PREVOTE", "VOTE",
-    "VOTER_SET", "Certificate", "Counted", "DoubleVote", "Equivocation", "FinalityError", "KeyRegistration", "Outcome",
-    "Refused", "SafetyFault", "Tally", "Vote", "Voter", "VoterSet", "accountable_safety", "certificate_ok",
-    "check_double_vote", "check_registration", "decode_certificate", "decode_double_vote", "decode_vote",
-    "make_certificate", "quorum", "register_key", "signing_message", "verify_certificate", "vote",
+    "CERTIFICATE", "CHECKPOINT", "KEY_REGISTRATION", "MAX_VOTERS", "VOTE", "VOTER_SET", "Certificate", "Checkpoint",
+    "Counted", "Equivocation", "FinalityError", "KeyRegistration", "Outcome", "Refused", "SafetyFault", "Tally", "Vote",
+    "Voter", "VoterSet", "accountable_safety", "certificate_ok", "check_aggregate", "check_offence",
+    "check_registration", "decode_certificate", "decode_vote", "double_vote", "make_certificate", "quorum",
+    "register_key", "signing_message", "surround_vote", "verify_certificate", "vote",
 ]

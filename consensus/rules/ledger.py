@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from .ranking import commitment
 from solver import Instance, Participant
 
-from . import keys, schema
+from . import finality, keys, schema
 from .blocks import HEADER, BlockClearing
 from .codec import DecodeError
 from .genesis import Genesis
@@ -22,6 +22,7 @@ from .state import ACCOUNT, CANCELLED, CLEARED, OPEN, READING, SESSION_CLOSED, S
 from .metering import reading_ok
 from .units import kwh, price, tokens
 from .transactions import BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter, RegisterSolver, Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError, WithdrawSolver, bid_lock, escrow_for
+from .transactions import VoteEvidence, VoteKey
 from .transactions import WALLET
 
 
@@ -44,7 +45,7 @@ def apply_tx(state: StateOverlay, tx: Tx, height: int, g: Genesis) -> int:
     """Apply `tx` as included at `height`; returns its fee.  Raises `TxError` and changes
     nothing the caller cannot roll back (callers checkpoint around it).  Its nonce must be the
     sender's next in the transaction's own sequence (`Tx.space`): the wallet nonce, or for a commit,
-    reveal or evidence the consensus nonce; only that one moves."""
+    reveal, evidence, finality key or vote evidence the consensus nonce; only that one moves."""
     sender = tx.sender
     acct = state.account(sender)
     expected = acct.nonce_of(tx.space)
@@ -94,13 +95,16 @@ def apply_tx(state: StateOverlay, tx: Tx, height: int, g: Genesis) -> int:
     elif isinstance(b, Evidence):
         first = HEADER.decode(b.first)
         cheat = keys.address_of(first.proposer)
-        rec = state.solver(cheat)
-        assert rec is not None  # checked by _locked_by
-        bounty = rec.deposit // 10
-        acct = replace(acct, balance=acct.balance + bounty)
-        _burn(state, rec.deposit - bounty)
-        _remove_solver(state, cheat, rec)
+        acct = replace(acct, balance=acct.balance + _slash(state, cheat))
         state.put(schema.evidence(first.height, cheat), tx.hash)
+    elif isinstance(b, VoteKey):
+        state.set_solver_bls(sender, b.registration.bls_key)  # the old key stays the sender's (bls_owner)
+    elif isinstance(b, VoteEvidence):
+        first, second = finality.decode_vote(b.first), finality.decode_vote(b.second)
+        cheat = state.bls_owner(first.voter)
+        assert cheat is not None  # checked by _locked_by
+        acct = replace(acct, balance=acct.balance + _slash(state, cheat))
+        state.put(schema.vote_offence(_offence_height(first, second), first.voter), tx.hash)
     elif isinstance(b, MeterReading):
         state.put(schema.meter(b.slot, sender), READING.encode(Reading(b.imported_wh, b.exported_wh, height)))
     elif isinstance(b, RegisterMeter):
@@ -232,6 +236,18 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
         return 0
     if isinstance(b, Evidence):
         return _check_evidence(b, state)
+    if isinstance(b, VoteKey):
+        rec = state.solver(tx.sender)
+        if rec is None or rec.exit_at:
+            raise TxError("only registered solvers that are not withdrawing register a finality key")
+        owner = state.bls_owner(b.registration.bls_key)
+        if owner is not None and owner != tx.sender:
+            raise TxError("this BLS key is registered to another solver")
+        if state.solver_bls(tx.sender) is None and _keyed_solvers(state) >= finality.MAX_VOTERS:
+            raise TxError(f"{finality.MAX_VOTERS} solvers hold finality keys: the voter set is full")
+        return 0
+    if isinstance(b, VoteEvidence):
+        return _check_vote_evidence(b, state, g)
     if isinstance(b, MeterReading):
         if b.slot >= height:
             raise TxError(f"slot {b.slot} has not been delivered yet (height {height})")
@@ -305,6 +321,58 @@ def _check_evidence(b: Evidence, state: StateOverlay) -> int:
     return 0
 
 
+def _check_vote_evidence(b: VoteEvidence, state: StateOverlay, g: Genesis) -> int:
+    """Two votes of one key that break a voting rule, on this chain, by a key a registered solver
+    registered (now or before it replaced it), not punished yet.  The offence need not be recent."""
+    try:
+        first, second = finality.decode_vote(b.first), finality.decode_vote(b.second)
+    except ValueError as e:  # DecodeError, or a source not below its target
+        raise TxError(f"vote evidence: a vote does not decode ({e})") from None
+    if first.chain_id != g.chain_id:
+        raise TxError(f"vote evidence: the votes are for chain {first.chain_id!r}, not {g.chain_id!r}")
+    cheat = state.bls_owner(first.voter)
+    if cheat is None or state.solver(cheat) is None:
+        raise TxError("vote evidence: no registered solver holds that key (or it was slashed already)")
+    if state.get(schema.vote_offence(_offence_height(first, second), first.voter)) is not None:
+        raise TxError("vote evidence: already punished")
+    try:  # last: it verifies two BLS signatures
+        finality.check_offence(first, second)
+    except finality.FinalityError as e:
+        raise TxError(f"vote evidence: {e}") from None
+    return 0
+
+
+def _offence_height(a: finality.Vote, b: finality.Vote) -> int:
+    """Where a vote offence is recorded as punished: the higher target height, whichever vote comes
+    first (a double vote's two are the same), so the two orders of one pair are one offence."""
+    return max(a.target.height, b.target.height)
+
+
+def _keyed_solvers(state: StateOverlay) -> int:
+    """Solvers holding a finality key (withdrawing ones too): at most MAX_VOTERS, so voter_set always builds."""
+    return sum(1 for _ in state.items(schema.SOLVER_BLS))
+
+
+def voter_set(state: StateOverlay) -> finality.VoterSet | None:
+    """The finality voters now: every registered solver with a BLS key that is not withdrawing, weighted
+    by its current deposit (> 0); None if there is none.  Read on every block connect, so two prefix
+    scans side by side (solver records and keys, both by address), nothing per solver.  Slashing,
+    withdrawal and forfeits change it because it reads the current records."""
+    bls_keys = {k[len(schema.SOLVER_BLS):]: v for k, v in state.items(schema.SOLVER_BLS)}
+    if not bls_keys:
+        return None
+    voters = []
+    for k, raw in state.items(schema.SOLVERS):
+        addr = k[len(schema.SOLVERS):]
+        bls_key = bls_keys.get(addr)
+        if bls_key is None:
+            continue
+        rec = SOLVER.decode(raw)
+        if rec.exit_at == 0 and rec.deposit > 0:
+            voters.append(finality.Voter(addr, bls_key, rec.deposit))
+    return finality.VoterSet.of(voters) if voters else None
+
+
 def may_propose(rec: SolverRecord, height: int, g: Genesis) -> bool:
     """A solver registered at `since` may propose block h only if block h - L was not yet on chain when
     it registered: otherwise it could have ground keys until one drew a good lottery ticket
@@ -320,10 +388,28 @@ def _burn(state: StateOverlay, amount: int) -> None:
         state.set_totals(replace(t, burned=t.burned + amount))
 
 
+def _slash(state: StateOverlay, cheat: bytes) -> int:
+    """Take a solver's whole deposit for an offence: a tenth is the reporter's bounty (returned, the
+    caller credits it), the rest is burned, and the solver is removed."""
+    rec = state.solver(cheat)
+    assert rec is not None  # checked by _locked_by
+    bounty = rec.deposit // 10
+    _burn(state, rec.deposit - bounty)
+    _remove_solver(state, cheat, rec)
+    return bounty
+
+
 def _remove_solver(state: StateOverlay, addr: bytes, rec: SolverRecord) -> None:
-    state.put(schema.solver(addr), None)
+    _drop_solver(state, addr)
     if rec.exit_at:
         state.put(schema.solver_exit(rec.exit_at, addr), None)
+
+
+def _drop_solver(state: StateOverlay, addr: bytes) -> None:
+    """The solver's record and its current finality key go (the key stays its own: bls_owner)."""
+    state.put(schema.solver(addr), None)
+    if state.solver_bls(addr) is not None:
+        state.set_solver_bls(addr, None)
 
 
 def reveal_in_block(state: StateOverlay, height: int, proposer: bytes, clearing_hash: bytes, salt: bytes) -> None:
@@ -357,7 +443,7 @@ def settle_solvers(state: StateOverlay, height: int, g: Genesis) -> None:
         if rec is not None:
             acct = state.account(solver)
             state.set_account(solver, replace(acct, balance=acct.balance + rec.deposit))
-            state.put(schema.solver(solver), None)
+            _drop_solver(state, solver)
         state.put(key, None)
 
 

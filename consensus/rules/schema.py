@@ -85,6 +85,25 @@ def evidence(height: int, addr: bytes) -> bytes:
     return b"se" + u64(height) + addr
 
 
+def solver_bls(addr: bytes) -> bytes:
+    """A solver's current finality key (its 48-byte BLS public key): only while it is a solver."""
+    return b"sw" + addr
+
+
+SOLVER_BLS = b"sw"  # by address, as SOLVERS: the voter set is the two scans side by side
+
+
+def bls_owner(bls_key: bytes) -> bytes:
+    """BLS key -> the address that registered it, for good: a key a solver replaced still
+    answers for the votes it signed (vote evidence finds its solver), and no one else registers it."""
+    return b"sy" + bls_key
+
+
+def vote_offence(height: int, bls_key: bytes) -> bytes:
+    """A finality vote offence already punished: one slashing per key and (highest) target height."""
+    return b"su" + u64(height) + bls_key
+
+
 def meter_key(addr: bytes) -> bytes:
     """The public key of the meter registered to an account."""
     return b"sm" + addr
@@ -203,3 +222,11 @@ def own_commit(height: int) -> bytes:
 HEAD = b"mhead"
 GENESIS = b"mgenesis"
 FORMAT = b"mformat"
+
+# --- finality (consensus state) ---------------------------------------------
+JUSTIFIED = b"sj"  # the chain's latest justified checkpoint: u64 height + block hash (absent: genesis)
+FINALIZED = b"sf"  # the chain's latest final checkpoint, likewise
+
+
+# --- finality (node metadata) ------------------------------------------------
+LAST_VOTE = b"mvote"  # this node's last finality vote: u64 source height + u64 target height (no double or surround vote after a restart)

@@ -245,6 +245,21 @@ class StateOverlay:
     def set_solver(self, addr: bytes, rec: SolverRecord) -> None:
         self.put(schema.solver(addr), SOLVER.encode(rec))
 
+    def solver_bls(self, addr: bytes) -> bytes | None:
+        """The solver's current BLS key (VoteKey), or None."""
+        return self.get(schema.solver_bls(addr))
+
+    def bls_owner(self, bls_key: bytes) -> bytes | None:
+        """The address that registered `bls_key`, or None: kept when the solver replaces the key or leaves."""
+        return self.get(schema.bls_owner(bls_key))
+
+    def set_solver_bls(self, addr: bytes, bls_key: bytes | None) -> None:
+        """Make `bls_key` the solver's current key (None: it has none now).  The key becomes `addr`'s for
+        good; a key it had before stays its own too (bls_owner), so rotating keys never hides an offence."""
+        self.put(schema.solver_bls(addr), bls_key)
+        if bls_key is not None:
+            self.put(schema.bls_owner(bls_key), addr)
+
     def session(self, session_id: bytes) -> SessionRecord | None:
         raw = self.get(schema.session(session_id))
         return SESSION.decode(raw) if raw is not None else None

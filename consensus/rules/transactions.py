@@ -1,14 +1,15 @@
 """Signed transactions: what a user asks the chain to do.
 
 A transaction is a body (transfer, bid, cancel, solver registration,
-solution commit, meter registration and reading, charging session) plus the envelope every kind shares:
+solution commit, meter registration and reading, charging session, finality
+key and vote evidence) plus the envelope every kind shares:
 chain id, signer's public key, nonce, fee, Ed25519 signature over the
 canonical encoding.  `check_stateless` decides what needs no chain state
 (signature, sizes, ranges); the ledger decides the rest.
 
 An account has two nonce sequences (`Tx.space`): what a solver's node signs
-itself for the consensus rounds (commit, reveal, evidence) counts the
-consensus nonce, everything else (what a wallet signs) the wallet nonce.
+itself for the consensus rounds (commit, reveal, evidence, its finality key,
+vote evidence) counts the consensus nonce, everything else (what a wallet signs) the wallet nonce.
 So a node's own solver never takes, fills or blocks a nonce that a wallet
 using the same key signs at.
 """
@@ -21,6 +22,7 @@ from functools import cached_property
 from solver.instance import MAX_PRICE, MAX_WH
 
 from . import keys
+from .finality import KEY_REGISTRATION, FinalityError, KeyRegistration, check_registration
 from .charging import AUTHORISATION, MAX_SESSION_WH, Authorisation
 from .codec import ADDRESS, HASH, PUBKEY, SIGNATURE, U8, U32, U64, DecodeError, Record, Tagged, Text, UInt, VarBytes, digest
 from .units import tokens
@@ -109,6 +111,23 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class VoteKey:
+    """A solver registers (or replaces) the BLS key it signs finality votes with: the registration
+    proves the key's possession and binds it to this chain and the sender's address (finality.py)."""
+
+    registration: KeyRegistration
+
+
+@dataclass(frozen=True)
+class VoteEvidence:
+    """Two finality votes one key signed that break a voting rule (a double or a surround vote): its
+    solver is slashed (finality.check_offence)."""
+
+    first: bytes  # encoded votes
+    second: bytes
+
+
+@dataclass(frozen=True)
 class MeterReading:
     """What the sender's registered meter measured in a delivered slot, signed by the meter
     (metering.py); the chain settles the slot's trades against it (settlement.py)."""
@@ -160,17 +179,19 @@ BODY = Tagged({
     10: Record(SessionOpen, {"auth": AUTHORISATION, "price": UInt(MAX_PRICE, lo=1), "soc_start": UInt(100)}),
     11: Record(SessionClose, {"session": HASH, "delivered_wh": UInt(MAX_SESSION_WH), "soc_end": UInt(100)}),
     12: Record(RegisterMeter, {"meter": PUBKEY}),
+    13: Record(VoteKey, {"registration": KEY_REGISTRATION}),
+    14: Record(VoteEvidence, {"first": VarBytes(400), "second": VarBytes(400)}),
 })
 KIND_NAMES = {Transfer: "transfer", Bid: "bid", CancelBid: "cancel", RegisterSolver: "register_solver",
               Commit: "commit", MeterReading: "meter", Reveal: "reveal", WithdrawSolver: "withdraw_solver",
               Evidence: "evidence", SessionOpen: "session_open", SessionClose: "session_close",
-              RegisterMeter: "register_meter"}
+              RegisterMeter: "register_meter", VoteKey: "vote_key", VoteEvidence: "vote_evidence"}
 Body = (Transfer | Bid | CancelBid | RegisterSolver | Commit | MeterReading | Reveal | WithdrawSolver | Evidence
-        | SessionOpen | SessionClose | RegisterMeter)
+        | SessionOpen | SessionClose | RegisterMeter | VoteKey | VoteEvidence)
 
 
 WALLET, CONSENSUS = 0, 1  # nonce spaces (Tx.space)
-CONSENSUS_BODIES = (Commit, Reveal, Evidence)
+CONSENSUS_BODIES = (Commit, Reveal, Evidence, VoteKey, VoteEvidence)
 
 
 @dataclass(frozen=True)
@@ -201,8 +222,9 @@ class Tx:
 
     @property
     def space(self) -> int:
-        """The nonce sequence this transaction's nonce counts in: CONSENSUS for commits, reveals and
-        evidence, WALLET for the rest.  The body's kind decides (it is signed), never a separate field."""
+        """The nonce sequence this transaction's nonce counts in: CONSENSUS for commits, reveals,
+        evidence, finality keys and vote evidence, WALLET for the rest.  The body's kind decides (it is
+        signed), never a separate field."""
         return CONSENSUS if isinstance(self.body, CONSENSUS_BODIES) else WALLET
 
     @cached_property
@@ -250,6 +272,14 @@ def check_stateless(tx: Tx, chain_id: str, zones: int, min_fee: int) -> None:
             raise InvalidTx("the authorisation's signature does not match its owner")
     if not keys.verify_signature(tx.signer, tx.signing_bytes, tx.signature):
         raise InvalidTx("bad signature")
+    if isinstance(b, VoteKey):  # after the signature: BLS checks cost milliseconds, unsigned junk gets none
+        reg = b.registration
+        if reg.solver != tx.sender:
+            raise InvalidTx("the key registration is for another address than the sender's")
+        try:
+            check_registration(reg, chain_id=chain_id)
+        except FinalityError as e:
+            raise InvalidTx(f"key registration: {e}") from None
 
 
 def escrow_for(wh: int, price: int) -> int:
@@ -273,5 +303,5 @@ def lock_rate(side: int, price: int, retail: int) -> int:
 
 __all__ = ["BUY", "SELL", "Bid", "Body", "CancelBid", "Commit", "MeterReading", "RegisterMeter", "RegisterSolver",
            "SessionClose",
-           "SessionOpen", "Transfer", "Tx", "CONSENSUS", "WALLET",
+           "SessionOpen", "Transfer", "Tx", "VoteEvidence", "VoteKey", "CONSENSUS", "WALLET",
            "InvalidTx", "TxError", "check_stateless", "decode_tx", "bid_lock", "escrow_for", "lock_rate", "sign_tx"]

@@ -120,6 +120,7 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
         totals = chain.state().totals()
         return _json({
             "chain_id": g.chain_id, "genesis": g.hash.hex(), "height": chain.height, "head": chain.head.hash.hex(),
+            **views.finality_json(chain),
             "address": encode_address(node.address), "mempool": len(node.mempool),
             "slot_seconds": g.slot_seconds, "gate_closure": g.gate_closure, "bid_horizon": g.bid_horizon,
             "meter_window": g.meter_window,

@@ -17,8 +17,9 @@ from consensus.chain.chain import Chain
 from consensus.rules.keys import address_of, encode_address
 from consensus.rules.ledger import slot_market
 from consensus.rules.settlement import settled_slot
+from consensus.rules.finality import decode_vote
 from consensus.rules.state import CANCELLED, CLEARED, OPEN, SETTLEMENT, STATUS_NAMES, BidRecord, Settlement
-from consensus.rules.transactions import SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter, RegisterSolver, Reveal, SessionClose, SessionOpen, Transfer, Tx
+from consensus.rules.transactions import SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter, RegisterSolver, Reveal, SessionClose, SessionOpen, Transfer, Tx, VoteEvidence, VoteKey
 
 
 def header_json(h: Header) -> dict[str, Any]:
@@ -63,11 +64,34 @@ def tx_json(tx: Tx) -> dict[str, Any]:
         out.update(session=b.session.hex(), delivered_wh=b.delivered_wh, soc_end=b.soc_end)
     elif isinstance(b, RegisterMeter):
         out.update(meter=b.meter.hex())
+    elif isinstance(b, VoteKey):
+        out.update(vote_key=b.registration.bls_key.hex())
+    elif isinstance(b, VoteEvidence):
+        try:
+            v = decode_vote(b.first)
+            out.update(vote_key=v.voter.hex(), target_height=v.target.height)
+        except ValueError:
+            pass
     return out
+
+
+def checkpoint_json(cp) -> dict[str, Any]:
+    return {"height": cp.height, "hash": cp.hash.hex()}
+
+
+def finality_json(chain: Chain) -> dict[str, Any]:
+    """The head's justified and final checkpoints (consensus/rules/checkpoints.py)."""
+    return {"justified": checkpoint_json(chain.justified()), "finalized": checkpoint_json(chain.finalized())}
 
 
 def block_json(chain: Chain, block: Block) -> dict[str, Any]:
     out = header_json(block.header)
+    canonical = chain.hash_at(block.height) == block.hash
+    # final: on this node's chain at or below its final checkpoint (never reverted); else it may still be
+    out["final"] = canonical and block.height <= chain.finalized().height
+    out["justified"] = canonical and block.height <= chain.justified().height
+    out["votes"] = [{"source": checkpoint_json(c.source), "target": checkpoint_json(c.target),
+                     "signers": bin(int.from_bytes(c.signers, "little")).count("1")} for c in block.votes]
     out["txs"] = [tx_json(t) for t in block.txs]
     c = block.clearing
     market = slot_view(chain, block.height) if block.height else None

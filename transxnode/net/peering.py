@@ -12,7 +12,7 @@ import time
 
 import trio
 
-from consensus.engine import BLOCK, PROPOSAL, REJECT, TX, WANT, Engine, Message
+from consensus.engine import BLOCK, PROPOSAL, REJECT, TX, VOTE, WANT, Engine, Message
 from p2p import sync
 from p2p.network import Network, TopicSpec, Verdict
 
@@ -24,6 +24,7 @@ log = logging.getLogger("transx.peering")
 
 MAX_BLOCK_BYTES = 16 * 1024 * 1024
 WANT_QUEUE = 64
+MAX_VOTE_BYTES = 512
 
 
 def now_ms() -> int:
@@ -32,11 +33,13 @@ def now_ms() -> int:
 
 def topics(max_block_txs: int) -> list[TopicSpec]:
     """The gossip topics and what a peer may send on each: transactions travel in batches.  A peer
-    relays every solver's proposal, so its proposal rate is generous: a flood is far above it."""
+    relays every solver's proposal, so its proposal rate is generous: a flood is far above it.  Each
+    voter votes once a block (one encoded vote is under 300 bytes)."""
     block_bytes = min(MAX_BLOCK_BYTES, 64 * 1024 + max_block_txs * MAX_TX_BYTES)
     return [TopicSpec(TX, MAX_TX_BYTES, rate=5000.0, batch=True),
             TopicSpec(PROPOSAL, block_bytes, rate=100.0),
-            TopicSpec(BLOCK, block_bytes, rate=100.0)]
+            TopicSpec(BLOCK, block_bytes, rate=100.0),
+            TopicSpec(VOTE, MAX_VOTE_BYTES, rate=1000.0)]
 
 
 class Peering:

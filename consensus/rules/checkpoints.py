@@ -1,0 +1,67 @@
+"""The chain's justified and final checkpoints: what a block's finality votes do to the state (Casper FFG).
+
+A block carries vote aggregates (blocks.py), each one link source -> target of finality.py.  Each
+must be for this chain, have its source and its target on the block's own chain below it, its
+target at most `VOTE_WINDOW` blocks back, and a valid aggregate signature by voters of the voter set
+of the block's parent state (`ledger.voter_set`).  An aggregate whose signers hold more than 2/3 of
+the deposit and whose source is the chain's justified checkpoint justifies its target (if higher);
+if the target is the source's direct child, the source becomes final.  The aggregates are applied
+in the block's order (by target height), so one block can justify a checkpoint and build on it.
+
+These checkpoints are part of the consensus state (hashed, reverted with their block), so every node
+that holds a branch agrees on its justified and final blocks; the fork choice never reverts a
+block at or below the final one, nor at or below the justified one.  Genesis is both at first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from . import schema
+from .finality import Certificate, Checkpoint, FinalityError, VoterSet, check_aggregate, quorum
+from .state import StateOverlay
+
+VOTE_WINDOW = 8  # a block carries votes for its last this many ancestors
+
+
+def _read(state: StateOverlay, key: bytes, genesis: Checkpoint) -> Checkpoint:
+    raw = state.get(key)
+    return genesis if raw is None else Checkpoint(schema.read_u64(raw[:8]), raw[8:40])
+
+
+def justified(state: StateOverlay, genesis: Checkpoint) -> Checkpoint:
+    """The latest justified checkpoint of the chain whose state this is (`genesis`: its block 0)."""
+    return _read(state, schema.JUSTIFIED, genesis)
+
+
+def finalized(state: StateOverlay, genesis: Checkpoint) -> Checkpoint:
+    """The latest final checkpoint of the chain whose state this is."""
+    return _read(state, schema.FINALIZED, genesis)
+
+
+def apply_votes(state: StateOverlay, height: int, votes: tuple[Certificate, ...], *, chain_id: str,
+                voters: VoterSet | None, hash_at: Callable[[int], bytes | None], genesis: Checkpoint) -> None:
+    """Check block `height`'s vote aggregates against its chain (`hash_at` of heights below it) and
+    update the justified and final checkpoints in `state`; FinalityError if one is invalid."""
+    if not votes:
+        return
+    if voters is None:
+        raise FinalityError("a block carries votes while no solver has a vote key")
+    j, f = justified(state, genesis), finalized(state, genesis)
+    for c in votes:
+        if c.chain_id != chain_id:
+            raise FinalityError(f"votes for chain {c.chain_id!r}")
+        t, s = c.target, c.source
+        if not height - VOTE_WINDOW <= t.height < height:
+            raise FinalityError(f"votes for block {t.height} in block {height}: at most {VOTE_WINDOW} back")
+        if hash_at(t.height) != t.hash or hash_at(s.height) != s.hash:
+            raise FinalityError(f"votes {s.describe()} -> {t.describe()} link blocks that are not on this chain")
+        signers = check_aggregate(c, voters)
+        if not quorum(voters.deposit_of(signers), voters.total) or s != j:
+            continue
+        if t.height > j.height:
+            j = t
+        if t.height == s.height + 1 and s.height > f.height:
+            f = s
+    state.put(schema.JUSTIFIED, schema.u64(j.height) + j.hash)
+    state.put(schema.FINALIZED, schema.u64(f.height) + f.hash)
