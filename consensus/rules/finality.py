@@ -225,16 +225,16 @@ def signing_message(chain_id: str, source: Checkpoint, target: Checkpoint) -> by
 def vote(sk: bytes, *, chain_id: str, source: Checkpoint, target: Checkpoint) -> Vote:
     """A vote signed with the BLS secret key `sk`; ValueError unless the source is below the target."""
     if not source.height < target.height:
-        raise ValueError("a vote's source is below its target")
+        raise ValueError("a vote's source must be below its target")
     msg = signing_message(chain_id, source, target)
     return Vote(chain_id, source, target, bls.public_key(sk), bls.sign(sk, msg))
 
 
 def decode_vote(data: bytes) -> Vote:
-    """A vote from its encoding; ValueError (a DecodeError) if malformed or its source is not below its target."""
+    """A vote from its encoding; ValueError (DecodeError is one) if malformed or its source is not below its target."""
     v = VOTE.decode(data)
     if not v.source.height < v.target.height:
-        raise ValueError("a vote's source is below its target")
+        raise ValueError("a vote's source must be below its target")
     return v
 
 

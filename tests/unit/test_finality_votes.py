@@ -1,7 +1,9 @@
-"""Finality votes, their certificates and evidence, and lottery tickets (consensus/rules: bls, finality, beacon).
+"""Finality votes (Casper FFG links), their certificates, offences and evidence, and lottery tickets
+(consensus/rules: bls, finality, beacon).
 
-BLS operations take milliseconds, so keys are derived once from fixed seeds and the property
-tests run few examples; the whole file runs in a few seconds.
+BLS operations take milliseconds, so keys are derived once from fixed seeds, the votes the property
+tests use are signed once at import, and those tests run few examples; the whole file runs in a few
+seconds.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ from py_arkworks_bls12381 import G1Point, G2Point
 from consensus.rules import beacon, bls
 from consensus.rules.codec import DecodeError, Text
 from consensus.rules.finality import (
-    KEY_REGISTRATION, PRECOMMIT, PREVOTE, VOTE, VOTER_SET, Certificate, Counted, DoubleVote, Equivocation,
-    FinalityError, Refused, Tally, Vote, Voter, VoterSet, accountable_safety, certificate_ok, check_double_vote,
-    check_registration,
-    decode_certificate, decode_double_vote, decode_vote, make_certificate, quorum, register_key, signing_message,
-    verify_certificate, vote,
+    CHECKPOINT, KEY_REGISTRATION, VOTE, VOTER_SET, Certificate, Checkpoint, Counted, Equivocation, FinalityError,
+    Refused, Tally, Vote, Voter, VoterSet, accountable_safety, certificate_ok, check_aggregate, check_offence,
+    check_registration, decode_certificate, decode_vote, double_vote, make_certificate, quorum, register_key,
+    signing_message, surround_vote, verify_certificate, vote,
 )
 
 FEW = settings(max_examples=15, deadline=None, database=None)
@@ -57,13 +58,32 @@ def voter_set(deposits: list[int]) -> VoterSet:
     return VoterSet(tuple(Voter(addr(i), PKS[i], d) for i, d in enumerate(deposits)))
 
 
-def v(i: int, block: bytes = BLOCK_A, *, kind: int = PRECOMMIT, height: int = H, round: int = 0,
-      chain: str = CHAIN) -> Vote:
-    return vote(SKS[i], chain_id=chain, kind=kind, height=height, round=round, block_hash=block)
+def cp(height: int, fill: int = 0xCC) -> Checkpoint:
+    return Checkpoint(height, bytes([fill]) * 32)
 
 
-def cert_of(signers: list[int], voters: VoterSet, block: bytes = BLOCK_A, round: int = 0):
-    return make_certificate([v(i, block, round=round) for i in signers], voters)
+GENESIS = cp(0, 0)
+S1 = cp(3, 0x33)  # a second source below H
+A, B = Checkpoint(H, BLOCK_A), Checkpoint(H, BLOCK_B)  # two blocks at the target height
+
+
+def v(i: int, target: Checkpoint = A, source: Checkpoint = GENESIS, *, chain: str = CHAIN) -> Vote:
+    return vote(SKS[i], chain_id=chain, source=source, target=target)
+
+
+def span(i: int, s: int, t: int) -> Vote:
+    """Voter i's vote from height s to height t."""
+    return v(i, cp(t), cp(s))
+
+
+def signed(i: int, source: Checkpoint, target: Checkpoint, chain: str = CHAIN) -> Vote:
+    """A vote validly signed by voter i whatever its heights: what `vote` refuses to make, an attacker can."""
+    return Vote(chain, source, target, PKS[i], bls.sign(SKS[i], signing_message(chain, source, target)))
+
+
+def cert_of(signers: list[int], voters: VoterSet, target: Checkpoint = A, source: Checkpoint = GENESIS,
+            chain: str = CHAIN) -> Certificate:
+    return make_certificate([v(i, target, source, chain=chain) for i in signers], voters)
 
 
 # ------------------------------------------------------------------ BLS: vectors, PoP, strict parsing
@@ -212,39 +232,33 @@ def test_key_registration():
         check_registration(replace(reg, bls_key=b"\xc0" + bytes(47)), chain_id=CHAIN)
 
 
-# ------------------------------------------------------------------ votes and the tally
+# ------------------------------------------------------------------ votes
 
 
 def test_vote_signing_message_is_shared_and_domain_separated():
     a, b = v(0), v(1)
-    assert a.signing_bytes == b.signing_bytes == signing_message(CHAIN, PRECOMMIT, H, 0, BLOCK_A)
-    assert a.signing_bytes.startswith(b"transx-vote-v1")
-    assert a.signature_ok() and b.signature_ok()
-    for other in (v(0, kind=PREVOTE), v(0, round=1), v(0, height=H + 1), v(0, chain="x"), v(0, BLOCK_B)):
+    assert a.signing_bytes == b.signing_bytes == signing_message(CHAIN, GENESIS, A)
+    assert a.signing_bytes.startswith(b"transx-vote-v2")
+    assert a.link == (GENESIS, A) and a.signature_ok() and b.signature_ok()
+    others = [v(0, B), v(0, Checkpoint(H + 1, BLOCK_A)), v(0, A, S1), v(0, A, Checkpoint(0, BLOCK_B)),
+              v(0, chain="x")]
+    for other in others:
         assert other.signing_bytes != a.signing_bytes and other.signature != a.signature
-    assert not replace(a, block_hash=BLOCK_B).signature_ok()
+    assert len({o.signing_bytes for o in others}) == len(others)
+    assert not replace(a, target=B).signature_ok()
+    assert not replace(a, source=S1).signature_ok()
     assert not replace(a, voter=PKS[1]).signature_ok()
-    assert not replace(a, kind=9).signature_ok()  # malformed: never an exception
+    # malformed: never an exception
+    assert not replace(a, chain_id="").signature_ok()
+    assert not replace(a, target=Checkpoint(H, BLOCK_A[:31])).signature_ok()
+    assert not replace(a, source=Checkpoint(-1, GENESIS.hash)).signature_ok()
 
 
-def test_tally_certifies_strictly_above_two_thirds():
-    voters = voter_set([2, 2, 1, 1])  # total 6: 4 is exactly 2/3 and not enough, 5 is
-    t = Tally(CHAIN, H, voters)
-    assert t.add(v(0)) == Counted(2)
-    assert t.add(v(1)) == Counted(4)
-    assert t.certificate(PRECOMMIT, 0, BLOCK_A) is None
-    out = t.add(v(2))
-    assert isinstance(out, Counted) and out.deposit == 5 and out.certificate is not None
-    cert = out.certificate
-    assert voters.signers(cert.signers) == (0, 1, 2) and cert.final
-    verify_certificate(cert, voters, chain_id=CHAIN)
-    assert t.add(v(3)) == Counted(6)  # emitted once; a later certificate carries everyone
-    bigger = t.certificate(PRECOMMIT, 0, BLOCK_A)
-    assert voters.signers(bigger.signers) == (0, 1, 2, 3) and certificate_ok(bigger, voters)
-    assert t.certificate(PREVOTE, 0, BLOCK_A) is None  # kinds and rounds count apart
-    t3 = Tally(CHAIN, H, voter_set([1, 1, 1]))
-    assert t3.add(v(0)).certificate is None and t3.add(v(1)).certificate is None  # 2 of 3 = 2/3
-    assert t3.add(v(2)).certificate is not None
+def test_a_vote_links_a_lower_source_to_a_higher_target():
+    assert vote(SKS[0], chain_id=CHAIN, source=Checkpoint(H - 1, BLOCK_B), target=A).signature_ok()  # control
+    for source in (A, B, Checkpoint(H + 1, BLOCK_A)):
+        with pytest.raises(ValueError, match="source"):
+            vote(SKS[0], chain_id=CHAIN, source=source, target=A)
 
 
 def test_quorum_arithmetic():
@@ -254,61 +268,163 @@ def test_quorum_arithmetic():
     assert not quorum(2 * 10**18, big) and quorum(2 * 10**18 + 1, big)
 
 
+# ------------------------------------------------------------------ the tally
+
+
+def test_tally_certifies_strictly_above_two_thirds():
+    voters = voter_set([2, 2, 1, 1])  # total 6: 4 is exactly 2/3 and not enough, 5 is
+    t = Tally(CHAIN, voters)
+    assert t.certificate(GENESIS, A) is None and t.links(H) == []
+    assert t.add(v(0)) == Counted(2)
+    assert t.add(v(1)) == Counted(4)
+    partial = t.certificate(GENESIS, A)  # the aggregate so far: a good one, but no quorum
+    assert check_aggregate(partial, voters, chain_id=CHAIN) == (0, 1) and not certificate_ok(partial, voters)
+    out = t.add(v(2))
+    assert isinstance(out, Counted) and out.deposit == 5 and out.certificate is not None
+    cert = out.certificate
+    assert cert.link == (GENESIS, A) and voters.signers(cert.signers) == (0, 1, 2)
+    verify_certificate(cert, voters, chain_id=CHAIN)
+    assert t.add(v(3)) == Counted(6)  # emitted once; a later certificate carries everyone
+    bigger = t.certificate(GENESIS, A)
+    assert voters.signers(bigger.signers) == (0, 1, 2, 3) and certificate_ok(bigger, voters)
+    assert [x.voter for x in t.votes_for(GENESIS, A)] == PKS[:4]
+    assert t.links(H) == [(GENESIS, A)] and t.links(H + 1) == []
+    t3 = Tally(CHAIN, voter_set([1, 1, 1]))
+    assert t3.add(v(0)).certificate is None and t3.add(v(1)).certificate is None  # 2 of 3 = 2/3
+    assert t3.add(v(2)).certificate is not None
+
+
+def test_tally_counts_links_apart():
+    voters = voter_set([1, 1, 1, 1])
+    t = Tally(CHAIN, voters)
+    nxt = Checkpoint(H + 1, BLOCK_B)
+    for vt in (v(0), v(1), v(2, A, S1), v(3, B), v(0, nxt, A)):
+        assert isinstance(t.add(vt), Counted)
+    assert t.deposit_for(GENESIS, A) == 2 and t.deposit_for(S1, A) == 1 and t.deposit_for(GENESIS, B) == 1
+    assert sorted(t.links(H)) == sorted([(GENESIS, A), (S1, A), (GENESIS, B)])
+    assert t.links(H + 1) == [(A, nxt)] and t.deposit_for(A, nxt) == 1
+    assert t.deposit_for(GENESIS, nxt) == 0 and t.certificate(GENESIS, nxt) is None
+
+
 def test_tally_refuses_with_reasons():
     voters = voter_set([1, 1, 1, 1])
-    t = Tally(CHAIN, H, voters)
+    t = Tally(CHAIN, voters)
     good = v(0)
-    assert isinstance(t.add(good), Counted)
-    forged = replace(v(1), signature=bls.sign(SKS[1], b"something else"))
+    assert t.add(good) == Counted(1)
+    loop, down = signed(1, A, A), signed(1, Checkpoint(H + 1, BLOCK_B), A)  # signed, but not links
+    assert loop.signature_ok() and down.signature_ok()  # control: only their heights are wrong
     cases = [
         (good, "duplicate"),
-        (forged, "bad signature"),
+        (replace(v(1), signature=bls.sign(SKS[1], b"something else")), "bad signature"),
         (replace(v(1), signature=bytes(96)), "bad signature"),
+        (replace(v(1), signature=v(2).signature), "bad signature"),  # another voter's signature of the link
+        (replace(v(0, B), signature=bls.sign(SKS[0], b"x")), "bad signature"),  # a forged second vote is no evidence
         (v(4), "not a voter"),  # a valid vote by a key outside the set
-        (v(1, chain="another"), "chain"),
-        (v(1, height=H + 1), "height"),
-        (replace(v(1), kind=9), "malformed"),
+        (v(1, chain="another"), "chain"),  # a valid vote for another chain
+        (loop, "malformed"),
+        (down, "malformed"),
+        (replace(v(1), chain_id=""), "malformed"),
+        (replace(v(1), target=Checkpoint(H, BLOCK_A[:31])), "malformed"),
         ("not a vote", "malformed"),
     ]
     for bad, reason in cases:
         out = t.add(bad)
         assert isinstance(out, Refused) and out.reason == reason, (reason, out)
-    assert t.deposit_for(PRECOMMIT, 0, BLOCK_A) == 1 and not t.evidence
+    assert t.deposit_for(GENESIS, A) == 1 and t.links(H) == [(GENESIS, A)] and t.links(H + 1) == []
+    assert t.add(v(1)) == Counted(2)  # a refusal records nothing: voter 1's own vote still counts
 
 
-def test_tally_turns_a_second_vote_for_another_block_into_evidence():
+def test_tally_turns_a_second_link_at_one_target_height_into_equivocation():
     voters = voter_set([1, 1, 1, 1])
-    t = Tally(CHAIN, H, voters)
-    first, second = v(0, BLOCK_A), v(0, BLOCK_B)
-    assert isinstance(t.add(first), Counted)
-    out = t.add(second)
-    assert isinstance(out, Equivocation)
-    ev = out.evidence
-    check_double_vote(ev)
-    assert {ev.first, ev.second} == {first, second} and ev.offender == PKS[0]
-    assert t.deposit_for(PRECOMMIT, 0, BLOCK_B) == 0  # the second vote does not count
-    assert t.add(second).reason == "duplicate" and t.evidence == (ev,)
-    assert isinstance(t.add(v(0, BLOCK_A, round=1)), Counted)  # another round is another vote
-    assert isinstance(t.add(v(0, BLOCK_B, kind=PREVOTE)), Counted)  # and so is another kind
-    assert decode_double_vote(ev.encoded) == ev and DoubleVote.of(second, first) == ev
+    t = Tally(CHAIN, voters)
+    first = v(0)
+    assert t.add(first) == Counted(1)
+    for second in (v(0, B), v(0, A, S1)):  # another block, or the same block from another source
+        out = t.add(second)
+        assert out == Equivocation(first, second)
+        assert double_vote(out.first, out.second)
+        check_offence(out.first, out.second)
+        assert t.deposit_for(*second.link) == 0 and t.votes_for(*second.link) == []  # not counted
+        assert t.add(second) == Equivocation(first, second)  # and never will be
+    assert t.links(H) == [(GENESIS, A)] and t.deposit_for(GENESIS, A) == 1
+    assert t.add(v(1, B)) == Counted(1)  # another voter may vote for it
+    assert t.add(v(0, Checkpoint(H + 1, BLOCK_B), A)) == Counted(1)  # another target height is another vote
 
 
-def test_double_vote_evidence_must_prove_the_offence():
-    a = v(0, BLOCK_A)
-    cases = [
-        (DoubleVote.of(a, v(1, BLOCK_B)), "different keys"),
-        (DoubleVote.of(a, v(0, BLOCK_B, round=1)), "different chains, kinds, heights or rounds"),
-        (DoubleVote.of(a, v(0, BLOCK_B, kind=PREVOTE)), "different chains, kinds, heights or rounds"),
-        (DoubleVote.of(a, replace(a, signature=bls.sign(SKS[0], b"x"))), "same block"),
-        (DoubleVote.of(a, replace(v(0, BLOCK_B), signature=bls.sign(SKS[0], b"x"))), "does not verify"),
+def test_tally_forgets_below_a_height():
+    voters = voter_set([1, 1, 1, 1])
+    t = Tally(CHAIN, voters)
+    nxt = Checkpoint(H + 1, BLOCK_B)
+    for vt in (v(0), v(1), v(2), v(0, nxt, A)):
+        assert isinstance(t.add(vt), Counted)
+    t.forget_below(H + 1)
+    assert t.links(H) == [] and t.votes_for(GENESIS, A) == [] and t.deposit_for(GENESIS, A) == 0
+    assert t.certificate(GENESIS, A) is None
+    assert t.links(H + 1) == [(A, nxt)] and t.deposit_for(A, nxt) == 1  # what is at or above is kept
+    second = v(0, Checkpoint(H + 1, BLOCK_A), A)
+    assert t.add(second) == Equivocation(v(0, nxt, A), second)  # and still catches a double vote
+    assert t.add(v(0)) == Counted(1)  # below: forgotten, so not a duplicate
+
+
+# ------------------------------------------------------------------ offences
+
+
+def test_check_offence_accepts_double_and_surround_votes():
+    a = v(0)
+    for b in (v(0, B), v(0, A, S1)):  # same target height: another block, or another source
+        for x, y in ((a, b), (b, a)):
+            assert double_vote(x, y) and not surround_vote(x, y)
+            check_offence(x, y)
+    for outer, inner in ((span(0, 1, 10), span(0, 2, 9)), (span(0, 0, 3), span(0, 1, 2))):
+        for x, y in ((outer, inner), (inner, outer)):
+            assert surround_vote(x, y) and not double_vote(x, y)
+            check_offence(x, y)
+
+
+def test_check_offence_refuses_what_proves_nothing():
+    a = v(0)
+    neither = [
+        (a, a),  # one vote twice
+        (span(0, 1, 10), span(0, 1, 9)),  # nested, but one source: not strictly surrounded
+        (span(0, 1, 5), span(0, 2, 6)),  # increasing, overlapping spans
+        (span(0, 1, 5), span(0, 5, 9)),  # the second link continues from the first's target
+        (span(0, 1, 5), span(0, 6, 9)),  # disjoint
     ]
-    for ev, why in cases:
-        with pytest.raises(FinalityError, match=why):
-            check_double_vote(ev)
-    lo, hi = sorted([a.encoded, v(0, BLOCK_B).encoded])
-    assert decode_double_vote(lo + hi).first.encoded == lo  # control
-    with pytest.raises(DecodeError, match="increasing order"):  # one offence, one encoding: the smaller vote first
-        decode_double_vote(hi + lo)
+    for x, y in neither:
+        for p, q in ((x, y), (y, x)):
+            assert not double_vote(p, q) and not surround_vote(p, q)
+            with pytest.raises(FinalityError, match="neither a double vote nor a surround vote"):
+                check_offence(p, q)
+    refused = [
+        (a, v(1, B), "different keys"),  # a double vote's shape, but two voters
+        (span(0, 1, 10), span(1, 2, 9), "different keys"),
+        (a, v(0, B, chain="other"), "different chains"),
+        (a, replace(v(0, B), signature=bls.sign(SKS[0], b"x")), "does not verify"),
+        (replace(a, signature=v(1).signature), v(0, B), "does not verify"),
+        (replace(span(0, 1, 10), signature=bytes(96)), span(0, 2, 9), "does not verify"),
+    ]
+    for x, y, why in refused:
+        for p, q in ((x, y), (y, x)):
+            with pytest.raises(FinalityError, match=why):
+                check_offence(p, q)
+
+
+def _unsigned(s: int, sh: bytes, t: int, th: bytes) -> Vote:
+    return Vote(CHAIN, Checkpoint(s, sh), Checkpoint(t, th), PKS[0])
+
+
+links = st.tuples(st.integers(0, 12), st.integers(1, 6), st.sampled_from([BLOCK_A, BLOCK_B]),
+                  st.sampled_from([BLOCK_A, BLOCK_B])).map(lambda x: _unsigned(x[0], x[2], x[0] + x[1], x[3]))
+
+
+@MANY
+@given(links, links)
+def test_property_offences_are_ffg_double_and_surround_votes(a, b):
+    sa, ta, sb, tb = a.source.height, a.target.height, b.source.height, b.target.height
+    assert double_vote(a, b) == double_vote(b, a) == (ta == tb and a.link != b.link)
+    assert surround_vote(a, b) == surround_vote(b, a) == (sa < sb < tb < ta or sb < sa < ta < tb)
+    if sa <= sb and ta < tb:  # an honest voter's next vote: neither goes back, the target moves up
+        assert not double_vote(a, b) and not surround_vote(a, b)
 
 
 # ------------------------------------------------------------------ certificates
@@ -317,32 +433,56 @@ def test_double_vote_evidence_must_prove_the_offence():
 def test_certificate_verification_fails_on_any_lie():
     voters = voter_set([2, 2, 1, 1])
     cert = cert_of([0, 1, 2], voters)
-    verify_certificate(cert, voters)
+    verify_certificate(cert, voters, chain_id=CHAIN)
+    assert check_aggregate(cert, voters) == (0, 1, 2) and certificate_ok(cert, voters)
+    flat = make_certificate([signed(i, B, A) for i in (0, 1, 2)], voters)  # a signed quorum for no link
     lies = [
         (replace(cert, signers=voters.bitfield([0, 1, 2, 3])), "does not verify"),  # names one who did not sign
         (replace(cert, signers=voters.bitfield([0, 1, 3])), "does not verify"),  # same deposit, wrong voter
-        (replace(cert, signers=voters.bitfield([0, 1])), "not more than 2/3"),
-        (cert_of([0, 1], voters), "not more than 2/3"),  # honest, but exactly 2/3
-        (replace(cert, block_hash=BLOCK_B), "does not verify"),
-        (replace(cert, height=H + 1), "does not verify"),
-        (replace(cert, round=1), "does not verify"),
-        (replace(cert, kind=PREVOTE), "does not verify"),
-        (replace(cert, signature=bls.sign(SKS[0], b"x")), "does not verify"),
+        (replace(cert, signers=voters.bitfield([0, 1])), "does not verify"),  # leaves a signer out
+        (replace(cert, signers=voters.bitfield([])), "nobody signed"),
         (replace(cert, signers=cert.signers + b"\x00"), "bytes, not 2"),
         (replace(cert, signers=bytes([cert.signers[0] | 0x10])), "beyond the last voter"),
+        (replace(cert, target=B), "does not verify"),
+        (replace(cert, target=Checkpoint(H + 1, BLOCK_A)), "does not verify"),
+        (replace(cert, source=S1), "does not verify"),
+        (replace(cert, chain_id="another"), "does not verify"),
+        (replace(cert, signature=bls.sign(SKS[0], b"x")), "does not verify"),
+        (replace(cert, signature=cert_of([0, 1, 3], voters).signature), "does not verify"),
+        (replace(cert, signature=cert_of([0, 1, 2], voters, B).signature), "does not verify"),
+        (flat, "not below its target"),
     ]
     for bad, why in lies:
         with pytest.raises(FinalityError, match=why):
+            check_aggregate(bad, voters)
+        with pytest.raises(FinalityError, match=why):
             verify_certificate(bad, voters)
+        assert not certificate_ok(bad, voters)
     with pytest.raises(FinalityError, match="chain"):
         verify_certificate(cert, voters, chain_id="another")
+    with pytest.raises(FinalityError, match="chain"):
+        check_aggregate(cert, voters, chain_id="another")
+    assert not certificate_ok(cert, voters, chain_id="another")
     with pytest.raises(FinalityError, match="does not verify"):  # the same signers, another set's keys
         verify_certificate(cert, VoterSet(tuple(replace(x, bls_key=PKS[7 - i]) for i, x in enumerate(voters.voters))))
 
 
+def test_a_quorum_is_more_than_two_thirds_of_the_deposit():
+    voters = voter_set([2, 2, 1, 1])  # total 6
+    for signers in ([0, 1, 2], [0, 1, 3], [3, 2, 0, 1]):  # 5, 5, 6 of 6
+        assert certificate_ok(cert_of(signers, voters), voters)
+    for signers in ([0, 1], [1, 2, 3], [0, 2, 3], [3]):  # 4 of 6 is exactly 2/3, not more; 1 of 6
+        cert = cert_of(signers, voters)
+        assert check_aggregate(cert, voters, chain_id=CHAIN) == tuple(sorted(signers))  # a good aggregate
+        with pytest.raises(FinalityError, match="not more than 2/3"):
+            verify_certificate(cert, voters)
+        assert not certificate_ok(cert, voters)
+
+
 def test_make_certificate_refuses_mixed_votes():
     voters = voter_set([1, 1, 1])
-    for votes, why in [([v(0), v(1, BLOCK_B)], "different subjects"), ([v(0), v(0)], "twice"),
+    for votes, why in [([v(0), v(1, B)], "different links"), ([v(0), v(1, A, S1)], "different links"),
+                       ([v(0), v(1, chain="x")], "different links"), ([v(0), v(0)], "twice"),
                        ([v(0), v(5)], "not a voter"), ([], "no votes")]:
         with pytest.raises(FinalityError, match=why):
             make_certificate(votes, voters)
@@ -350,22 +490,30 @@ def test_make_certificate_refuses_mixed_votes():
 
 def test_accountable_safety_names_more_than_a_third():
     voters = voter_set([10, 20, 30, 40])
-    a, b = cert_of([1, 2, 3], voters, BLOCK_A), cert_of([0, 2, 3], voters, BLOCK_B)
-    fault = accountable_safety(a, b, voters)
-    assert fault.indices == (2, 3) and fault.deposit == 70 and fault.total == 100 and 3 * fault.deposit > fault.total
-    assert [x.address for x in fault.voters] == [addr(2), addr(3)] and fault.same_round
-    across = accountable_safety(a, cert_of([0, 2, 3], voters, BLOCK_B, round=2), voters)
-    assert across.indices == (2, 3) and not across.same_round  # the amnesia case: named, not yet provable
-    with pytest.raises(FinalityError, match="same block"):
-        accountable_safety(a, cert_of([0, 1, 3], voters, BLOCK_A), voters)
-    with pytest.raises(FinalityError, match="do not conflict"):
-        accountable_safety(a, replace(b, height=H + 1), voters)
-    with pytest.raises(FinalityError, match="not more than 2/3"):
-        accountable_safety(a, cert_of([0, 3], voters, BLOCK_B), voters)
+    a = cert_of([1, 2, 3], voters)
+    for b in (cert_of([0, 2, 3], voters, B), cert_of([0, 2, 3], voters, A, S1)):  # another block; another source
+        for x, y in ((a, b), (b, a)):
+            fault = accountable_safety(x, y, voters)
+            assert fault.indices == (2, 3) and fault.deposit == 70 and fault.total == 100
+            assert [w.address for w in fault.voters] == [addr(2), addr(3)]
+        for i in fault.indices:  # each of them double voted, provably from its two votes
+            check_offence(v(i, a.target, a.source), v(i, b.target, b.source))
+    refused = [
+        (cert_of([0, 1, 3], voters), "same link"),
+        (cert_of([0, 2, 3], voters, Checkpoint(H + 1, BLOCK_B), A), "do not conflict"),  # a later height
+        (cert_of([0, 2, 3], voters, B, chain="another"), "do not conflict"),
+        (cert_of([0, 3], voters, B), "not more than 2/3"),
+        (replace(cert_of([0, 2, 3], voters, B), signature=a.signature), "does not verify"),
+    ]
+    for b, why in refused:
+        with pytest.raises(FinalityError, match=why):
+            accountable_safety(a, b, voters)
+        with pytest.raises(FinalityError, match=why):
+            accountable_safety(b, a, voters)
 
 
-SIG_A = [v(i, BLOCK_A).signature for i in range(6)]
-SIG_B = [v(i, BLOCK_B).signature for i in range(6)]
+VOTES_A = [v(i) for i in range(6)]
+CONFLICTING = [[v(i, B) for i in range(6)], [v(i, A, S1) for i in range(6)]]  # another block; another source
 
 
 @FEW
@@ -374,22 +522,25 @@ def test_property_tally_threshold_and_quorum_intersection(deposits, data):
     voters = voter_set(deposits)
     n = len(deposits)
     order = data.draw(st.permutations(range(n)))
-    t = Tally(CHAIN, H, voters)
-    signed, certs = 0, []
+    t = Tally(CHAIN, voters)
+    signed_deposit, certs = 0, []
     for i in order:
-        before = quorum(signed, voters.total)
-        signed += deposits[i]
-        out = t.add(replace(v(0), voter=PKS[i], signature=SIG_A[i]))
-        assert isinstance(out, Counted) and out.deposit == signed
-        assert (out.certificate is not None) == (quorum(signed, voters.total) and not before)
+        before = quorum(signed_deposit, voters.total)
+        signed_deposit += deposits[i]
+        out = t.add(VOTES_A[i])
+        assert isinstance(out, Counted) and out.deposit == signed_deposit == t.deposit_for(GENESIS, A)
+        assert (out.certificate is not None) == (quorum(signed_deposit, voters.total) and not before)
         certs += [out.certificate] if out.certificate else []
     assert len(certs) == 1 and certificate_ok(certs[0], voters)
-    # two quorums for different blocks overlap in more than a third, whoever they are
-    qa = data.draw(st.sets(st.integers(0, n - 1)).filter(lambda s: quorum(sum(deposits[i] for i in s), sum(deposits))))
-    qb = data.draw(st.sets(st.integers(0, n - 1)).filter(lambda s: quorum(sum(deposits[i] for i in s), sum(deposits))))
-    ca = replace(certs[0], signers=voters.bitfield(qa), signature=bls.aggregate([SIG_A[i] for i in sorted(qa)]))
-    cb = replace(certs[0], block_hash=BLOCK_B, signers=voters.bitfield(qb),
-                 signature=bls.aggregate([SIG_B[i] for i in sorted(qb)]))
+    other = data.draw(st.sampled_from(CONFLICTING))
+    j = data.draw(st.integers(0, n - 1))
+    assert t.add(other[j]) == Equivocation(VOTES_A[j], other[j])
+    # two quorums for conflicting links overlap in more than a third, whoever they are
+    quorate = st.sets(st.integers(0, n - 1), min_size=1).filter(
+        lambda s: quorum(sum(deposits[i] for i in s), voters.total))
+    qa, qb = data.draw(quorate), data.draw(quorate)
+    ca = make_certificate([VOTES_A[i] for i in qa], voters)
+    cb = make_certificate([other[i] for i in qb], voters)
     fault = accountable_safety(ca, cb, voters)
     assert set(fault.indices) == qa & qb and 3 * fault.deposit > voters.total
 
@@ -434,27 +585,38 @@ def test_round_trips():
     voters = voter_set([5, 3, 9])
     cert = cert_of([0, 1, 2], voters)
     a = v(0)
-    ev = DoubleVote.of(a, v(0, BLOCK_B))
     assert decode_vote(a.encoded) == a
     assert decode_certificate(cert.encoded) == cert
     assert VOTER_SET.decode(VOTER_SET.encode(voters)) == voters
-    assert decode_double_vote(ev.encoded) == ev
-    assert len(a.encoded) == 1 + len(CHAIN) + 1 + 1 + 1 + 32 + 48 + 96
-    assert len(cert.encoded) == 1 + len(CHAIN) + 1 + 1 + 1 + 32 + 1 + 1 + 96
+    assert CHECKPOINT.decode(CHECKPOINT.encode(A)) == A
+    assert len(a.encoded) == 1 + len(CHAIN) + (1 + 32) + (1 + 32) + 48 + 96
+    assert len(cert.encoded) == 1 + len(CHAIN) + (1 + 32) + (1 + 32) + 1 + 1 + 96
 
 
-def _raw_vote(kind: bytes = b"\x02", height: bytes = b"\x07", voter: bytes = PKS[0]) -> bytes:
-    return Text(32, min_len=1).encode(CHAIN) + kind + height + b"\x00" + BLOCK_A + voter + bytes(96)
+def test_decode_vote_refuses_a_source_not_below_its_target():
+    ok = signed(0, Checkpoint(H - 1, BLOCK_B), A)
+    assert decode_vote(VOTE.encode(ok)) == ok  # control
+    for source in (A, B, Checkpoint(H + 1, BLOCK_A), Checkpoint(2**64 - 1, BLOCK_A)):
+        bad = signed(0, source, A)
+        raw = VOTE.encode(bad)
+        assert VOTE.decode(raw) == bad and bad.signature_ok()  # well-formed bytes, a good signature
+        with pytest.raises(ValueError, match="source"):
+            decode_vote(raw)
+
+
+def _raw_vote(source_height: bytes = b"\x00", target_height: bytes = b"\x07", voter: bytes = PKS[0]) -> bytes:
+    return Text(32, min_len=1).encode(CHAIN) + source_height + GENESIS.hash + target_height + BLOCK_A + voter + bytes(96)
 
 
 def test_non_canonical_bytes_are_refused():
-    assert decode_vote(_raw_vote()).height == H  # control: the builder makes a valid vote
+    assert decode_vote(_raw_vote()).link == (GENESIS, A)  # control: the builder makes a valid vote
     a = v(0)
     for bad in [
         a.encoded + b"\x00",  # trailing byte
         a.encoded[:-1],  # truncated
-        _raw_vote(height=b"\x87\x00"),  # 7 in two bytes
-        _raw_vote(kind=b"\x00"), _raw_vote(kind=b"\x03"),  # no such kind
+        _raw_vote(target_height=b"\x87\x00"),  # 7 in two bytes
+        _raw_vote(source_height=b"\x80\x00"),  # 0 in two bytes
+        _raw_vote(target_height=b"\x80" * 9 + b"\x02"),  # 2**64
         _raw_vote(voter=PKS[0][:47]),
         b"\x00" + a.encoded[1:],  # empty chain id
     ]:
@@ -475,18 +637,32 @@ def test_non_canonical_bytes_are_refused():
 
 
 u64 = st.integers(0, 2**64 - 1)
+heights = st.one_of(st.integers(0, 3), u64)  # small ones collide often
 b32 = st.binary(min_size=32, max_size=32)
 chains = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-0123456789", min_size=1, max_size=32)
 
 
+def _flip(h: bytes) -> bytes:
+    return bytes([h[0] ^ 1]) + h[1:]
+
+
 @MANY
-@given(chains, st.sampled_from([PREVOTE, PRECOMMIT]), u64, st.integers(0, 2**32 - 1), b32,
-       st.binary(min_size=48, max_size=48), st.binary(min_size=96, max_size=96), st.binary(max_size=128))
-def test_property_encodings_round_trip_and_are_unique(chain, kind, height, round, block, key, sig, signers):
-    a = Vote(chain, kind, height, round, block, key, sig)
-    assert decode_vote(VOTE.encode(a)) == a
-    cert = Certificate(chain, kind, height, round, block, signers, sig)
+@given(chains, heights, b32, heights, b32, st.binary(min_size=48, max_size=48), st.binary(min_size=96, max_size=96),
+       st.binary(max_size=128))
+def test_property_encodings_round_trip_and_are_unique(chain, sh, sb, th, tb, key, sig, signers):
+    source, target = Checkpoint(sh, sb), Checkpoint(th, tb)
+    a = Vote(chain, source, target, key, sig)
+    raw = VOTE.encode(a)
+    assert VOTE.decode(raw) == a
+    if sh < th:
+        assert decode_vote(raw) == a
+    else:
+        with pytest.raises(ValueError):
+            decode_vote(raw)
+    cert = Certificate(chain, source, target, signers, sig)
     assert decode_certificate(cert.encoded) == cert
-    assert a.signing_bytes == cert.signing_bytes == signing_message(chain, kind, height, round, block)
-    flipped = bytes([block[0] ^ 1]) + block[1:]
-    assert signing_message(chain, kind, height, round, flipped) != a.signing_bytes
+    assert a.signing_bytes == cert.signing_bytes == signing_message(chain, source, target)
+    assert signing_message(chain, Checkpoint(sh, _flip(sb)), target) != a.signing_bytes
+    assert signing_message(chain, source, Checkpoint(th, _flip(tb))) != a.signing_bytes
+    if source != target:
+        assert signing_message(chain, target, source) != a.signing_bytes
