@@ -81,6 +81,7 @@ class Engine:
     future: dict[bytes, Block] = field(default_factory=dict)  # stamped ahead of our clock: held, not refused
     seen: dict[tuple[int, bytes, bytes], bytes] = field(default_factory=dict)  # (height, parent, proposer) -> header
     side: dict[bytes, Block] = field(default_factory=dict)  # lost the fork choice: the votes may turn to them
+    arrived: dict[bytes, int] = field(default_factory=dict)  # consensus tx hash -> when we first held it
     wanted: set[bytes] = field(default_factory=set)  # blocks asked for because votes named them
     stats: Stats = field(default_factory=Stats)
     _fate: dict[bytes, str] | None = None  # while `judge` runs: what became of each block taken
@@ -89,8 +90,7 @@ class Engine:
     def __post_init__(self) -> None:
         c = self.chain
         self.book = VoteBook(c.genesis.chain_id, self._stored_parent)
-        # The vote key is derived from the node key (HKDF, bls.keygen), so a restart keeps it.
-        self.vote_key = bls.keygen(bytes(self.node.key), b"transx-vote-key")
+        self.vote_key = self.node.vote_secret
         self.vote_public = bls.public_key(self.vote_key)
         self.book.set_voters(c.voters())
 
@@ -317,6 +317,7 @@ class Engine:
         except TxError as e:
             log.info("%s not sent: %s", tx.kind, e)
             return []
+        self._arrived(tx, self.node.now_ms or 0)
         return [Message(TX, tx.encoded)]
 
     def _watch_equivocation(self, block: Block) -> list[Message]:
@@ -353,10 +354,11 @@ class Engine:
         try:
             try:
                 block, rejected = self.chain.build_block(self.node.key, sol.clearing, candidates, now_ms, salt,
-                                                         self._votes_for(h))
+                                                         self._votes_for(h), self.vote_key)
             except BlockError as e:  # a vote aggregate the chain refuses: propose without votes
                 log.error("block %d without votes: %s", h, e)
-                block, rejected = self.chain.build_block(self.node.key, sol.clearing, candidates, now_ms, salt)
+                block, rejected = self.chain.build_block(self.node.key, sol.clearing, candidates, now_ms, salt,
+                                                         vote_secret=self.vote_key)
         except BlockError as e:  # our own clearing does not verify: propose nothing rather than garbage
             log.error("not proposing block %d: %s", h, e)
             return []
@@ -373,7 +375,7 @@ class Engine:
         """Handle a peer's message; returns what to send in answer.  Invalid input is dropped (counted)."""
         if topic == TX:
             try:
-                self.node.submit(data)
+                self._arrived(self.node.submit(data).tx, now_ms)
             except TxError:
                 pass
             return []
@@ -401,7 +403,7 @@ class Engine:
         block counts: an invalid orphan it happens to unlock is not its sender's fault."""
         if topic == TX:
             try:
-                self.node.submit(data)
+                self._arrived(self.node.submit(data).tx, now_ms)
             except InvalidTx:
                 return REJECT, []
             except TxError:
@@ -430,18 +432,45 @@ class Engine:
         if self._fate is not None:
             self._fate[block.hash] = fate
 
+    def _arrived(self, tx, now_ms: int) -> None:
+        if tx.space == CONSENSUS and tx.hash not in self.arrived:
+            if len(self.arrived) > 8 * MAX_ORPHANS:
+                self.arrived = {k: t for k, t in self.arrived.items() if k in self.node.mempool}
+            self.arrived[tx.hash] = now_ms
+
+    def _owed(self, h: int) -> set[bytes]:
+        """The consensus transactions (commits, reveals, vote keys, evidence) block `h` must carry in our
+        view: each one next in its sender's line on our head, due in block h, and held by us since
+        before block h - 1's slot began, a quarter slot more: so every honest proposer had it in time,
+        or its resend at the next head, one lost message later (gossip latency below a quarter slot
+        is the assumption)."""
+        g = self.chain.genesis
+        deadline = g.slot_start_ms(h - 1) - g.slot_seconds * 250
+        due = self.node.not_due(h)
+        out = set()
+        for tx in self.node.mempool.by_hash.values():
+            if (tx.space == CONSENSUS and self.arrived.get(tx.hash, deadline + 1) <= deadline and not due(tx)
+                    and tx.nonce == self.node.chain_nonce(tx.sender, CONSENSUS)):
+                out.add(tx.hash)
+        return out
+
     def _select(self, now_ms: int) -> list[Message]:
-        """Adopt the best valid proposal on the head (an invalid one is dropped, the next tried)."""
+        """Adopt the best valid proposal on the head (an invalid one is dropped, the next tried).  A
+        proposal that leaves out a consensus transaction it owed (`_owed`) with room to spare censors:
+        it goes after every proposal that does not, so no winner can keep rivals' commits off the
+        chain and stay the only committed solver (issue 12's monopoly)."""
+        owed = self._owed(self.chain.height + 1)
         ranked = []
         for b in self.waiting.values():
             if b.header.parent != self.chain.head.hash:
                 continue
+            censors = bool(owed - {t.hash for t in b.txs}) and len(b.txs) < self.chain.genesis.max_block_txs
             try:
-                ranked.append((self.chain.rank(b), b.hash, b))  # the same total order as Chain.offer
+                ranked.append((censors, self.chain.rank(b), b.hash, b))  # else the total order of Chain.offer
             except BlockError:
                 self.stats.invalid += 1
         self.waiting.clear()
-        for _, _, b in sorted(ranked):
+        for *_, b in sorted(ranked):
             out = self._take(b, now_ms, selecting=True)
             if self.chain.head.hash == b.hash:
                 return out

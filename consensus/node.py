@@ -43,6 +43,7 @@ class Node:
         self.journal = journal
         self.on_local_tx: list[Callable[[Tx], None]] = []  # told of each transaction a client submits here
         self.now_ms: int | None = None  # the clock at the consensus engine's last look (None: no engine)
+        self.vote_secret = keys.vote_secret(key)  # the BLS key it votes and draws tickets with, if registered
         if journal is not None:
             self._replay(journal)
 
@@ -154,7 +155,8 @@ class Node:
         """Build the next block from `solution` and the mempool, connect it, prune the mempool."""
         g = self.genesis
         candidates = self.mempool.select(g.max_block_txs, self.chain_nonce, self.not_due(self.chain.height + 1))
-        block, rejected = self.chain.build_block(self.key, solution.clearing, candidates, now_ms)
+        block, rejected = self.chain.build_block(self.key, solution.clearing, candidates, now_ms,
+                                                 vote_secret=self.vote_secret)
         for tx, reason in rejected:
             log.info("dropped %s from the mempool: %s", tx.hash.hex()[:16], reason)
             self.mempool.remove(tx)

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from solver import Pairs, candidate_pairs, verify
 from solver.verifier import Verdict
 
-from consensus.rules import checkpoints, keys, ledger, schema
+from consensus.rules import beacon, checkpoints, keys, ledger, schema
 from consensus.rules.blocks import (BLOCK, MAX_FUTURE_MS, Block, BlockClearing, BlockError, Header, tx_root, vote_order,
                                     votes_root)
 from consensus.rules.finality import Certificate, Checkpoint, FinalityError, VoterSet
 from consensus.rules.codec import DecodeError
-from consensus.rules.ranking import Rank
+from consensus.rules.ranking import NO_TICKET, Rank
 from consensus.rules.genesis import Genesis
 from consensus.rules.ledger import SlotMarket
 from consensus.rules.settlement import settle_delivery, settled_slot
@@ -57,7 +57,6 @@ class Chain(ForkChoice):
         self._markets: dict[int, tuple[SlotMarket, Pairs]] = {}
         self._ranks: dict[bytes, Rank] = {}
         self._verdicts: dict[tuple[int, bytes, bytes | None], Verdict] = {}
-        self._seeds: dict[tuple[int, bytes], bytes] = {}  # (h, hash of block h - L) -> the lottery seed of h  # block hash -> rank, for blocks ranked against this chain
         self._voters: tuple[bytes, VoterSet | None] | None = None  # (head hash, its voter set)
         self._built: tuple[bytes, _Execution] | None = None  # the last block build_block made (encoded), and its execution
         known = store.get(schema.GENESIS)
@@ -114,11 +113,16 @@ class Chain(ForkChoice):
         """The head's latest final checkpoint: the fork choice never reverts it."""
         return checkpoints.finalized(self.state(), self.genesis_checkpoint())
 
+    def beacon(self) -> bytes:
+        """The lottery beacon after the head: the head's child's tickets are drawn on it (beacon.py)."""
+        raw = self.state().get(schema.BEACON)
+        return raw if raw is not None else beacon.genesis_beacon(self.genesis.hash)
+
     def voters(self) -> VoterSet | None:
-        """The voter set of the head's state: the one the head's child's votes are checked against."""
+        """The voter set in force at the head (checkpoints.py): the head's child's votes count against it."""
         key = self.head.hash
         if self._voters is None or self._voters[0] != key:
-            self._voters = (key, ledger.voter_set(self.state()))
+            self._voters = (key, checkpoints.voters(self.state()))
         return self._voters[1]
 
     def market(self, slot: int) -> tuple[SlotMarket, Pairs]:
@@ -133,22 +137,30 @@ class Chain(ForkChoice):
 
     # ------------------------------------------------------------- building
     def build_block(self, key, clearing: BlockClearing, candidates: list[Tx], timestamp_ms: int,
-                    salt: bytes = bytes(32), votes: list[Certificate] = ()) -> tuple[Block, list[tuple[Tx, str]]]:
+                    salt: bytes = bytes(32), votes: list[Certificate] = (),
+                    vote_secret: bytes | None = None) -> tuple[Block, list[tuple[Tx, str]]]:
         """A block on the head: the slot's clearing, the vote aggregates, then every candidate that still
-        applies, signed by `key`.
+        applies, signed by `key`, with the proposer's lottery ticket if it registered a vote key: drawn
+        with `vote_secret` (None: the one derived from `key`, `keys.vote_secret`).
 
-        Returns the block and the candidates left out, with the reason; `BlockError` if the clearing
-        or a vote aggregate is not valid."""
+        Returns the block and the candidates left out, with the reason; `BlockError` if the clearing,
+        a vote aggregate or the ticket is not valid."""
         height = self.height + 1
         self.check_clearing(height, clearing)
         proposer = keys.address_of_key(key)
         votes = tuple(sorted(votes, key=vote_order))
-        ex = self._execute(height, proposer, clearing, candidates, strict=False, salt=salt, votes=votes)
+        ticket = bytes(96)
+        if self.state().solver_bls(proposer) is not None:
+            secret = vote_secret if vote_secret is not None else keys.vote_secret(key)
+            ticket = beacon.ticket(secret, self.beacon(), height).proof
+        ex = self._execute(height, proposer, clearing, candidates, strict=False, salt=salt, votes=votes,
+                           ticket=ticket)
         header = Header(
             height=height, parent=self.head.hash,
             timestamp=max(timestamp_ms, self.genesis.slot_start_ms(height), self.head.timestamp + 1),
             state_hash=next_state_hash(self.head.state_hash, ex.state.writes), tx_root=tx_root(ex.applied),
             clearing_hash=clearing.hash, proposer=keys.public_key(key), salt=salt, votes_root=votes_root(votes),
+            ticket=ticket,
         ).signed(key)
         block = Block(header, tuple(ex.applied), clearing, votes)
         self._built = (block.encoded, ex)
@@ -198,7 +210,7 @@ class Chain(ForkChoice):
                 except TxError as e:
                     raise BlockError(f"transaction {tx.hash.hex()[:16]}: {e}") from None
             ex = self._execute(h.height, proposer, block.clearing, list(block.txs), strict=True, salt=h.salt,
-                               votes=block.votes)
+                               votes=block.votes, ticket=h.ticket)
         if next_state_hash(self.head.state_hash, ex.state.writes) != h.state_hash:
             raise BlockError("state hash does not match")
         changes = dict(ex.state.writes)
@@ -275,11 +287,15 @@ class Chain(ForkChoice):
         return v
 
     def _execute(self, height: int, proposer: bytes, clearing: BlockClearing, txs: list[Tx], strict: bool,
-                 salt: bytes = bytes(32), votes: tuple[Certificate, ...] = ()) -> _Execution:
+                 salt: bytes = bytes(32), votes: tuple[Certificate, ...] = (), ticket: bytes = bytes(96)) -> _Execution:
         g = self.genesis
         state = self.state()
+        self._check_ticket(state, height, proposer, ticket)
+        if any(ticket):
+            state.put(schema.BEACON, beacon.next_beacon(self.beacon(), ticket))
         try:  # votes first, against the parent's voter set, before the block's transactions change it
-            checkpoints.apply_votes(state, height, votes, chain_id=g.chain_id, voters=self.voters(),
+            checkpoints.start_voters(state)
+            checkpoints.apply_votes(state, height, votes, chain_id=g.chain_id, voters=checkpoints.voters(state),
                                     hash_at=self.hash_at, genesis=self.genesis_checkpoint())
         except FinalityError as e:
             raise BlockError(f"block {height}: {e}") from None
@@ -305,6 +321,20 @@ class Chain(ForkChoice):
             ex.applied.append(tx)
         ledger.reward(state, proposer, ex.fees, g)
         return ex
+
+    def _check_ticket(self, state: StateOverlay, height: int, proposer: bytes, ticket: bytes) -> None:
+        """A proposer with a vote key shows its ticket for `height` on the parent's beacon; one without
+        shows zeros (and loses every tie).  `BlockError` otherwise."""
+        key = state.solver_bls(proposer)
+        if key is None:
+            if any(ticket):
+                raise BlockError(f"block {height}: a ticket from a proposer with no vote key")
+        elif not beacon.verify_ticket(key, self.beacon(), height, beacon.Ticket(ticket)):
+            raise BlockError(f"block {height}: the proposer's lottery ticket does not verify")
+
+    def ticket_value(self, block: Block) -> bytes:
+        """`block`'s lottery value, its parent being the head's ancestor or the head (checked on connect)."""
+        return beacon.ticket_value(block.header.ticket) if any(block.header.ticket) else NO_TICKET
 
     # ---------------------------------------------------------- fork choice
     def precheck(self, block: Block) -> None:

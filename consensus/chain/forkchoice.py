@@ -1,4 +1,4 @@
-"""Fork choice: which of two blocks for one height a node keeps, and the lottery seed proposals are ranked by.
+"""Fork choice: which of two blocks for one height a node keeps.
 
 A block that extends the head is taken.  A block for a height the chain already has (the first
 height where the two chains differ decides) is compared with ours there:
@@ -21,33 +21,12 @@ from collections.abc import Callable
 
 from consensus.rules import keys, schema
 from consensus.rules.blocks import MAX_FUTURE_MS, Block, BlockError
-from consensus.rules.ranking import Rank, commitment, rank
+from consensus.rules.ranking import Rank, commitment, rank, rank_step
 
 
 class ForkChoice:
     """Ranking proposals against the chain and switching to a better branch; needs `Chain`'s reads,
     `connect` and `revert_head`."""
-
-    def lottery_seed(self, height: int) -> bytes:
-        """What a block's lottery ticket is drawn against: the height and the exact objective of block
-        height - L.  Not that block's hash, which its proposer could grind (a timestamp, an order of
-        transactions) to pick the next winner; the objective is the market's best, fixed by competition."""
-        ref_height = max(0, height - self.genesis.gate_closure)
-        ref_hash = self.hash_at(ref_height)
-        hit = self._seeds.get((height, ref_hash))  # type: ignore[arg-type]
-        if hit is not None:
-            return hit
-        objective = -1
-        if ref_height > 0:
-            ref = self.block_at(ref_height)
-            assert ref is not None
-            v = self.check_clearing(ref_height, ref.clearing) if not ref.clearing.void else None
-            objective = -1 if v is None else v.objective  # type: ignore[assignment]
-        seed = schema.u64(height) + objective.to_bytes(16, "big", signed=True) + self.genesis.hash
-        if len(self._seeds) > 1_000:
-            self._seeds.clear()
-        self._seeds[(height, ref_hash)] = seed  # type: ignore[index]
-        return seed
 
     def rank(self, block: Block) -> Rank:
         """How `block` ranks among proposals for its height (consensus/rules/ranking.py); its parent must be on
@@ -60,10 +39,15 @@ class ForkChoice:
             raise BlockError(f"block {h.height}'s parent is not on this chain")
         verdict = self.check_clearing(h.height, block.clearing)
         solver = keys.address_of(h.proposer)
+        state = self.state() if h.parent == self.head.hash else None
         stored = self.state().get(schema.commit(h.height, solver))
         committed = any(h.salt) and stored is not None and stored[:32] == commitment(h.clearing_hash, solver, h.salt)
-        r = rank(committed=bool(committed), objective=None if verdict is None else verdict.objective, solver=solver,
-                 seed=self.lottery_seed(h.height))
+        if state is not None:  # the ticket is checked against the parent's beacon (on connect, always)
+            self._check_ticket(state, h.height, solver, h.ticket)
+        g = self.genesis
+        step = rank_step(g.tolerance_ppm, verdict.weight, g.quantum_exp) if verdict is not None else 1
+        r = rank(committed=bool(committed), objective=None if verdict is None else verdict.objective, step=step,
+                 lottery=self.ticket_value(block))
         if len(self._ranks) > 10_000:
             self._ranks.clear()
         self._ranks[block.hash] = r

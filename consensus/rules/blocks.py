@@ -23,7 +23,7 @@ from solver import Clearing, Instance, Trade
 from solver.clearing import MAX_MULTIPLIER
 
 from . import keys
-from .finality import CERTIFICATE, Certificate
+from .finality import BLS_SIGNATURE, CERTIFICATE, Certificate
 from .codec import HASH, PUBKEY, SIGNATURE, U64, Bool, ListOf, Record, UInt, digest
 from .transactions import TX, Tx
 
@@ -95,6 +95,7 @@ class Header:
     signature: bytes = bytes(64)
     salt: bytes = bytes(32)  # reveals the proposer's commitment to this clearing; zeros: uncommitted
     votes_root: bytes = bytes(32)  # votes_root(the block's vote aggregates)
+    ticket: bytes = bytes(96)  # the proposer's lottery ticket (beacon.py); zeros: it has no vote key
 
     @cached_property
     def hash(self) -> bytes:
@@ -178,6 +179,6 @@ CLEARING = Record(BlockClearing, {
 })
 HEADER = Record(Header, {"height": U64, "parent": HASH, "timestamp": U64, "state_hash": HASH, "tx_root": HASH,
                          "clearing_hash": HASH, "proposer": PUBKEY, "signature": SIGNATURE, "salt": HASH,
-                         "votes_root": HASH})
+                         "votes_root": HASH, "ticket": BLS_SIGNATURE})
 BLOCK = Record(Block, {"header": HEADER, "txs": ListOf(TX, MAX_BLOCK_TXS), "clearing": CLEARING,
                        "votes": ListOf(CERTIFICATE, MAX_BLOCK_VOTES, key=vote_order)})

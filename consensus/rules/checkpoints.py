@@ -11,14 +11,21 @@ in the block's order (by target height), so one block can justify a checkpoint a
 These checkpoints are part of the consensus state (hashed, reverted with their block), so every node
 that holds a branch agrees on its justified and final blocks; the fork choice never reverts a
 block at or below the final one, nor at or below the justified one.  Genesis is both at first.
+
+The voter set in force (`voters`) is a snapshot in the state, not the registrations of the moment:
+it changes only when the final checkpoint advances, to the solvers with a vote key then
+(`ledger.voter_set`).  So a branch cannot vote itself a friendlier voter set: the solvers that
+register, leave or are slashed on it vote, or stop, only once the voters in force have finalized a
+block after the change.  It starts when solvers holding more than 2/3 of all solver deposit have
+registered vote keys, so two branches that start it differently still share more than 1/3.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import schema
-from .finality import Certificate, Checkpoint, FinalityError, VoterSet, check_aggregate, quorum
+from . import ledger, schema
+from .finality import VOTER_SET, Certificate, Checkpoint, FinalityError, VoterSet, check_aggregate, quorum
 from .state import StateOverlay
 
 VOTE_WINDOW = 8  # a block carries votes for its last this many ancestors
@@ -37,6 +44,22 @@ def justified(state: StateOverlay, genesis: Checkpoint) -> Checkpoint:
 def finalized(state: StateOverlay, genesis: Checkpoint) -> Checkpoint:
     """The latest final checkpoint of the chain whose state this is."""
     return _read(state, schema.FINALIZED, genesis)
+
+
+def voters(state: StateOverlay) -> VoterSet | None:
+    """The voter set in force: the one a block's votes are counted against; None before it starts."""
+    raw = state.get(schema.VOTERS)
+    return None if raw is None else VOTER_SET.decode(raw)
+
+
+def start_voters(state: StateOverlay) -> None:
+    """Before any voter set is in force: start one once the solvers with vote keys hold more than 2/3 of
+    all solver deposit (called before each block's votes)."""
+    if state.get(schema.VOTERS) is not None:
+        return
+    vs = ledger.voter_set(state)
+    if vs is not None and quorum(vs.total, ledger.solver_deposits(state)):
+        state.put(schema.VOTERS, VOTER_SET.encode(vs))
 
 
 def apply_votes(state: StateOverlay, height: int, votes: tuple[Certificate, ...], *, chain_id: str,
@@ -64,4 +87,8 @@ def apply_votes(state: StateOverlay, height: int, votes: tuple[Certificate, ...]
         if t.height == s.height + 1 and s.height > f.height:
             f = s
     state.put(schema.JUSTIFIED, schema.u64(j.height) + j.hash)
-    state.put(schema.FINALIZED, schema.u64(f.height) + f.hash)
+    if f != finalized(state, genesis):
+        state.put(schema.FINALIZED, schema.u64(f.height) + f.hash)
+        vs = ledger.voter_set(state)  # the final checkpoint moved: the registrations of now come in force
+        if vs is not None:
+            state.put(schema.VOTERS, VOTER_SET.encode(vs))

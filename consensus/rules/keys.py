@@ -76,3 +76,10 @@ def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> boo
         return True
     except (BadSignatureError, ValueError, TypeError):
         return False
+
+
+def vote_secret(key: SigningKey) -> bytes:
+    """The BLS secret key a node votes and draws lottery tickets with, derived from its node key (HKDF,
+    bls.keygen): one secret to keep, and a restart votes with the same key."""
+    from . import bls  # BLS is needed only by solvers that vote; keep it off the import path of keys
+    return bls.keygen(bytes(key), b"transx-vote-key")

@@ -373,6 +373,11 @@ def voter_set(state: StateOverlay) -> finality.VoterSet | None:
     return finality.VoterSet.of(voters) if voters else None
 
 
+def solver_deposits(state: StateOverlay) -> int:
+    """The deposit of every solver that stays (not withdrawing), keyed for voting or not."""
+    return sum(rec.deposit for _, raw in state.items(schema.SOLVERS) if (rec := SOLVER.decode(raw)).exit_at == 0)
+
+
 def may_propose(rec: SolverRecord, height: int, g: Genesis) -> bool:
     """A solver registered at `since` may propose block h only if block h - L was not yet on chain when
     it registered: otherwise it could have ground keys until one drew a good lottery ticket

@@ -1,13 +1,22 @@
 """How proposals for one height rank, and the commitments that make copying useless.
 
-A proposal for block h is better when (in this order): it was committed on
-chain before it was revealed; its clearing is real rather than void; its
-objective (the exact, quantised Nash-bargaining log-objective) is higher;
-its lottery ticket, hash(solver address, seed), is lower, where the seed is
-the height and the exact objective of block h - L (Chain.lottery_seed).  The
-ticket cannot be ground: a solver's address is fixed by registration before
-the seed exists, and the seed is the market's best objective, not a hash its
-proposer could re-draw by changing a timestamp or an order of transactions.
+A proposal for block h is better when (in this order): it was committed on chain before it was
+revealed; its clearing is real rather than void; its objective is in a higher *rank step*; its
+lottery ticket is lower.
+
+The rank step is what the verifier's certificate can tell apart: a valid clearing is within
+`tolerance * weight` nats of the optimum (solver/verifier.py), so two clearings whose objectives
+differ by less than that are equally good as far as anyone can prove, and the difference is
+numerical polishing, not useful work.  Objectives are therefore compared in whole steps of
+`tolerance * weight` (`rank_step`, in the verifier's quanta of 10^-quantum_exp nats), and the
+lottery decides within a step; a clearing better by a step or more still wins.
+
+The ticket is a verifiable random function's output (beacon.py): the proposer's BLS signature,
+with the vote key it registered, over the chained beacon of the parent block and the height.  It
+is unique, so the proposer cannot choose among several; nobody can compute it without the key, so
+nobody knows who will win before the proposals are out; and nothing a proposer chooses (bids, a
+timestamp, the order of transactions) enters the beacon, so it cannot be ground.  A proposer with
+no vote key registered draws the worst ticket.
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ from dataclasses import dataclass
 
 from .codec import digest
 
+NO_TICKET = b"\xff" * 32  # the lottery value of a proposer without a vote key: it loses every tie
+
 
 @dataclass(frozen=True, order=True)
 class Rank:
@@ -23,11 +34,11 @@ class Rank:
 
     uncommitted: bool
     void: bool
-    neg_objective: int
+    neg_step: int  # minus the objective's rank step
     lottery: bytes
 
     def describe(self) -> str:
-        kind = "void" if self.void else f"objective {-self.neg_objective}"
+        kind = "void" if self.void else f"objective step {-self.neg_step}"
         return f"{'uncommitted' if self.uncommitted else 'committed'}, {kind}, ticket {self.lottery.hex()[:12]}"
 
 
@@ -36,11 +47,12 @@ def commitment(clearing_hash: bytes, solver: bytes, salt: bytes) -> bytes:
     return digest(clearing_hash + solver + salt, b"transx-commit")
 
 
-def lottery_ticket(solver: bytes, seed: bytes) -> bytes:
-    """The tie-break among equally good proposals: hash(solver address, the height's seed)."""
-    return digest(solver + seed, b"transx-lottery")
+def rank_step(tolerance_ppm: int, weight: int, quantum_exp: int) -> int:
+    """The verifier's tolerance for a clearing of total bargaining weight `weight`, in objective quanta
+    (10^-quantum_exp nats): tolerance_ppm / 10^6 * weight * 10^quantum_exp, at least 1."""
+    return max(1, tolerance_ppm * weight * 10**quantum_exp // 10**6)
 
 
-def rank(*, committed: bool, objective: int | None, solver: bytes, seed: bytes) -> Rank:
-    """`objective` None means a void clearing."""
-    return Rank(not committed, objective is None, -(objective or 0), lottery_ticket(solver, seed))
+def rank(*, committed: bool, objective: int | None, step: int, lottery: bytes) -> Rank:
+    """`objective` None means a void clearing; `step` from `rank_step`; `lottery` the ticket's value."""
+    return Rank(not committed, objective is None, -((objective or 0) // step), lottery)

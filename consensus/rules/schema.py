@@ -226,6 +226,8 @@ FORMAT = b"mformat"
 # --- finality (consensus state) ---------------------------------------------
 JUSTIFIED = b"sj"  # the chain's latest justified checkpoint: u64 height + block hash (absent: genesis)
 FINALIZED = b"sf"  # the chain's latest final checkpoint, likewise
+VOTERS = b"sVS"  # the voter set in force (finality.VOTER_SET; checkpoints.py), absent until it bootstraps
+BEACON = b"sz"  # the lottery beacon after the head (beacon.py; absent: the genesis beacon)
 
 
 # --- finality (node metadata) ------------------------------------------------

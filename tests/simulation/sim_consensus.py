@@ -10,7 +10,6 @@ from dataclasses import replace
 import pytest
 
 from consensus.engine import PROPOSAL, Engine, Message
-from consensus.rules.ranking import commitment, lottery_ticket, rank
 from consensus.sim import SimConfig, Simulation
 from consensus.rules import keys, ledger, schema
 from consensus.rules.blocks import BlockClearing, Multiplier
@@ -52,19 +51,6 @@ def assert_one_chain(sim: Simulation, seed: int, skip: int | None = None) -> Non
 def winners(engine) -> list[bytes]:
     c = engine.chain
     return [keys.address_of(c.block_at(h).header.proposer) for h in range(1, c.height + 1)]
-
-
-def test_ranking_orders_commitment_then_clearing_then_objective_then_ticket():
-    a, b, ref = b"\x01" * 20, b"\x02" * 20, b"\x09" * 32
-    best = rank(committed=True, objective=10, solver=a, seed=ref)
-    assert best < rank(committed=True, objective=9, solver=a, seed=ref)
-    assert rank(committed=True, objective=None, solver=a, seed=ref) > rank(
-        committed=True, objective=-10**9, solver=a, seed=ref)  # void below any real clearing
-    assert rank(committed=False, objective=10**9, solver=a, seed=ref) > rank(
-        committed=True, objective=None, solver=a, seed=ref)  # uncommitted below any committed
-    tie = sorted([rank(committed=True, objective=10, solver=s, seed=ref) for s in (a, b)])
-    assert [t.lottery for t in tie] == sorted([lottery_ticket(a, ref), lottery_ticket(b, ref)])
-    assert commitment(b"\x00" * 32, a, b"\x01" * 32) != commitment(b"\x00" * 32, b, b"\x01" * 32)
 
 
 def test_twenty_honest_nodes_agree_on_one_chain_for_50_rounds(sims):
@@ -329,31 +315,41 @@ def test_skewed_clocks_still_agree_and_blocks_from_the_future_are_held(sims):
 
 @pytest.mark.parametrize("seed", [41, 42, 43])
 def test_final_blocks_never_change_under_loss_and_short_partitions(sims, seed):
-    """Property: once a block is `finality_depth` deep on an honest node, no node ever holds another
-    block at that height, through lost messages and partitions shorter than the finality depth."""
-    depth = 6
-    sim = sims(SimConfig(nodes=6, seed=seed, latency_ms=(5, 400), loss=0.05, finality_depth=depth))
+    """Property: once a block is at or below an honest node's final checkpoint (a > 2/3 vote link to
+    its child), no node ever holds another block at that height, through lost messages and
+    partitions; a cut of 2 of 6 voters leaves nobody more than 2/3, so finality stalls while the
+    chain goes on, and resumes after the heal."""
+    sim = sims(SimConfig(nodes=6, seed=seed, latency_ms=(5, 400), loss=0.05, finality_depth=6))
     final: dict[int, bytes] = {}
+    stalled = []
     for rnd in range(24):
         if rnd % 8 == 2:
             cut = set(sim.rng.sample(range(6), 2))
             sim.partition(cut, set(range(6)) - cut)
         elif rnd % 8 == 5:
             sim.heal()
+        before = max(e.final_height() for e in sim.engines)
         sim.run_rounds(1)
+        if rnd % 8 in (3, 4):  # a whole round inside the partition
+            stalled.append(max(e.final_height() for e in sim.engines) - before)
         for i, e in enumerate(sim.engines):
             c = e.chain
-            for h in range(max(0, c.height - depth + 1)):
+            for h in range(e.final_height() + 1):
                 got = c.hash_at(h)
                 assert final.setdefault(h, got) == got, f"seed {seed}: node {i} changed final block {h}"
     sim.heal()
-    sim.run_rounds(3)
+    healed_at = max(e.chain.height for e in sim.engines)
+    for _ in range(12):  # finality resumes once the heads agree again (reorgs, lost votes: a few rounds)
+        sim.run_rounds(1)
+        if min(e.final_height() for e in sim.engines) > healed_at:
+            break
+    assert min(e.final_height() for e in sim.engines) > healed_at, f"seed {seed}: finality did not resume"
+    assert max(stalled) <= 1, f"seed {seed}: finality advanced {stalled} in a 4-of-6 partition"
     # A lost proposal can leave a node on another block for the newest height until the next round's
     # proposals lead it to the better one; below that, every node holds the same chain.
     settled = min(e.chain.height for e in sim.engines) - 1
     prefixes = {tuple(chain_of(e)[: settled + 1]) for e in sim.engines}
     assert len(prefixes) == 1, f"seed {seed}: nodes still on different chains below height {settled}"
-    assert len(final) > 10
 
 
 class HeadFlooder(Engine):

@@ -49,6 +49,8 @@ def make_solver(net: Net, k) -> None:
 def give_key(net: Net, k, sk: bytes) -> T.Tx:
     tx = net.submit(k, VoteKey(reg(net, k, sk)))
     assert tx in net.produce().block.txs
+    if k is net.solver_key:  # the block producer now draws its lottery tickets with this key
+        net.node.vote_secret = sk
     return tx
 
 
