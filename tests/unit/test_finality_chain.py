@@ -1,0 +1,209 @@
+"""Finality on the chain (consensus/rules/checkpoints.py, forkchoice.py, the engine's votes): blocks carry
+vote aggregates that justify and finalize, the voter set in force cannot be changed by a branch, the
+lottery ticket is the proposer's and nobody else's, and the fork choice weighs votes before rank."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from chain_support import Net, addr
+from consensus.engine import ACCEPT, IGNORE, REJECT, VOTE, Engine
+from consensus.proposer import solve_slot
+from consensus.rules import bls, finality, keys
+from consensus.rules.blocks import BlockError
+from consensus.rules.checkpoints import VOTE_WINDOW
+from consensus.rules.finality import Checkpoint
+from consensus.rules.transactions import RegisterSolver, VoteKey
+
+
+@pytest.fixture
+def net(tmp_path):
+    n = Net(str(tmp_path / "db"))
+    yield n
+    n.close()
+
+
+def register_vote_key(net: Net, k) -> None:
+    net.submit(k, VoteKey(finality.register_key(keys.vote_secret(k), chain_id=net.g.chain_id, solver=addr(k))))
+
+
+def build(net: Net, votes=(), key=None, late_ms: int = 0):
+    """The next block by `key` (default the genesis solver) carrying `votes`, stamped `late_ms` after its
+    slot's start, not connected."""
+    h = net.next_height
+    market, pairs = net.chain.market(h)
+    k = key or net.solver_key
+    block, _ = net.chain.build_block(k, solve_slot(market, pairs, net.g).clearing, [], net.now(h) + late_ms,
+                                     votes=list(votes), vote_secret=keys.vote_secret(k))
+    return block
+
+
+def connect(net: Net, votes=()):
+    block = build(net, votes)
+    net.chain.connect(block, net.now(block.height))
+    return block
+
+
+def cp(net: Net, h: int) -> Checkpoint:
+    return Checkpoint(h, net.chain.hash_at(h))
+
+
+def cert(net: Net, source: Checkpoint, target: Checkpoint, signers=None):
+    signers = signers or [net.solver_key]
+    votes = [finality.vote(keys.vote_secret(k), chain_id=net.g.chain_id, source=source, target=target) for k in signers]
+    return finality.make_certificate(votes, net.chain.voters())
+
+
+def with_voter(net: Net) -> None:
+    """The genesis solver registers its vote key; the voter set starts at the next block."""
+    register_vote_key(net, net.solver_key)
+    net.produce()
+    assert net.chain.voters() is None  # the key is in; the set starts as the next block is made
+    net.produce()
+    assert [v.address for v in net.chain.voters().voters] == [addr(net.solver_key)]
+
+
+def test_a_quorum_link_justifies_and_a_link_to_the_child_finalizes(net):
+    with_voter(net)
+    h = net.height
+    g0 = net.chain.genesis_checkpoint()
+    connect(net, [cert(net, g0, cp(net, h))])
+    assert net.chain.justified() == cp(net, h) and net.chain.finalized() == g0
+    connect(net, [cert(net, cp(net, h), cp(net, h + 1))])
+    assert net.chain.justified() == cp(net, h + 1)
+    assert net.chain.finalized() == cp(net, h)  # h's child is justified from h
+    # A link that skips a height justifies but finalizes nothing.
+    net.produce()
+    connect(net, [cert(net, cp(net, h + 1), cp(net, h + 3))])
+    assert net.chain.justified() == cp(net, h + 3) and net.chain.finalized() == cp(net, h)
+
+
+def test_votes_from_a_source_that_is_not_the_justified_checkpoint_justify_nothing(net):
+    with_voter(net)
+    h = net.height
+    connect(net, [cert(net, cp(net, 1), cp(net, h))])  # block 1 was never justified
+    assert net.chain.justified() == net.chain.genesis_checkpoint()
+
+
+def test_a_block_with_votes_off_its_chain_or_too_old_or_forged_is_refused(net):
+    with_voter(net)
+    h = net.height
+    g0 = net.chain.genesis_checkpoint()
+    with pytest.raises(BlockError, match="not on this chain"):
+        build(net, [cert(net, g0, Checkpoint(h, b"\x07" * 32))])
+    with pytest.raises(BlockError, match="back"):
+        build(net, [cert(net, g0, Checkpoint(h + 1, b"\x07" * 32))])  # its own height, or above
+    good = cert(net, g0, cp(net, h))
+    forged = replace(good, signature=bls.sign(bls.keygen(b"m" * 32), good.signing_bytes))
+    with pytest.raises(BlockError, match="aggregate signature"):
+        build(net, [forged])
+    block = build(net, [good])
+    tampered = replace(block, votes=())  # the header commits to the votes
+    with pytest.raises(BlockError, match="votes root"):
+        net.chain.connect(tampered, net.now(block.height))
+    net.produce_until(h + VOTE_WINDOW)
+    with pytest.raises(BlockError, match="back"):
+        build(net, [good])
+
+
+def test_the_voter_set_starts_only_when_keyed_solvers_hold_more_than_two_thirds(net):
+    """Regression (simulator seed 43): with the registrations of the moment as voters, a branch whose
+    first block carried one solver's key had a voter set of one, and justified its own block."""
+    other = net.users[0]
+    net.submit(other, RegisterSolver(net.g.solver_deposit))
+    net.produce()
+    register_vote_key(net, net.solver_key)
+    net.produce_until(net.height + 3)
+    assert net.chain.voters() is None  # one of two equal deposits: not more than 2/3
+    register_vote_key(net, other)
+    net.produce_until(net.height + 2)
+    assert len(net.chain.voters()) == 2
+
+
+def test_registrations_come_in_force_only_when_finality_advances(net):
+    with_voter(net)
+    other = net.users[0]
+    net.submit(other, RegisterSolver(net.g.solver_deposit))
+    net.produce()
+    register_vote_key(net, other)
+    net.produce()
+    assert len(net.chain.voters()) == 1  # registered, not yet in force
+    h = net.height
+    connect(net, [cert(net, net.chain.genesis_checkpoint(), cp(net, h))])
+    connect(net, [cert(net, cp(net, h), cp(net, h + 1))])  # h final: the new key comes in force
+    assert len(net.chain.voters()) == 2
+
+
+def test_a_ticket_is_the_proposers_own_vrf_output(net):
+    with_voter(net)
+    block = build(net)
+    forged = bls.sign(bls.keygen(b"x" * 32), b"anything")
+    header = replace(block.header, ticket=forged).signed(net.solver_key)
+    with pytest.raises(BlockError, match="ticket does not verify"):
+        net.chain.connect(replace(block, header=header), net.now(block.height))
+    net.chain.connect(block, net.now(block.height))
+
+
+def test_the_fork_choice_weighs_votes_before_rank(tmp_path):
+    a, b = Net(str(tmp_path / "a")), Net(str(tmp_path / "b"))
+    try:
+        for n in (a, b):
+            n.produce_until(3)
+        x, y = build(a), build(b, late_ms=1)
+        better, worse = sorted([x, y], key=lambda blk: (a.chain.rank(blk), blk.hash))
+        a.chain.connect(worse, a.now(4))
+        status, _ = a.chain.offer(better, a.now(5), lambda *_: 0)
+        assert status == "reorg"  # no votes either side: the better rank wins, as before
+        a.chain.revert_head()
+        a.chain.connect(worse, a.now(4))
+        weights = {worse.hash: 5, better.hash: 3}
+        status, _ = a.chain.offer(better, a.now(5), lambda h, height: weights.get(h, 0))
+        assert status == "worse" and a.chain.head.hash == worse.hash  # the votes stand behind `worse`
+        weights = {worse.hash: 3, better.hash: 5}
+        status, reverted = a.chain.offer(better, a.now(5), lambda h, height: weights.get(h, 0))
+        assert status == "reorg" and reverted == [worse]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_justified_block_is_not_reverted_whatever_the_weights(tmp_path):
+    a, b = Net(str(tmp_path / "a")), Net(str(tmp_path / "b"))
+    try:
+        for n in (a, b):
+            with_voter(n)
+            n.produce()
+        h = a.height
+        rival = build(b, late_ms=1)  # b's block at h + 1, on the same block h
+        connect(a)
+        connect(a, [cert(a, a.chain.genesis_checkpoint(), cp(a, h + 1))])  # a's block h + 1 justified
+        assert a.chain.justified().height == h + 1
+        status, _ = a.chain.offer(rival, a.now(h + 3), lambda *_: 10**9)
+        assert status == "final" and a.chain.justified().height == h + 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_votes_are_judged_for_relay_and_peer_score(net):
+    with_voter(net)
+    eng = Engine(net.node)
+    now = net.now()
+    v = finality.vote(keys.vote_secret(net.solver_key), chain_id=net.g.chain_id,
+                      source=net.chain.genesis_checkpoint(), target=cp(net, net.height))
+    assert eng.judge(VOTE, b"\x00garbage", now, "p")[0] == REJECT
+    forged = replace(v, signature=bls.sign(bls.keygen(b"m" * 32), v.signing_bytes))
+    assert eng.judge(VOTE, forged.encoded, now, "p")[0] == REJECT
+    stranger = finality.vote(bls.keygen(b"s" * 32), chain_id=net.g.chain_id, source=v.source, target=v.target)
+    assert eng.judge(VOTE, stranger.encoded, now, "p")[0] == REJECT  # not a voter
+    assert eng.judge(VOTE, v.encoded, now, "p")[0] == ACCEPT
+    assert eng.judge(VOTE, v.encoded, now, "p")[0] == IGNORE  # a duplicate earns nothing
+    assert eng.book.weight(v.target.hash, v.target.height) == net.g.solver_deposit
+    # A second vote for another block at the same height: evidence, sent as a transaction.
+    other = finality.vote(keys.vote_secret(net.solver_key), chain_id=net.g.chain_id,
+                          source=v.source, target=Checkpoint(v.target.height, b"\x05" * 32))
+    verdict, out = eng.judge(VOTE, other.encoded, now, "p")
+    assert verdict == ACCEPT and [m.topic for m in out] == ["tx"]
+    assert any(t.kind == "vote_evidence" for t in net.node.mempool.by_hash.values())
