@@ -150,7 +150,7 @@ class Chain(ForkChoice):
         proposer = keys.address_of_key(key)
         votes = tuple(sorted(votes, key=vote_order))
         ticket = bytes(96)
-        if self.state().solver_bls(proposer) is not None:
+        if self._ticket_key(self.state(), proposer) is not None:
             secret = vote_secret if vote_secret is not None else keys.vote_secret(key)
             ticket = beacon.ticket(secret, self.beacon(), height).proof
         ex = self._execute(height, proposer, clearing, candidates, strict=False, salt=salt, votes=votes,
@@ -322,10 +322,21 @@ class Chain(ForkChoice):
         ledger.reward(state, proposer, ex.fees, g)
         return ex
 
+    @staticmethod
+    def _ticket_key(state: StateOverlay, proposer: bytes) -> bytes | None:
+        """The key `proposer` draws tickets with: its key in the voter set in force, not its latest
+        registration.  A proposer that knows the next beacon (its own ticket makes it) could otherwise
+        register, in its own block, a key ground to win the block after; the set in force changes only
+        when finality advances, blocks later, on beacons no single proposer knows in advance."""
+        vs = checkpoints.voters(state)
+        if vs is None:
+            return None
+        return next((v.bls_key for v in vs.voters if v.address == proposer), None)
+
     def _check_ticket(self, state: StateOverlay, height: int, proposer: bytes, ticket: bytes) -> None:
-        """A proposer with a vote key shows its ticket for `height` on the parent's beacon; one without
-        shows zeros (and loses every tie).  `BlockError` otherwise."""
-        key = state.solver_bls(proposer)
+        """A proposer in the voter set in force shows its ticket for `height` on the parent's beacon; one
+        that is not shows zeros (and loses every tie).  `BlockError` otherwise."""
+        key = self._ticket_key(state, proposer)
         if key is None:
             if any(ticket):
                 raise BlockError(f"block {height}: a ticket from a proposer with no vote key")
