@@ -86,6 +86,7 @@ class Engine:
     stats: Stats = field(default_factory=Stats)
     _fate: dict[bytes, str] | None = None  # while `judge` runs: what became of each block taken
     _weighed: int = -1  # the vote book's version when the side blocks were last weighed
+    _last_vote: bytes | None = None  # our latest vote, encoded: sent again at each new head while recent
 
     def __post_init__(self) -> None:
         c = self.chain
@@ -163,6 +164,7 @@ class Engine:
         if self.reveals_checked != self.chain.head.hash:  # once per head: a reorg may have undone a reveal
             self.reveals_checked = self.chain.head.hash
             out += self._resend_own_consensus_txs()
+            out += self._resend_last_vote()
             out += self._register_vote_key()
             for r in range(max(1, head - g.reveal_window), head + 1):
                 out += self._reveal(r)
@@ -212,7 +214,16 @@ class Engine:
         v = vote(self.vote_key, chain_id=g.chain_id, source=source, target=Checkpoint(head.height, head.hash))
         c.store.put_local(schema.LAST_VOTE, schema.u64(source.height) + schema.u64(head.height))
         self.book.add_vote(v)
+        self._last_vote = v.encoded
         return [Message(VOTE, v.encoded)]
+
+    def _resend_last_vote(self) -> list[Message]:
+        """Our latest vote once more at a new head, if its target is one of the last two blocks: a
+        proposer that lost it can still carry it (peers that hold it ignore it)."""
+        if self._last_vote is None:
+            return []
+        v = decode_vote(self._last_vote)
+        return [Message(VOTE, self._last_vote)] if v.target.height >= self.chain.height - 1 else []
 
     def _receive_vote(self, data: bytes, sender: object) -> tuple[str, list[Message]]:
         try:
@@ -260,14 +271,14 @@ class Engine:
 
     def _votes_for(self, h: int) -> list:
         """The vote aggregates block `h` carries: every link we counted with a target among the blocks
-        h - 1 and h - 2 of our chain, and the link that justifies each of their sources if the chain
+        h - 1 .. h - 3 of our chain, and the link that justifies each of their sources if the chain
         does not record that yet."""
         c = self.chain
 
         def on_chain(cp: Checkpoint) -> bool:
             return c.hash_at(cp.height) == cp.hash
 
-        targets = [t for t in (h - 1, h - 2) if t >= 1]
+        targets = [t for t in (h - 1, h - 2, h - 3) if t >= 1]
         certs = self.book.aggregates(on_chain, targets)
         j = c.justified().height
         sources = sorted({x.source.height for x in certs if x.source.height > j})

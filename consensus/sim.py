@@ -28,7 +28,7 @@ from .node import Node
 from consensus.chain.store import Store
 from consensus.rules.transactions import BUY, SELL, Bid, sign_tx
 
-from .engine import TX, Engine, Message
+from .engine import ACCEPT, PROPOSAL, TX, VOTE, Engine, Message
 from .proposer import Solution, solve_slot
 
 START = 1_800_000_000  # genesis time of every simulated network (s)
@@ -45,6 +45,7 @@ class SimConfig:
     finality_depth: int = 32
     reveal_window: int | None = None  # default: the genesis default (finality_depth)
     tick_ms: int = 250
+    relay: bool = False  # nodes forward each proposal and vote they accept, as gossipsub's mesh does
 
 
 @dataclass(order=True)
@@ -151,7 +152,11 @@ class Simulation:
                     self.send(i, self.engines[i].tick(self.node_time(i)))
             elif ev.kind == "msg" and self.online[i]:
                 m, src = ev.payload  # type: ignore[misc]
-                self.send(i, self.engines[i].receive(m.topic, m.data, self.node_time(i), src))
+                if self.cfg.relay and m.topic in (PROPOSAL, VOTE) and m.to is None:
+                    verdict, out = self.engines[i].judge(m.topic, m.data, self.node_time(i), src)
+                    self.send(i, out + ([Message(m.topic, m.data)] if verdict == ACCEPT else []))
+                else:
+                    self.send(i, self.engines[i].receive(m.topic, m.data, self.node_time(i), src))
             elif ev.kind == "inject" and self.online[i]:
                 topic, data = ev.payload  # type: ignore[misc]
                 out = self.engines[i].receive(topic, data, self.node_time(i))
