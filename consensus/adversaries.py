@@ -56,7 +56,10 @@ from consensus.rules import keys, ledger, ranking, schema
 from consensus.rules.blocks import Block, BlockError
 from consensus.rules.transactions import BUY, WALLET, Bid, Commit, Transfer, Tx, TxError, decode_tx, sign_tx
 
-from .engine import PROPOSAL, TX, Engine, Message
+from consensus.rules.codec import digest
+from consensus.rules.finality import Checkpoint, decode_vote, vote
+
+from .engine import PROPOSAL, TX, VOTE, Engine, Message
 from .sim import SimConfig, Simulation
 
 ISSUE_LATENCY_MS = (50, 500)  # issue 12 measured every attack at 50-500 ms
@@ -413,6 +416,31 @@ class LotteryGrinder(Adversary):
 
 
 # ------------------------------------------------------------------------------------- the arena
+@dataclass(eq=False)
+class DoubleVoter(Adversary):
+    """Signs, beside each honest finality vote, a second vote for another block at the same height, and
+    sends each vote to a different half of the network (as an attacker splitting honest nodes would)."""
+
+    nodes: int = 0
+    index: int = 0
+
+    def _vote(self, now_ms: int) -> list[Message]:
+        out = super()._vote(now_ms)
+        if not out:
+            return out
+        honest = decode_vote(out[0].data)
+        twin = vote(self.vote_key, chain_id=honest.chain_id, source=honest.source,
+                    target=Checkpoint(honest.target.height, digest(honest.target.hash, b"twin")))
+        if honest.target.height < self.start:
+            return out
+        n = len(self.events.setdefault("double_votes", []))
+        self.events["double_votes"].append(honest.target.height)
+        peers = [i for i in range(self.nodes) if i != self.index]
+        half = set(peers[n % 2::2])
+        return ([Message(VOTE, honest.encoded, i) for i in peers if i not in half]
+                + [Message(VOTE, twin.encoded, i) for i in half])
+
+
 class Arena(Simulation):
     """The simulator, watched from outside the engines: after every call into node i's engine (every
     call ends in `send(i, ...)`) it notes whether i's chain left blocks it held (a revert, and how
@@ -758,6 +786,27 @@ def commit_loss(seed: int, *, nodes: int = 5, rounds: int = 20, latency_ms: tupl
     return play("commit-loss", cfg, lambda sim: sim.run_rounds(start + rounds), judge, from_height=start)
 
 
+def double_vote(seed: int, *, nodes: int = 5, rounds: int = 12, latency_ms: tuple[int, int] = ISSUE_LATENCY_MS) -> Result:
+    """Double vote: `DoubleVoter` at node 0.  Success: it is still a solver on every honest chain at the
+    end (its double votes were not turned into evidence and slashed), or two honest nodes hold
+    different blocks at a height both treat as final."""
+    cfg = SimConfig(nodes=nodes, seed=seed, latency_ms=latency_ms)
+    start = DoubleVoter.start - 2
+
+    def judge(sim: Arena, r: Result) -> Verdict:
+        bad = sim.engines[0]
+        kept = [e.chain.state().solver(bad.node.address) is not None for e in sim.engines[1:]]
+        r.attempted = bool(bad.events.get("double_votes"))
+        r.detail["slashed"] = not any(kept)
+        if r.split:
+            return split_judge(sim, r)
+        return any(kept), (f"slashed on {kept.count(False)} of {len(kept)} honest chains after "
+                           f"{len(bad.events.get('double_votes', []))} double votes")
+
+    return play("double-vote", cfg, lambda sim: sim.run_rounds(start + rounds), judge, attacker=DoubleVoter,
+                from_height=start, params=lambda s: dict(seed=seed, nodes=s.cfg.nodes, index=0))
+
+
 def honest_control(seed: int, *, nodes: int = 5, rounds: int = 30, latency_ms: tuple[int, int] = ISSUE_LATENCY_MS,
                    finality_depth: int = 32) -> Result:
     """No attacker, the share attacks' configuration: node 0's share, a control for them.  Success:
@@ -793,6 +842,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("3 commit censorship", commit_censorship, dict(nodes=5), "77% of blocks (fair 20%)"),
     Scenario("4 lottery grinding", lottery_grinding, dict(nodes=5), "65% (fair 20%), 3-11 tries; honest 23%"),
     Scenario("5 commit loss, 5-50 ms, honest", commit_loss, dict(nodes=5), "16.8% lost; worst solvers 36-69%"),
+    Scenario("6 double vote (slashed?)", double_vote, dict(nodes=5), "no finality votes then"),
     # extra rows: other depths, latencies, sizes; the honest control (bench/attacks.py --extra-seeds N)
     Scenario("2 partition D-1 rounds + heal, depth 6, 1% loss", partition_heal, dict(loss=0.01),
              "3 of 20 split (depth not stated)", extra=True),

@@ -1,7 +1,7 @@
-"""The adversary harness (consensus/adversaries.py): what holds today and must keep holding when the
-consensus changes.  Each adversary replays the same run for a seed and never stops the honest
-chain; the harness's detectors see what is planted in front of them.  Nothing here asserts that an
-attack succeeds (a test asserting a bug) or fails (the fix's to show, with bench/attacks.py).
+"""The adversary harness (consensus/adversaries.py) and issue 12's attacks: each adversary replays the
+same run for a seed and never stops the honest chain; the harness's detectors see what is planted in
+front of them; and every attack fails, in small configurations over a few seeds (bench/attacks.py
+runs the full ones over 50).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ TINY = {  # small enough to run twice in a few seconds, big enough that the atta
     "boundary-release": lambda seed: adv.boundary_release(seed, nodes=4, finality_depth=3, patience=10, after=4),
     "commit-censorship": lambda seed: adv.commit_censorship(seed, nodes=3, rounds=6),
     "lottery-grinding": lambda seed: adv.lottery_grinding(seed, nodes=3, rounds=8),
+    "double-vote": lambda seed: adv.double_vote(seed, nodes=4, rounds=6),
 }
 
 
@@ -27,6 +28,17 @@ def test_an_adversary_replays_the_same_run_for_a_seed_and_the_chain_goes_on(atta
     assert first == again, f"seed {seed}: {attack} gave two different runs:\n{first}\n{again}"
     assert first.attack == attack and first.blocks > 0
     assert min(first.detail["heights"]) >= 8, f"seed {seed}: the honest chain stalled: {first.detail['heights']}"
+
+
+@pytest.mark.parametrize("attack", sorted(TINY))
+def test_issue_12s_attacks_fail(attack):
+    """Double-spend by a withheld or twin block, a split at finality, commit censorship, lottery
+    grinding, double votes: each succeeded (all but the last) before finality votes, the VRF lottery
+    and the censorship rule."""
+    for seed in (1, 2, 3):
+        r = TINY[attack](seed)
+        assert not r.succeeded, f"seed {seed}: {attack} succeeded: {r.why}"
+        assert not r.split, f"seed {seed}: {attack}: honest nodes differ at a final height"
 
 
 def test_final_conflict_sees_a_difference_only_where_both_nodes_treat_it_as_final():
