@@ -82,7 +82,7 @@ class Engine:
     seen: dict[tuple[int, bytes, bytes], bytes] = field(default_factory=dict)  # (height, parent, proposer) -> header
     side: dict[bytes, Block] = field(default_factory=dict)  # lost the fork choice: the votes may turn to them
     arrived: dict[bytes, int] = field(default_factory=dict)  # consensus tx hash -> when we first held it
-    wanted: set[bytes] = field(default_factory=set)  # blocks asked for because votes named them
+    wanted: dict[bytes, int] = field(default_factory=dict)  # blocks asked for because votes named them -> height
     stats: Stats = field(default_factory=Stats)
     _fate: dict[bytes, str] | None = None  # while `judge` runs: what became of each block taken
     _weighed: int = -1  # the vote book's version when the side blocks were last weighed
@@ -94,6 +94,8 @@ class Engine:
         self.vote_key = self.node.vote_secret
         self.vote_public = bls.public_key(self.vote_key)
         self.book.set_voters(c.voters())
+        self.book.note_justified(c.genesis_checkpoint())
+        self.book.note_justified(c.justified())
 
     def _stored_parent(self, block_hash: bytes) -> tuple[int, bytes] | None:
         b = self.chain.block(block_hash)
@@ -230,16 +232,19 @@ class Engine:
             v = decode_vote(data)
         except (DecodeError, ValueError):
             return REJECT, []
-        if v.target.height > self.chain.height + VOTE_AHEAD:
-            return IGNORE, []
+        floor = max(self.chain.finalized().height, self.chain.height - VOTE_AHEAD)
+        if not floor < v.target.height <= self.chain.height + VOTE_AHEAD:
+            return IGNORE, []  # too old to matter (or counted before), or too far ahead to check
         outcome = self.book.add_vote(v)
         if isinstance(outcome, Counted):
             self.stats.votes += 1
             t = v.target
             out: list[Message] = []
-            if (not self.book.knows(t.hash) and t.height > self.chain.finalized().height and t.hash not in self.wanted
-                    and len(self.wanted) < MAX_ORPHANS):
-                self.wanted.add(t.hash)  # votes for a block we never saw: fetch it, the votes may be right
+            if not self.book.knows(t.hash) and t.hash not in self.wanted:
+                if len(self.wanted) >= MAX_ORPHANS:  # the oldest asks go first
+                    floor = sorted(self.wanted.values())[len(self.wanted) // 2]
+                    self.wanted = {k: x for k, x in self.wanted.items() if x > floor}
+                self.wanted[t.hash] = t.height  # votes for a block we never saw: fetch it, the votes may be right
                 out.append(Message(WANT, t.hash, sender))
             return ACCEPT, out
         if isinstance(outcome, Equivocation):
@@ -264,7 +269,7 @@ class Engine:
             if self.chain.hash_at(b.height - 1) != b.header.parent:
                 continue
             ours = self.chain.hash_at(b.height)
-            if self.book.weight(b.hash, b.height) > self.book.weight(ours, b.height):  # type: ignore[arg-type]
+            if self.book.prefer(b.hash, b.height) > self.book.prefer(ours, b.height):  # type: ignore[arg-type]
                 self.side.pop(b.hash, None)
                 out += self._take(b, now_ms)
         return out
@@ -449,7 +454,7 @@ class Engine:
                 self.arrived = {k: t for k, t in self.arrived.items() if k in self.node.mempool}
             self.arrived[tx.hash] = now_ms
 
-    def _owed(self, h: int) -> set[bytes]:
+    def _owed(self, h: int) -> set[tuple[bytes, int]]:
         """The consensus transactions (commits, reveals, vote keys, evidence) block `h` must carry in our
         view: each one next in its sender's line on our head, due in block h, and held by us since
         before block h - 1's slot began, a quarter slot more: so every honest proposer had it in time,
@@ -462,7 +467,7 @@ class Engine:
         for tx in self.node.mempool.by_hash.values():
             if (tx.space == CONSENSUS and self.arrived.get(tx.hash, deadline + 1) <= deadline and not due(tx)
                     and tx.nonce == self.node.chain_nonce(tx.sender, CONSENSUS)):
-                out.add(tx.hash)
+                out.add((tx.sender, tx.nonce))
         return out
 
     def _select(self, now_ms: int) -> list[Message]:
@@ -475,7 +480,10 @@ class Engine:
         for b in self.waiting.values():
             if b.header.parent != self.chain.head.hash:
                 continue
-            censors = bool(owed - {t.hash for t in b.txs}) and len(b.txs) < self.chain.genesis.max_block_txs
+            # By (sender, nonce), not by hash: a sender that signs two transactions at one nonce and shows
+            # each to half the network must not make each half see the other's proposals as censoring.
+            carried = {(t.sender, t.nonce) for t in b.txs if t.space == CONSENSUS}
+            censors = bool(owed - carried) and len(b.txs) < self.chain.genesis.max_block_txs
             try:
                 ranked.append((censors, self.chain.rank(b), b.hash, b))  # else the total order of Chain.offer
             except BlockError:
@@ -492,12 +500,13 @@ class Engine:
         proposal on the head inside the reveal window waits for the selection instead, and one stamped
         further ahead of our clock than the allowed drift waits until the clock gets there."""
         h = block.header
-        if h.height <= self.chain.height - self.chain.genesis.finality_depth or not h.signature_ok():
+        # Below the final checkpoint nothing can change; where nobody votes, below `finality_depth`.
+        floor = (self.chain.finalized().height if self.book.voters is not None
+                 else self.chain.height - self.chain.genesis.finality_depth)
+        if h.height <= floor or not h.signature_ok():
             self.stats.invalid += h.height >= 1 and not h.signature_ok()
             self._mark(block, "invalid" if not h.signature_ok() else "final")
             return []  # below finality, or not signed by its proposer: nothing to hold or rank
-        self.book.add_block(block)
-        self.wanted.discard(block.hash)
         if h.timestamp > now_ms + MAX_FUTURE_MS:
             if len(self.future) < MAX_ORPHANS and h.timestamp <= now_ms + FUTURE_HOLD_MS:
                 self.future[block.hash] = block
@@ -511,11 +520,26 @@ class Engine:
                 self._mark(block, "invalid")
                 return []
             # One proposal per proposer waits (a second one is equivocation, reported above).
+            self.book.add_block(block, self.chain.height)
             self.waiting.setdefault(h.proposer, block)
             self._mark(block, "waiting")
             return []
+        if h.height > self.chain.height + VOTE_AHEAD:
+            self._mark(block, "held")
+            return []
         try:
-            status, reverted = self.chain.offer(block, now_ms, self.book.weight)
+            self.chain.precheck(block)  # a solver's signed header, before it counts in the fork choice
+            self.book.add_block(block, self.chain.height)
+        except BlockError:
+            if self.chain.hash_at(h.height - 1) == h.parent:  # its proposer may not propose on our chain
+                self.stats.invalid += 1
+                self._mark(block, "invalid")
+                return []
+            # On a branch we do not hold, the proposer may be registered there: judged when it connects.
+        self.wanted.pop(block.hash, None)
+        weigh = self.book.prefer if self.book.voters is not None else None
+        try:
+            status, reverted = self.chain.offer(block, now_ms, weigh)
         except BlockError as e:
             self.stats.invalid += 1
             self._mark(block, "invalid")
@@ -545,8 +569,10 @@ class Engine:
                 out += self._rebase_own_consensus_txs(reverted)
             self.node.after_head_change()
             self.book.set_voters(self.chain.voters())
-            if self.chain.height % 64 == 0:
-                self.book.forget_below(self.chain.finalized().height - 8)
+            self.book.note_justified(self.chain.justified())
+            if self.chain.height % 16 == 0:
+                self.book.forget_below(max(self.chain.finalized().height, self.chain.height - VOTE_AHEAD) - 8)
+                self.wanted = {k: x for k, x in self.wanted.items() if x > self.chain.height - VOTE_AHEAD}
             self.waiting = {p: b for p, b in self.waiting.items() if b.header.parent == self.chain.head.hash}
             floor = self.chain.height - self.chain.genesis.finality_depth
             for parent in [p for p, kids in self.orphans.items() if all(b.height <= floor for b in kids.values())]:

@@ -7,6 +7,12 @@ latest vote, the one with the highest target, and from those the weight the fork
 is for B or for a descendant of B (LMD-GHOST).  Ancestry comes from the headers of every block the
 node has seen, kept here as parent links, and from the chain's store.
 
+Before weight comes justification (`prefer`): the book collects every quorum link it sees (in
+gossip or in any block's aggregates) whose source it knows justified, and the branch holding the
+highest justified checkpoint so known wins, as in Gasper's filter.  Without it, two sides could each
+hold a block the other does not know justified (a voter under 1/3 can arrange that with votes no
+rule forbids) and stay apart for good, each refusing to leave its justified block.
+
 What is kept is bounded: parent links and counted votes below the final checkpoint are dropped
 (`forget_below`), and a voter has one latest vote.
 """
@@ -16,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from consensus.rules.blocks import Block
-from consensus.rules.finality import (Certificate, Checkpoint, FinalityError, Outcome, Counted, Tally, Vote, VoterSet,
-                                      check_aggregate)
+from consensus.rules.finality import (Certificate, Checkpoint, Counted, FinalityError, Outcome, Tally, Vote, VoterSet,
+                                      check_aggregate, quorum)
 
 MAX_PARENTS = 8192  # parent links kept, at most (a node far behind drops the oldest first)
 
@@ -32,6 +38,8 @@ class VoteBook:
         self.latest: dict[bytes, Checkpoint] = {}  # BLS key -> target of its latest vote
         self.parents: dict[bytes, tuple[int, bytes]] = {}  # block hash -> (height, parent hash)
         self.version = 0  # bumped whenever a latest vote changes: the weights may have
+        self.justified: dict[bytes, Checkpoint] = {}  # target hash -> checkpoint seen justified
+        self.best: Checkpoint | None = None  # the highest of them (lower hash on a tie)
 
     # ------------------------------------------------------------ inputs
     def set_voters(self, voters: VoterSet | None) -> None:
@@ -51,15 +59,19 @@ class VoteBook:
         out = self.tally.add(v)
         if isinstance(out, Counted):
             self._saw(v.voter, v.target)
+            if out.certificate is not None:
+                self._justify(v.source, v.target)
         return out
 
-    def add_block(self, block: Block) -> None:
-        """Note a block's parent link, and the latest votes its aggregates show (those that verify
-        against the head's voter set; an aggregate checked against another set is skipped here, the
-        chain checks it when the block is connected)."""
+    def add_block(self, block: Block, head_height: int) -> None:
+        """Note a block's parent link (the caller checked it is a solver's signed header, not far ahead),
+        and the latest votes its aggregates show (those that verify against the head's voter set; the
+        chain checks every aggregate when the block is connected).  When full, the links farthest from
+        the head go first."""
         h = block.header
         if len(self.parents) >= MAX_PARENTS:
-            for k in sorted(self.parents, key=lambda k: self.parents[k][0])[:MAX_PARENTS // 4]:
+            far = sorted(self.parents, key=lambda k: -abs(self.parents[k][0] - head_height))
+            for k in far[:MAX_PARENTS // 4]:
                 del self.parents[k]
         self.parents[block.hash] = (h.height, h.parent)
         if self.voters is None:
@@ -71,6 +83,22 @@ class VoteBook:
                 continue
             for i in signers:
                 self._saw(self.voters.voters[i].bls_key, c.target)
+            if quorum(self.voters.deposit_of(signers), self.voters.total):
+                self._justify(c.source, c.target)
+
+    def note_justified(self, cp: Checkpoint) -> None:
+        """A checkpoint known justified otherwise (the chain's own, or genesis)."""
+        self._justify(None, cp)
+
+    def _justify(self, source: Checkpoint | None, target: Checkpoint) -> None:
+        if source is not None and source.height > 0 and source.hash not in self.justified:
+            return  # a quorum link from a source we do not know justified justifies nothing (yet)
+        if target.hash in self.justified:
+            return
+        self.justified[target.hash] = target
+        if self.best is None or (target.height, self.best.hash) > (self.best.height, target.hash):
+            self.best = target
+            self.version += 1
 
     def _saw(self, key: bytes, target: Checkpoint) -> None:
         old = self.latest.get(key)
@@ -97,6 +125,9 @@ class VoteBook:
                 return block_hash
             if h < height:
                 return None
+            up = self.parent_of(parent)
+            if up is not None and up[0] != h - 1:
+                return None  # not a chain of heights: a forged link
             block_hash = parent
 
     def weight(self, block_hash: bytes, height: int) -> int:
@@ -115,6 +146,13 @@ class VoteBook:
             if under:
                 total += by_key.get(key, 0)
         return total
+
+    def prefer(self, block_hash: bytes, height: int) -> tuple[int, int]:
+        """What the fork choice compares between two blocks at `height` (higher wins): whether the highest
+        checkpoint known justified is this block or below it, then `weight`."""
+        best = self.best
+        under = best is not None and best.height >= height and self.ancestor_at(best.hash, height) == block_hash
+        return int(under), self.weight(block_hash, height)
 
     def aggregates(self, on_chain: Callable[[Checkpoint], bool], targets: list[int]) -> list[Certificate]:
         """For a proposal: the aggregate of every vote counted for each link whose target height is in
@@ -135,3 +173,4 @@ class VoteBook:
         if self.tally is not None:
             self.tally.forget_below(height)
         self.parents = {k: v for k, v in self.parents.items() if v[0] >= height}
+        self.justified = {k: c for k, c in self.justified.items() if c.height >= height or c == self.best}

@@ -2,10 +2,10 @@
 
 A block that extends the head is taken.  A block for a height the chain already has (the first
 height where the two chains differ decides) is compared with ours there:
-  1. never at or below the chain's final or justified checkpoint (checkpoints.py): those stay;
-  2. the block more finality votes stand behind wins: the caller's `weigh(block hash, height)`, the
-     deposit of the voters whose latest vote is for that block or a descendant of it (LMD-GHOST,
-     consensus/votes.py).  Votes are cast once a block is adopted at the end of its reveal window, so
+  1. never at or below the chain's final checkpoint (checkpoints.py): it stays;
+  2. the block that wins the caller's `weigh(block hash, height)` (compared with <): the branch of the
+     highest checkpoint known justified, then the deposit of the voters whose latest vote is for that
+     block or a descendant of it (LMD-GHOST; consensus/votes.py `VoteBook.prefer`).  Votes are cast once a block is adopted at the end of its reveal window, so
      a block released late, or a lower-hash twin of an adopted one, finds the honest votes behind
      the block it tries to replace, and loses;
   3. at equal weight (before anyone voted, or where nobody votes), the better-ranked proposal
@@ -22,6 +22,9 @@ from collections.abc import Callable
 from consensus.rules import keys, schema
 from consensus.rules.blocks import MAX_FUTURE_MS, Block, BlockError
 from consensus.rules.ranking import Rank, commitment, rank, rank_step
+
+
+TIE_RANK_DEPTH = 2  # at equal votes, blocks this far below the head or more are ordered by hash, not rank
 
 
 class ForkChoice:
@@ -54,7 +57,7 @@ class ForkChoice:
         return r
 
     def offer(self, block: Block, now_ms: int,
-              weigh: Callable[[bytes, int], int] | None = None) -> tuple[str, list[Block]]:
+              weigh: Callable[[bytes, int], object] | None = None) -> tuple[str, list[Block]]:
         """Fork choice (the module's rules): take `block` if it extends the head, or if it beats this
         chain's block at its height.  Returns "connected", "reorg", "known", "worse", "final" or
         "orphan" (its parent is not on this chain), with the blocks a reorg reverted; raises
@@ -69,7 +72,9 @@ class ForkChoice:
             return "connected", []
         if h.height > self.height or self.hash_at(h.height - 1) != h.parent:
             return "orphan", []
-        if h.height <= max(self.finalized().height, self.justified().height):
+        if h.height <= self.finalized().height:
+            return "final", []
+        if weigh is None and h.height <= self.justified().height:
             return "final", []
         ours = self.block_at(h.height)
         assert ours is not None
@@ -78,8 +83,14 @@ class ForkChoice:
         if theirs_w != ours_w:
             if theirs_w < ours_w:
                 return "worse", []
-        elif self.height - (h.height - 1) > self.genesis.finality_depth:
-            return "final", []
+        elif weigh is None and self.height - (h.height - 1) > self.genesis.finality_depth:
+            return "final", []  # where nobody votes, the depth bounds a reorg; where they do, finality does
+        elif weigh is not None and self.height - h.height >= TIE_RANK_DEPTH:
+            # Equal votes deep below the head (two equal halves of a healed partition): the lower block
+            # hash, which needs no state; ranking a clearing so deep would read a market our own later
+            # blocks changed, and each side could rank its own block first for ever.
+            if not block.hash < ours.hash:
+                return "worse", []
         # One total order: equal ranks (one solver's two blocks) are decided by the block hash, so every
         # node keeps the same one whichever it saw first.
         elif not (self.rank(block), block.hash) < (self.rank(ours), ours.hash):

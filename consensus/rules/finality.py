@@ -19,7 +19,8 @@ other (accountable safety), and `check_offence` proves either from the two votes
 
 `Tally` is the sans-IO counter a node feeds votes into: malformed, foreign, duplicate and badly
 signed votes are refused with a reason; a voter's second vote for a target height it already voted
-at, for another link, is an `Equivocation` carrying the two votes as evidence.
+at, for another link, or a vote that surrounds or is surrounded by one of its counted votes, is an
+`Equivocation` carrying the two votes as evidence.
 
 Messages are domain-separated: a vote's signing message starts with b"transx-vote-v2", a key
 registration's with b"transx-bls-key-v1", a lottery ticket's (beacon.py) with b"transx-ticket-v1";
@@ -409,8 +410,8 @@ class Refused:
 
 @dataclass(frozen=True)
 class Equivocation:
-    """The vote is its voter's second at one target height, for another link: not counted; the two
-    votes are the evidence (`check_offence` holds for them)."""
+    """The vote is its voter's second at one target height, for another link, or a surround vote: not
+    counted; the two votes are the evidence (`check_offence` holds for them)."""
 
     first: Vote
     second: Vote
@@ -427,6 +428,7 @@ class Tally:
         self._first: dict[tuple[int, int], Vote] = {}  # (target height, voter index) -> its counted vote
         self._for: dict[tuple[Checkpoint, Checkpoint], dict[int, Vote]] = {}  # link -> voter index -> vote
         self._certified: set[tuple[Checkpoint, Checkpoint]] = set()
+        self._of: dict[int, list[Vote]] = {}  # voter index -> its counted votes (for surround votes)
 
     def add(self, v: Vote) -> Outcome:
         if type(v) is not Vote:
@@ -449,7 +451,11 @@ class Tally:
             return Refused("bad signature", v.describe())
         if first is not None:
             return Equivocation(first, v)
+        around = next((w for w in self._of.get(i, ()) if surround_vote(w, v)), None)
+        if around is not None:
+            return Equivocation(around, v)
         self._first[(v.target.height, i)] = v
+        self._of.setdefault(i, []).append(v)
         votes = self._for.setdefault(v.link, {})
         votes[i] = v
         deposit = self.voters.deposit_of(votes)
@@ -478,6 +484,7 @@ class Tally:
         self._first = {k: v for k, v in self._first.items() if k[0] >= height}
         self._for = {k: v for k, v in self._for.items() if k[1].height >= height}
         self._certified = {k for k in self._certified if k[1].height >= height}
+        self._of = {i: [v for v in vs if v.target.height >= height] for i, vs in self._of.items()}
 
 
 # ------------------------------------------------------------------ encodings

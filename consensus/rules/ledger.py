@@ -429,7 +429,8 @@ def reveal_in_block(state: StateOverlay, height: int, proposer: bytes, clearing_
 def settle_solvers(state: StateOverlay, height: int, g: Genesis) -> None:
     """At block `height`: commits for height - reveal_window - 1 that were never revealed forfeit
     `commit_forfeit` of their deposit (burned); withdrawals due now pay the deposit back.  The reveal
-    window is longer than the commit window so that one censoring winner cannot make rivals forfeit."""
+    window is longer than the commit window so that one censoring winner cannot make rivals forfeit.
+    A withdrawal waits while the solver is in the voter set in force (checkpoints.py)."""
     target = height - g.reveal_window - 1
     if target >= 1:
         for key, raw in list(state.items(schema.commits_for(target))):
@@ -442,8 +443,16 @@ def settle_solvers(state: StateOverlay, height: int, g: Genesis) -> None:
                 taken = min(rec.deposit, g.commit_forfeit)
                 state.set_solver(solver, replace(rec, deposit=rec.deposit - taken))
                 _burn(state, taken)
-    for key, _ in list(state.items(schema.solver_exits(height))):
+    raw = state.get(schema.VOTERS)
+    in_force = {v.address for v in finality.VOTER_SET.decode(raw).voters} if raw is not None else set()
+    for key, value in list(state.items(schema.solver_exits(height))):
         solver = key[-20:]
+        if solver in in_force:
+            # Still a voter in force (the set changes when finality advances): the deposit stays, so
+            # that a double or surround vote it signs until then can still be slashed.
+            state.put(schema.solver_exit(height + 1, solver), value)
+            state.put(key, None)
+            continue
         rec = state.solver(solver)
         if rec is not None:
             acct = state.account(solver)

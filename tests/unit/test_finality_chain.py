@@ -169,22 +169,30 @@ def test_the_fork_choice_weighs_votes_before_rank(tmp_path):
         b.close()
 
 
-def test_a_justified_block_is_not_reverted_whatever_the_weights(tmp_path):
-    a, b = Net(str(tmp_path / "a")), Net(str(tmp_path / "b"))
-    try:
-        for n in (a, b):
-            with_voter(n)
-            n.produce()
-        h = a.height
-        rival = build(b, late_ms=1)  # b's block at h + 1, on the same block h
-        connect(a)
-        connect(a, [cert(a, a.chain.genesis_checkpoint(), cp(a, h + 1))])  # a's block h + 1 justified
-        assert a.chain.justified().height == h + 1
-        status, _ = a.chain.offer(rival, a.now(h + 3), lambda *_: 10**9)
-        assert status == "final" and a.chain.justified().height == h + 1
-    finally:
-        a.close()
-        b.close()
+def test_the_branch_of_the_highest_justified_checkpoint_wins_over_weight():
+    """Reviewer's finding: with 'never leave a justified block' two sides could each hold a block the
+    other did not know justified, and stay apart for good.  Now the highest checkpoint known justified
+    (a quorum link from a justified source, seen anywhere) picks the branch, then the weights."""
+    from consensus.rules.finality import Voter, VoterSet
+    from consensus.votes import VoteBook
+    sks = [bls.keygen(bytes([i]) * 32) for i in range(1, 4)]
+    voters = VoterSet.of([Voter(bytes([i]) * 20, bls.public_key(sk), d) for i, (sk, d) in enumerate(zip(sks, (40, 35, 25)))])
+    book = VoteBook("c", lambda h: None)
+    book.set_voters(voters)
+    g, x, x2, x3, y, y2 = (bytes([c]) * 32 for c in b"gabcde")
+    book.parents.update({x: (1, g), x2: (2, x), x3: (3, x2), y: (1, g), y2: (2, y)})
+    book.note_justified(Checkpoint(0, g))
+
+    def vote_for(sk, target):
+        return finality.vote(sk, chain_id="c", source=Checkpoint(0, g), target=target)
+
+    book.add_vote(vote_for(sks[0], Checkpoint(2, y2)))
+    assert book.best == Checkpoint(0, g)  # 40 of 100: no quorum
+    book.add_vote(vote_for(sks[1], Checkpoint(2, y2)))
+    assert book.best == Checkpoint(2, y2)  # 75 of 100: y2 justified
+    book.add_vote(vote_for(sks[0], Checkpoint(3, x3)))  # then 40 vote for a block on x's branch
+    assert book.weight(x, 1) == 40 and book.weight(y, 1) == 35
+    assert book.prefer(y, 1) > book.prefer(x, 1)  # the justified branch, whatever the weights
 
 
 def test_votes_are_judged_for_relay_and_peer_score(net):
@@ -207,3 +215,44 @@ def test_votes_are_judged_for_relay_and_peer_score(net):
     verdict, out = eng.judge(VOTE, other.encoded, now, "p")
     assert verdict == ACCEPT and [m.topic for m in out] == ["tx"]
     assert any(t.kind == "vote_evidence" for t in net.node.mempool.by_hash.values())
+
+
+def test_a_surround_vote_in_gossip_is_evidence():
+    from consensus.rules.finality import Equivocation, Tally, Voter, VoterSet
+    sk = bls.keygen(b"v" * 32)
+    tally = Tally("c", VoterSet.of([Voter(b"\x01" * 20, bls.public_key(sk), 10)]))
+
+    def span(s, t):
+        return finality.vote(sk, chain_id="c", source=Checkpoint(s, bytes([s]) * 32), target=Checkpoint(t, bytes([t]) * 32))
+
+    assert not isinstance(tally.add(span(2, 3)), Equivocation)
+    out = tally.add(span(1, 4))  # surrounds 2 -> 3
+    assert isinstance(out, Equivocation)
+    finality.check_offence(out.first, out.second)  # the two votes prove it
+    assert not isinstance(tally.add(span(3, 5)), Equivocation)  # moving forward is no offence
+
+
+def test_a_voter_in_force_gets_its_deposit_back_only_once_the_set_no_longer_holds_it(net):
+    from consensus.rules.transactions import WithdrawSolver
+    with_voter(net)
+    other = net.users[0]
+    net.submit(other, RegisterSolver(net.g.solver_deposit))
+    net.produce()
+    register_vote_key(net, other)
+    net.produce()
+    h = net.height
+    connect(net, [cert(net, net.chain.genesis_checkpoint(), cp(net, h))])
+    connect(net, [cert(net, cp(net, h), cp(net, h + 1))])
+    assert len(net.chain.voters()) == 2  # both in force
+    before = net.account(other).balance
+    net.submit(other, WithdrawSolver())
+    net.produce_until(net.height + net.g.withdrawal_delay + 2)
+    assert net.account(other).balance < before + net.g.solver_deposit  # still held: it is a voter in force
+    assert net.state().solver(addr(other)) is not None
+    h = net.height  # finality advances (the genesis solver alone is not 2/3 of 2: both sign)
+    connect(net, [cert(net, net.chain.justified(), cp(net, h), [net.solver_key, other])])
+    connect(net, [cert(net, cp(net, h), cp(net, h + 1), [net.solver_key, other])])
+    assert [v.address for v in net.chain.voters().voters] == [addr(net.solver_key)]
+    net.produce_until(net.height + 2)
+    assert net.state().solver(addr(other)) is None
+    assert net.account(other).balance >= before + net.g.solver_deposit - 10 * net.g.min_fee

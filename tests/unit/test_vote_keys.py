@@ -215,7 +215,9 @@ def test_the_voter_set_follows_registration_withdrawal_forfeit_and_slashing(net)
 
     net.produce_until(max(exit_at, net.height))
     st = net.state()
-    assert st.solver(addr(u0)) is None and st.solver_bls(addr(u0)) is None and st.bls_owner(PKS[1]) == addr(u0)
+    # u0 is still in the voter set in force (no finality here renews it), so its exit waits, its deposit
+    # slashable (tests/unit/test_finality_chain.py follows it out once finality advances).
+    assert st.solver(addr(u0)) is not None and st.bls_owner(PKS[1]) == addr(u0)
     assert set(voters(net)) == {addr(s), addr(u1)}
     held, minted = ledger.money_in_state(st)
     assert held == minted
