@@ -20,6 +20,12 @@ def _block_text(b) -> str:
     ts = datetime.datetime.fromtimestamp(b["timestamp"] / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     lines = [f"block {b['height']}  {b['hash']}", f"  time      {ts} UTC", f"  parent    {b['parent']}",
              f"  proposer  {b['proposer']}"]
+    if "final" in b:
+        lines.append(f"  finality  {'final' if b['final'] else 'justified' if b['justified'] else 'pending'}"
+                     + "".join(f"; carries {v['signers']} votes {v['source']['height']} -> {v['target']['height']}"
+                               for v in b.get("votes", [])))
+    elif "finalized" in b:
+        lines.append(f"  final     up to block {b['finalized']['height']}")
     if "txs" in b and isinstance(b["txs"], list):
         c = b["clearing"]
         lines += [f"  clearing  slot {c['slot']}: {len(c['trades'])} trades, {kwh(c['traded_wh'])} kWh, "

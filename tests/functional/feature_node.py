@@ -126,6 +126,13 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     assert f"balance   {tokens(s['balance'])} tokens" in text, text
     _no_raw_amounts(text, s["balance"])
     _no_raw_amounts(transx("explorer", "market", *node.dd, check=True).stdout, payment)
+    # The block that cleared the slot is final: the node's solver is the whole voter set here, and its
+    # votes, carried by the next blocks, justify and finalize (the API and the explorer say so).
+    wait_for(lambda: node.get("/api/node")["finalized"]["height"] >= slot, 30, "finality of the clearing's block")
+    block = node.get(f"/api/block/{slot}")
+    assert block["final"] and block["justified"]
+    assert any(v["target"]["height"] == slot for v in node.get(f"/api/block/{slot + 1}")["votes"])
+    assert "finality  final" in transx("explorer", "block", str(slot), *node.dd).stdout
 
 
 def _no_raw_amounts(text: str, *values: int) -> None:

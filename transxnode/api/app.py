@@ -134,7 +134,8 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
         })
 
     async def head(request: Request) -> Response:
-        return _json({**views.header_json(chain.head), "txs": len(chain.block(chain.head.hash).txs)})
+        return _json({**views.header_json(chain.head), "txs": len(chain.block(chain.head.hash).txs),
+                      **views.finality_json(chain)})
 
     async def block(request: Request) -> Response:
         ref = request.path_params["ref"]
