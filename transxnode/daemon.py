@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from functools import partial
 
 import trio
@@ -47,8 +48,9 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def run_node(datadir: str, password: str) -> None:
-    """Run the node on `datadir` until cancelled or signalled."""
+async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Engine] = Engine) -> None:
+    """Run the node on `datadir` until cancelled or signalled.  `engine_for` makes its consensus engine:
+    the functional tests hand a byzantine one (tests/functional/byzantine_node.py), nothing else does."""
     cfg = load_config(datadir)
     genesis = load_genesis(str(cfg.genesis_path))
     key = Keystore(cfg.keystore_dir).unlock(cfg.key, password)
@@ -61,7 +63,7 @@ async def run_node(datadir: str, password: str) -> None:
         node = Node(chain, key, journal=journal)
         metrics = NodeMetrics()
         metrics.height.set(chain.height)
-        engine = Engine(node)
+        engine = engine_for(node)
         peering = Peering(engine)
         network = Network(NetworkConfig(seed=key.encode(), chain_id=genesis.chain_id, listen=cfg.p2p_listen,
                                         bootstrap=cfg.bootstrap, max_peers=cfg.max_peers, mdns=cfg.mdns,
