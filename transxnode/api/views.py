@@ -80,8 +80,11 @@ def checkpoint_json(cp) -> dict[str, Any]:
 
 
 def finality_json(chain: Chain) -> dict[str, Any]:
-    """The head's justified and final checkpoints (consensus/rules/checkpoints.py)."""
-    return {"justified": checkpoint_json(chain.justified()), "finalized": checkpoint_json(chain.finalized())}
+    """The head's justified and final checkpoints (consensus/rules/checkpoints.py), and the voter set in
+    force: reverting a final block would cost the offenders more than a third of `voter_deposit`."""
+    vs = chain.voters()
+    return {"justified": checkpoint_json(chain.justified()), "finalized": checkpoint_json(chain.finalized()),
+            "voters": len(vs) if vs is not None else 0, "voter_deposit": vs.total if vs is not None else 0}
 
 
 def block_json(chain: Chain, block: Block) -> dict[str, Any]:
