@@ -101,9 +101,16 @@ class Engine:
         b = self.chain.block(block_hash)
         return None if b is None else (b.height, b.header.parent)
 
+    def finalized(self) -> Checkpoint:
+        """The final checkpoint on this node's chain: the chain's own, or a later one the votes already
+        make final (a quorum link from it to its child, seen in gossip before a block carries it)."""
+        f, seen = self.chain.finalized(), self.book.final
+        if seen is not None and seen.height > f.height and self.chain.hash_at(seen.height) == seen.hash:
+            return seen
+        return f
+
     def final_height(self) -> int:
-        """The height of the final checkpoint on this node's chain."""
-        return self.chain.finalized().height
+        return self.finalized().height
 
     @property
     def chain(self):

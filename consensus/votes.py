@@ -11,7 +11,9 @@ Before weight comes justification (`prefer`): the book collects every quorum lin
 gossip or in any block's aggregates) whose source it knows justified, and the branch holding the
 highest justified checkpoint so known wins, as in Gasper's filter.  Without it, two sides could each
 hold a block the other does not know justified (a voter under 1/3 can arrange that with votes no
-rule forbids) and stay apart for good, each refusing to leave its justified block.
+rule forbids) and stay apart for good, each refusing to leave its justified block.  A quorum link
+from a justified checkpoint to its child makes the source final as soon as the book sees it
+(`final`), a block before the chain records it.
 
 What is kept is bounded: parent links and counted votes below the final checkpoint are dropped
 (`forget_below`), and a voter has one latest vote.
@@ -40,6 +42,7 @@ class VoteBook:
         self.version = 0  # bumped whenever a latest vote changes: the weights may have
         self.justified: dict[bytes, Checkpoint] = {}  # target hash -> checkpoint seen justified
         self.best: Checkpoint | None = None  # the highest of them (lower hash on a tie)
+        self.final: Checkpoint | None = None  # the highest checkpoint seen final (before a block records it)
 
     # ------------------------------------------------------------ inputs
     def set_voters(self, voters: VoterSet | None) -> None:
@@ -93,6 +96,9 @@ class VoteBook:
     def _justify(self, source: Checkpoint | None, target: Checkpoint) -> None:
         if source is not None and source.height > 0 and source.hash not in self.justified:
             return  # a quorum link from a source we do not know justified justifies nothing (yet)
+        if source is not None and target.height == source.height + 1 and (self.final is None
+                                                                        or source.height > self.final.height):
+            self.final = source  # FFG: a justified checkpoint with a quorum link to its child is final
         if target.hash in self.justified:
             return
         self.justified[target.hash] = target

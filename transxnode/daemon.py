@@ -76,7 +76,7 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
         log_plugins(plugins)
         app = make_app(node, metrics, info=lambda: {"version": VERSION, "plugins": [p.to_json() for p in plugins],
                                                     **_p2p_info(network)},
-                       peers=partial(_peers, network))
+                       peers=partial(_peers, network), final=engine.finalized)
         log.info("chain %s at height %d (%s), node %s", genesis.chain_id, chain.height, chain.head.hash.hex()[:16],
                  encode_address(node.address))
         async with trio.open_nursery() as nursery:

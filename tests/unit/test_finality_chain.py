@@ -256,3 +256,16 @@ def test_a_voter_in_force_gets_its_deposit_back_only_once_the_set_no_longer_hold
     net.produce_until(net.height + 2)
     assert net.state().solver(addr(other)) is None
     assert net.account(other).balance >= before + net.g.solver_deposit - 10 * net.g.min_fee
+
+
+def test_votes_seen_in_gossip_make_a_block_final_before_a_block_records_it(net):
+    with_voter(net)
+    h = net.height
+    connect(net, [cert(net, net.chain.genesis_checkpoint(), cp(net, h))])  # h justified on chain
+    eng = Engine(net.node)
+    assert eng.final_height() == 0 and net.chain.justified() == cp(net, h)
+    v = finality.vote(keys.vote_secret(net.solver_key), chain_id=net.g.chain_id, source=cp(net, h),
+                      target=cp(net, h + 1))
+    assert eng.judge(VOTE, v.encoded, net.now(), "p")[0] == ACCEPT
+    assert eng.final_height() == h and net.chain.finalized().height == 0  # final by the votes, not yet on chain
+    assert eng.finalized() == cp(net, h)

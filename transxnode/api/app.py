@@ -110,17 +110,19 @@ def _history_query(request: Request) -> dict[str, Any]:
 
 
 def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]] | None = None,
-             peers: Callable[[], dict[str, Any]] | None = None) -> Starlette:
+             peers: Callable[[], dict[str, Any]] | None = None, final: Callable[[], Any] | None = None) -> Starlette:
     """The API over `node`; `info` adds fields to /api/node (version, plugins, peers, ...), `peers`
-    answers /api/peers."""
+    answers /api/peers, `final` gives the node's final checkpoint (the consensus engine's: the votes
+    it has seen may make a block final before the chain records it; default the chain's)."""
     chain = node.chain
     g = chain.genesis
+    final = final or chain.finalized
 
     async def node_info(request: Request) -> Response:
         totals = chain.state().totals()
         return _json({
             "chain_id": g.chain_id, "genesis": g.hash.hex(), "height": chain.height, "head": chain.head.hash.hex(),
-            **views.finality_json(chain),
+            **views.finality_json(chain, final()),
             "address": encode_address(node.address), "mempool": len(node.mempool),
             "slot_seconds": g.slot_seconds, "gate_closure": g.gate_closure, "bid_horizon": g.bid_horizon,
             "meter_window": g.meter_window,
@@ -135,14 +137,14 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
 
     async def head(request: Request) -> Response:
         return _json({**views.header_json(chain.head), "txs": len(chain.block(chain.head.hash).txs),
-                      **views.finality_json(chain)})
+                      **views.finality_json(chain, final())})
 
     async def block(request: Request) -> Response:
         ref = request.path_params["ref"]
         b = chain.block_at(_height(ref)) if len(ref) != 64 else chain.block(_hash(ref, "a block hash"))
         if b is None or chain.hash_at(b.height) != b.hash:
             raise ApiError(404, f"no block {ref} on this chain")
-        return _json(await _off_loop(views.block_json, chain, b))
+        return _json(await _off_loop(views.block_json, chain, b, final()))
 
     async def tx(request: Request) -> Response:
         h = _hash(request.path_params["hash"], "a transaction hash")

@@ -17,7 +17,7 @@ from consensus.chain.chain import Chain
 from consensus.rules.keys import address_of, encode_address
 from consensus.rules.ledger import slot_market
 from consensus.rules.settlement import settled_slot
-from consensus.rules.finality import decode_vote
+from consensus.rules.finality import Checkpoint, decode_vote
 from consensus.rules.state import CANCELLED, CLEARED, OPEN, SETTLEMENT, STATUS_NAMES, BidRecord, Settlement
 from consensus.rules.transactions import SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter, RegisterSolver, Reveal, SessionClose, SessionOpen, Transfer, Tx, VoteEvidence, VoteKey
 
@@ -79,19 +79,21 @@ def checkpoint_json(cp) -> dict[str, Any]:
     return {"height": cp.height, "hash": cp.hash.hex()}
 
 
-def finality_json(chain: Chain) -> dict[str, Any]:
-    """The head's justified and final checkpoints (consensus/rules/checkpoints.py), and the voter set in
-    force: reverting a final block would cost the offenders more than a third of `voter_deposit`."""
+def finality_json(chain: Chain, final: Checkpoint | None = None) -> dict[str, Any]:
+    """The head's justified checkpoint and the final one (`final`: the node's, which votes seen in gossip
+    may have moved past the chain's own; consensus/rules/checkpoints.py), and the voter set in force:
+    reverting a final block would cost the offenders more than a third of `voter_deposit`."""
     vs = chain.voters()
-    return {"justified": checkpoint_json(chain.justified()), "finalized": checkpoint_json(chain.finalized()),
+    final = final or chain.finalized()
+    return {"justified": checkpoint_json(chain.justified()), "finalized": checkpoint_json(final),
             "voters": len(vs) if vs is not None else 0, "voter_deposit": vs.total if vs is not None else 0}
 
 
-def block_json(chain: Chain, block: Block) -> dict[str, Any]:
+def block_json(chain: Chain, block: Block, final: Checkpoint | None = None) -> dict[str, Any]:
     out = header_json(block.header)
     canonical = chain.hash_at(block.height) == block.hash
     # final: on this node's chain at or below its final checkpoint (never reverted); else it may still be
-    out["final"] = canonical and block.height <= chain.finalized().height
+    out["final"] = canonical and block.height <= (final or chain.finalized()).height
     out["justified"] = canonical and block.height <= chain.justified().height
     out["votes"] = [{"source": checkpoint_json(c.source), "target": checkpoint_json(c.target),
                      "signers": bin(int.from_bytes(c.signers, "little")).count("1")} for c in block.votes]
