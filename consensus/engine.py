@@ -531,12 +531,10 @@ class Engine:
             self.waiting.setdefault(h.proposer, block)
             self._mark(block, "waiting")
             return []
-        if h.height > self.chain.height + VOTE_AHEAD:
-            self._mark(block, "held")
-            return []
-        try:
-            self.chain.precheck(block)  # a solver's signed header, before it counts in the fork choice
-            self.book.add_block(block, self.chain.height)
+        try:  # far ahead (we are syncing) it only asks for its ancestors below, and counts in no weight
+            if h.height <= self.chain.height + VOTE_AHEAD:
+                self.chain.precheck(block)  # a solver's signed header, before it counts in the fork choice
+                self.book.add_block(block, self.chain.height)
         except BlockError:
             if self.chain.hash_at(h.height - 1) == h.parent:  # its proposer may not propose on our chain
                 self.stats.invalid += 1
