@@ -78,6 +78,7 @@ class Simulation:
                         enumerate(zip(self.stores, self.keys))]
         self._decoded: dict[bytes, Block] = {}
         self.skew = [0] * cfg.nodes
+        self._seen: list[set[bytes]] = [set() for _ in range(cfg.nodes)]  # relayed messages, per node
         self.online = [True] * cfg.nodes
         self.groups: list[set[int]] | None = None  # a partition: messages cross only within a group
         self.now = self.genesis.slot_start_ms(1) - 1
@@ -153,6 +154,13 @@ class Simulation:
             elif ev.kind == "msg" and self.online[i]:
                 m, src = ev.payload  # type: ignore[misc]
                 if self.cfg.relay and m.topic in (PROPOSAL, VOTE) and m.to is None:
+                    seen = self._seen[i]  # gossipsub's message ids: each node handles a message once
+                    key = digest(m.data)
+                    if key in seen:
+                        continue
+                    if len(seen) > 100_000:
+                        seen.clear()
+                    seen.add(key)
                     verdict, out = self.engines[i].judge(m.topic, m.data, self.node_time(i), src)
                     self.send(i, out + ([Message(m.topic, m.data)] if verdict == ACCEPT else []))
                 else:
