@@ -23,7 +23,7 @@ from consensus.adversaries import WithholdAndRelease
 from consensus.rules.keys import decode_address
 from transxnode.daemon import run_node
 
-START, CONFIRMATIONS = 8, 3
+START, CONFIRMATIONS = 6, 2
 
 
 @dataclass(eq=False)

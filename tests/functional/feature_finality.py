@@ -1,5 +1,5 @@
 """Finality with a byzantine solver among real node processes (issue 12): one of four solvers withholds a
-block that double-spends a payment and releases it after the payment's confirmations.  The honest
+block that double-spends a payment and releases it after the payment's two confirmations.  The honest
 nodes' votes stand behind the block they adopted, so the late block loses: the merchant keeps its
 payment, no honest node reverts a final block, and all of them agree on every final block."""
 

@@ -452,7 +452,7 @@ def test_sigkill_at_any_instant_restarts_with_the_chain_intact(tmp_path):
         others = [ks.create(PASSWORD) for _ in range(3)]
         addresses = [_node_key(n), me, *others]
         info = n.get("/api/node")
-        for round_ in range(4):
+        for round_ in range(3):
             acct = _balance(n, me)
             nonce = acct["pending_nonce"]
             first = n.get("/api/node")["first_open_slot"]

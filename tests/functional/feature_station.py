@@ -293,10 +293,10 @@ def test_a_tap_opens_a_session_on_chain_a_second_closes_it_pays_the_station_and_
         receipt["delivered_wh"], receipt["amount"], 20, receipt["soc_end"])
 
 
-SESSIONS = 20  # issue 14: the card keeps only the newest KEEP_RECEIPTS receipts; a station serves an EV for years
+SESSIONS = 12  # issue 14: the card keeps only the newest KEEP_RECEIPTS receipts; a station serves an EV for years
 
 
-def test_one_card_charges_twenty_sessions_in_a_row_at_one_station(chain):
+def test_one_card_charges_a_dozen_sessions_in_a_row_at_one_station(chain):
     # The phone-app card (--renew, the default) signs a new authorisation each time a receipt of its session
     # lands on it.  Fast taps: the card steps back for 1 s, and a tap 0.5 s after the start stops the charge.
     device = f"udp:127.0.0.1:{free_udp_port()}"
