@@ -27,7 +27,7 @@ from consensus.rules import bls, keys, ledger, schema
 from consensus.rules.blocks import HEADER, Block
 from consensus.chain.chain import MAX_FUTURE_MS, BlockError, decode_block
 from consensus.rules.codec import DecodeError, digest
-from consensus.rules.finality import Checkpoint, Counted, Equivocation, Refused, decode_vote, register_key, vote
+from consensus.rules.finality import Checkpoint, Counted, Equivocation, Refused, Vote, decode_vote, register_key, vote
 from .node import Node
 from .votes import VoteBook
 from consensus.rules.transactions import (CONSENSUS, Commit, Evidence, InvalidTx, Reveal, TxError, VoteEvidence, VoteKey,
@@ -86,7 +86,7 @@ class Engine:
     stats: Stats = field(default_factory=Stats)
     _fate: dict[bytes, str] | None = None  # while `judge` runs: what became of each block taken
     _weighed: int = -1  # the vote book's version when the side blocks were last weighed
-    _last_vote: bytes | None = None  # our latest vote, encoded: sent again at each new head while recent
+    _last_vote: Vote | None = None  # our latest vote: sent again at each new head while recent
 
     def __post_init__(self) -> None:
         c = self.chain
@@ -223,16 +223,14 @@ class Engine:
         v = vote(self.vote_key, chain_id=g.chain_id, source=source, target=Checkpoint(head.height, head.hash))
         c.store.put_local(schema.LAST_VOTE, schema.u64(source.height) + schema.u64(head.height))
         self.book.add_vote(v)
-        self._last_vote = v.encoded
+        self._last_vote = v
         return [Message(VOTE, v.encoded)]
 
     def _resend_last_vote(self) -> list[Message]:
         """Our latest vote once more at a new head, if its target is one of the last two blocks: a
         proposer that lost it can still carry it (peers that hold it ignore it)."""
-        if self._last_vote is None:
-            return []
-        v = decode_vote(self._last_vote)
-        return [Message(VOTE, self._last_vote)] if v.target.height >= self.chain.height - 1 else []
+        v = self._last_vote
+        return [Message(VOTE, v.encoded)] if v is not None and v.target.height >= self.chain.height - 1 else []
 
     def _receive_vote(self, data: bytes, sender: object) -> tuple[str, list[Message]]:
         try:

@@ -37,6 +37,7 @@ class VoteBook:
         self._stored_parent = stored_parent
         self.voters: VoterSet | None = None
         self.tally: Tally | None = None
+        self._deposit: dict[bytes, int] = {}  # BLS key -> deposit, of the voter set
         self.latest: dict[bytes, Checkpoint] = {}  # BLS key -> target of its latest vote
         self.parents: dict[bytes, tuple[int, bytes]] = {}  # block hash -> (height, parent hash)
         self.version = 0  # bumped whenever a latest vote changes: the weights may have
@@ -51,6 +52,7 @@ class VoteBook:
             return
         self.voters = voters
         self.tally = Tally(self.chain_id, voters) if voters is not None else None
+        self._deposit = {v.bls_key: v.deposit for v in voters.voters} if voters is not None else {}
         keep = set(voters.index) if voters is not None else set()
         self.latest = {k: t for k, t in self.latest.items() if k in keep}
         self.version += 1
@@ -141,7 +143,6 @@ class VoteBook:
         if self.voters is None:
             return 0
         total = 0
-        by_key = {v.bls_key: v.deposit for v in self.voters.voters}
         memo: dict[bytes, bool] = {}
         for key, target in self.latest.items():
             if target.height < height:
@@ -150,7 +151,7 @@ class VoteBook:
             if under is None:
                 under = memo[target.hash] = self.ancestor_at(target.hash, height) == block_hash
             if under:
-                total += by_key.get(key, 0)
+                total += self._deposit.get(key, 0)
         return total
 
     def prefer(self, block_hash: bytes, height: int) -> tuple[int, int]:

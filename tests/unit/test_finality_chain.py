@@ -122,17 +122,28 @@ def test_the_voter_set_starts_only_when_keyed_solvers_hold_more_than_two_thirds(
     assert len(net.chain.voters()) == 2
 
 
-def test_registrations_come_in_force_only_when_finality_advances(net):
+def second_solver_with_key(net: Net):
+    """The genesis solver votes; a user registers as a solver with a vote key (not yet in force)."""
     with_voter(net)
     other = net.users[0]
     net.submit(other, RegisterSolver(net.g.solver_deposit))
     net.produce()
     register_vote_key(net, other)
     net.produce()
-    assert len(net.chain.voters()) == 1  # registered, not yet in force
+    return other
+
+
+def finalize_head(net: Net, signers=None) -> None:
+    """Two blocks whose votes justify the head and then make it final."""
     h = net.height
-    connect(net, [cert(net, net.chain.genesis_checkpoint(), cp(net, h))])
-    connect(net, [cert(net, cp(net, h), cp(net, h + 1))])  # h final: the new key comes in force
+    connect(net, [cert(net, net.chain.justified(), cp(net, h), signers)])
+    connect(net, [cert(net, cp(net, h), cp(net, h + 1), signers)])
+
+
+def test_registrations_come_in_force_only_when_finality_advances(net):
+    second_solver_with_key(net)
+    assert len(net.chain.voters()) == 1  # registered, not yet in force
+    finalize_head(net)  # the head final: the new key comes in force
     assert len(net.chain.voters()) == 2
 
 
@@ -234,24 +245,15 @@ def test_a_surround_vote_in_gossip_is_evidence():
 
 def test_a_voter_in_force_gets_its_deposit_back_only_once_the_set_no_longer_holds_it(net):
     from consensus.rules.transactions import WithdrawSolver
-    with_voter(net)
-    other = net.users[0]
-    net.submit(other, RegisterSolver(net.g.solver_deposit))
-    net.produce()
-    register_vote_key(net, other)
-    net.produce()
-    h = net.height
-    connect(net, [cert(net, net.chain.genesis_checkpoint(), cp(net, h))])
-    connect(net, [cert(net, cp(net, h), cp(net, h + 1))])
+    other = second_solver_with_key(net)
+    finalize_head(net)
     assert len(net.chain.voters()) == 2  # both in force
     before = net.account(other).balance
     net.submit(other, WithdrawSolver())
     net.produce_until(net.height + net.g.withdrawal_delay + 2)
     assert net.account(other).balance < before + net.g.solver_deposit  # still held: it is a voter in force
     assert net.state().solver(addr(other)) is not None
-    h = net.height  # finality advances (the genesis solver alone is not 2/3 of 2: both sign)
-    connect(net, [cert(net, net.chain.justified(), cp(net, h), [net.solver_key, other])])
-    connect(net, [cert(net, cp(net, h), cp(net, h + 1), [net.solver_key, other])])
+    finalize_head(net, [net.solver_key, other])  # the genesis solver alone is not 2/3 of 2: both sign
     assert [v.address for v in net.chain.voters().voters] == [addr(net.solver_key)]
     net.produce_until(net.height + 2)
     assert net.state().solver(addr(other)) is None
