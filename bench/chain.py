@@ -211,7 +211,7 @@ def throughput(net: Net, wl: Workload, n: int) -> list[tuple[str, int, float]]:
     while len(node.mempool):
         say(f"throughput: full block {net.chain.height + 1} ({len(node.mempool):,} in the mempool)")
         clearing = clearing_for(net.chain, net.chain.height + 1)
-        candidates = node.mempool.select(g.max_block_txs, node.chain_nonce)
+        candidates = node.mempool.select(g.max_block_txs, node.chain_nonce, consensus_limit=g.max_consensus_txs)
         t, conn = timed(lambda: net.chain.connect(build(net, candidates, clearing), now_ms()))
         node.after_connect(conn)
         total, done = total + t, done + len(conn.block.txs)

@@ -141,7 +141,7 @@ class Adversary(Engine):
         """What `_propose` would put in a block now, minus `leave_out` (transaction hashes)."""
         g = self.chain.genesis
         due = self.node.not_due(self.chain.height + 1)
-        return [t for t in self.node.mempool.select(g.max_block_txs, self.node.chain_nonce, due)
+        return [t for t in self.node.mempool.select(g.max_block_txs, self.node.chain_nonce, due, g.max_consensus_txs)
                 if t.hash not in leave_out]
 
     def build(self, h: int, txs: list[Tx], now_ms: int) -> Block | None:

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from consensus.rules import bls, keys, ledger, schema
+from consensus.rules import beacon, bls, committee, keys, ledger, schema
 from consensus.rules.blocks import HEADER, Block
 from consensus.chain.chain import MAX_FUTURE_MS, BlockError, decode_block
 from consensus.rules.codec import DecodeError, digest
@@ -87,6 +87,9 @@ class Engine:
     _fate: dict[bytes, str] | None = None  # while `judge` runs: what became of each block taken
     _weighed: int = -1  # the vote book's version when the side blocks were last weighed
     _last_vote: Vote | None = None  # our latest vote: sent again at each new head while recent
+    _tickets: dict[tuple[int, bytes], bytes | None] = field(default_factory=dict)  # (height, seed) -> our ticket
+    _best: dict[int, tuple] = field(default_factory=dict)  # height -> the best rank relayed for it (gossip)
+    _owed_at: tuple | None = None  # ((height, head), what a proposal for it owes): `_censors`' cache
 
     def __post_init__(self) -> None:
         c = self.chain
@@ -134,7 +137,39 @@ class Engine:
         if not self.registered():
             return []
         head, g = self.chain.height, self.chain.genesis
-        return [h for h in range(head + 1, head + 2 + g.commit_window) if self._solution_key(h) not in self.solutions]
+        now = self.node.now_ms
+        late = now is not None and now >= self.reveal_ends(head + 1)  # the committee is silent so far: a fallback
+        return [h for h in range(head + 1, head + 2 + g.commit_window) if self._solution_key(h) not in self.solutions
+                and (self.member(h) or (h == head + 1 and late))]
+
+    def ticket(self, height: int) -> bytes:
+        """Our lottery ticket for `height` (zeros: we have no key to draw it with), from the head's state,
+        which holds the seed block (height - L) for every height up to head + L."""
+        c, g = self.chain, self.chain.genesis
+        state = c.state()
+        key = committee.draw_key(state, self.node.address, height, g.gate_closure)
+        if key != self.vote_public:
+            return bytes(96)
+        seed = committee.ticket_beacon(state, height, g.gate_closure, g.hash)
+        hit = self._tickets.get((height, seed))
+        if hit is None:
+            if len(self._tickets) > 256:
+                self._tickets.clear()
+            hit = self._tickets[(height, seed)] = beacon.ticket(self.vote_key, seed, height).proof
+        return hit
+
+    def member(self, height: int) -> bool:
+        """Whether we may commit to and propose `height` in time: in its committee, or no committee yet."""
+        c, g = self.chain, self.chain.genesis
+        state = c.state()
+        if not committee.started(state, height):
+            return True
+        proof = self.ticket(height)
+        if not any(proof):
+            return False
+        rec = state.solver(self.node.address)
+        deposit = rec.deposit if rec is not None and not rec.exit_at else 0
+        return committee.is_member(beacon.ticket_value(proof), deposit, state.stake(), g.committee_size)
 
     def put_solution(self, height: int, solution: Solution) -> None:
         self.solutions[self._solution_key(height)] = solution
@@ -181,7 +216,7 @@ class Engine:
             # Not once block r - 1's slot has begun (as on a node still syncing): its proposals are built,
             # the commit could not get in, and a clearing solved on an old head would not be the one a
             # commit already on the chain we are syncing holds.
-            if r not in self.committed and now_ms < g.slot_start_ms(r - 1):
+            if r not in self.committed and now_ms < g.slot_start_ms(r - 1) and self.member(r):
                 out += self._commit(r)
         for b in [b for b in self.future.values() if b.height <= head]:
             del self.future[b.hash]
@@ -190,7 +225,9 @@ class Engine:
         if len(self.proposed_on) > 4 * g.finality_depth:  # grows by a head at a time, also while syncing
             self.proposed_on = {k for k in self.proposed_on if k[0] > head - g.finality_depth}
         h = head + 1
-        if now_ms >= g.slot_start_ms(h) and (h, self.chain.head.hash) not in self.proposed_on:
+        # In time if drawn; else once slot h is over and no block h came (the committee stayed silent).
+        if ((h, self.chain.head.hash) not in self.proposed_on
+                and now_ms >= (g.slot_start_ms(h) if self.member(h) else g.slot_start_ms(h + 1))):
             out += self._propose(h, now_ms)
         return out
 
@@ -315,7 +352,8 @@ class Engine:
             return []
         clearing_hash = self.solution(r).clearing.hash
         self.chain.store.put_local(schema.own_commit(r), clearing_hash)
-        return self._send_tx(Commit(r, commitment(clearing_hash, a, self.salt(r))))
+        ticket = self.ticket(r) if committee.started(self.chain.state(), r) else bytes(96)
+        return self._send_tx(Commit(r, commitment(clearing_hash, a, self.salt(r)), ticket))
 
     def _reveal(self, r: int) -> list[Message]:
         """Our commit for `r` is still pending on this chain (our proposal lost, or a reorg replaced the
@@ -370,8 +408,9 @@ class Engine:
         raw = self.chain.state().get(schema.commit(h, self.node.address))
         committed = raw is not None and raw[:32] == commitment(sol.clearing.hash, self.node.address, self.salt(h))
         salt = self.salt(h) if committed else bytes(32)
-        candidates = self.node.mempool.select(self.chain.genesis.max_block_txs, self.node.chain_nonce,
-                                              self.node.not_due(h))
+        g = self.chain.genesis
+        candidates = self.node.mempool.select(g.max_block_txs, self.node.chain_nonce, self.node.not_due(h),
+                                              g.max_consensus_txs)
         try:
             try:
                 block, rejected = self.chain.build_block(self.node.key, sol.clearing, candidates, now_ms, salt,
@@ -447,7 +486,36 @@ class Engine:
             self._fate = None
         if fate == "invalid":
             return REJECT, out
+        if fate == "waiting" and topic == PROPOSAL and not self._improves(block):
+            return IGNORE, out  # held for the selection, but not relayed: peers have a better one from us
         return (ACCEPT if fate in ("waiting", "connected", "reorg") else IGNORE), out
+
+    def _improves(self, block: Block) -> bool:
+        """Whether `block` (a proposal on our head, in its reveal window) ranks above every proposal we
+        relayed for its height, by the order of the selection (censoring ones last): only then is it
+        worth relaying, so a node forwards a few proposals per height, not one per proposer."""
+        try:
+            key = (self._censors(block), self.chain.rank(block))
+        except BlockError:
+            return False
+        best = self._best.get(block.height)
+        if best is not None and best[0] == block.header.parent and best[1] <= key:
+            return False
+        if len(self._best) > 64:
+            self._best = {h: v for h, v in self._best.items() if h > self.chain.height - 8}
+        self._best[block.height] = (block.header.parent, key)
+        return True
+
+    def _censors(self, block: Block) -> bool:
+        """`block` leaves out a consensus transaction it owed (`_owed`) with room to spare."""
+        h = block.height
+        if self._owed_at is None or self._owed_at[0] != (h, self.chain.head.hash):
+            self._owed_at = ((h, self.chain.head.hash), self._owed(h))
+        owed = self._owed_at[1]
+        # By (sender, nonce), not by hash: a sender that signs two transactions at one nonce and shows
+        # each to half the network must not make each half see the other's proposals as censoring.
+        carried = {(t.sender, t.nonce) for t in block.txs if t.space == CONSENSUS}
+        return bool(owed - carried) and len(carried) < self.chain.genesis.max_consensus_txs
 
     def _mark(self, block: Block, fate: str) -> None:
         if self._fate is not None:
@@ -480,17 +548,13 @@ class Engine:
         proposal that leaves out a consensus transaction it owed (`_owed`) with room to spare censors:
         it goes after every proposal that does not, so no winner can keep rivals' commits off the
         chain and stay the only committed solver (issue 12's monopoly)."""
-        owed = self._owed(self.chain.height + 1)
+        self._owed_at = None  # looked at afresh: what is owed may have changed since the proposals came
         ranked = []
         for b in self.waiting.values():
             if b.header.parent != self.chain.head.hash:
                 continue
-            # By (sender, nonce), not by hash: a sender that signs two transactions at one nonce and shows
-            # each to half the network must not make each half see the other's proposals as censoring.
-            carried = {(t.sender, t.nonce) for t in b.txs if t.space == CONSENSUS}
-            censors = bool(owed - carried) and len(b.txs) < self.chain.genesis.max_block_txs
             try:
-                ranked.append((censors, self.chain.rank(b), b.hash, b))  # else the total order of Chain.offer
+                ranked.append((self._censors(b), self.chain.rank(b), b.hash, b))  # else the total order of Chain.offer
             except BlockError:
                 self.stats.invalid += 1
         self.waiting.clear()

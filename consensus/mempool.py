@@ -94,10 +94,15 @@ class Mempool:
         return displaced
 
     def select(self, limit: int, chain_nonce: Callable[[bytes, int], int],
-               held: Callable[[Tx], bool] | None = None) -> list[Tx]:
+               held: Callable[[Tx], bool] | None = None, consensus_limit: int | None = None) -> list[Tx]:
         """Up to `limit` transactions for a block: highest fee first, each queue in nonce order
         (`chain_nonce(sender, space)`: the chain's next nonce of that sender and space).  A transaction
-        `held(tx)` says is not yet due (a commit whose window opens after this block) stops its queue."""
+        `held(tx)` says is not yet due (a commit whose window opens after this block) stops its queue.
+        With `consensus_limit`, the consensus transactions have that budget of their own and `limit`
+        counts the others only (a block's two budgets: no commit crowds out a bid, nor the reverse)."""
+        room = {WALLET: limit, CONSENSUS: limit} if consensus_limit is None else {WALLET: limit,
+                                                                                  CONSENSUS: consensus_limit}
+        shared = consensus_limit is None
         heads: list[tuple[int, bytes, tuple[bytes, int], int]] = []
         for queue, q in self.by_sender.items():
             n = chain_nonce(*queue)
@@ -105,9 +110,14 @@ class Mempool:
                 heads.append((-q[n].fee, q[n].hash, queue, n))
         heapq.heapify(heads)
         out: list[Tx] = []
-        while heads and len(out) < limit:
+        while heads and (len(out) < limit if shared else any(room.values())):
             _, _, queue, n = heapq.heappop(heads)
             q = self.by_sender[queue]
+            space = queue[1]
+            if not shared:
+                if room[space] <= 0:
+                    continue
+                room[space] -= 1
             out.append(q[n])
             if n + 1 in q and not (held and held(q[n + 1])):
                 heapq.heappush(heads, (-q[n + 1].fee, q[n + 1].hash, queue, n + 1))

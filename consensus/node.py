@@ -154,7 +154,8 @@ class Node:
     def propose(self, solution: Solution, now_ms: int) -> Connected:
         """Build the next block from `solution` and the mempool, connect it, prune the mempool."""
         g = self.genesis
-        candidates = self.mempool.select(g.max_block_txs, self.chain_nonce, self.not_due(self.chain.height + 1))
+        candidates = self.mempool.select(g.max_block_txs, self.chain_nonce, self.not_due(self.chain.height + 1),
+                                         g.max_consensus_txs)
         block, rejected = self.chain.build_block(self.key, solution.clearing, candidates, now_ms,
                                                  vote_secret=self.vote_secret)
         for tx, reason in rejected:

@@ -68,7 +68,7 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
         network = Network(NetworkConfig(seed=key.encode(), chain_id=genesis.chain_id, listen=cfg.p2p_listen,
                                         bootstrap=cfg.bootstrap, max_peers=cfg.max_peers, mdns=cfg.mdns,
                                         keepalive=cfg.keepalive),
-                          topics(genesis.max_block_txs), peering.handle, peering)
+                          topics(genesis.max_block_txs + genesis.max_consensus_txs), peering.handle, peering)
         peering.network = network
         node.on_local_tx.append(lambda tx: network.publish("tx", tx.encoded))
         blocksync = BlockSync(network, peering, metrics)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from solver import Pairs, candidate_pairs, verify
 from solver.verifier import Verdict
 
-from consensus.rules import beacon, checkpoints, keys, ledger, schema
+from consensus.rules import beacon, checkpoints, committee, keys, ledger, schema
 from consensus.rules.blocks import (BLOCK, MAX_FUTURE_MS, Block, BlockClearing, BlockError, Header, tx_root, vote_order,
                                     votes_root)
 from consensus.rules.finality import Certificate, Checkpoint, FinalityError, VoterSet
@@ -24,7 +24,7 @@ from consensus.rules.genesis import Genesis
 from consensus.rules.ledger import SlotMarket
 from consensus.rules.settlement import settle_delivery, settled_slot
 from consensus.rules.state import SESSION_EXPIRED, StateOverlay, next_state_hash
-from consensus.rules.transactions import (TX, Commit, Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError,
+from consensus.rules.transactions import (CONSENSUS, TX, WALLET, Commit, Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError,
                                           check_stateless)
 
 from .forkchoice import ForkChoice
@@ -150,14 +150,15 @@ class Chain(ForkChoice):
         proposer = keys.address_of_key(key)
         votes = tuple(sorted(votes, key=vote_order))
         ticket = bytes(96)
-        if self._ticket_key(self.state(), proposer) is not None:
+        state, g = self.state(), self.genesis
+        if committee.draw_key(state, proposer, height, g.gate_closure) is not None:
             secret = vote_secret if vote_secret is not None else keys.vote_secret(key)
-            ticket = beacon.ticket(secret, self.beacon(), height).proof
+            ticket = beacon.ticket(secret, committee.ticket_beacon(state, height, g.gate_closure, g.hash), height).proof
+        stamp = max(timestamp_ms, g.slot_start_ms(height), self.head.timestamp + 1)
         ex = self._execute(height, proposer, clearing, candidates, strict=False, salt=salt, votes=votes,
-                           ticket=ticket)
+                           ticket=ticket, timestamp=stamp)
         header = Header(
-            height=height, parent=self.head.hash,
-            timestamp=max(timestamp_ms, self.genesis.slot_start_ms(height), self.head.timestamp + 1),
+            height=height, parent=self.head.hash, timestamp=stamp,
             state_hash=next_state_hash(self.head.state_hash, ex.state.writes), tx_root=tx_root(ex.applied),
             clearing_hash=clearing.hash, proposer=keys.public_key(key), salt=salt, votes_root=votes_root(votes),
             ticket=ticket,
@@ -178,8 +179,11 @@ class Chain(ForkChoice):
             raise BlockError("block timestamp is not after its parent's")
         if h.timestamp > now_ms + MAX_FUTURE_MS:
             raise BlockError("block is stamped in the future")
-        if len(block.txs) > g.max_block_txs:
-            raise BlockError(f"{len(block.txs)} transactions, the limit is {g.max_block_txs}")
+        consensus_txs = sum(1 for t in block.txs if t.space == CONSENSUS)
+        if len(block.txs) - consensus_txs > g.max_block_txs:
+            raise BlockError(f"{len(block.txs) - consensus_txs} transactions, the limit is {g.max_block_txs}")
+        if consensus_txs > g.max_consensus_txs:
+            raise BlockError(f"{consensus_txs} consensus transactions, the limit is {g.max_consensus_txs}")
         if not h.signature_ok():
             raise BlockError("bad proposer signature")
         if h.tx_root != tx_root(block.txs):
@@ -210,7 +214,7 @@ class Chain(ForkChoice):
                 except TxError as e:
                     raise BlockError(f"transaction {tx.hash.hex()[:16]}: {e}") from None
             ex = self._execute(h.height, proposer, block.clearing, list(block.txs), strict=True, salt=h.salt,
-                               votes=block.votes, ticket=h.ticket)
+                               votes=block.votes, ticket=h.ticket, timestamp=h.timestamp)
         if next_state_hash(self.head.state_hash, ex.state.writes) != h.state_hash:
             raise BlockError("state hash does not match")
         changes = dict(ex.state.writes)
@@ -287,16 +291,20 @@ class Chain(ForkChoice):
         return v
 
     def _execute(self, height: int, proposer: bytes, clearing: BlockClearing, txs: list[Tx], strict: bool,
-                 salt: bytes = bytes(32), votes: tuple[Certificate, ...] = (), ticket: bytes = bytes(96)) -> _Execution:
+                 salt: bytes = bytes(32), votes: tuple[Certificate, ...] = (), ticket: bytes = bytes(96),
+                 timestamp: int | None = None) -> _Execution:
         g = self.genesis
         state = self.state()
-        self._check_ticket(state, height, proposer, ticket)
+        self._check_ticket(state, height, proposer, ticket, timestamp)
         if any(ticket):
             state.put(schema.BEACON, beacon.next_beacon(self.beacon(), ticket))
+        seed = state.get(schema.BEACON) or beacon.genesis_beacon(g.hash)
+        committee.record_beacon(state, height, seed, g.gate_closure)
         try:  # votes first, against the parent's voter set, before the block's transactions change it
-            checkpoints.start_voters(state)
+            checkpoints.start_voters(state, height, seed, g.voting_seats, g.gate_closure)
             checkpoints.apply_votes(state, height, votes, chain_id=g.chain_id, voters=checkpoints.voters(state),
-                                    hash_at=self.hash_at, genesis=self.genesis_checkpoint())
+                                    hash_at=self.hash_at, genesis=self.genesis_checkpoint(), seed=seed,
+                                    seats=g.voting_seats)
         except FinalityError as e:
             raise BlockError(f"block {height}: {e}") from None
         ledger.settle_slot(state, self.market(height)[0], clearing, g)
@@ -305,8 +313,9 @@ class Chain(ForkChoice):
         settle_delivery(state, height, g)
         ledger.expire_sessions(state, height)
         ex = _Execution(state, 0, [])
+        room = {WALLET: g.max_block_txs, CONSENSUS: g.max_consensus_txs}  # each its own budget
         for tx in txs:
-            if len(ex.applied) >= g.max_block_txs:
+            if room[tx.space] <= 0:
                 ex.rejected.append((tx, "block full"))
                 continue
             mark = state.checkpoint()
@@ -319,29 +328,26 @@ class Chain(ForkChoice):
                 ex.rejected.append((tx, str(e)))
                 continue
             ex.applied.append(tx)
+            room[tx.space] -= 1
         ledger.reward(state, proposer, ex.fees, g)
         return ex
 
-    @staticmethod
-    def _ticket_key(state: StateOverlay, proposer: bytes) -> bytes | None:
-        """The key `proposer` draws tickets with: its key in the voter set in force, not its latest
-        registration.  A proposer that knows the next beacon (its own ticket makes it) could otherwise
-        register, in its own block, a key ground to win the block after; the set in force changes only
-        when finality advances, blocks later, on beacons no single proposer knows in advance."""
-        vs = checkpoints.voters(state)
-        if vs is None:
-            return None
-        return next((v.bls_key for v in vs.voters if v.address == proposer), None)
-
-    def _check_ticket(self, state: StateOverlay, height: int, proposer: bytes, ticket: bytes) -> None:
-        """A proposer in the voter set in force shows its ticket for `height` on the parent's beacon; one
-        that is not shows zeros (and loses every tie).  `BlockError` otherwise."""
-        key = self._ticket_key(state, proposer)
-        if key is None:
-            if any(ticket):
-                raise BlockError(f"block {height}: a ticket from a proposer with no vote key")
-        elif not beacon.verify_ticket(key, self.beacon(), height, beacon.Ticket(ticket)):
-            raise BlockError(f"block {height}: the proposer's lottery ticket does not verify")
+    def _check_ticket(self, state: StateOverlay, height: int, proposer: bytes, ticket: bytes,
+                      timestamp: int | None) -> None:
+        """The proposer's ticket for `height` (committee.py): zeros if it has no key to draw with, else its
+        valid ticket.  Once committees apply, a block in time (stamped before slot height + 1 starts)
+        needs a member of the height's committee; later, any solver may propose (the committee stayed
+        silent).  `timestamp` None: the block is being built, its stamp still to come.  `BlockError`."""
+        g = self.genesis
+        try:
+            drawn = committee.check(state, proposer, height, ticket, gate_closure=g.gate_closure,
+                                    size=g.committee_size, genesis_hash=g.hash)
+        except ValueError as e:
+            raise BlockError(f"block {height}: {e}") from None
+        if (drawn != committee.MEMBER and timestamp is not None and timestamp < g.slot_start_ms(height + 1)
+                and committee.started(state, height)):
+            raise BlockError(f"block {height}: the proposer is not in the height's committee ({drawn}), and the "
+                             "slot is not over")
 
     def ticket_value(self, block: Block) -> bytes:
         """`block`'s lottery value, its parent being the head's ancestor or the head (checked on connect)."""
@@ -350,7 +356,8 @@ class Chain(ForkChoice):
     # ---------------------------------------------------------- fork choice
     def precheck(self, block: Block) -> None:
         """The cheap checks, before a block is held, ranked or allowed to cause a revert: a height, the
-        proposer's signature, a proposer that may propose it.  Raises `BlockError`."""
+        proposer's signature, a proposer that may propose it (in the committee or late, on the head).
+        Raises `BlockError`."""
         h = block.header
         if h.height < 1:
             raise BlockError("a block below height 1")
@@ -359,6 +366,8 @@ class Chain(ForkChoice):
         rec = self.state().solver(keys.address_of(h.proposer))
         if rec is None or not ledger.may_propose(rec, h.height, self.genesis):
             raise BlockError("the proposer may not propose this block")
+        if h.parent == self.head.hash:  # on the head, the committee can be checked too (a BLS check, cached)
+            self._check_ticket(self.state(), h.height, keys.address_of(h.proposer), h.ticket, h.timestamp)
 
     # -------------------------------------------------------------- reverting
     def revert_head(self) -> Block:

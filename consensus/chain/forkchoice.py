@@ -45,8 +45,8 @@ class ForkChoice:
         state = self.state() if h.parent == self.head.hash else None
         stored = self.state().get(schema.commit(h.height, solver))
         committed = any(h.salt) and stored is not None and stored[:32] == commitment(h.clearing_hash, solver, h.salt)
-        if state is not None:  # the ticket is checked against the parent's beacon (on connect, always)
-            self._check_ticket(state, h.height, solver, h.ticket)
+        if state is not None:  # the ticket and the committee are checked against the parent (on connect, always)
+            self._check_ticket(state, h.height, solver, h.ticket, h.timestamp)
         g = self.genesis
         step = rank_step(g.tolerance_ppm, verdict.weight, g.quantum_exp) if verdict is not None else 1
         r = rank(committed=bool(committed), objective=None if verdict is None else verdict.objective, step=step,

@@ -13,8 +13,8 @@ that holds a branch agrees on its justified and final blocks; the fork choice ne
 block at or below the final one, nor at or below the justified one.  Genesis is both at first.
 
 The voter set in force (`voters`) is a snapshot in the state, not the registrations of the moment:
-it changes only when the final checkpoint advances, to the solvers with a vote key then
-(`ledger.voter_set`).  So a branch cannot vote itself a friendlier voter set: the solvers that
+it changes only when the final checkpoint advances, to a committee of the solvers with a vote key
+then (`ledger.voter_set`: at most `voting_seats` seats, drawn by deposit, committee.py).  So a branch cannot vote itself a friendlier voter set: the solvers that
 register, leave or are slashed on it vote, or stop, only once the voters in force have finalized a
 block after the change.  It starts when solvers holding more than 2/3 of all solver deposit have
 registered vote keys, so two branches that start it differently still share more than 1/3.
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import ledger, schema
+from . import committee, ledger, schema
 from .finality import VOTER_SET, Certificate, Checkpoint, FinalityError, VoterSet, check_aggregate, quorum
 from .state import StateOverlay
 
@@ -52,20 +52,24 @@ def voters(state: StateOverlay) -> VoterSet | None:
     return None if raw is None else VOTER_SET.decode(raw)
 
 
-def start_voters(state: StateOverlay) -> None:
-    """Before any voter set is in force: start one once the solvers with vote keys hold more than 2/3 of
-    all solver deposit (called before each block's votes)."""
+def start_voters(state: StateOverlay, height: int, seed: bytes, seats: int, gate_closure: int) -> None:
+    """Before any voter set is in force: start one at block `height` once the solvers with vote keys hold
+    more than 2/3 of all solver deposit (called before each block's votes); its seats drawn with `seed`,
+    and proposer committees from L blocks later (committee.py)."""
     if state.get(schema.VOTERS) is not None:
         return
-    vs = ledger.voter_set(state)
-    if vs is not None and quorum(vs.total, ledger.solver_deposits(state)):
-        state.put(schema.VOTERS, VOTER_SET.encode(vs))
+    pool = ledger.voter_pool(state)
+    if pool and quorum(sum(v.deposit for v in pool), state.stake()):
+        state.put(schema.VOTERS, VOTER_SET.encode(committee.seats(pool, seed, seats)))
+        committee.start(state, height, gate_closure)
 
 
 def apply_votes(state: StateOverlay, height: int, votes: tuple[Certificate, ...], *, chain_id: str,
-                voters: VoterSet | None, hash_at: Callable[[int], bytes | None], genesis: Checkpoint) -> None:
+                voters: VoterSet | None, hash_at: Callable[[int], bytes | None], genesis: Checkpoint,
+                seed: bytes, seats: int) -> None:
     """Check block `height`'s vote aggregates against its chain (`hash_at` of heights below it) and
-    update the justified and final checkpoints in `state`; FinalityError if one is invalid."""
+    update the justified and final checkpoints in `state`; FinalityError if one is invalid.  When the final
+    checkpoint moves, the voting committee is drawn anew with `seed` (`seats` of them: committee.py)."""
     if not votes:
         return
     if voters is None:
@@ -89,6 +93,6 @@ def apply_votes(state: StateOverlay, height: int, votes: tuple[Certificate, ...]
     state.put(schema.JUSTIFIED, schema.u64(j.height) + j.hash)
     if f != finalized(state, genesis):
         state.put(schema.FINALIZED, schema.u64(f.height) + f.hash)
-        vs = ledger.voter_set(state)  # the final checkpoint moved: the registrations of now come in force
+        vs = ledger.voter_set(state, seed, seats)  # the final checkpoint moved: the registrations of now come in force
         if vs is not None:
             state.put(schema.VOTERS, VOTER_SET.encode(vs))

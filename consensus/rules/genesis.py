@@ -18,18 +18,21 @@ from solver.documents import DocumentError, read_json, require_int
 from solver.instance import MAX_PER_SIDE
 
 from .codec import digest
+from .finality import MAX_VOTERS
 from .keys import AddressError, decode_address, encode_address
 
 DEFAULT_MAX_BIDS = 50_000  # per side and slot: ~100,000 participants clear in about 100 s (README)
 DEFAULT_METER_WINDOW = 6  # slots a meter reading may take to reach the chain
 DEFAULT_SESSION_TIMEOUT = 48  # slots an EV charging session may stay open
+DEFAULT_COMMITTEE = 16  # expected proposers drawn per height (committee.py)
+DEFAULT_VOTING_SEATS = 256  # seats of the voting committee (committee.py)
 MAX_SUPPLY = 2**62  # every balance, escrow and deposit sums below this: no u64 overflow anywhere
 _FIELDS = {
     "chain_id", "timestamp", "slot_seconds", "gate_closure", "commit_window", "finality_depth",
     "bid_horizon", "tolerance_ppm", "quantum_exp", "candidate_cap", "grid", "network_charge",
     "block_reward", "min_fee", "solver_deposit", "max_block_txs", "max_bids_per_slot", "network_operator",
     "commit_forfeit", "withdrawal_delay", "reveal_window", "meter_window", "session_timeout",
-    "balances", "solvers",
+    "committee_size", "voting_seats", "max_consensus_txs", "balances", "solvers",
 }
 
 
@@ -62,6 +65,9 @@ class Genesis:
     withdrawal_delay: int  # blocks between a solver's withdrawal and its deposit's return
     meter_window: int  # readings for slot s belong in blocks s+1 .. s+meter_window; block s+meter_window+1 settles s
     session_timeout: int  # a charging session its station has not closed this many blocks after opening expires
+    committee_size: int  # k: the expected size of each height's proposer committee (committee.py)
+    voting_seats: int  # the voting committee's seats, drawn by deposit when finality advances
+    max_consensus_txs: int  # commits, reveals, keys, evidence per block: a budget of their own, beside bids
     network_operator: bytes | None  # receives network charges; None burns them
     balances: tuple[tuple[bytes, int], ...]
     solvers: tuple[tuple[bytes, int], ...]
@@ -107,6 +113,9 @@ class Genesis:
             "withdrawal_delay": self.withdrawal_delay,
             "meter_window": self.meter_window,
             "session_timeout": self.session_timeout,
+            "committee_size": self.committee_size,
+            "voting_seats": self.voting_seats,
+            "max_consensus_txs": self.max_consensus_txs,
             "network_operator": encode_address(self.network_operator) if self.network_operator else None,
             "balances": {encode_address(a): v for a, v in self.balances},
             "solvers": {encode_address(a): v for a, v in self.solvers},
@@ -170,6 +179,8 @@ def genesis_from_json(doc: Any) -> Genesis:
     op = doc.get("network_operator")
     finality = _int(doc, "finality_depth", 1, 10_000)
     deposit = _int(doc, "solver_deposit", 1, 10**15)
+    committee = require_int(doc.get("committee_size", DEFAULT_COMMITTEE), "genesis.committee_size", 1, 10_000,
+                            GenesisError)
     g = Genesis(
         chain_id=cid,
         timestamp=_int(doc, "timestamp", 0, 2**40),
@@ -200,6 +211,11 @@ def genesis_from_json(doc: Any) -> Genesis:
                                  GenesisError),
         session_timeout=require_int(doc.get("session_timeout", DEFAULT_SESSION_TIMEOUT), "genesis.session_timeout", 1,
                                     10**6, GenesisError),
+        committee_size=committee,
+        voting_seats=require_int(doc.get("voting_seats", DEFAULT_VOTING_SEATS), "genesis.voting_seats", 4,
+                                 MAX_VOTERS, GenesisError),
+        max_consensus_txs=require_int(doc.get("max_consensus_txs", 4 * committee + 16), "genesis.max_consensus_txs",
+                                      4, 100_000, GenesisError),
         network_operator=None if op is None else _address(op, "genesis.network_operator"),
         balances=_allocations(doc.get("balances", {}), "genesis.balances", 1),
         solvers=_allocations(doc.get("solvers", {}), "genesis.solvers", 1),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from .ranking import commitment
 from solver import Instance, Participant
 
-from . import finality, keys, schema
+from . import committee, finality, keys, schema
 from .blocks import HEADER, BlockClearing
 from .codec import DecodeError
 from .genesis import Genesis
@@ -99,6 +99,7 @@ def apply_tx(state: StateOverlay, tx: Tx, height: int, g: Genesis) -> int:
         state.put(schema.evidence(first.height, cheat), tx.hash)
     elif isinstance(b, VoteKey):
         state.set_solver_bls(sender, b.registration.bls_key)  # the old key stays the sender's (bls_owner)
+        state.put(schema.bls_since(sender), schema.u64(height))
     elif isinstance(b, VoteEvidence):
         first, second = finality.decode_vote(b.first), finality.decode_vote(b.second)
         cheat = state.bls_owner(first.voter)
@@ -219,6 +220,16 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
                           f"{b.height - 1}; this is height {height}")
         if state.get(schema.commit(b.height, tx.sender)) is not None:
             raise TxError(f"this solver already committed for height {b.height}")
+        if committee.started(state, b.height):
+            try:
+                drawn = committee.check(state, tx.sender, b.height, b.ticket, gate_closure=g.gate_closure,
+                                        size=g.committee_size, genesis_hash=g.hash)
+            except ValueError as e:
+                raise TxError(f"commit for height {b.height}: {e}") from None
+            if drawn != committee.MEMBER:
+                raise TxError(f"this solver is not in the committee of height {b.height} ({drawn})")
+        elif any(b.ticket):
+            raise TxError("a commit carries a ticket before committees apply")
         return 0
     if isinstance(b, Reveal):
         raw = state.get(schema.commit(b.height, tx.sender))
@@ -243,8 +254,6 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
         owner = state.bls_owner(b.registration.bls_key)
         if owner is not None and owner != tx.sender:
             raise TxError("this BLS key is registered to another solver")
-        if state.solver_bls(tx.sender) is None and _keyed_solvers(state) >= finality.MAX_VOTERS:
-            raise TxError(f"{finality.MAX_VOTERS} solvers hold finality keys: the voter set is full")
         return 0
     if isinstance(b, VoteEvidence):
         return _check_vote_evidence(b, state, g)
@@ -348,19 +357,19 @@ def _offence_height(a: finality.Vote, b: finality.Vote) -> int:
     return max(a.target.height, b.target.height)
 
 
-def _keyed_solvers(state: StateOverlay) -> int:
-    """Solvers holding a finality key (withdrawing ones too): at most MAX_VOTERS, so voter_set always builds."""
-    return sum(1 for _ in state.items(schema.SOLVER_BLS))
+def voter_set(state: StateOverlay, seed: bytes, seats: int) -> finality.VoterSet | None:
+    """The voting committee now (committee.seats of `voter_pool`, drawn with `seed`), None if the pool is empty."""
+    pool = voter_pool(state)
+    return committee.seats(pool, seed, seats) if pool else None
 
 
-def voter_set(state: StateOverlay) -> finality.VoterSet | None:
-    """The finality voters now: every registered solver with a BLS key that is not withdrawing, weighted
-    by its current deposit (> 0); None if there is none.  Read on every block connect, so two prefix
-    scans side by side (solver records and keys, both by address), nothing per solver.  Slashing,
-    withdrawal and forfeits change it because it reads the current records."""
+def voter_pool(state: StateOverlay) -> list[finality.Voter]:
+    """Who may vote now: every registered solver with a BLS key that is not withdrawing, weighted by its
+    current deposit (> 0).  Two prefix scans side by side (solver records and keys, both by address),
+    nothing per solver.  Slashing, withdrawal and forfeits change it because it reads the current records."""
     bls_keys = {k[len(schema.SOLVER_BLS):]: v for k, v in state.items(schema.SOLVER_BLS)}
     if not bls_keys:
-        return None
+        return []
     voters = []
     for k, raw in state.items(schema.SOLVERS):
         addr = k[len(schema.SOLVERS):]
@@ -370,12 +379,7 @@ def voter_set(state: StateOverlay) -> finality.VoterSet | None:
         rec = SOLVER.decode(raw)
         if rec.exit_at == 0 and rec.deposit > 0:
             voters.append(finality.Voter(addr, bls_key, rec.deposit))
-    return finality.VoterSet.of(voters) if voters else None
-
-
-def solver_deposits(state: StateOverlay) -> int:
-    """The deposit of every solver that stays (not withdrawing), keyed for voting or not."""
-    return sum(rec.deposit for _, raw in state.items(schema.SOLVERS) if (rec := SOLVER.decode(raw)).exit_at == 0)
+    return voters
 
 
 def may_propose(rec: SolverRecord, height: int, g: Genesis) -> bool:
@@ -412,9 +416,10 @@ def _remove_solver(state: StateOverlay, addr: bytes, rec: SolverRecord) -> None:
 
 def _drop_solver(state: StateOverlay, addr: bytes) -> None:
     """The solver's record and its current finality key go (the key stays its own: bls_owner)."""
-    state.put(schema.solver(addr), None)
+    state.set_solver(addr, None)
     if state.solver_bls(addr) is not None:
         state.set_solver_bls(addr, None)
+        state.put(schema.bls_since(addr), None)
 
 
 def reveal_in_block(state: StateOverlay, height: int, proposer: bytes, clearing_hash: bytes, salt: bytes) -> None:

@@ -228,6 +228,20 @@ JUSTIFIED = b"sj"  # the chain's latest justified checkpoint: u64 height + block
 FINALIZED = b"sf"  # the chain's latest final checkpoint, likewise
 VOTERS = b"sVS"  # the voter set in force (finality.VOTER_SET; checkpoints.py), absent until it bootstraps
 BEACON = b"sz"  # the lottery beacon after the head (beacon.py; absent: the genesis beacon)
+COMMITTEES_FROM = b"si"  # u64: the first height drawn by committee: L blocks after the voter set came in force
+STAKE = b"ss"  # u64: the deposit of every solver not withdrawing (committee.py's denominator), kept by set_solver
+
+
+def beacon_at(height: int) -> bytes:
+    """The lottery beacon after block `height`: kept for the last gate_closure + 1 blocks, the committee of
+    height h is drawn on the one of h - gate_closure (committee.py)."""
+    return b"sh" + u64(height)
+
+
+def bls_since(addr: bytes) -> bytes:
+    """u64: the height whose block registered the solver's current BLS key (it draws tickets only on
+    beacons made after that block: committee.py)."""
+    return b"sb" + addr
 
 
 # --- finality (node metadata) ------------------------------------------------

@@ -163,6 +163,10 @@ def next_state_hash(parent_state_hash: bytes, writes: dict[bytes, bytes | None])
     return digest(parent_state_hash + digest(encode_changes(state), b"transx-changes"), b"transx-state")
 
 
+def _stake(rec: SolverRecord | None) -> int:
+    return 0 if rec is None or rec.exit_at else rec.deposit
+
+
 class StateOverlay:
     """Reads through to `base`, buffers writes, and can roll back to a checkpoint."""
 
@@ -242,8 +246,18 @@ class StateOverlay:
         raw = self.get(schema.solver(addr))
         return SOLVER.decode(raw) if raw is not None else None
 
-    def set_solver(self, addr: bytes, rec: SolverRecord) -> None:
-        self.put(schema.solver(addr), SOLVER.encode(rec))
+    def set_solver(self, addr: bytes, rec: SolverRecord | None) -> None:
+        """Write (None: remove) a solver's record, keeping the stake total (`stake`) in step."""
+        old = self.solver(addr)
+        delta = _stake(rec) - _stake(old)
+        if delta:
+            self.put(schema.STAKE, schema.u64(self.stake() + delta))
+        self.put(schema.solver(addr), SOLVER.encode(rec) if rec is not None else None)
+
+    def stake(self) -> int:
+        """The deposit of every solver that is not withdrawing: what proposer committees are drawn against."""
+        raw = self.get(schema.STAKE)
+        return 0 if raw is None else schema.read_u64(raw)
 
     def solver_bls(self, addr: bytes) -> bytes | None:
         """The solver's current BLS key (VoteKey), or None."""

@@ -24,7 +24,7 @@ from solver.instance import MAX_PRICE, MAX_WH
 from . import keys
 from .finality import KEY_REGISTRATION, FinalityError, KeyRegistration, check_registration
 from .charging import AUTHORISATION, MAX_SESSION_WH, Authorisation
-from .codec import ADDRESS, HASH, PUBKEY, SIGNATURE, U8, U32, U64, DecodeError, Record, Tagged, Text, UInt, VarBytes, digest
+from .codec import ADDRESS, HASH, PUBKEY, SIGNATURE, U8, U32, U64, DecodeError, FixedBytes, Record, Tagged, Text, UInt, VarBytes, digest
 from .units import tokens
 
 BUY, SELL = 0, 1
@@ -82,10 +82,13 @@ class RegisterSolver:
 
 @dataclass(frozen=True)
 class Commit:
-    """A solver's commitment to its solution for block `height` (the reveal comes later)."""
+    """A solver's commitment to its solution for block `height` (the reveal comes later), with its lottery
+    ticket for that height: once committees apply, only a member of the height's committee commits
+    (committee.py).  Zeros: no ticket (before committees apply)."""
 
     height: int
     commitment: bytes
+    ticket: bytes = bytes(96)
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ BODY = Tagged({
                     "expiry": U64}),
     3: Record(CancelBid, {"bid": HASH}),
     4: Record(RegisterSolver, {"deposit": UInt(MAX_AMOUNT, lo=1)}),
-    5: Record(Commit, {"height": U64, "commitment": HASH}),
+    5: Record(Commit, {"height": U64, "commitment": HASH, "ticket": FixedBytes(96)}),
     6: Record(MeterReading, {"slot": U64, "imported_wh": U32, "exported_wh": U32, "meter_sig": SIGNATURE}),
     7: Record(Reveal, {"height": U64, "clearing_hash": HASH, "salt": HASH}),
     8: Record(WithdrawSolver, {}),

@@ -13,10 +13,10 @@ from dataclasses import replace
 import pytest
 from chain_support import FEE, Net, addr
 
-from consensus.rules import bls, finality, ledger, schema
+from consensus.rules import beacon, bls, committee, finality, ledger, schema
 from consensus.rules import transactions as T
 from consensus.rules.blocks import HEADER, Header
-from consensus.rules.finality import Checkpoint, Voter, VoterSet
+from consensus.rules.finality import Checkpoint, Voter
 from consensus.rules.transactions import (CONSENSUS, Commit, Evidence, InvalidTx, RegisterSolver, TxError, VoteEvidence,
                                           VoteKey, WithdrawSolver, check_stateless, decode_tx)
 
@@ -84,14 +84,13 @@ def stateless(net: Net, tx) -> None:
 
 def voters(net: Net) -> dict[bytes, tuple[bytes, int]]:
     """The voter set now, as address -> (BLS key, deposit); {} when there is none."""
-    vs = ledger.voter_set(net.state())
-    return {} if vs is None else {v.address: (v.bls_key, v.deposit) for v in vs.voters}
+    return {v.address: (v.bls_key, v.deposit) for v in ledger.voter_pool(net.state())}
 
 
 # ------------------------------------------------------------------ VoteKey
 def test_a_solver_registers_its_finality_key_in_the_consensus_nonce_space_and_votes(net):
     s = net.solver_key
-    assert ledger.voter_set(net.state()) is None  # no solver has a key: no voters
+    assert ledger.voter_pool(net.state()) == []  # no solver has a key: no voters
     tx = net.tx(s, VoteKey(reg(net, s, SKS[0])))
     assert (tx.kind, tx.space) == ("vote_key", CONSENSUS)
     assert decode_tx(tx.encoded) == tx and len(tx.encoded) <= T.MAX_TX_BYTES
@@ -101,7 +100,7 @@ def test_a_solver_registers_its_finality_key_in_the_consensus_nonce_space_and_vo
     st = net.state()
     assert (st.solver_bls(addr(s)), st.bls_owner(PKS[0])) == (PKS[0], addr(s))
     assert (net.account(s).nonce, net.account(s).consensus_nonce) == (0, 1)
-    assert ledger.voter_set(st) == VoterSet.of([Voter(addr(s), PKS[0], st.solver(addr(s)).deposit)])
+    assert ledger.voter_pool(st) == [Voter(addr(s), PKS[0], st.solver(addr(s)).deposit)]
 
 
 def test_re_registering_replaces_the_key_and_the_old_one_stays_the_solvers(net):
@@ -174,13 +173,16 @@ def test_a_key_from_a_non_solver_or_a_withdrawing_solver_is_refused(net):
     refused(net, net.tx(u, VoteKey(reg(net, u, SKS[0]))), msg)
 
 
-def test_no_key_beyond_max_voters_solvers_so_the_voter_set_always_builds(net, monkeypatch):
+def test_keys_beyond_the_voting_seats_register_and_the_voting_committee_stays_bounded(net, monkeypatch):
+    """A town has more solvers than voting seats: every one may register a key (it draws proposer
+    tickets with it); the voter set in force is the seats drawn from them (committee.py)."""
     s, u = net.solver_key, net.users[0]
     make_solver(net, u)
-    monkeypatch.setattr(finality, "MAX_VOTERS", 1)
     give_key(net, s, SKS[0])
-    refused(net, net.tx(u, VoteKey(reg(net, u, SKS[1]))), "^1 solvers hold finality keys: the voter set is full$")
-    applies(net, net.tx(s, VoteKey(reg(net, s, SKS[1]))))  # a solver with a key may still replace it
+    give_key(net, u, SKS[1])
+    assert len(ledger.voter_pool(net.state())) == 2
+    one_seat = ledger.voter_set(net.state(), bytes(32), 1)
+    assert len(one_seat) == 1 and one_seat.total == 1
 
 
 # ------------------------------------------------------------------ the voter set
@@ -189,13 +191,13 @@ def test_the_voter_set_follows_registration_withdrawal_forfeit_and_slashing(net)
     g = net.g
     for u in (u0, u1, u2):
         make_solver(net, u)
-    assert ledger.voter_set(net.state()) is None  # solvers, but none with a key
+    assert ledger.voter_pool(net.state()) == []  # solvers, but none with a key
     for k, sk in zip((s, u0, u1, u2), SKS):
         give_key(net, k, sk)
     dep = g.solver_deposit
     assert voters(net) == {addr(s): (PKS[0], net.state().solver(addr(s)).deposit), addr(u0): (PKS[1], dep),
                            addr(u1): (PKS[2], dep), addr(u2): (PKS[3], dep)}
-    assert ledger.voter_set(net.state()).total == sum(d for _, d in voters(net).values())
+    assert ledger.voter_set(net.state(), bytes(32), net.g.voting_seats).total == sum(d for _, d in voters(net).values())
 
     # Withdrawal: out at once, though still bonded; its key goes with its record at the exit.
     net.submit(u0, WithdrawSolver())
@@ -203,7 +205,8 @@ def test_the_voter_set_follows_registration_withdrawal_forfeit_and_slashing(net)
     assert addr(u0) not in voters(net) and net.state().solver(addr(u0)) is not None
     # Forfeit: a commit never revealed costs commit_forfeit of the deposit, and so of the weight.
     h = net.next_height + 1
-    net.submit(u1, Commit(h, b"\x01" * 32))
+    seed = committee.ticket_beacon(net.state(), h, g.gate_closure, g.hash)
+    net.submit(u1, Commit(h, b"\x01" * 32, beacon.ticket(SKS[2], seed, h).proof))
     net.produce_until(h + g.reveal_window + 1)
     assert voters(net)[addr(u1)] == (PKS[2], dep - g.commit_forfeit)
     # Slashing (a double proposal): out.
@@ -231,7 +234,7 @@ def test_the_voter_set_reads_nothing_per_solver(net, monkeypatch):
     give_key(net, u, SKS[1])
     st = net.state()
     monkeypatch.setattr(type(st), "get", lambda *_: pytest.fail("voter_set read a key by itself"))
-    assert len(ledger.voter_set(st)) == 2
+    assert len(ledger.voter_pool(st)) == 2
 
 
 # ------------------------------------------------------------------ VoteEvidence

@@ -1,0 +1,143 @@
+"""Who may propose a height, and who votes: committees drawn by the lottery, weighted by deposit.
+
+A town has thousands of solvers; letting each commit, propose and vote on every block makes the
+network's work grow as N^2.  So each height has a *proposer committee* of expected size k
+(`Genesis.committee_size`): a solver is in it when its lottery ticket for the height (beacon.py, a
+BLS signature, unique and unpredictable to others) has a value below k x its share of the stake,
+`value / 2^256 < k x deposit / stake`.  Every solver may be drawn, in proportion to its deposit, and
+nobody learns who was drawn before the member shows its ticket.  Only members commit (their
+commit carries the ticket) and propose in time; so a block carries about k commits and k reveals
+whatever the number of solvers.
+
+The tickets of height h are drawn on the beacon after block h - L (L = gate closure): that block is
+the one that fixes slot h's bids, so a solver knows both its market and whether it was drawn when
+the commit window opens, and no proposer of a later block can steer the draw.  A key draws only on
+beacons made after the block that registered it (`bls_since`), so no key can be ground against a
+known beacon.
+
+Committees apply from L blocks after the voter set comes in force (checkpoints.py), so that every
+voter's key was registered before the first seed block; before that every solver proposes.
+
+Liveness does not hang on the draw: when no member's block arrives, any solver may propose height h
+once a whole slot has passed since its start (stamped at or after the start of slot h + 1); such a
+block is uncommitted and ranks below every committed one.
+
+The *voting committee* (the voter set in force, checkpoints.py) has at most
+`Genesis.voting_seats` seats: when the pool of keyed solvers is larger, the seats are drawn by
+systematic sampling on the line of deposits, from one random offset (the beacon), so each solver
+holds its deposit's share of the seats rounded down or up, never more: a coalition's share of the
+votes is its share of the deposit within one seat per member.  A voter's weight is its seats.
+
+Consensus-critical: integers only, and every input is in the state of the block's parent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from . import beacon, schema
+from .codec import digest
+from .finality import Voter, VoterSet
+from .state import StateOverlay
+
+MEMBER, DRAWN, NO_KEY = "member", "drawn", "no key"  # what a proposer's ticket shows (`check`)
+
+
+def seed_height(height: int, gate_closure: int) -> int:
+    """The block whose beacon height `height`'s tickets are drawn on."""
+    return max(0, height - gate_closure)
+
+
+def ticket_beacon(state: StateOverlay, height: int, gate_closure: int, genesis_hash: bytes) -> bytes:
+    """The beacon height `height`'s tickets are drawn on, from a state at or after block height - L."""
+    h = seed_height(height, gate_closure)
+    raw = state.get(schema.beacon_at(h))
+    if raw is not None:
+        return raw
+    if h == 0:
+        return beacon.genesis_beacon(genesis_hash)
+    raise ValueError(f"the beacon after block {h} is not in this state")
+
+
+def record_beacon(state: StateOverlay, height: int, value: bytes, gate_closure: int) -> None:
+    """Keep the beacon after block `height`, and forget the one no later height draws on."""
+    state.put(schema.beacon_at(height), value)
+    if height > gate_closure:
+        state.put(schema.beacon_at(height - gate_closure - 1), None)
+
+
+def started(state: StateOverlay, height: int) -> bool:
+    """Whether height `height` is drawn by committee: from L blocks after the voter set came in force, so
+    every voter's key was registered before the seed block (before that, all solvers are in)."""
+    raw = state.get(schema.COMMITTEES_FROM)
+    return raw is not None and height >= schema.read_u64(raw)
+
+
+def start(state: StateOverlay, height: int, gate_closure: int) -> None:
+    """The voter set comes in force with block `height`: committees draw from height + L on."""
+    state.put(schema.COMMITTEES_FROM, schema.u64(height + gate_closure))
+
+
+def draw_key(state: StateOverlay, solver: bytes, height: int, gate_closure: int) -> bytes | None:
+    """The BLS key `solver` draws height `height`'s ticket with: its current key, if a block before the
+    seed block registered it; else None (it draws nothing)."""
+    key = state.solver_bls(solver)
+    since = state.get(schema.bls_since(solver))
+    if key is None or since is None or schema.read_u64(since) >= seed_height(height, gate_closure):
+        return None
+    return key
+
+
+def is_member(value: bytes, deposit: int, stake: int, size: int) -> bool:
+    """Whether a ticket of `value` draws a solver with `deposit` of `stake` into a committee of expected
+    `size`: value / 2^256 < size x deposit / stake, in integers."""
+    return stake > 0 and int.from_bytes(value, "big") * stake < (size * deposit) << 256
+
+
+def check(state: StateOverlay, solver: bytes, height: int, proof: bytes, *, gate_closure: int, size: int,
+          genesis_hash: bytes) -> str:
+    """What `solver`'s ticket `proof` for `height` shows, in the parent's state: MEMBER, DRAWN (a valid
+    ticket that missed the committee) or NO_KEY (it has no draw key, and the proof is all zeros).
+    ValueError if the proof is not its ticket."""
+    key = draw_key(state, solver, height, gate_closure)
+    if key is None:
+        if any(proof):
+            raise ValueError("a ticket from a solver without a key to draw it")
+        return NO_KEY
+    seed = ticket_beacon(state, height, gate_closure, genesis_hash)
+    if not beacon.verify_ticket(key, seed, height, beacon.Ticket(proof)):
+        raise ValueError("the lottery ticket does not verify")
+    rec = state.solver(solver)
+    deposit = rec.deposit if rec is not None and not rec.exit_at else 0
+    return MEMBER if is_member(beacon.ticket_value(proof), deposit, state.stake(), size) else DRAWN
+
+
+def seats(pool: Sequence[Voter], seed: bytes, n: int) -> VoterSet:
+    """The voting committee of `pool` (deposit-weighted voters): the whole pool by deposit if it has at
+    most `n` voters; else `n` seats by systematic sampling on the deposits in address order, from an
+    offset drawn by `seed`, each voter weighted by its seats (those with none are left out)."""
+    voters = sorted(pool, key=lambda v: v.address)
+    if len(voters) <= n:
+        return VoterSet(tuple(voters))
+    total = sum(v.deposit for v in voters)
+    offset = int.from_bytes(digest(seed, b"transx-seats"), "big") % total
+    # Points offset + i * total (i < n) on a line where voter j holds [n * C_j, n * C_j+1), C its cumulative deposit.
+    out, cum = [], 0
+    for v in voters:
+        lo, hi = n * cum, n * (cum + v.deposit)
+        cum += v.deposit
+        count = _points_below(hi, offset, total, n) - _points_below(lo, offset, total, n)
+        if count:
+            out.append(Voter(v.address, v.bls_key, count))
+    return VoterSet(tuple(out))
+
+
+def _points_below(x: int, offset: int, step: int, n: int) -> int:
+    """How many of offset + i * step, 0 <= i < n, are below x."""
+    if x <= offset:
+        return 0
+    return min(n, (x - offset + step - 1) // step)
+
+
+__all__ = ["DRAWN", "MEMBER", "NO_KEY", "check", "draw_key", "is_member", "record_beacon", "seats", "seed_height",
+           "start", "started", "ticket_beacon"]
