@@ -329,7 +329,7 @@ class CommitCensor(Adversary):
     def _propose(self, h: int, now_ms: int) -> list[Message]:
         mempool = self.node.mempool
         keep = mempool.select
-        mempool.select = lambda limit, nonce, held=None: [t for t in keep(limit, nonce, held)
+        mempool.select = lambda limit, nonce, held=None, budget=None: [t for t in keep(limit, nonce, held, budget)
                                                           if not isinstance(t.body, Commit) or t.sender == self.me]
         try:
             return super()._propose(h, now_ms)
@@ -354,7 +354,7 @@ class LotteryGrinder(Adversary):
             return super()._propose(h, now_ms)
         mempool = self.node.mempool
         keep = mempool.select
-        mempool.select = lambda limit, nonce, held=None: [t for t in keep(limit, nonce, held)
+        mempool.select = lambda limit, nonce, held=None, budget=None: [t for t in keep(limit, nonce, held, budget)
                                                           if not (t.sender == self.me and t.space == WALLET)] + [bid]
         try:
             return super()._propose(h, now_ms)

@@ -31,7 +31,7 @@ from consensus.rules.finality import Checkpoint, Counted, Equivocation, Refused,
 from .node import Node
 from .votes import VoteBook
 from consensus.rules.transactions import (CONSENSUS, Commit, Evidence, InvalidTx, Reveal, TxError, VoteEvidence, VoteKey,
-                                          sign_tx)
+                                          decode_tx, sign_tx)
 
 from .proposer import Solution, solve_slot
 from consensus.rules.ranking import commitment
@@ -463,7 +463,12 @@ class Engine:
         block counts: an invalid orphan it happens to unlock is not its sender's fault."""
         if topic == TX:
             try:
-                self._arrived(self.node.submit(data).tx, now_ms)
+                tx = decode_tx(data)
+                if tx.hash in self.node.mempool:
+                    # Valid and pending here: relayed again, so that a resend at a new head reaches peers
+                    # that refused it the first time (their head was behind) through us.
+                    return ACCEPT, []
+                self._arrived(self.node.submit_tx(tx).tx, now_ms)
             except InvalidTx:
                 return REJECT, []
             except TxError:
@@ -495,7 +500,7 @@ class Engine:
         relayed for its height, by the order of the selection (censoring ones last): only then is it
         worth relaying, so a node forwards a few proposals per height, not one per proposer."""
         try:
-            key = (self._censors(block), self.chain.rank(block))
+            key = (self._censors(block), self.chain.rank(block), block.hash)  # the selection's total order
         except BlockError:
             return False
         best = self._best.get(block.height)
@@ -532,15 +537,25 @@ class Engine:
         view: each one next in its sender's line on our head, due in block h, and held by us since
         before block h - 1's slot began, a quarter slot more: so every honest proposer had it in time,
         or its resend at the next head, one lost message later (gossip latency below a quarter slot
-        is the assumption)."""
+        is the assumption); and valid on our head (a proposer's builder drops what is not: a reveal
+        whose commit a reorg took away, say)."""
         g = self.chain.genesis
         deadline = g.slot_start_ms(h - 1) - g.slot_seconds * 250
         due = self.node.not_due(h)
         out = set()
+        state = None
         for tx in self.node.mempool.by_hash.values():
             if (tx.space == CONSENSUS and self.arrived.get(tx.hash, deadline + 1) <= deadline and not due(tx)
                     and tx.nonce == self.node.chain_nonce(tx.sender, CONSENSUS)):
-                out.add((tx.sender, tx.nonce))
+                state = state or self.chain.state()
+                mark = state.checkpoint()
+                try:
+                    ledger.apply_tx(state, tx, h, g)
+                    out.add((tx.sender, tx.nonce))
+                except TxError:
+                    pass
+                finally:
+                    state.rollback(mark)
         return out
 
     def _select(self, now_ms: int) -> list[Message]:

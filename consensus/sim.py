@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import json
+from time import process_time
 import random
 import shutil
 import tempfile
@@ -46,6 +47,10 @@ class SimConfig:
     reveal_window: int | None = None  # default: the genesis default (finality_depth)
     tick_ms: int = 250
     relay: bool = False  # nodes forward each proposal and vote they accept, as gossipsub's mesh does
+    mesh: int | None = None  # each node talks to about this many peers, and every message is relayed (gossip)
+    committee: int | None = None  # the genesis' committee_size (default: the genesis default)
+    voting_seats: int | None = None
+    solvers: int | None = None  # how many nodes are registered solvers (default: all)
 
 
 @dataclass(order=True)
@@ -65,11 +70,13 @@ class Simulation:
         self.keys = [SigningKey(digest(f"sim-node-{cfg.seed}-{i}".encode())) for i in range(cfg.nodes)]
         self.homes = [SigningKey(digest(f"sim-home-{cfg.seed}-{i}".encode())) for i in range(cfg.households)]
         addrs = [keys.address_of_key(k) for k in self.keys]
-        doc = dev_genesis(addrs + [keys.address_of_key(k) for k in self.homes], addrs, slot_seconds=cfg.slot_seconds,
-                          chain_id="transx-sim", start=START)
+        solvers = addrs if cfg.solvers is None else addrs[:cfg.solvers]
+        doc = dev_genesis(addrs + [keys.address_of_key(k) for k in self.homes], solvers,
+                          slot_seconds=cfg.slot_seconds, chain_id="transx-sim", start=START)
         doc["finality_depth"] = cfg.finality_depth
-        if cfg.reveal_window is not None:
-            doc["reveal_window"] = cfg.reveal_window
+        for name in ("reveal_window", "committee", "voting_seats"):
+            if getattr(cfg, name) is not None:
+                doc["committee_size" if name == "committee" else name] = getattr(cfg, name)
         self.genesis = genesis_from_json(doc)
         self._memo: dict[bytes, Solution] = {}
         self.stores = [Store(f"{self.dir}/node{i}") for i in range(cfg.nodes)]
@@ -78,7 +85,15 @@ class Simulation:
                         enumerate(zip(self.stores, self.keys))]
         self._decoded: dict[bytes, Block] = {}
         self.skew = [0] * cfg.nodes
-        self._seen: list[set[bytes]] = [set() for _ in range(cfg.nodes)]  # relayed messages, per node
+        # Relayed message ids per node, and when each was first seen: forgotten after `seen_ms`, as
+        # gossipsub's seen cache forgets them (120 s against hour-long slots; here half a slot), so a
+        # message sent again at the next head travels again.
+        self._seen: list[dict[bytes, int]] = [{} for _ in range(cfg.nodes)]
+        self.seen_ms = cfg.slot_seconds * 500
+        self.peers = self._mesh(cfg.mesh) if cfg.mesh else None
+        self.received = [0] * cfg.nodes  # messages delivered to each node
+        self.received_bytes = [0] * cfg.nodes
+        self.cpu = [0.0] * cfg.nodes  # process CPU seconds each node's engine spent (ticks and messages)
         self.online = [True] * cfg.nodes
         self.groups: list[set[int]] | None = None  # a partition: messages cross only within a group
         self.now = self.genesis.slot_start_ms(1) - 1
@@ -117,13 +132,41 @@ class Simulation:
         self._seq += 1
         heapq.heappush(self._queue, _Event(t, self._seq, node, kind, payload))
 
+    def _mesh(self, degree: int) -> list[list[int]]:
+        """A sparse random overlay, as gossipsub's mesh: a ring (so it is connected) plus random links
+        until each node has about `degree` peers."""
+        n = self.cfg.nodes
+        links: list[set[int]] = [set() for _ in range(n)]
+        for i in range(n):
+            if n > 1:
+                j = (i + 1) % n
+                if j != i:
+                    links[i].add(j)
+                    links[j].add(i)
+        for i in range(n):
+            tries = 0
+            while len(links[i]) < degree and tries < 4 * degree:
+                tries += 1
+                j = self.rng.randrange(n)
+                if j != i and len(links[j]) < degree + 2:
+                    links[i].add(j)
+                    links[j].add(i)
+        return [sorted(x) for x in links]
+
     def linked(self, a: int, b: int) -> bool:
         return self.groups is None or any(a in g and b in g for g in self.groups)
 
-    def send(self, src: int, msgs: list[Message]) -> None:
+    def send(self, src: int, msgs: list[Message], came_from: int | None = None) -> None:
         lo, hi = self.cfg.latency_ms
         for m in msgs:
-            targets = [m.to] if isinstance(m.to, int) else [j for j in range(self.cfg.nodes) if j != src]
+            if isinstance(m.to, int):
+                targets = [m.to]
+            elif self.peers is not None:
+                targets = [j for j in self.peers[src] if j != came_from]
+                if came_from is None:
+                    self._seen[src][digest(m.data)] = self.now  # its own message, should it come back
+            else:
+                targets = [j for j in range(self.cfg.nodes) if j != src]
             for dst in targets:
                 if not self.linked(src, dst) or self.rng.random() < self.cfg.loss:
                     continue
@@ -150,23 +193,38 @@ class Simulation:
                 if i == 0:
                     self._households()
                 if self.online[i]:
-                    self.send(i, self.engines[i].tick(self.node_time(i)))
+                    c0 = process_time()
+                    out = self.engines[i].tick(self.node_time(i))
+                    self.cpu[i] += process_time() - c0
+                    self.send(i, out)
             elif ev.kind == "msg" and self.online[i]:
                 m, src = ev.payload  # type: ignore[misc]
-                if self.cfg.relay and m.topic in (PROPOSAL, VOTE) and m.to is None:
+                self.received[i] += 1
+                self.received_bytes[i] += len(m.data)
+                gossip = self.peers is not None or (self.cfg.relay and m.topic in (PROPOSAL, VOTE))
+                if gossip and m.to is None:
                     seen = self._seen[i]  # gossipsub's message ids: each node handles a message once
                     key = digest(m.data)
-                    if key in seen:
+                    if seen.get(key, -self.seen_ms) > self.now - self.seen_ms:
                         continue
-                    if len(seen) > 100_000:
-                        seen.clear()
-                    seen.add(key)
+                    if len(seen) > 20_000:
+                        self._seen[i] = seen = {k: t for k, t in seen.items() if t > self.now - self.seen_ms}
+                    seen[key] = self.now
+                    c0 = process_time()
                     verdict, out = self.engines[i].judge(m.topic, m.data, self.node_time(i), src)
-                    self.send(i, out + ([Message(m.topic, m.data)] if verdict == ACCEPT else []))
+                    self.cpu[i] += process_time() - c0
+                    self.send(i, out)
+                    if verdict == ACCEPT:
+                        self.send(i, [Message(m.topic, m.data)], came_from=src)
                 else:
-                    self.send(i, self.engines[i].receive(m.topic, m.data, self.node_time(i), src))
+                    c0 = process_time()
+                    out = self.engines[i].receive(m.topic, m.data, self.node_time(i), src)
+                    self.cpu[i] += process_time() - c0
+                    self.send(i, out)
             elif ev.kind == "inject" and self.online[i]:
                 topic, data = ev.payload  # type: ignore[misc]
+                if self.peers is not None:
+                    self._seen[i][digest(data)] = self.now
                 out = self.engines[i].receive(topic, data, self.node_time(i))
                 self.send(i, out + ([Message(topic, data)] if topic == TX else []))
         self.now = max(self.now, t_end)

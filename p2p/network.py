@@ -62,6 +62,7 @@ class NetworkConfig:
     ban_seconds: float = 600.0
     sync_rate: float = 20.0  # sync requests per second a peer may make
     keepalive: float = 300.0  # a peer that answers no ping for about this long is dropped (0: never)
+    seen_ttl: int = 120  # s a message id stays seen: the same bytes sent again after it travel again
 
 
 @dataclass
@@ -200,7 +201,7 @@ class Network:
                                    eclipse_protection_enabled=False)
         max_rpc = max(t.max_item for t in self.topics.values()) + MAX_BATCH_BYTES
         self.pubsub = Pubsub(self.host, self.gossipsub, msg_id_constructor=get_content_addressed_msg_id,
-                             max_inbound_rpc_size=max_rpc, cache_size=4096)
+                             max_inbound_rpc_size=max_rpc, cache_size=4096, seen_ttl=self.cfg.seen_ttl)
         self.pubsub.counter = time.time_ns()  # not int(time.time()): a restarted node would look like a replay
         self.rr = RequestResponse(self.host)
         self.rr.set_handler(sync_protocol(self.cfg.chain_id), self._serve, BytesCodec(),

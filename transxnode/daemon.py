@@ -67,7 +67,11 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
         peering = Peering(engine)
         network = Network(NetworkConfig(seed=key.encode(), chain_id=genesis.chain_id, listen=cfg.p2p_listen,
                                         bootstrap=cfg.bootstrap, max_peers=cfg.max_peers, mdns=cfg.mdns,
-                                        keepalive=cfg.keepalive),
+                                        keepalive=cfg.keepalive,
+                                        # A solver resends its pending commits and reveals at each new head:
+                                        # ids must be forgotten by then, or a peer that once refused one
+                                        # (its head was behind) never gets it again.
+                                        seen_ttl=max(1, min(120, genesis.slot_seconds // 2))),
                           topics(genesis.max_block_txs + genesis.max_consensus_txs), peering.handle, peering)
         peering.network = network
         node.on_local_tx.append(lambda tx: network.publish("tx", tx.encoded))

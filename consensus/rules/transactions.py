@@ -273,6 +273,8 @@ def check_stateless(tx: Tx, chain_id: str, zones: int, min_fee: int) -> None:
             raise InvalidTx(f"the authorisation is for chain {b.auth.chain_id!r}, not {chain_id!r}")
         if not b.auth.signature_ok():
             raise InvalidTx("the authorisation's signature does not match its owner")
+    if tx.hash in _VERIFIED:
+        return
     if not keys.verify_signature(tx.signer, tx.signing_bytes, tx.signature):
         raise InvalidTx("bad signature")
     if isinstance(b, VoteKey):  # after the signature: BLS checks cost milliseconds, unsigned junk gets none
@@ -283,6 +285,16 @@ def check_stateless(tx: Tx, chain_id: str, zones: int, min_fee: int) -> None:
             check_registration(reg, chain_id=chain_id)
         except FinalityError as e:
             raise InvalidTx(f"key registration: {e}") from None
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED.add(tx.hash)
+
+
+# Bitcoin Core's signature cache: a transaction's signatures are checked once in a process, when it is
+# admitted, not again when a block carries it.  Keyed by the hash of the whole encoding, signature
+# included, and filled only after every check above passed (all of them depend on the bytes alone).
+_VERIFIED: set[bytes] = set()
+_VERIFIED_MAX = 200_000
 
 
 def escrow_for(wh: int, price: int) -> int:

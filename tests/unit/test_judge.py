@@ -52,6 +52,8 @@ def test_garbage_and_bad_signatures_are_rejected_stale_transactions_ignored(tmp_
     bad[-1] ^= 1
     assert eng.judge(TX, bytes(bad), now, "p")[0] == REJECT
     assert eng.judge(TX, tx.encoded, now, "p")[0] == ACCEPT
-    assert eng.judge(TX, tx.encoded, now, "p")[0] == IGNORE  # a duplicate: dropped, not the peer's fault
+    # Pending here: relayed again (gossip's seen cache stops loops), so that a solver's resend at the next
+    # head reaches, through us, peers that refused it once while their head was behind.
+    assert eng.judge(TX, tx.encoded, now, "p")[0] == ACCEPT
     broke = sign_tx(b.stranger, chain_id=b.g.chain_id, nonce=0, fee=b.g.min_fee, body=Transfer(bytes(20), 1))
     assert eng.judge(TX, broke.encoded, now, "p")[0] == IGNORE  # well signed but unpayable: maybe a race
