@@ -491,14 +491,19 @@ class Engine:
             self._fate = None
         if fate == "invalid":
             return REJECT, out
-        if fate == "waiting" and topic == PROPOSAL and not self._improves(block):
-            return IGNORE, out  # held for the selection, but not relayed: peers have a better one from us
+        if fate == "waiting" and topic == PROPOSAL:
+            try:
+                if not self._improves(block):
+                    return IGNORE, out  # held for the selection, but not relayed: peers have a better one from us
+            except BlockError:
+                return REJECT, out
         return (ACCEPT if fate in ("waiting", "connected", "reorg") else IGNORE), out
 
     def _improves(self, block: Block) -> bool:
         """Whether `block` (a proposal on our head, in its reveal window) ranks above every proposal we
         relayed for its height, by the order of the selection (censoring ones last): only then is it
-        worth relaying, so a node forwards a few proposals per height, not one per proposer."""
+        worth relaying, so a node forwards a few proposals per height, not one per proposer.  Such a
+        block is validated in full first (`BlockError` if it is invalid: dropped)."""
         try:
             key = (self._censors(block), self.chain.rank(block), block.hash)  # the selection's total order
         except BlockError:
@@ -506,6 +511,13 @@ class Engine:
         best = self._best.get(block.height)
         if best is not None and best[0] == block.header.parent and best[1] <= key:
             return False
+        try:  # fully: an invalid block ranked first must not stop the relay of the valid ones behind it
+            self.chain.validate(block, self.node.now_ms or block.header.timestamp)
+        except BlockError:
+            self.stats.invalid += 1
+            if self.waiting.get(block.header.proposer) is block:
+                del self.waiting[block.header.proposer]
+            raise
         if len(self._best) > 64:
             self._best = {h: v for h, v in self._best.items() if h > self.chain.height - 8}
         self._best[block.height] = (block.header.parent, key)

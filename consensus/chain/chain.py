@@ -59,6 +59,7 @@ class Chain(ForkChoice):
         self._verdicts: dict[tuple[int, bytes, bytes | None], Verdict] = {}
         self._voters: tuple[bytes, VoterSet | None] | None = None  # (head hash, its voter set)
         self._built: tuple[bytes, _Execution] | None = None  # the last block build_block made (encoded), and its execution
+        self._checked: tuple | None = None  # (head, encoded block, execution) of the last `validate`
         known = store.get(schema.GENESIS)
         if known is None:
             self._commit_genesis()
@@ -168,8 +169,32 @@ class Chain(ForkChoice):
         return block, ex.rejected
 
     # ----------------------------------------------------------- connecting
+    def validate(self, block: Block, now_ms: int) -> None:
+        """Every check `connect` makes on `block` as the head's child, without writing it (`BlockError`);
+        the execution is kept, so connecting it on this head later costs no second run."""
+        self._checked = (self.head.hash, block.encoded, self._validate(block, now_ms))
+
     def connect(self, block: Block, now_ms: int) -> Connected:
         """Validate `block` as the head's child and write it; raises `BlockError`, writing nothing."""
+        checked, self._checked = self._checked, None
+        if checked is not None and checked[0] == self.head.hash and checked[1] == block.encoded:
+            ex, verdict, market = checked[2]
+        else:
+            ex, verdict, market = self._validate(block, now_ms)
+        h, g = block.header, self.genesis
+        changes = dict(ex.state.writes)
+        for pos, tx in enumerate(block.txs):
+            changes[schema.tx_location(tx.hash)] = schema.location(h.height, pos) + tx.encoded
+        changes.update(self._history(block, ex.state, market))
+        changes[schema.canonical(h.height)] = block.hash
+        changes[schema.HEAD] = block.hash
+        self.store.commit(block.hash, block.encoded, changes)
+        self.head = h
+        for s in [s for s in self._markets if s <= h.height - g.finality_depth]:  # kept for competing blocks
+            del self._markets[s]
+        return Connected(block, ex.fees, verdict, market, len(changes))
+
+    def _validate(self, block: Block, now_ms: int) -> tuple[_Execution, Verdict | None, SlotMarket]:
         h, g = block.header, self.genesis
         if h.height != self.height + 1 or h.parent != self.head.hash:
             raise BlockError(f"block {h.height} does not extend the head ({self.height}, {self.head.hash.hex()[:16]})")
@@ -204,8 +229,9 @@ class Chain(ForkChoice):
             raise BlockError(f"the proposer registered at height {rec.since}: too late to propose block {h.height}")
         verdict = self.check_clearing(h.height, block.clearing)
         market = self.market(h.height)[0]
-        built, self._built = self._built, None
+        built = self._built
         if built is not None and built[0] == block.encoded:
+            self._built = None
             ex = built[1]  # built here on this head, from admitted transactions: executed already
         else:
             for tx in block.txs:
@@ -217,17 +243,7 @@ class Chain(ForkChoice):
                                votes=block.votes, ticket=h.ticket, timestamp=h.timestamp)
         if next_state_hash(self.head.state_hash, ex.state.writes) != h.state_hash:
             raise BlockError("state hash does not match")
-        changes = dict(ex.state.writes)
-        for pos, tx in enumerate(block.txs):
-            changes[schema.tx_location(tx.hash)] = schema.location(h.height, pos) + tx.encoded
-        changes.update(self._history(block, ex.state, market))
-        changes[schema.canonical(h.height)] = block.hash
-        changes[schema.HEAD] = block.hash
-        self.store.commit(block.hash, block.encoded, changes)
-        self.head = h
-        for s in [s for s in self._markets if s <= h.height - g.finality_depth]:  # kept for competing blocks
-            del self._markets[s]
-        return Connected(block, ex.fees, verdict, market, len(changes))
+        return ex, verdict, market
 
     def _history(self, block: Block, state: StateOverlay, market: SlotMarket) -> dict[bytes, bytes]:
         """The address history entries (schema.address_tx) of `block`, executed into `state`: for each
@@ -378,7 +394,7 @@ class Chain(ForkChoice):
         assert block is not None
         self.store.revert(block.hash)
         self._markets.clear()
-        self._built = None
+        self._built = self._checked = None
         self._ranks.clear()
         self._voters = None
         self.head = self.header_at_hash(self.store.get(schema.HEAD))  # type: ignore[arg-type]

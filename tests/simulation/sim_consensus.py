@@ -219,7 +219,7 @@ class Censor(Engine):
     def _propose(self, h, now_ms):
         mine = self.node.address
         keep = self.node.mempool.select
-        self.node.mempool.select = lambda limit, nonce, held=None: [t for t in keep(limit, nonce, held)
+        self.node.mempool.select = lambda limit, nonce, held=None, budget=None: [t for t in keep(limit, nonce, held, budget)
                                                                     if t.kind != "commit" or t.sender == mine]
         try:
             return super()._propose(h, now_ms)

@@ -1,0 +1,147 @@
+"""Committees (consensus/rules/committee.py): each height's proposers are drawn by the lottery in
+proportion to deposit, only they commit and propose in time, anyone may propose a slot late, and the
+voting committee holds a bounded number of seats, each solver its deposit's share within one seat."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from chain_support import Net, addr, key
+from consensus.proposer import solve_slot
+from consensus.rules import beacon, committee, finality, keys
+from consensus.rules.blocks import BlockError
+from consensus.rules.finality import Voter
+from consensus.rules.transactions import Commit, TxError, VoteKey
+
+
+def pool(deposits: list[int]) -> list[Voter]:
+    return [Voter(bytes([i // 256, i % 256]) * 10, bytes([1, i // 256, i % 256]) * 16, d) for i, d in enumerate(deposits)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 10**9), min_size=1, max_size=120), st.integers(4, 64), st.binary(min_size=32, max_size=32))
+def test_seats_give_each_solver_its_deposit_share_within_one_seat(deposits, n, seed):
+    voters = pool(deposits)
+    vs = committee.seats(voters, seed, n)
+    total = sum(deposits)
+    if len(voters) <= n:  # a small pool votes whole, weighted by deposit
+        assert sorted(vs.voters, key=lambda v: v.address) == sorted(voters, key=lambda v: v.address)
+        return
+    assert vs.total == n and len(vs) <= n
+    seats = {v.address: v.deposit for v in vs.voters}
+    for v in voters:
+        share = v.deposit * n / total
+        assert share - 1 < seats.get(v.address, 0) < share + 1
+
+
+def test_seats_are_drawn_from_the_seed_and_the_same_for_every_node():
+    voters = pool([3, 1, 4, 1, 5, 9, 2, 6, 5, 3] * 5)
+    a = committee.seats(voters, b"\x01" * 32, 16)
+    assert a == committee.seats(list(reversed(voters)), b"\x01" * 32, 16)  # order of the pool does not matter
+    assert any(committee.seats(voters, bytes([s]) * 32, 16) != a for s in range(2, 12))
+
+
+def test_a_coalition_holds_its_deposit_share_of_seats_whatever_the_seed():
+    """A third of the deposit split over many small solvers still gets about a third of the seats,
+    never a quorum-breaking share (issue 13's bound on the voting committee)."""
+    rng = random.Random(7)
+    honest = [rng.randint(50, 150) for _ in range(300)]
+    bad = [sum(honest) // 2 // 300] * 300  # one third of the total, spread thinly
+    voters = pool(honest + bad)
+    bad_addrs = {v.address for v in voters[300:]}
+    worst = max(sum(v.deposit for v in committee.seats(voters, bytes([s]) * 32, 256).voters if v.address in bad_addrs)
+                for s in range(40))
+    assert worst < 256 / 3 + 300 / 256 + 2  # a third of the seats, within the rounding
+
+
+def test_membership_is_value_below_k_times_the_deposit_share():
+    half = (1 << 255).to_bytes(32, "big")
+    assert committee.is_member(half, 1, 4, 3)  # 1/2 < 3/4
+    assert not committee.is_member(half, 1, 4, 2)  # 1/2 = 2/4: not below
+    assert committee.is_member(bytes(32), 1, 10**6, 1)  # the lowest ticket always
+    assert not committee.is_member(b"\xff" * 32, 1, 2, 1) and not committee.is_member(bytes(32), 1, 0, 16)
+
+
+# ------------------------------------------------------------------ on chain
+SOLVERS = 4
+
+
+@pytest.fixture
+def town(tmp_path):
+    """A chain of four equal solvers with vote keys and committees of one (expected): most heights,
+    most solvers are not drawn."""
+    others = [key(f"user{i}") for i in range(SOLVERS - 1)]
+    probe = Net(str(tmp_path / "probe"))
+    dep = probe.g.solver_deposit
+    solvers = {keys.encode_address(addr(k)): dep for k in [probe.solver_key, *others]}
+    probe.close()
+    net = Net(str(tmp_path / "db"), solvers=solvers, committee_size=1)
+    for k in [net.solver_key, *others]:
+        net.submit(k, VoteKey(finality.register_key(keys.vote_secret(k), chain_id=net.g.chain_id, solver=addr(k))))
+    net.produce()
+    net.produce()  # the voter set comes in force: committees from L blocks on
+    assert net.chain.voters() is not None
+    yield net, [net.solver_key, *others]
+    net.close()
+
+
+def ticket(net: Net, k, h: int) -> bytes:
+    seed = committee.ticket_beacon(net.state(), h, net.g.gate_closure, net.g.hash)
+    return beacon.ticket(keys.vote_secret(k), seed, h).proof
+
+
+def drawn(net: Net, k, h: int) -> str:
+    return committee.check(net.state(), addr(k), h, ticket(net, k, h), gate_closure=net.g.gate_closure,
+                           size=net.g.committee_size, genesis_hash=net.g.hash)
+
+
+def produce_late_if_not_drawn(net: Net) -> str:
+    """The genesis solver's block for the next height: in time if it is drawn; else it is refused in
+    time and taken a slot late."""
+    h = net.next_height
+    market, pairs = net.chain.market(h)
+    sol = solve_slot(market, pairs, net.g)
+    fate = drawn(net, net.solver_key, h) if committee.started(net.state(), h) else committee.MEMBER
+    if fate != committee.MEMBER:
+        with pytest.raises(BlockError, match="not in the height's committee"):
+            net.node.propose(sol, net.now(h))
+        net.node.propose(sol, net.g.slot_start_ms(h + 1))  # the committee stayed silent: anyone, a slot late
+    else:
+        net.node.propose(sol, net.now(h))
+    assert net.height == h
+    return fate
+
+
+def test_only_the_drawn_commit_and_propose_in_time_and_anyone_a_slot_late(town):
+    net, solvers = town
+    fates = [produce_late_if_not_drawn(net) for _ in range(10)]
+    assert committee.MEMBER in fates and committee.DRAWN in fates  # both cases met (k = 1 of 4 solvers)
+    assert any(net.chain.block_at(h).header.ticket != bytes(96) for h in range(net.height - 5, net.height + 1))
+    # Commits: a member's is taken, a non-member's refused, a forged ticket refused.
+    r = net.next_height + 1
+    members = [k for k in solvers if drawn(net, k, r) == committee.MEMBER]
+    others = [k for k in solvers if k not in members]
+    for k in members:
+        net.node.submit_tx(net.tx(k, Commit(r, bytes(32), ticket(net, k, r))))
+    for k in others:
+        with pytest.raises(TxError, match="not in the committee"):
+            net.node.submit_tx(net.tx(k, Commit(r, bytes(32), ticket(net, k, r))))
+    with pytest.raises(TxError, match="does not verify"):
+        net.node.submit_tx(net.tx(solvers[0], Commit(r, bytes(32), ticket(net, solvers[1], r))))
+
+
+def test_a_key_draws_only_on_beacons_made_after_its_registration(town):
+    """A solver that registers (or replaces) its key sees the next beacons coming: it draws nothing
+    until the seed block is after its registration, so no key can be ground against a known beacon."""
+    net, solvers = town
+    produce_late_if_not_drawn(net)
+    k = solvers[1]
+    net.submit(k, VoteKey(finality.register_key(b"\x42" * 32, chain_id=net.g.chain_id, solver=addr(k))))
+    produce_late_if_not_drawn(net)
+    reg = net.height
+    L = net.g.gate_closure
+    assert committee.draw_key(net.state(), addr(k), reg + L, L) is None
+    assert committee.draw_key(net.state(), addr(k), reg + L + 1, L) is not None
