@@ -31,6 +31,7 @@ import statistics
 import sys
 import time
 
+from consensus import adversaries
 from consensus.adversaries import SCENARIOS, Result, Scenario
 
 
@@ -91,14 +92,21 @@ def main() -> None:
     ap.add_argument("--only", default="", help="run the rows whose label contains this text")
     ap.add_argument("--quick", action="store_true", help="3 seeds, the main rows only: a smoke run")
     ap.add_argument("--details", action="store_true", help="print each seed's verdict too")
+    ap.add_argument("--committee", type=int, default=0,
+                    help="expected proposer committee per height (default: the genesis default, every node here)")
+    ap.add_argument("--mesh", type=int, default=0, help="gossip over a sparse mesh of about this many peers per node")
     args = ap.parse_args()
+    if args.committee:
+        adversaries.SIM_OVERRIDES["committee"] = args.committee
+    if args.mesh:
+        adversaries.SIM_OVERRIDES["mesh"] = args.mesh
     seeds = 3 if args.quick else args.seeds
     extra = 0 if args.quick else min(seeds, args.extra_seeds)
     plan = {i: (extra if sc.extra else seeds) for i, sc in enumerate(SCENARIOS) if args.only in sc.label}
     rows = [i for i, n in plan.items() if n > 0]
     tasks = [(i, args.first_seed + k) for k in range(max(plan.values(), default=0)) for i in rows if k < plan[i]]
     print(f"{os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}; "
-          f"seeds {args.first_seed}..{args.first_seed + seeds - 1} (extra rows: {f'the first {extra}' if extra else 'not run'}), "
+          f"simulator overrides {adversaries.SIM_OVERRIDES or 'none'}; seeds {args.first_seed}..{args.first_seed + seeds - 1} (extra rows: {f'the first {extra}' if extra else 'not run'}), "
           f"{args.jobs} processes")
     started = time.perf_counter()
     got: dict[int, list[Result]] = {i: [] for i in rows}

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from solver import candidate_pairs, verify
 
@@ -584,13 +584,16 @@ def measure(sim: Arena, attack: str, attacker_at: int | None, from_height: int) 
 Verdict = tuple[bool, str]  # (succeeded, why)
 
 
+SIM_OVERRIDES: dict[str, object] = {}  # applied to every scenario's SimConfig: bench/attacks.py --committee, --mesh
+
+
 def play(attack: str, cfg: SimConfig, drive: Callable[[Arena], None], judge: Callable[[Arena, Result], Verdict], *,
          attacker: type[Engine] | None = None, params: Callable[[Simulation], dict] | None = None, at: int = 0,
          from_height: int = 4) -> Result:
     """Run one scenario: an `Arena` on `cfg` with `attacker` at node `at` (None: every node honest),
     `drive(sim)` to play it, then the common figures (`measure`, counted from `from_height`) and
     `judge(sim, result)`'s verdict.  The attacker's `events` go into the result's detail."""
-    sim = Arena(cfg, engines_with(attacker, at, params))
+    sim = Arena(replace(cfg, **SIM_OVERRIDES), engines_with(attacker, at, params))
     try:
         drive(sim)
         r = measure(sim, attack, at if attacker is not None else None, from_height)

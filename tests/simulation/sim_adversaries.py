@@ -16,7 +16,9 @@ TINY = {  # small enough to run twice in a few seconds, big enough that the atta
     "twin": lambda seed: adv.twin_double_spend(seed, nodes=3, confirmations=2, patience=10, after=2),
     "boundary-release": lambda seed: adv.boundary_release(seed, nodes=4, finality_depth=3, patience=10, after=4),
     "commit-censorship": lambda seed: adv.commit_censorship(seed, nodes=3, rounds=6),
-    "lottery-grinding": lambda seed: adv.lottery_grinding(seed, nodes=3, rounds=8),
+    # 4 nodes, 10 rounds: at 3 nodes and 8-12 rounds seed 2's attacker drew 58-62% of the blocks without
+    # ever grinding (honest luck over so few blocks); bench/attacks.py gives the figure over 50 seeds.
+    "lottery-grinding": lambda seed: adv.lottery_grinding(seed, nodes=4, rounds=10),
     "double-vote": lambda seed: adv.double_vote(seed, nodes=4, rounds=6),
 }
 

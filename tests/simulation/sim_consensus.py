@@ -11,9 +11,9 @@ import pytest
 
 from consensus.engine import PROPOSAL, Engine, Message
 from consensus.sim import SimConfig, Simulation
-from consensus.rules import keys, ledger, schema
+from consensus.rules import committee, keys, ledger, schema
 from consensus.rules.blocks import BlockClearing, Multiplier
-from consensus.rules.transactions import Commit, sign_tx
+from consensus.rules.transactions import CONSENSUS, Commit, sign_tx
 
 
 @pytest.fixture
@@ -54,16 +54,27 @@ def winners(engine) -> list[bytes]:
     return [keys.address_of(c.block_at(h).header.proposer) for h in range(1, c.height + 1)]
 
 
-def test_sixteen_honest_nodes_agree_on_one_chain_and_finalize_for_24_rounds(sims):
-    seed = 11
-    sim = sims(SimConfig(nodes=16, seed=seed, latency_ms=(5, 500), households=4))
+def test_sixteen_honest_nodes_in_committees_over_gossip_agree_and_finalize_for_24_rounds(sims):
+    """Sixteen solvers, each talking to five peers, committees of four expected: one chain, finality
+    close behind the head, and once committees draw, about k proposals and 2k consensus transactions
+    per block instead of one and two per solver (issue 13)."""
+    seed, k = 11, 4
+    sim = sims(SimConfig(nodes=16, seed=seed, latency_ms=(5, 500), households=4, mesh=5, committee=k))
     sim.run_rounds(24)
     assert_one_chain(sim, seed)
-    c = sim.engines[0].chain
+    e = sim.engines[0]
+    c = e.chain
     assert c.height >= 24
-    assert len(set(winners(sim.engines[0]))) > 6, f"seed {seed}: the lottery should spread the wins"
+    assert len(set(winners(e))) > 6, f"seed {seed}: the lottery should spread the wins"
     assert sum(len(c.block_at(h).clearing.trades) for h in range(1, 25)) > 0
-    assert min(e.final_height() for e in sim.engines) >= c.height - 3, f"seed {seed}: finality lags"
+    assert min(x.final_height() for x in sim.engines) >= c.height - 3, f"seed {seed}: finality lags"
+    first = next(h for h in range(1, c.height) if committee.started(c.state(), h)) + 2
+    drawn = [h for h in range(first, c.height - 1)]
+    assert len(drawn) >= 8, f"seed {seed}: committees started late ({first})"
+    proposers = [len({p for (hh, _, p) in e.seen if hh == h}) for h in drawn]
+    assert sum(proposers) / len(drawn) <= 2 * k, f"seed {seed}: proposers per height {proposers}"
+    items = [sum(1 for t in c.block_at(h).txs if t.space == CONSENSUS) for h in drawn]
+    assert sum(items) / len(drawn) <= 2 * k + 2, f"seed {seed}: consensus transactions per block {items}"
 
 
 def test_same_seed_same_run(sims):
@@ -100,14 +111,22 @@ def test_a_partition_heals_into_one_chain_without_reverting_final_blocks(sims):
     assert_one_chain(sim, seed)
 
 
-def test_with_every_solver_but_one_offline_the_chain_still_advances(sims):
-    sim = sims(SimConfig(nodes=5, seed=4))
-    sim.run_rounds(3)
+@pytest.mark.parametrize("k", [None, 1])
+def test_with_every_solver_but_one_offline_the_chain_still_advances(sims, k):
+    """With committees (k = 1 of 5 expected), the one node left proposes a slot late whenever it is not
+    drawn: a block every slot still."""
+    sim = sims(SimConfig(nodes=5, seed=4, committee=k))
+    sim.run_rounds(3 if k is None else 8)
     start = sim.engines[0].chain.height
     sim.online = [True, False, False, False, False]
     sim.run_rounds(10)
-    assert sim.engines[0].chain.height >= start + 10
+    c = sim.engines[0].chain
+    assert c.height >= start + 10 - (k is not None)
     assert set(winners(sim.engines[0])[start:]) == {sim.engines[0].node.address}
+    if k is not None:
+        assert committee.started(c.state(), start + 1)
+        late = [h for h in range(start + 1, c.height + 1) if c.block_at(h).header.timestamp >= c.genesis.slot_start_ms(h + 1)]
+        assert 0 < len(late) < c.height - start  # not drawn: a slot late; drawn: in time
 
 
 class _Tamperer(Engine):
