@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from consensus.rules import beacon, bls, committee, keys, ledger, schema
 from consensus.rules.blocks import HEADER, Block
@@ -365,12 +365,12 @@ class Engine:
             return []
         return self._send_tx(Reveal(r, clearing_hash, self.salt(r)))
 
-    def _send_tx(self, body) -> list[Message]:
+    def _send_tx(self, body, fee: int | None = None) -> list[Message]:
         """Sign `body` (a commit, reveal or evidence) at the node key's next consensus nonce and admit it:
         a wallet using the same key counts its own nonces, so the two never take each other's."""
         a, g = self.node.address, self.chain.genesis
         nonce = self.node.mempool.next_nonce(a, self.chain.state().account(a).consensus_nonce, CONSENSUS)
-        tx = sign_tx(self.node.key, chain_id=g.chain_id, nonce=nonce, fee=g.min_fee, body=body)
+        tx = sign_tx(self.node.key, chain_id=g.chain_id, nonce=nonce, fee=fee or g.min_fee, body=body)
         try:
             self.node.submit_tx(tx)
         except TxError as e:
@@ -682,7 +682,9 @@ class Engine:
         wait behind a nonce gap until their window closed, and an honest solver would forfeit.  So they
         (and those pending in the mempool) are signed again, same bodies in the same order, at this
         chain's next consensus nonces; those this chain no longer takes (a window passed, already on
-        chain) are dropped.  Our wallet's transactions count the other nonce and go back as they were."""
+        chain) are dropped.  A commit carries the ticket of this chain's beacon, and goes only if it still
+        draws us (a reorg of the seed block redraws the committee).  Our wallet's transactions count the
+        other nonce and go back as they were."""
         me = self.node.address
         ours = []
         for b in reversed(reverted):  # oldest first, so each sender's nonces come back in order
@@ -700,8 +702,15 @@ class Engine:
         self.reveals_checked = None
         out: list[Message] = []
         for tx in ours:
-            if isinstance(tx.body, (Commit, Reveal)):
-                if not self._pending(type(tx.body), tx.body.height):
+            if isinstance(tx.body, Commit):
+                r = tx.body.height
+                if not self._pending(Commit, r) and self.member(r):  # drawn on this chain's beacon too
+                    ticket = self.ticket(r) if committee.started(self.chain.state(), r) else bytes(96)
+                    # A new ticket makes a new transaction: a higher fee replaces the old one in peers' pools.
+                    fee = tx.fee + self.chain.genesis.min_fee if ticket != tx.body.ticket else None
+                    out += self._send_tx(replace(tx.body, ticket=ticket), fee)
+            elif isinstance(tx.body, Reveal):
+                if not self._pending(Reveal, tx.body.height):
                     out += self._send_tx(tx.body)
             elif not any(p.body == tx.body for p in self.node.mempool.pending(me, CONSENSUS)):
                 out += self._send_tx(tx.body)  # evidence, a vote key

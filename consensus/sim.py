@@ -51,6 +51,7 @@ class SimConfig:
     committee: int | None = None  # the genesis' committee_size (default: the genesis default)
     voting_seats: int | None = None
     solvers: int | None = None  # how many nodes are registered solvers (default: all)
+    genesis: dict = field(default_factory=dict)  # other genesis fields to set (e.g. max_consensus_txs)
 
 
 @dataclass(order=True)
@@ -77,6 +78,7 @@ class Simulation:
         for name in ("reveal_window", "committee", "voting_seats"):
             if getattr(cfg, name) is not None:
                 doc["committee_size" if name == "committee" else name] = getattr(cfg, name)
+        doc.update(cfg.genesis)
         self.genesis = genesis_from_json(doc)
         self._memo: dict[bytes, Solution] = {}
         self.stores = [Store(f"{self.dir}/node{i}") for i in range(cfg.nodes)]
