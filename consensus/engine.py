@@ -143,14 +143,17 @@ class Engine:
                 and (self.member(h) or (h == head + 1 and late))]
 
     def ticket(self, height: int) -> bytes:
-        """Our lottery ticket for `height` (zeros: we have no key to draw it with), from the head's state,
-        which holds the seed block (height - L) for every height up to head + L."""
+        """Our lottery ticket for `height` (zeros: we have no key to draw it with, or its seed block is out
+        of reach), from the head's state, which holds the seed (height - L) for heights head + 1 .. head + L."""
         c, g = self.chain, self.chain.genesis
         state = c.state()
         key = committee.draw_key(state, self.node.address, height, g.gate_closure)
         if key != self.vote_public:
             return bytes(96)
-        seed = committee.ticket_beacon(state, height, g.gate_closure, g.hash)
+        try:
+            seed = committee.ticket_beacon(state, height, g.gate_closure, g.hash)
+        except ValueError:  # the seed block is not in reach of the head (too old, or ahead of it)
+            return bytes(96)
         hit = self._tickets.get((height, seed))
         if hit is None:
             if len(self._tickets) > 256:
