@@ -49,6 +49,7 @@ def run(nodes: int, rounds: int, mesh: int, k: int, seed: int, latency: tuple[in
         e0 = sim.engines[0]
         for _ in range(60):  # until committees draw the next heights
             sim.run_rounds(1)
+            say(f"{nodes} nodes: height {e0.chain.height}, {time.perf_counter() - t0:.0f} s")
             if committee.started(e0.chain.state(), e0.chain.height + 1):
                 break
         sim.run_rounds(2)

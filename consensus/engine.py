@@ -355,8 +355,11 @@ class Engine:
             return []
         clearing_hash = self.solution(r).clearing.hash
         self.chain.store.put_local(schema.own_commit(r), clearing_hash)
-        ticket = self.ticket(r) if committee.started(self.chain.state(), r) else bytes(96)
-        return self._send_tx(Commit(r, commitment(clearing_hash, a, self.salt(r)), ticket))
+        return self._send_tx(Commit(r, commitment(clearing_hash, a, self.salt(r)), self._commit_ticket(r)))
+
+    def _commit_ticket(self, r: int) -> bytes:
+        """What our commit for `r` carries: our ticket once committees draw `r`, else zeros."""
+        return self.ticket(r) if committee.started(self.chain.state(), r) else bytes(96)
 
     def _reveal(self, r: int) -> list[Message]:
         """Our commit for `r` is still pending on this chain (our proposal lost, or a reorg replaced the
@@ -496,26 +499,24 @@ class Engine:
             return REJECT, out
         if fate == "waiting" and topic == PROPOSAL:
             try:
-                if not self._improves(block):
+                if not self._improves(block, now_ms):
                     return IGNORE, out  # held for the selection, but not relayed: peers have a better one from us
             except BlockError:
                 return REJECT, out
         return (ACCEPT if fate in ("waiting", "connected", "reorg") else IGNORE), out
 
-    def _improves(self, block: Block) -> bool:
+    def _improves(self, block: Block, now_ms: int) -> bool:
         """Whether `block` (a proposal on our head, in its reveal window) ranks above every proposal we
         relayed for its height, by the order of the selection (censoring ones last): only then is it
         worth relaying, so a node forwards a few proposals per height, not one per proposer.  Such a
-        block is validated in full first (`BlockError` if it is invalid: dropped)."""
+        block is validated in full first, so an invalid block ranked first cannot stop the relay of the
+        valid ones behind it (`BlockError` if it is invalid: dropped)."""
         try:
             key = (self._censors(block), self.chain.rank(block), block.hash)  # the selection's total order
-        except BlockError:
-            return False
-        best = self._best.get(block.height)
-        if best is not None and best[0] == block.header.parent and best[1] <= key:
-            return False
-        try:  # fully: an invalid block ranked first must not stop the relay of the valid ones behind it
-            self.chain.validate(block, self.node.now_ms or block.header.timestamp)
+            best = self._best.get(block.height)
+            if best is not None and best[0] == block.header.parent and best[1] <= key:
+                return False
+            self.chain.validate(block, now_ms)
         except BlockError:
             self.stats.invalid += 1
             if self.waiting.get(block.header.proposer) is block:
@@ -708,7 +709,7 @@ class Engine:
             if isinstance(tx.body, Commit):
                 r = tx.body.height
                 if not self._pending(Commit, r) and self.member(r):  # drawn on this chain's beacon too
-                    ticket = self.ticket(r) if committee.started(self.chain.state(), r) else bytes(96)
+                    ticket = self._commit_ticket(r)
                     # A new ticket makes a new transaction: a higher fee replaces the old one in peers' pools.
                     fee = tx.fee + self.chain.genesis.min_fee if ticket != tx.body.ticket else None
                     out += self._send_tx(replace(tx.body, ticket=ticket), fee)

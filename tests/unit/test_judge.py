@@ -57,3 +57,34 @@ def test_garbage_and_bad_signatures_are_rejected_stale_transactions_ignored(tmp_
     assert eng.judge(TX, tx.encoded, now, "p")[0] == ACCEPT
     broke = sign_tx(b.stranger, chain_id=b.g.chain_id, nonce=0, fee=b.g.min_fee, body=Transfer(bytes(20), 1))
     assert eng.judge(TX, broke.encoded, now, "p")[0] == IGNORE  # well signed but unpayable: maybe a race
+
+
+def test_a_proposal_is_relayed_only_when_it_improves_and_an_invalid_one_blocks_nothing(tmp_path):
+    """Gossip that does not grow with the number of proposers (issue 13): a node relays a proposal only
+    when it ranks above every one it relayed for the height; a worse one is kept for the selection but
+    not forwarded; an invalid one ranked first is refused, so it cannot stop the relay of a valid one."""
+    from dataclasses import replace
+
+    from chain_support import addr
+    from consensus.engine import PROPOSAL
+    from consensus.rules import keys
+
+    users = [key(f"user{i}") for i in range(3)]
+    solvers = {keys.encode_address(addr(k)): 100_000_000 for k in [key("solver"), *users]}
+    a, b = Net(str(tmp_path / "a"), solvers=solvers), Net(str(tmp_path / "b"), solvers=solvers)
+    for n in (a, b):
+        n.produce_until(3)
+    market, pairs = a.chain.market(4)
+    clearing = solve_slot(market, pairs, a.g).clearing
+    proposals = sorted((a.chain.build_block(k, clearing, [], a.now(4))[0] for k in users), key=lambda p: p.hash)
+    low, mid, high = proposals  # equal ranks (no commits, no tickets yet): the lower hash goes first
+    eng = Engine(b.node)
+    now = b.g.slot_start_ms(4) + 10  # inside the reveal window
+    bad = replace(low, header=replace(low.header, state_hash=bytes(32)).signed(users[proposals.index(low)]))
+    assert eng.judge(PROPOSAL, bad.encoded, now, "mallory")[0] == REJECT
+    assert eng.judge(PROPOSAL, mid.encoded, now, "p1")[0] == ACCEPT  # the invalid one blocked nothing
+    assert eng.judge(PROPOSAL, high.encoded, now, "p2")[0] == IGNORE  # worse: kept, not relayed
+    assert eng.judge(PROPOSAL, low.encoded, now, "p3")[0] == ACCEPT  # better: relayed
+    assert set(eng.waiting) == {mid.header.proposer, high.header.proposer, low.header.proposer}
+    eng.tick(b.g.slot_start_ms(4) + b.g.slot_seconds * 500)
+    assert b.chain.head.hash == low.hash
