@@ -317,3 +317,19 @@ def test_vote_evidence_against_a_key_no_solver_holds_is_refused(net):
     net.produce_until(exit_at)
     assert net.state().solver(addr(u)) is None
     refused(net, net.tx(reporter, offence), msg)  # gone with its deposit
+
+
+def test_signatures_and_key_proofs_are_checked_once_per_process(net, monkeypatch):
+    """Bitcoin Core's signature cache: a transaction admitted to the mempool is not checked again when a
+    block carries it (a vote key's BLS proofs cost milliseconds); a changed signature is a new
+    transaction, checked in full."""
+    s = net.solver_key
+    tx = net.tx(s, VoteKey(reg(net, s, SKS[0])))
+    stateless(net, tx)
+    monkeypatch.setattr(T.keys, "verify_signature", lambda *_: pytest.fail("a signature checked twice"))
+    monkeypatch.setattr(T, "check_registration", lambda *_a, **_k: pytest.fail("a key proof checked twice"))
+    stateless(net, tx)
+    forged = decode_tx(tx.encoded[:-1] + bytes([tx.encoded[-1] ^ 1]))
+    monkeypatch.undo()
+    with pytest.raises(InvalidTx, match="bad signature"):
+        stateless(net, forged)

@@ -81,12 +81,16 @@ def checkpoint_json(cp) -> dict[str, Any]:
 
 def finality_json(chain: Chain, final: Checkpoint | None = None) -> dict[str, Any]:
     """The head's justified checkpoint and the final one (`final`: the node's, which votes seen in gossip
-    may have moved past the chain's own; consensus/rules/checkpoints.py), and the voter set in force:
-    reverting a final block would cost the offenders more than a third of `voter_deposit`."""
+    may have moved past the chain's own; consensus/rules/checkpoints.py), and the voter set in force: its
+    voters, their total vote weight (their deposits, or their seats once there are more keyed solvers
+    than `voting_seats`), and their deposit, which a final block's reversal would cost a third of."""
     vs = chain.voters()
     final = final or chain.finalized()
+    state = chain.state()
+    deposit = sum(rec.deposit for v in vs.voters if (rec := state.solver(v.address)) is not None) if vs else 0
     return {"justified": checkpoint_json(chain.justified()), "finalized": checkpoint_json(final),
-            "voters": len(vs) if vs is not None else 0, "voter_deposit": vs.total if vs is not None else 0}
+            "voters": len(vs) if vs is not None else 0, "voter_weight": vs.total if vs is not None else 0,
+            "voter_deposit": deposit}
 
 
 def block_json(chain: Chain, block: Block, final: Checkpoint | None = None) -> dict[str, Any]:
