@@ -24,7 +24,8 @@ devnet: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/clearing.py
 	$(PY) bench/chain.py
-	$(PY) bench/consensus_sim.py
+	$(PY) bench/consensus_sim.py --quick
+	$(PY) bench/consensus_scale.py
 	$(PY) bench/network.py
 
 clean:

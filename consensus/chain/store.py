@@ -15,9 +15,10 @@ import plyvel
 from consensus.rules import schema
 from consensus.rules.state import decode_changes, encode_changes
 
-FORMAT_VERSION = b"4"  # 2: delivery settlement (meter keys, readings, settlements, grid totals); 3: address
+FORMAT_VERSION = b"5"  # 2: delivery settlement (meter keys, readings, settlements, grid totals); 3: address
 # history entries for trades, settlements and sessions (schema.address_tx), and accounts carry a consensus
-# nonce beside the wallet nonce; 4: finality votes in blocks, the justified and final checkpoints in the state
+# nonce beside the wallet nonce; 4: finality votes in blocks, the justified and final checkpoints in the state;
+# 5: committees (the stake total, recent beacons, when each vote key was registered, commits carry tickets)
 
 
 class StoreError(Exception):
