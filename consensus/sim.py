@@ -24,6 +24,7 @@ from consensus.rules import keys
 from consensus.rules.blocks import Block
 from consensus.chain.chain import Chain, decode_block
 from consensus.rules.codec import digest
+from consensus.rules.finality import register_key
 from consensus.rules.genesis import dev_genesis, genesis_from_json
 from .node import Node
 from consensus.chain.store import Store
@@ -52,6 +53,7 @@ class SimConfig:
     voting_seats: int | None = None
     solvers: int | None = None  # how many nodes are registered solvers (default: all)
     genesis: dict = field(default_factory=dict)  # other genesis fields to set (e.g. max_consensus_txs)
+    genesis_keys: bool = False  # the solvers' vote keys in the genesis file: voters and committees from block 1
 
 
 @dataclass(order=True)
@@ -78,6 +80,10 @@ class Simulation:
         for name in ("reveal_window", "committee", "voting_seats"):
             if getattr(cfg, name) is not None:
                 doc["committee_size" if name == "committee" else name] = getattr(cfg, name)
+        if cfg.genesis_keys:
+            doc["vote_keys"] = {
+                keys.encode_address(a): register_key(keys.vote_secret(k), chain_id=doc["chain_id"], solver=a).encoded.hex()
+                for k, a in zip(self.keys, addrs) if a in solvers}
         doc.update(cfg.genesis)
         self.genesis = genesis_from_json(doc)
         self._memo: dict[bytes, Solution] = {}

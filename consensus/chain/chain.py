@@ -317,7 +317,7 @@ class Chain(ForkChoice):
         seed = state.get(schema.BEACON) or beacon.genesis_beacon(g.hash)
         committee.record_beacon(state, height, seed, g.gate_closure)
         try:  # votes first, against the parent's voter set, before the block's transactions change it
-            checkpoints.start_voters(state, height, seed, g.voting_seats, g.gate_closure)
+            checkpoints.start_voters(state, seed, g.voting_seats, height + g.gate_closure)
             checkpoints.apply_votes(state, height, votes, chain_id=g.chain_id, voters=checkpoints.voters(state),
                                     hash_at=self.hash_at, genesis=self.genesis_checkpoint(), seed=seed,
                                     seats=g.voting_seats)
@@ -405,6 +405,7 @@ class Chain(ForkChoice):
         g = self.genesis
         state = StateOverlay(self.store)
         ledger.apply_genesis(state, g)
+        checkpoints.start_voters(state, beacon.genesis_beacon(g.hash), g.voting_seats, 1)  # if it registers keys
         header = Header(height=0, parent=g.hash, timestamp=g.timestamp * 1000,
                         state_hash=next_state_hash(bytes(32), state.writes), tx_root=tx_root([]),
                         clearing_hash=BlockClearing().hash, proposer=bytes(32))

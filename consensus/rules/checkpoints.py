@@ -52,16 +52,16 @@ def voters(state: StateOverlay) -> VoterSet | None:
     return None if raw is None else VOTER_SET.decode(raw)
 
 
-def start_voters(state: StateOverlay, height: int, seed: bytes, seats: int, gate_closure: int) -> None:
-    """Before any voter set is in force: start one at block `height` once the solvers with vote keys hold
-    more than 2/3 of all solver deposit (called before each block's votes); its seats drawn with `seed`,
-    and proposer committees from L blocks later (committee.py)."""
+def start_voters(state: StateOverlay, seed: bytes, seats: int, committees_from: int) -> None:
+    """Before any voter set is in force: start one once the solvers with vote keys hold more than 2/3 of
+    all solver deposit (called before each block's votes, and at genesis); its seats drawn with `seed`,
+    and proposer committees from height `committees_from` on (committee.py)."""
     if state.get(schema.VOTERS) is not None:
         return
     pool = ledger.voter_pool(state)
     if pool and quorum(sum(v.deposit for v in pool), state.stake()):
         state.put(schema.VOTERS, VOTER_SET.encode(committee.seats(pool, seed, seats)))
-        committee.start(state, height, gate_closure)
+        committee.start(state, committees_from)
 
 
 def apply_votes(state: StateOverlay, height: int, votes: tuple[Certificate, ...], *, chain_id: str,

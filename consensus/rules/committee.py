@@ -16,7 +16,9 @@ beacons made after the block that registered it (`bls_since`), so no key can be 
 known beacon.
 
 Committees apply from L blocks after the voter set comes in force (checkpoints.py), so that every
-voter's key was registered before the first seed block; before that every solver proposes.
+voter's key was registered before the first seed block; before that every solver proposes.  A
+network whose genesis file registers its solvers' keys (`vote_keys`) has its voter set, and its
+committees, from block 1.
 
 Liveness does not hang on the draw: when no member's block arrives, any solver may propose height h
 once a whole slot has passed since its start (stamped at or after the start of slot h + 1); such a
@@ -73,19 +75,21 @@ def started(state: StateOverlay, height: int) -> bool:
     return raw is not None and height >= schema.read_u64(raw)
 
 
-def start(state: StateOverlay, height: int, gate_closure: int) -> None:
-    """The voter set comes in force with block `height`: committees draw from height + L on."""
-    state.put(schema.COMMITTEES_FROM, schema.u64(height + gate_closure))
+def start(state: StateOverlay, first: int) -> None:
+    """The voter set came in force: committees draw from height `first` on (L blocks after the block
+    that started it; height 1 when the genesis did)."""
+    state.put(schema.COMMITTEES_FROM, schema.u64(first))
 
 
 def draw_key(state: StateOverlay, solver: bytes, height: int, gate_closure: int) -> bytes | None:
-    """The BLS key `solver` draws height `height`'s ticket with: its current key, if a block before the
-    seed block registered it; else None (it draws nothing)."""
+    """The BLS key `solver` draws height `height`'s ticket with: its current key, if the genesis or a
+    block before the seed block registered it; else None (it draws nothing)."""
     key = state.solver_bls(solver)
     since = state.get(schema.bls_since(solver))
-    if key is None or since is None or schema.read_u64(since) >= seed_height(height, gate_closure):
+    if key is None or since is None:
         return None
-    return key
+    at = schema.read_u64(since)  # 0: in the genesis file, which the first beacon hashes: it cannot be ground
+    return key if at == 0 or at < seed_height(height, gate_closure) else None
 
 
 def is_member(value: bytes, deposit: int, stake: int, size: int) -> bool:

@@ -18,7 +18,8 @@ from solver.documents import DocumentError, read_json, require_int
 from solver.instance import MAX_PER_SIDE
 
 from .codec import digest
-from .finality import MAX_VOTERS
+from .codec import DecodeError
+from .finality import KEY_REGISTRATION, MAX_VOTERS, FinalityError, KeyRegistration, check_registration
 from .keys import AddressError, decode_address, encode_address
 
 DEFAULT_MAX_BIDS = 50_000  # per side and slot: ~100,000 participants clear in about 100 s (README)
@@ -32,7 +33,7 @@ _FIELDS = {
     "bid_horizon", "tolerance_ppm", "quantum_exp", "candidate_cap", "grid", "network_charge",
     "block_reward", "min_fee", "solver_deposit", "max_block_txs", "max_bids_per_slot", "network_operator",
     "commit_forfeit", "withdrawal_delay", "reveal_window", "meter_window", "session_timeout",
-    "committee_size", "voting_seats", "max_consensus_txs", "balances", "solvers",
+    "committee_size", "voting_seats", "max_consensus_txs", "balances", "solvers", "vote_keys",
 }
 
 
@@ -71,6 +72,7 @@ class Genesis:
     network_operator: bytes | None  # receives network charges; None burns them
     balances: tuple[tuple[bytes, int], ...]
     solvers: tuple[tuple[bytes, int], ...]
+    vote_keys: tuple[tuple[bytes, KeyRegistration], ...] = ()  # genesis solvers' BLS keys, in force from block 1
     hash: bytes = b""
 
     @property
@@ -119,6 +121,7 @@ class Genesis:
             "network_operator": encode_address(self.network_operator) if self.network_operator else None,
             "balances": {encode_address(a): v for a, v in self.balances},
             "solvers": {encode_address(a): v for a, v in self.solvers},
+            "vote_keys": {encode_address(a): r.encoded.hex() for a, r in self.vote_keys},
         }
 
 
@@ -145,6 +148,27 @@ def _allocations(doc: Any, where: str, lo: int) -> tuple[tuple[bytes, int], ...]
     out = {}
     for k, v in doc.items():
         out[_address(k, f"{where}.{k}")] = require_int(v, f"{where}.{k}", lo, MAX_SUPPLY, GenesisError)
+    return tuple(sorted(out.items()))
+
+
+def _vote_keys(doc: Any, chain_id: str, solvers: tuple[tuple[bytes, int], ...]) -> tuple[tuple[bytes, KeyRegistration], ...]:
+    """Genesis solvers' vote key registrations (hex of finality.KEY_REGISTRATION), each checked in full."""
+    if not isinstance(doc, dict):
+        raise GenesisError("genesis.vote_keys: expected an object of solver address -> key registration (hex)")
+    out, seen, solver_set = {}, set(), {a for a, _ in solvers}
+    for k, v in doc.items():
+        addr, where = _address(k, f"genesis.vote_keys.{k}"), f"genesis.vote_keys.{k}"
+        try:
+            reg = KEY_REGISTRATION.decode(bytes.fromhex(v) if isinstance(v, str) else b"")
+            check_registration(reg, chain_id=chain_id)
+        except (ValueError, DecodeError, FinalityError) as e:
+            raise GenesisError(f"{where}: not a valid key registration: {e}") from None
+        if reg.solver != addr or addr not in solver_set:
+            raise GenesisError(f"{where}: the registration is for another address, or it is not a genesis solver")
+        if reg.bls_key in seen:
+            raise GenesisError(f"{where}: a BLS key registered twice")
+        seen.add(reg.bls_key)
+        out[addr] = reg
     return tuple(sorted(out.items()))
 
 
@@ -177,6 +201,7 @@ def genesis_from_json(doc: Any) -> Genesis:
     if C >= L:
         raise GenesisError("genesis.commit_window: must be below gate_closure (the brief: L > C)")
     op = doc.get("network_operator")
+    solvers = _allocations(doc.get("solvers", {}), "genesis.solvers", 1)
     finality = _int(doc, "finality_depth", 1, 10_000)
     deposit = _int(doc, "solver_deposit", 1, 10**15)
     committee = require_int(doc.get("committee_size", DEFAULT_COMMITTEE), "genesis.committee_size", 1, 10_000,
@@ -218,7 +243,8 @@ def genesis_from_json(doc: Any) -> Genesis:
                                       4, 100_000, GenesisError),
         network_operator=None if op is None else _address(op, "genesis.network_operator"),
         balances=_allocations(doc.get("balances", {}), "genesis.balances", 1),
-        solvers=_allocations(doc.get("solvers", {}), "genesis.solvers", 1),
+        solvers=solvers,
+        vote_keys=_vote_keys(doc.get("vote_keys", {}), cid, solvers),
     )
     total = sum(v for _, v in g.balances) + sum(v for _, v in g.solvers)
     if total > MAX_SUPPLY // 2:

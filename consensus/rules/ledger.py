@@ -38,6 +38,9 @@ def apply_genesis(state: StateOverlay, g: Genesis) -> None:
     for addr, deposit in g.solvers:
         state.set_solver(addr, SolverRecord(deposit=deposit, since=0))
         minted += deposit
+    for addr, reg in g.vote_keys:  # registered at height 0: they draw tickets from block 1 (committee.py)
+        state.set_solver_bls(addr, reg.bls_key)
+        state.put(schema.bls_since(addr), schema.u64(0))
     state.set_totals(Totals(minted=minted, burned=0))
 
 
