@@ -1,12 +1,15 @@
 """A node's Proof-of-Solution rounds, sans-IO: fed the time and messages, it returns messages to send.
 
 For block h (clearing slot h):
-  solve   once blocks <= h - L are on chain the instance of h is fixed; a registered solver solves it;
-  commit  while the head is in h - C - 1 .. h - 2 it sends Commit(h, hash(clearing, address, salt)), so
-          the commit can land in one of blocks h - C .. h - 1;
-  reveal  at slot h's start it proposes block h on its head, revealing the clearing and the salt;
+  solve   once blocks <= h - L are on chain the instance of h is fixed, and so is h's proposer committee
+          (consensus/rules/committee.py); a registered solver drawn into it solves it;
+  commit  while the head is in h - C - 1 .. h - 2 it sends Commit(h, hash(clearing, address, salt), its
+          ticket), so the commit can land in one of blocks h - C .. h - 1;
+  reveal  at slot h's start a member proposes block h on its head, revealing the clearing and the salt
+          (any other solver only once slot h is over without a block h);
   select  proposals for h that arrive in the reveal window (the first half of slot h) are ranked, and
-          the best becomes block h;
+          the best becomes block h; a node relays a proposal only when it ranks above the best one it
+          relayed for h, so gossip carries a few proposals per height, not one per proposer;
   vote    once block h is adopted, a solver with a registered vote key signs a finality vote from its
           chain's justified checkpoint to block h and gossips it; the proposer of block h + 1 carries
           the votes it collected, aggregated, and they justify h and make h - 1 final
@@ -87,7 +90,7 @@ class Engine:
     _fate: dict[bytes, str] | None = None  # while `judge` runs: what became of each block taken
     _weighed: int = -1  # the vote book's version when the side blocks were last weighed
     _last_vote: Vote | None = None  # our latest vote: sent again at each new head while recent
-    _tickets: dict[tuple[int, bytes], bytes | None] = field(default_factory=dict)  # (height, seed) -> our ticket
+    _tickets: dict[tuple[int, bytes], bytes] = field(default_factory=dict)  # (height, seed) -> our ticket
     _best: dict[int, tuple] = field(default_factory=dict)  # height -> the best rank relayed for it (gossip)
     _owed_at: tuple | None = None  # ((height, head), what a proposal for it owes): `_censors`' cache
 

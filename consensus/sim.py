@@ -2,7 +2,10 @@
 
 Each node is the real thing (its own LevelDB store, chain, mempool and consensus `Engine`); only the
 network and the clock are simulated: messages are delivered after a random latency, may be lost, and
-cross a partition only when it is healed; each node's clock may be skewed.  Households post bids to
+cross a partition only when it is healed; each node's clock may be skewed.  The network is every node
+to every node, or (`SimConfig.mesh`) gossip over a sparse random mesh, where a node relays what its
+engine accepts (`Engine.judge`) to its other peers, as gossipsub does; each node's messages, bytes and
+engine CPU are counted (`received`, `received_bytes`, `cpu`).  Households post bids to
 random nodes every slot.  Everything random comes from one seed: the same seed gives the same run.
 Identical instances are solved once for all nodes (the solver is deterministic; this only saves time).
 """
