@@ -93,6 +93,9 @@ def apply_votes(state: StateOverlay, height: int, votes: tuple[Certificate, ...]
     state.put(schema.JUSTIFIED, schema.u64(j.height) + j.hash)
     if f != finalized(state, genesis):
         state.put(schema.FINALIZED, schema.u64(f.height) + f.hash)
-        vs = ledger.voter_set(state, seed, seats)  # the final checkpoint moved: the registrations of now come in force
+        # The final checkpoint moved: the registrations of now come in force, their seats drawn on the beacon
+        # after the newly final block (fixed before this block: its proposer cannot redraw them by choosing
+        # which votes to carry), or, if that is out of reach, this block's.
+        vs = ledger.voter_set(state, state.get(schema.beacon_at(f.height)) or seed, seats)
         if vs is not None:
             state.put(schema.VOTERS, VOTER_SET.encode(vs))

@@ -26,9 +26,13 @@ block is uncommitted and ranks below every committed one.
 
 The *voting committee* (the voter set in force, checkpoints.py) has at most
 `Genesis.voting_seats` seats: when the pool of keyed solvers is larger, the seats are drawn by
-systematic sampling on the line of deposits, from one random offset (the beacon), so each solver
-holds its deposit's share of the seats rounded down or up, never more: a coalition's share of the
-votes is its share of the deposit within one seat per member.  A voter's weight is its seats.
+systematic sampling on the line of deposits, in an order and from an offset the seed draws, so each
+solver holds its deposit's share of the seats rounded down or up, never more.  A voter's weight is
+its seats.  A coalition's expected seats are its deposit share; but a coalition of solvers each
+holding less than one seat's worth of deposit gets each seat by chance, so its seats vary around
+that share (about like a binomial): with 256 seats, a coalition holding 20% of the deposit holds
+more than a third of the seats with a chance of about 1e-7 per draw, at 25% about 1e-3.  Below
+`voting_seats` keyed solvers nothing is drawn and the 1/3 bound is exact (README, consensus).
 
 Consensus-critical: integers only, and every input is in the state of the block's parent.
 """
@@ -120,9 +124,11 @@ def seats(pool: Sequence[Voter], seed: bytes, n: int) -> VoterSet:
     """The voting committee of `pool` (deposit-weighted voters): the whole pool by deposit if it has at
     most `n` voters; else `n` seats by systematic sampling on the deposits in address order, from an
     offset drawn by `seed`, each voter weighted by its seats (those with none are left out)."""
-    voters = sorted(pool, key=lambda v: v.address)
-    if len(voters) <= n:
-        return VoterSet(tuple(voters))
+    if len(pool) <= n:
+        return VoterSet.of(pool)
+    # The line's order is drawn by the seed too: with a fixed order (by address, which a solver picks) a
+    # coalition could place many small solvers so that one offset gives seats to all of them at once.
+    voters = sorted(pool, key=lambda v: digest(seed + v.address, b"transx-seatorder"))
     total = sum(v.deposit for v in voters)
     offset = int.from_bytes(digest(seed, b"transx-seats"), "big") % total
     # Points offset + i * total (i < n) on a line where voter j holds [n * C_j, n * C_j+1), C its cumulative deposit.
@@ -133,7 +139,7 @@ def seats(pool: Sequence[Voter], seed: bytes, n: int) -> VoterSet:
         count = _points_below(hi, offset, total, n) - _points_below(lo, offset, total, n)
         if count:
             out.append(Voter(v.address, v.bls_key, count))
-    return VoterSet(tuple(out))
+    return VoterSet.of(out)
 
 
 def _points_below(x: int, offset: int, step: int, n: int) -> int:
