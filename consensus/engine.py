@@ -201,7 +201,7 @@ class Engine:
         next block once its slot has started."""
         self.node.now_ms = now_ms  # what the node admits from wallets depends on which block is being built
         out: list[Message] = []
-        for b in [b for b in self.future.values() if b.header.timestamp <= now_ms + MAX_FUTURE_MS]:
+        for b in [b for b in self.future.values() if not self._too_early(b, now_ms)]:
             del self.future[b.hash]
             out += self._take(b, now_ms)
         if self.waiting and now_ms >= self.reveal_ends(self.chain.height + 1):
@@ -500,10 +500,12 @@ class Engine:
             self._fate = None
         if fate == "invalid":
             return REJECT, out
-        if fate == "waiting" and topic == PROPOSAL:
+        if fate == "waiting":
             try:
-                if not self._improves(block, now_ms):
+                if topic == PROPOSAL and not self._improves(block, now_ms):
                     return IGNORE, out  # held for the selection, but not relayed: peers have a better one from us
+                if topic == BLOCK:
+                    self._validate_waiting(block, now_ms)  # relayed as it is: valid in full first
             except BlockError:
                 return REJECT, out
         return (ACCEPT if fate in ("waiting", "connected", "reorg") else IGNORE), out
@@ -514,21 +516,35 @@ class Engine:
         worth relaying, so a node forwards a few proposals per height, not one per proposer.  Such a
         block is validated in full first, so an invalid block ranked first cannot stop the relay of the
         valid ones behind it (`BlockError` if it is invalid: dropped)."""
-        try:
-            key = (self._censors(block), self.chain.rank(block), block.hash)  # the selection's total order
-            best = self._best.get(block.height)
-            if best is not None and best[0] == block.header.parent and best[1] <= key:
-                return False
-            self.chain.validate(block, now_ms)
-        except BlockError:
-            self.stats.invalid += 1
-            if self.waiting.get(block.header.proposer) is block:
-                del self.waiting[block.header.proposer]
-            raise
+        key = (self._censors(block), self._rank_or_drop(block), block.hash)  # the selection's total order
+        best = self._best.get(block.height)
+        if best is not None and best[0] == block.header.parent and best[1] <= key:
+            return False
+        self._validate_waiting(block, now_ms)
         if len(self._best) > 64:
             self._best = {h: v for h, v in self._best.items() if h > self.chain.height - 8}
         self._best[block.height] = (block.header.parent, key)
         return True
+
+    def _rank_or_drop(self, block: Block):
+        try:
+            return self.chain.rank(block)
+        except BlockError:
+            self._drop_waiting(block)
+            raise
+
+    def _validate_waiting(self, block: Block, now_ms: int) -> None:
+        """Every check of a connect on a waiting proposal, before we relay it; `BlockError`: dropped."""
+        try:
+            self.chain.validate(block, now_ms)
+        except BlockError:
+            self._drop_waiting(block)
+            raise
+
+    def _drop_waiting(self, block: Block) -> None:
+        self.stats.invalid += 1
+        if self.waiting.get(block.header.proposer) is block:
+            del self.waiting[block.header.proposer]
 
     def _censors(self, block: Block) -> bool:
         """`block` leaves out a consensus transaction it owed (`_owed`) with room to spare."""
@@ -610,7 +626,7 @@ class Engine:
             self.stats.invalid += h.height >= 1 and not h.signature_ok()
             self._mark(block, "invalid" if not h.signature_ok() else "final")
             return []  # below finality, or not signed by its proposer: nothing to hold or rank
-        if h.timestamp > now_ms + MAX_FUTURE_MS:
+        if self._too_early(block, now_ms):
             if len(self.future) < MAX_ORPHANS and h.timestamp <= now_ms + FUTURE_HOLD_MS:
                 self.future[block.hash] = block
             self._mark(block, "held")
@@ -682,6 +698,15 @@ class Engine:
                 out += self._take(child, now_ms, sender)
             return out
         return []
+
+    def _too_early(self, block: Block, now_ms: int) -> bool:
+        """Stamped further ahead of our clock than the drift allowed; and a block stamped after its own slot
+        (what a solver outside the committee may propose: committee.py) gets no drift at all, or with
+        short slots a non-member could stamp slot h + 1's start during slot h and compete in time."""
+        t = block.header.timestamp
+        if t >= self.chain.genesis.slot_start_ms(block.height + 1):
+            return t > now_ms
+        return t > now_ms + MAX_FUTURE_MS
 
     def _rebase_own_consensus_txs(self, reverted: list[Block]) -> list[Message]:
         """After a reorg the reverted blocks' transactions go back to the mempool, but our own commits,

@@ -71,7 +71,9 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
                                         # A solver resends its pending commits and reveals at each new head:
                                         # ids must be forgotten by then, or a peer that once refused one
                                         # (its head was behind) never gets it again.
-                                        seen_ttl=max(1, min(120, genesis.slot_seconds // 2))),
+                                        # At least 5 s: longer than gossipsub's IHAVE window (3 heartbeats),
+                                        # or a peer would fetch and relay a pending transaction again and again.
+                                        seen_ttl=max(5, min(120, genesis.slot_seconds // 2))),
                           topics(genesis.max_block_txs + genesis.max_consensus_txs), peering.handle, peering)
         peering.network = network
         node.on_local_tx.append(lambda tx: network.publish("tx", tx.encoded))

@@ -212,8 +212,11 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
             raise TxError(f"slot {rec.slot} closed at height {rec.slot - g.gate_closure}: its bids are final")
         return 0
     if isinstance(b, RegisterSolver):
-        if state.solver(tx.sender) is None and b.deposit < g.solver_deposit:
+        rec = state.solver(tx.sender)
+        if rec is None and b.deposit < g.solver_deposit:
             raise TxError(f"a solver's deposit is at least {tokens(g.solver_deposit)} tokens")
+        if rec is not None and rec.exit_at:  # a top-up would cancel the exit it still has scheduled
+            raise TxError(f"this solver is withdrawing (its deposit returns at height {rec.exit_at})")
         return b.deposit
     if isinstance(b, Commit):
         if state.solver(tx.sender) is None:
@@ -257,6 +260,12 @@ def _locked_by(tx: Tx, height: int, g: Genesis, state: StateOverlay) -> int:
         owner = state.bls_owner(b.registration.bls_key)
         if owner is not None and owner != tx.sender:
             raise TxError("this BLS key is registered to another solver")
+        since = state.get(schema.bls_since(tx.sender))
+        if state.solver_bls(tx.sender) is not None and since is not None and (
+                height < schema.read_u64(since) + g.finality_depth):
+            # One key change per finality_depth blocks: key registrations cannot fill blocks' consensus room.
+            raise TxError(f"this solver registered a key at height {schema.read_u64(since)}: the next change is "
+                          f"possible from height {schema.read_u64(since) + g.finality_depth}")
         return 0
     if isinstance(b, VoteEvidence):
         return _check_vote_evidence(b, state, g)

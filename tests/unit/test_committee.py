@@ -163,7 +163,8 @@ def test_a_key_draws_only_on_beacons_made_after_its_registration(town):
     """A solver that registers (or replaces) its key sees the next beacons coming: it draws nothing
     until the seed block is after its registration, so no key can be ground against a known beacon."""
     net, solvers = town
-    produce_late_if_not_drawn(net)
+    for _ in range(net.g.finality_depth):  # a key changes at most once per finality_depth blocks
+        produce_late_if_not_drawn(net)
     k = solvers[1]
     net.submit(k, VoteKey(finality.register_key(b"\x42" * 32, chain_id=net.g.chain_id, solver=addr(k))))
     produce_late_if_not_drawn(net)

@@ -88,3 +88,37 @@ def test_a_proposal_is_relayed_only_when_it_improves_and_an_invalid_one_blocks_n
     assert set(eng.waiting) == {mid.header.proposer, high.header.proposer, low.header.proposer}
     eng.tick(b.g.slot_start_ms(4) + b.g.slot_seconds * 500)
     assert b.chain.head.hash == low.hash
+
+
+def _three_solvers(tmp_path):
+    from chain_support import addr
+    from consensus.rules import keys
+
+    users = [key(f"user{i}") for i in range(3)]
+    solvers = {keys.encode_address(addr(k)): 100_000_000 for k in [key("solver"), *users]}
+    a, b = Net(str(tmp_path / "a"), solvers=solvers), Net(str(tmp_path / "b"), solvers=solvers)
+    for n in (a, b):
+        n.produce_until(3)
+    return a, b, users
+
+
+def test_a_block_stamped_after_its_slot_waits_for_the_clock_and_an_invalid_one_is_refused_on_any_topic(tmp_path):
+    """Review of issue 13: a block stamped at or after the next slot's start (what a solver outside the
+    committee may propose) gets no clock drift, or with short slots it would compete in time; and a
+    block on the BLOCK topic inside the reveal window is validated before it is relayed, as a proposal."""
+    from dataclasses import replace
+
+    from consensus.engine import PROPOSAL
+
+    a, b, users = _three_solvers(tmp_path)
+    market, pairs = a.chain.market(4)
+    clearing = solve_slot(market, pairs, a.g).clearing
+    late, _ = a.chain.build_block(users[0], clearing, [], a.g.slot_start_ms(5))
+    eng = Engine(b.node)
+    now = b.g.slot_start_ms(4) + 10
+    assert late.header.timestamp - now < 15_000  # within the drift a block in time is allowed
+    assert eng.judge(PROPOSAL, late.encoded, now, "p")[0] == IGNORE and late.hash in eng.future
+    bad = replace(late, header=replace(late.header, timestamp=now, state_hash=bytes(32)).signed(users[1]))
+    assert eng.judge(BLOCK, bad.encoded, now, "mallory")[0] == REJECT
+    eng.tick(b.g.slot_start_ms(5))  # its time: taken (no other block 4 came)
+    assert b.chain.hash_at(4) == late.hash

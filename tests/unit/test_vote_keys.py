@@ -109,12 +109,17 @@ def test_re_registering_replaces_the_key_and_the_old_one_stays_the_solvers(net):
     s, u = net.solver_key, net.users[0]
     make_solver(net, u)
     give_key(net, s, SKS[0])
+    since = net.height
+    # One change per finality_depth blocks, so key registrations cannot fill the consensus room of blocks.
+    refused(net, net.tx(s, VoteKey(reg(net, s, SKS[1]))), f"next change is possible from height {since + net.g.finality_depth}$")
+    net.produce_until(since + net.g.finality_depth - 1)
     give_key(net, s, SKS[1])
     st = net.state()
     assert st.solver_bls(addr(s)) == PKS[1]
     assert (st.bls_owner(PKS[0]), st.bls_owner(PKS[1])) == (addr(s), addr(s))
     assert voters(net)[addr(s)][0] == PKS[1]
     refused(net, net.tx(u, VoteKey(reg(net, u, SKS[0]))), "^this BLS key is registered to another solver$")
+    net.produce_until(net.height + net.g.finality_depth)
     applies(net, net.tx(s, VoteKey(reg(net, s, SKS[0]))))  # its own old key it may take back
 
 
@@ -274,6 +279,7 @@ def test_a_solver_that_replaced_its_key_is_still_slashed_for_the_old_keys_votes(
     u, reporter = net.users[0], net.users[1]
     make_solver(net, u)
     give_key(net, u, SKS[1])
+    net.produce_until(net.height + net.g.finality_depth)
     give_key(net, u, SKS[2])
     tx = net.submit(reporter, evidence(vote(SKS[1], 0, 3, A), vote(SKS[1], 0, 3, B)))
     assert tx in net.produce().block.txs
@@ -333,3 +339,13 @@ def test_signatures_and_key_proofs_are_checked_once_per_process(net, monkeypatch
     monkeypatch.undo()
     with pytest.raises(InvalidTx, match="bad signature"):
         stateless(net, forged)
+
+
+def test_a_withdrawing_solver_cannot_top_up_and_cancel_its_exit(net):
+    """Review of issue 13: a top-up wrote a fresh record without the exit, so a withdrawing solver was a
+    full solver again (drawn, proposing, in the stake total) until its scheduled payout."""
+    u = net.users[0]
+    make_solver(net, u)
+    net.submit(u, WithdrawSolver())
+    net.produce()
+    refused(net, net.tx(u, RegisterSolver(net.g.solver_deposit)), "^this solver is withdrawing")
