@@ -171,11 +171,8 @@ class Engine:
         if not committee.started(state, height):
             return True
         proof = self.ticket(height)
-        if not any(proof):
-            return False
-        rec = state.solver(self.node.address)
-        deposit = rec.deposit if rec is not None and not rec.exit_at else 0
-        return committee.is_member(beacon.ticket_value(proof), deposit, state.stake(), g.committee_size)
+        return any(proof) and committee.drawn(state, self.node.address, height, proof, gate_closure=g.gate_closure,
+                                              size=g.committee_size)
 
     def put_solution(self, height: int, solution: Solution) -> None:
         self.solutions[self._solution_key(height)] = solution

@@ -405,6 +405,7 @@ class Chain(ForkChoice):
         g = self.genesis
         state = StateOverlay(self.store)
         ledger.apply_genesis(state, g)
+        committee.record_beacon(state, 0, beacon.genesis_beacon(g.hash), g.gate_closure)
         checkpoints.start_voters(state, beacon.genesis_beacon(g.hash), g.voting_seats, 1)  # if it registers keys
         header = Header(height=0, parent=g.hash, timestamp=g.timestamp * 1000,
                         state_hash=next_state_hash(bytes(32), state.writes), tx_root=tx_root([]),

@@ -96,6 +96,6 @@ def apply_votes(state: StateOverlay, height: int, votes: tuple[Certificate, ...]
         # The final checkpoint moved: the registrations of now come in force, their seats drawn on the beacon
         # after the newly final block (fixed before this block: its proposer cannot redraw them by choosing
         # which votes to carry), or, if that is out of reach, this block's.
-        vs = ledger.voter_set(state, state.get(schema.beacon_at(f.height)) or seed, seats)
+        vs = ledger.voter_set(state, (state.get(schema.beacon_at(f.height)) or seed)[:32], seats)
         if vs is not None:
             state.put(schema.VOTERS, VOTER_SET.encode(vs))

@@ -56,18 +56,29 @@ def seed_height(height: int, gate_closure: int) -> int:
 
 def ticket_beacon(state: StateOverlay, height: int, gate_closure: int, genesis_hash: bytes) -> bytes:
     """The beacon height `height`'s tickets are drawn on, from a state at or after block height - L."""
+    return _seed(state, height, gate_closure, genesis_hash)[0]
+
+
+def draw_stake(state: StateOverlay, height: int, gate_closure: int) -> int:
+    """The stake total height `height` is drawn against: as it was when its seed block began, so no
+    deposit or withdrawal made after the draw was known can push a member out (or a solver in)."""
+    return _seed(state, height, gate_closure, b"")[1]
+
+
+def _seed(state: StateOverlay, height: int, gate_closure: int, genesis_hash: bytes) -> tuple[bytes, int]:
     h = seed_height(height, gate_closure)
     raw = state.get(schema.beacon_at(h))
     if raw is not None:
-        return raw
+        return raw[:32], schema.read_u64(raw[32:40])
     if h == 0:
-        return beacon.genesis_beacon(genesis_hash)
+        return beacon.genesis_beacon(genesis_hash), state.stake()
     raise ValueError(f"the beacon after block {h} is not in this state")
 
 
 def record_beacon(state: StateOverlay, height: int, value: bytes, gate_closure: int) -> None:
-    """Keep the beacon after block `height`, and forget the one no later height draws on."""
-    state.put(schema.beacon_at(height), value)
+    """Keep the beacon after block `height` with the stake total as the block began, and forget the ones
+    no later height draws on."""
+    state.put(schema.beacon_at(height), value + schema.u64(state.stake()))
     if height > gate_closure:
         state.put(schema.beacon_at(height - gate_closure - 1), None)
 
@@ -115,9 +126,15 @@ def check(state: StateOverlay, solver: bytes, height: int, proof: bytes, *, gate
     seed = ticket_beacon(state, height, gate_closure, genesis_hash)
     if not beacon.verify_ticket(key, seed, height, beacon.Ticket(proof)):
         raise ValueError("the lottery ticket does not verify")
+    return MEMBER if drawn(state, solver, height, proof, gate_closure=gate_closure, size=size) else DRAWN
+
+
+def drawn(state: StateOverlay, solver: bytes, height: int, proof: bytes, *, gate_closure: int, size: int) -> bool:
+    """Whether the (valid) ticket `proof` draws `solver` into height `height`'s committee: its deposit now
+    (0 if withdrawing) against the stake total of the seed block."""
     rec = state.solver(solver)
     deposit = rec.deposit if rec is not None and not rec.exit_at else 0
-    return MEMBER if is_member(beacon.ticket_value(proof), deposit, state.stake(), size) else DRAWN
+    return is_member(beacon.ticket_value(proof), deposit, draw_stake(state, height, gate_closure), size)
 
 
 def seats(pool: Sequence[Voter], seed: bytes, n: int) -> VoterSet:
@@ -149,5 +166,5 @@ def _points_below(x: int, offset: int, step: int, n: int) -> int:
     return min(n, (x - offset + step - 1) // step)
 
 
-__all__ = ["DRAWN", "MEMBER", "NO_KEY", "check", "draw_key", "is_member", "record_beacon", "seats", "seed_height",
-           "start", "started", "ticket_beacon"]
+__all__ = ["DRAWN", "MEMBER", "NO_KEY", "check", "draw_key", "draw_stake", "drawn", "is_member", "record_beacon",
+           "seats", "seed_height", "start", "started", "ticket_beacon"]

@@ -198,3 +198,26 @@ def test_a_genesis_that_registers_its_solvers_keys_draws_committees_from_block_o
     a, b = list(regs)[:2]
     with pytest.raises(GenesisError, match=f"genesis.vote_keys.{b}"):
         genesis_from_json({**doc, "vote_keys": {**regs, b: regs[a]}})  # one solver's registration for another
+
+
+def test_a_deposit_made_after_the_draw_pushes_no_member_out(town):
+    """Review of issue 13: membership was checked against the stake total of the moment, so a deposit
+    made in block h - 1 (sized from the tickets that members' commits show) pushed members of h out
+    and their blocks were refused.  The draw uses the stake total of its seed block."""
+    from consensus.rules.transactions import RegisterSolver
+
+    net, solvers = town
+    for _ in range(net.g.gate_closure):  # the keys (block 1) draw from height L + 2 on
+        produce_late_if_not_drawn(net)
+    for _ in range(20):
+        r = net.next_height + 1
+        members = [k for k in solvers if drawn(net, k, r) == committee.MEMBER]
+        if members:
+            break
+        produce_late_if_not_drawn(net)
+    assert members
+    whale = net.users[5]
+    net.submit(whale, RegisterSolver(100 * net.state().stake()))
+    produce_late_if_not_drawn(net)  # block r - 1 carries the deposit
+    assert net.state().solver(addr(whale)) is not None and net.next_height == r
+    assert all(drawn(net, k, r) == committee.MEMBER for k in members)
