@@ -1,8 +1,8 @@
 """A node's Proof-of-Solution rounds, sans-IO: fed the time and messages, it returns messages to send.
 
 For block h (clearing slot h):
-  solve   once blocks <= h - L are on chain the instance of h is fixed, and so is h's proposer committee
-          (consensus/rules/committee.py); a registered solver drawn into it solves it;
+  solve   once blocks <= h - L are on chain the instance of h is fixed, and its proposer committee (drawn
+          on block h - L - 2, consensus/rules/committee.py) is known; a solver drawn into it solves it;
   commit  while the head is in h - C - 1 .. h - 2 it sends Commit(h, hash(clearing, address, salt), its
           ticket), so the commit can land in one of blocks h - C .. h - 1;
   reveal  at slot h's start a member proposes block h on its head, revealing the clearing and the salt
@@ -147,7 +147,7 @@ class Engine:
 
     def ticket(self, height: int) -> bytes:
         """Our lottery ticket for `height` (zeros: we have no key to draw it with, or its seed block is out
-        of reach), from the head's state, which holds the seed (height - L) for heights head + 1 .. head + L."""
+        of reach), from the head's state, which holds the seed blocks of heights head + 1 .. head + L + 2."""
         c, g = self.chain, self.chain.genesis
         state = c.state()
         key = committee.draw_key(state, self.node.address, height, g.gate_closure)
@@ -210,6 +210,7 @@ class Engine:
         g, head = self.chain.genesis, self.chain.height
         if self.reveals_checked != self.chain.head.hash:  # once per head: a reorg may have undone a reveal
             self.reveals_checked = self.chain.head.hash
+            out += self._repair_own_queue()
             out += self._resend_own_consensus_txs()
             out += self._resend_last_vote()
             out += self._register_vote_key()
@@ -334,6 +335,42 @@ class Engine:
         sources = sorted({x.source.height for x in certs if x.source.height > j})
         certs += self.book.aggregates(on_chain, sources)
         return certs[:16]
+
+    def _repair_own_queue(self) -> list[Message]:
+        """Our pending consensus transactions, tried in nonce order on the head: one that no longer applies
+        (a reveal whose commit this chain does not hold, a commit drawn on a replaced seed block) is
+        dropped, and those behind it are signed again at the freed nonces; else they would wait behind
+        the gap it leaves until their windows close, and we would lose our commits."""
+        me, g = self.node.address, self.chain.genesis
+        pending = self.node.mempool.pending(me, CONSENSUS)
+        if not pending:
+            return []
+        state, h = self.chain.state(), self.chain.height + 1
+        due = self.node.not_due(h)
+        for i, tx in enumerate(pending):
+            if due(tx):
+                return []  # held for a later block: the rest waits for it anyway
+            try:
+                ledger.apply_tx(state, tx, h, g)
+            except TxError as e:
+                log.info("our %s %s no longer applies (%s): the ones behind it are signed again", tx.kind,
+                         tx.hash.hex()[:16], e)
+                break
+        else:
+            return []
+        for tx in pending[i:]:
+            self.node.mempool.remove(tx)
+        out: list[Message] = []
+        for tx in pending[i + 1:]:
+            body = tx.body
+            if isinstance(body, Commit):
+                if not self.member(body.height):
+                    continue
+                ticket = self._commit_ticket(body.height)
+                out += self._send_tx(replace(body, ticket=ticket), tx.fee + g.min_fee)
+            else:
+                out += self._send_tx(body, tx.fee + g.min_fee)  # a higher fee replaces it in peers' pools
+        return out
 
     def _resend_own_consensus_txs(self) -> list[Message]:
         """Our commits, reveals and evidence still pending, gossiped again at each new head until a block

@@ -317,7 +317,7 @@ class Chain(ForkChoice):
         seed = state.get(schema.BEACON) or beacon.genesis_beacon(g.hash)
         committee.record_beacon(state, height, seed, g.gate_closure)
         try:  # votes first, against the parent's voter set, before the block's transactions change it
-            checkpoints.start_voters(state, seed, g.voting_seats, height + g.gate_closure)
+            checkpoints.start_voters(state, seed, g.voting_seats, height + committee.lookback(g.gate_closure))
             checkpoints.apply_votes(state, height, votes, chain_id=g.chain_id, voters=checkpoints.voters(state),
                                     hash_at=self.hash_at, genesis=self.genesis_checkpoint(), seed=seed,
                                     seats=g.voting_seats)

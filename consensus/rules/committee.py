@@ -9,13 +9,15 @@ nobody learns who was drawn before the member shows its ticket.  Only members co
 commit carries the ticket) and propose in time; so a block carries about k commits and k reveals
 whatever the number of solvers.
 
-The tickets of height h are drawn on the beacon after block h - L (L = gate closure): that block is
-the one that fixes slot h's bids, so a solver knows both its market and whether it was drawn when
-the commit window opens, and no proposer of a later block can steer the draw.  A key draws only on
+The tickets of height h are drawn on the beacon after block h - L - 2 (L = gate closure), two blocks
+below the one that fixes slot h's bids: a solver knows both its market and whether it was drawn
+when the commit window opens, no proposer of a later block can steer the draw, and the seed block
+is usually final by then, so a commit is rarely drawn on a block a reorg replaces (a commit whose
+seed block is replaced is void on the winning chain, and its solver, if drawn there too, commits again).  A key draws only on
 beacons made after the block that registered it (`bls_since`), so no key can be ground against a
 known beacon.
 
-Committees apply from L blocks after the voter set comes in force (checkpoints.py), so that every
+Committees apply from L + 2 blocks after the voter set comes in force (checkpoints.py), so that every
 voter's key was registered before the first seed block; before that every solver proposes.  A
 network whose genesis file registers its solvers' keys (`vote_keys`) has its voter set, and its
 committees, from block 1.
@@ -49,13 +51,21 @@ from .state import StateOverlay
 MEMBER, DRAWN, NO_KEY = "member", "drawn", "no key"  # what a proposer's ticket shows (`check`)
 
 
+SEED_DEPTH = 2  # the seed block lies this many blocks below block h - L: usually final when members commit
+
+
+def lookback(gate_closure: int) -> int:
+    """How many blocks below a height its seed block lies: L + SEED_DEPTH."""
+    return gate_closure + SEED_DEPTH
+
+
 def seed_height(height: int, gate_closure: int) -> int:
     """The block whose beacon height `height`'s tickets are drawn on."""
-    return max(0, height - gate_closure)
+    return max(0, height - lookback(gate_closure))
 
 
 def ticket_beacon(state: StateOverlay, height: int, gate_closure: int, genesis_hash: bytes) -> bytes:
-    """The beacon height `height`'s tickets are drawn on, from a state at or after block height - L."""
+    """The beacon height `height`'s tickets are drawn on, from a state at or after its seed block."""
     return _seed(state, height, gate_closure, genesis_hash)[0]
 
 
@@ -79,19 +89,19 @@ def record_beacon(state: StateOverlay, height: int, value: bytes, gate_closure: 
     """Keep the beacon after block `height` with the stake total as the block began, and forget the ones
     no later height draws on."""
     state.put(schema.beacon_at(height), value + schema.u64(state.stake()))
-    if height > gate_closure:
-        state.put(schema.beacon_at(height - gate_closure - 1), None)
+    if height > lookback(gate_closure):
+        state.put(schema.beacon_at(height - lookback(gate_closure) - 1), None)
 
 
 def started(state: StateOverlay, height: int) -> bool:
-    """Whether height `height` is drawn by committee: from L blocks after the voter set came in force, so
+    """Whether height `height` is drawn by committee: from L + 2 blocks after the voter set came in force, so
     every voter's key was registered before the seed block (before that, all solvers are in)."""
     raw = state.get(schema.COMMITTEES_FROM)
     return raw is not None and height >= schema.read_u64(raw)
 
 
 def start(state: StateOverlay, first: int) -> None:
-    """The voter set came in force: committees draw from height `first` on (L blocks after the block
+    """The voter set came in force: committees draw from height `first` on (L + 2 blocks after the block
     that started it; height 1 when the genesis did)."""
     state.put(schema.COMMITTEES_FROM, schema.u64(first))
 

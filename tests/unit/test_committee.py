@@ -170,8 +170,9 @@ def test_a_key_draws_only_on_beacons_made_after_its_registration(town):
     produce_late_if_not_drawn(net)
     reg = net.height
     L = net.g.gate_closure
-    assert committee.draw_key(net.state(), addr(k), reg + L, L) is None
-    assert committee.draw_key(net.state(), addr(k), reg + L + 1, L) is not None
+    back = committee.lookback(L)  # the seed block of height h is h - L - 2
+    assert committee.draw_key(net.state(), addr(k), reg + back, L) is None
+    assert committee.draw_key(net.state(), addr(k), reg + back + 1, L) is not None
 
 
 def test_a_genesis_that_registers_its_solvers_keys_draws_committees_from_block_one(tmp_path):
@@ -207,7 +208,7 @@ def test_a_deposit_made_after_the_draw_pushes_no_member_out(town):
     from consensus.rules.transactions import RegisterSolver
 
     net, solvers = town
-    for _ in range(net.g.gate_closure):  # the keys (block 1) draw from height L + 2 on
+    for _ in range(committee.lookback(net.g.gate_closure)):  # the keys (block 1) draw from height L + 4 on
         produce_late_if_not_drawn(net)
     for _ in range(20):
         r = net.next_height + 1

@@ -11,7 +11,7 @@ import pytest
 from chain_support import Net, addr
 from consensus.engine import ACCEPT, IGNORE, REJECT, VOTE, Engine
 from consensus.proposer import solve_slot
-from consensus.rules import bls, finality, keys
+from consensus.rules import bls, committee, finality, keys
 from consensus.rules.blocks import BlockError
 from consensus.rules.checkpoints import VOTE_WINDOW
 from consensus.rules.finality import Checkpoint
@@ -149,7 +149,7 @@ def test_registrations_come_in_force_only_when_finality_advances(net):
 
 def test_a_ticket_is_the_proposers_own_vrf_output(net):
     with_voter(net)
-    net.produce_until(net.height + net.g.gate_closure)  # a key draws on beacons made after it was registered
+    net.produce_until(net.height + committee.lookback(net.g.gate_closure))  # a key draws on later beacons
     block = build(net)
     assert any(block.header.ticket)
     forged = bls.sign(bls.keygen(b"x" * 32), b"anything")

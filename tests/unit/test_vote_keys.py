@@ -211,7 +211,8 @@ def test_the_voter_set_follows_registration_withdrawal_forfeit_and_slashing(net)
     # Forfeit: a commit never revealed costs commit_forfeit of the deposit, and so of the weight.
     h = net.next_height + 1
     seed = committee.ticket_beacon(net.state(), h, g.gate_closure, g.hash)
-    net.submit(u1, Commit(h, b"\x01" * 32, beacon.ticket(SKS[2], seed, h).proof))
+    drawn = committee.started(net.state(), h)  # a ticket once committees draw, zeros before
+    net.submit(u1, Commit(h, b"\x01" * 32, beacon.ticket(SKS[2], seed, h).proof if drawn else bytes(96)))
     net.produce_until(h + g.reveal_window + 1)
     assert voters(net)[addr(u1)] == (PKS[2], dep - g.commit_forfeit)
     # Slashing (a double proposal): out.
