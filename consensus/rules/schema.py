@@ -82,7 +82,10 @@ def solver_exits(height: int) -> bytes:
 
 def evidence(height: int, addr: bytes) -> bytes:
     """Equivocation already punished: one slashing per solver and height."""
-    return b"se" + u64(height) + addr
+    return EVIDENCE + u64(height) + addr
+
+
+EVIDENCE = b"se"
 
 
 def solver_bls(addr: bytes) -> bytes:
