@@ -16,8 +16,6 @@ TINY = {  # small enough to run twice in a few seconds, big enough that the atta
     "twin": lambda seed: adv.twin_double_spend(seed, nodes=3, confirmations=2, patience=10, after=2),
     "boundary-release": lambda seed: adv.boundary_release(seed, nodes=4, finality_depth=3, patience=10, after=4),
     "commit-censorship": lambda seed: adv.commit_censorship(seed, nodes=3, rounds=6),
-    # 4 nodes, 10 rounds: at 3 nodes and 8-12 rounds seed 2's attacker drew 58-62% of the blocks without
-    # ever grinding (honest luck over so few blocks); bench/attacks.py gives the figure over 50 seeds.
     "lottery-grinding": lambda seed: adv.lottery_grinding(seed, nodes=4, rounds=10),
     "double-vote": lambda seed: adv.double_vote(seed, nodes=4, rounds=6),
 }
@@ -49,7 +47,13 @@ def test_issue_12s_attacks_fail(attack):
     and the censorship rule."""
     for seed in (1, 2):
         r = run(attack, seed)
-        assert not r.succeeded, f"seed {seed}: {attack} succeeded: {r.why}"
+        if attack == "lottery-grinding":
+            # Its criterion is a share of blocks, and over ten blocks an honest solver passes 1.5x its fair
+            # share by luck about one time in five (seed 2 drew 4 of 10 without ever grinding; the figure
+            # over 50 seeds is bench/attacks.py's): what must hold here is that it finds nothing to grind.
+            assert not r.attempted, f"seed {seed}: the grinder found a bid that moves its ticket: {r.detail}"
+        else:
+            assert not r.succeeded, f"seed {seed}: {attack} succeeded: {r.why}"
         assert not r.split, f"seed {seed}: {attack}: honest nodes differ at a final height"
 
 
