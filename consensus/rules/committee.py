@@ -49,8 +49,6 @@ from .finality import Voter, VoterSet
 from .state import StateOverlay
 
 MEMBER, DRAWN, NO_KEY = "member", "drawn", "no key"  # what a proposer's ticket shows (`check`)
-
-
 SEED_DEPTH = 2  # the seed block lies this many blocks below block h - L: usually final when members commit
 
 

@@ -236,8 +236,9 @@ STAKE = b"ss"  # u64: the deposit of every solver not withdrawing (committee.py'
 
 
 def beacon_at(height: int) -> bytes:
-    """The lottery beacon after block `height`: kept for the last gate_closure + 1 blocks, the committee of
-    height h is drawn on the one of h - gate_closure (committee.py)."""
+    """The lottery beacon after block `height` (32 bytes) and the stake total as that block began (u64):
+    kept for the last L + 3 blocks; height h's committee is drawn on the one of block h - L - 2
+    (committee.py)."""
     return b"sh" + u64(height)
 
 
