@@ -362,15 +362,23 @@ class Engine:
             self.node.mempool.remove(tx)
         out: list[Message] = []
         for tx in pending[i + 1:]:
-            body = tx.body
-            if isinstance(body, Commit):
-                if not self.member(body.height):
-                    continue
-                ticket = self._commit_ticket(body.height)
-                out += self._send_tx(replace(body, ticket=ticket), tx.fee + g.min_fee)
-            else:
-                out += self._send_tx(body, tx.fee + g.min_fee)  # a higher fee replaces it in peers' pools
+            out += self._sign_again(tx, bump=True)  # peers hold the old one at the freed nonce
         return out
+
+    def _sign_again(self, tx, bump: bool) -> list[Message]:
+        """`tx`'s body signed again at our next consensus nonce, at a higher fee (so it replaces the old
+        one in peers' pools) if `bump`; a commit only if it still draws us, with this chain's ticket (a new
+        ticket is a new transaction: a higher fee too)."""
+        body, g = tx.body, self.chain.genesis
+        fee = tx.fee + g.min_fee if bump else None
+        if isinstance(body, Commit):
+            if not self.member(body.height):
+                return []
+            ticket = self._commit_ticket(body.height)
+            if ticket != body.ticket:
+                fee = tx.fee + g.min_fee
+            body = replace(body, ticket=ticket)
+        return self._send_tx(body, fee)
 
     def _resend_own_consensus_txs(self) -> list[Message]:
         """Our commits, reveals and evidence still pending, gossiped again at each new head until a block
@@ -769,12 +777,8 @@ class Engine:
         out: list[Message] = []
         for tx in ours:
             if isinstance(tx.body, Commit):
-                r = tx.body.height
-                if not self._pending(Commit, r) and self.member(r):  # drawn on this chain's beacon too
-                    ticket = self._commit_ticket(r)
-                    # A new ticket makes a new transaction: a higher fee replaces the old one in peers' pools.
-                    fee = tx.fee + self.chain.genesis.min_fee if ticket != tx.body.ticket else None
-                    out += self._send_tx(replace(tx.body, ticket=ticket), fee)
+                if not self._pending(Commit, tx.body.height):
+                    out += self._sign_again(tx, bump=False)  # drawn on this chain's beacon too, or not at all
             elif isinstance(tx.body, Reveal):
                 if not self._pending(Reveal, tx.body.height):
                     out += self._send_tx(tx.body)

@@ -114,11 +114,6 @@ class Chain(ForkChoice):
         """The head's latest final checkpoint: the fork choice never reverts it."""
         return checkpoints.finalized(self.state(), self.genesis_checkpoint())
 
-    def beacon(self) -> bytes:
-        """The lottery beacon after the head: the head's child's tickets are drawn on it (beacon.py)."""
-        raw = self.state().get(schema.BEACON)
-        return raw if raw is not None else beacon.genesis_beacon(self.genesis.hash)
-
     def voters(self) -> VoterSet | None:
         """The voter set in force at the head (checkpoints.py): the head's child's votes count against it."""
         key = self.head.hash
@@ -312,9 +307,9 @@ class Chain(ForkChoice):
         g = self.genesis
         state = self.state()
         self._check_ticket(state, height, proposer, ticket, timestamp)
+        seed = committee.beacon_after(state, height - 1, g.hash)
         if any(ticket):
-            state.put(schema.BEACON, beacon.next_beacon(self.beacon(), ticket))
-        seed = state.get(schema.BEACON) or beacon.genesis_beacon(g.hash)
+            seed = beacon.next_beacon(seed, ticket)
         committee.record_beacon(state, height, seed, g.gate_closure)
         try:  # votes first, against the parent's voter set, before the block's transactions change it
             checkpoints.start_voters(state, seed, g.voting_seats, height + committee.lookback(g.gate_closure))

@@ -73,8 +73,16 @@ def draw_stake(state: StateOverlay, height: int, gate_closure: int) -> int:
     return _seed(state, height, gate_closure, b"")[1]
 
 
+def beacon_after(state: StateOverlay, height: int, genesis_hash: bytes) -> bytes:
+    """The lottery beacon after block `height`, one of the last L + 3 (`record_beacon`)."""
+    return _record(state, height, genesis_hash)[0]
+
+
 def _seed(state: StateOverlay, height: int, gate_closure: int, genesis_hash: bytes) -> tuple[bytes, int]:
-    h = seed_height(height, gate_closure)
+    return _record(state, seed_height(height, gate_closure), genesis_hash)
+
+
+def _record(state: StateOverlay, h: int, genesis_hash: bytes) -> tuple[bytes, int]:
     raw = state.get(schema.beacon_at(h))
     if raw is not None:
         return raw[:32], schema.read_u64(raw[32:40])
@@ -174,5 +182,5 @@ def _points_below(x: int, offset: int, step: int, n: int) -> int:
     return min(n, (x - offset + step - 1) // step)
 
 
-__all__ = ["DRAWN", "MEMBER", "NO_KEY", "check", "draw_key", "draw_stake", "drawn", "is_member", "record_beacon",
+__all__ = ["DRAWN", "MEMBER", "NO_KEY", "beacon_after", "check", "draw_key", "draw_stake", "drawn", "is_member", "record_beacon",
            "seats", "seed_height", "start", "started", "ticket_beacon"]
