@@ -18,7 +18,6 @@ from collections.abc import Callable
 from functools import partial
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from consensus.engine import Engine
@@ -26,6 +25,7 @@ from consensus.proposer import solve_slot
 from p2p.network import Network, NetworkConfig
 
 from transxnode.api.app import make_app
+from transxnode.api.server import hypercorn_config
 from transxnode.net.blocksync import BlockSync
 from consensus.chain.chain import Chain
 from transxnode.datadir.config import Config, ConfigError, load_config
@@ -87,7 +87,7 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
                  encode_address(node.address))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, nursery.cancel_scope)
-            await nursery.start(partial(serve, app, _hypercorn_config(sock), shutdown_trigger=trio.sleep_forever))
+            await nursery.start(partial(serve, app, hypercorn_config(sock), shutdown_trigger=trio.sleep_forever))
             await nursery.start(network.run)
             _write_runtime(cfg, api_url, network)
             log.info("API and explorer on %s/", api_url)
@@ -124,14 +124,6 @@ def _listen(address: str) -> tuple[socket.socket, str]:
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot listen on {address} for the API: {getattr(e, 'strerror', None) or e}") from None
     return sock, f"http://{host}:{sock.getsockname()[1]}"
-
-
-def _hypercorn_config(sock: socket.socket) -> HypercornConfig:
-    hc = HypercornConfig()
-    hc.bind = [f"fd://{os.dup(sock.fileno())}"]  # hypercorn closes its own copy on the way out
-    hc.loglevel = "WARNING"
-    hc.accesslog = None
-    return hc
 
 
 def _write_runtime(cfg: Config, api_url: str, network: Network) -> None:
