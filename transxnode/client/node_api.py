@@ -1,7 +1,9 @@
-"""The HTTP client the CLI uses to talk to a node's API (standard library only)."""
+"""The HTTP client the CLI uses to talk to a node's API (the standard library's urllib; the transaction hash
+from consensus.rules.codec)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -13,11 +15,14 @@ from transxnode.datadir.config import DEFAULT_API, ConfigError, load_config, run
 
 class ClientError(Exception):
     """The node could not be reached, or refused the request; one line for the user.  A refusal keeps
-    the HTTP status and the API's machine-readable reason (see transxnode/api/app.py); None if unreached."""
+    the HTTP status and the API's machine-readable reason (see transxnode/api/app.py); None if unreached.
+    `may_be_received`: the request went out and the node may have acted on it (a reply cut mid-way, a
+    connection reset after sending, a timeout); False when it never reached a node (nothing listening)."""
 
-    def __init__(self, message: str, status: int | None = None, reason: str | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, reason: str | None = None,
+                 may_be_received: bool = False) -> None:
         super().__init__(message)
-        self.status, self.reason = status, reason
+        self.status, self.reason, self.may_be_received = status, reason, may_be_received
 
 
 def resolve_api(api: str | None, datadir: str | Path | None, named: bool = False) -> str:
@@ -49,27 +54,74 @@ class ApiClient:
         return self._call(path, json.dumps(doc).encode())
 
     def submit(self, raw: bytes) -> dict[str, Any]:
-        return self.post("/api/tx", {"raw": raw.hex()})
+        from consensus.rules.codec import digest
 
-    def _call(self, path: str, body: bytes | None = None) -> Any:
+        return self._call("/api/tx", json.dumps({"raw": raw.hex()}).encode(), tx_hash=digest(raw, b"transx-tx").hex())
+
+    def _call(self, path: str, body: bytes | None = None, tx_hash: str | None = None) -> Any:
         try:
             req = urllib.request.Request(self.url + path, data=body, method="POST" if body is not None else "GET",
                                          headers={"Content-Type": "application/json"} if body is not None else {})
         except ValueError:
             raise ClientError(f"{self.url!r} is not an API URL (e.g. http://127.0.0.1:8645)") from None
+        # urllib wraps what fails while connecting and sending in URLError; what fails once the request is
+        # out (the status line, the headers, the body) comes through as it is: http.client's IncompleteRead,
+        # RemoteDisconnected, BadStatusLine, or the socket's ConnectionResetError or TimeoutError.
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                return json.loads(r.read())
+            r = urllib.request.urlopen(req, timeout=self.timeout)
         except urllib.error.HTTPError as e:
+            raise self._refusal(e) from None
+        except urllib.error.URLError as e:
+            raise self._unsent(e.reason, path, body is not None, tx_hash) from None
+        except (http.client.HTTPException, OSError) as e:
+            raise self._cut(e, path, body is not None, tx_hash) from None
+        with r:
             try:
-                doc = json.loads(e.read())
-                msg, reason = doc["error"], doc.get("reason")
-            except (ValueError, KeyError, TypeError, AttributeError):
-                msg, reason = f"HTTP {e.code}", None
-            raise ClientError(msg, e.code, reason) from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
-            reason = getattr(e, "reason", e)
-            raise ClientError(f"no node answers at {self.url} ({reason}): is `transx node` running? "
-                              "(--api URL or --datadir DIR)") from None
+                data = r.read()
+            except (http.client.HTTPException, OSError) as e:
+                raise self._cut(e, path, body is not None, tx_hash) from None
+        try:
+            return json.loads(data)
         except ValueError:
+            if r.length is None and not r.chunked:
+                # A node's replies always give their length (or come in chunks): one that gives neither and
+                # is not JSON ended with the connection, its headers cut short.
+                raise self._cut(ConnectionError(f"the reply ended after {len(data)} bytes, its headers cut short"),
+                                path, body is not None, tx_hash) from None
             raise ClientError(f"{self.url} did not answer with JSON: is it a TransX node?") from None
+
+    @staticmethod
+    def _refusal(e: urllib.error.HTTPError) -> ClientError:
+        try:
+            doc = json.loads(e.read())
+            msg, reason = doc["error"], doc.get("reason")
+        except (ValueError, KeyError, TypeError, AttributeError, http.client.HTTPException, OSError):
+            msg, reason = f"HTTP {e.code}", None  # not JSON, or cut mid-way: the status still says what it was
+        return ClientError(msg, e.code, reason)
+
+    def _unsent(self, reason: Any, path: str, post: bool, tx_hash: str | None) -> ClientError:
+        """Connecting or sending failed: nothing reached a node, unless the connection broke (or stalled)
+        while the request was going out."""
+        if isinstance(reason, (TimeoutError, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            return self._cut(reason, path, post, tx_hash)
+        return ClientError(f"no node answers at {self.url} ({reason}): is `transx node` running? "
+                           "(--api URL or --datadir DIR)")
+
+    def _cut(self, e: BaseException, path: str, post: bool, tx_hash: str | None) -> ClientError:
+        """The request went out (or may have) and no whole reply came back: one line that says whether the
+        node may have acted on it."""
+        if isinstance(e, TimeoutError):
+            what = f"the node at {self.url} did not answer within {self.timeout:g} s"
+        else:
+            detail = str(e) or type(e).__name__
+            if isinstance(e, http.client.IncompleteRead):
+                detail = f"got {len(e.partial)} bytes" + (f", {e.expected} more expected" if e.expected else "")
+            what = f"the node at {self.url} stopped answering mid-reply ({detail})"
+        if tx_hash is not None:
+            then = (f"the transaction may have been sent: check with `transx explorer tx {tx_hash}` "
+                    "before sending it again")
+        elif post:
+            then = f"the request (POST {path}) may have been received: check before sending it again"
+        else:
+            then = "it may have received the request (a read: nothing changed); try again when it answers"
+        return ClientError(f"{what}: {then}", may_be_received=True)
