@@ -29,8 +29,10 @@ from dataclasses import dataclass, field, replace
 from consensus.rules import beacon, bls, committee, keys, ledger, schema
 from consensus.rules.blocks import HEADER, Block
 from consensus.chain.chain import MAX_FUTURE_MS, BlockError, decode_block
+from consensus.chain.store import StoreError
 from consensus.rules.codec import DecodeError, digest
 from consensus.rules.finality import Checkpoint, Counted, Equivocation, Refused, Vote, decode_vote, register_key, vote
+from .journal import JournalError
 from .node import Node
 from .votes import VoteBook
 from consensus.rules.transactions import (CONSENSUS, Commit, Evidence, InvalidTx, Reveal, TxError, VoteEvidence, VoteKey,
@@ -209,13 +211,13 @@ class Engine:
             return out
         g, head = self.chain.genesis, self.chain.height
         if self.reveals_checked != self.chain.head.hash:  # once per head: a reorg may have undone a reveal
-            self.reveals_checked = self.chain.head.hash
             out += self._repair_own_queue()
             out += self._resend_own_consensus_txs()
             out += self._resend_last_vote()
             out += self._register_vote_key()
             for r in range(max(1, head - g.reveal_window), head + 1):
                 out += self._reveal(r)
+            self.reveals_checked = self.chain.head.hash  # all done (a failed write tries them all again)
         for r in range(head + 2, head + 2 + g.commit_window):
             # Not once block r - 1's slot has begun (as on a node still syncing): its proposals are built,
             # the commit could not get in, and a clearing solved on an old head would not be the one a
@@ -253,7 +255,7 @@ class Engine:
             return []  # not yet decided, or an old head (we are syncing): a vote would help nobody
         last = c.store.get(schema.LAST_VOTE)
         last_source, last_target = (schema.read_u64(last[:8]), schema.read_u64(last[8:16])) if last else (0, 0)
-        if head.height <= last_target:
+        if head.height <= max(last_target, self._sign_floor()):
             return []
         voters = c.voters()
         if voters is None or self.vote_public not in voters.index:
@@ -266,6 +268,12 @@ class Engine:
         self.book.add_vote(v)
         self._last_vote = v
         return [Message(VOTE, v.encoded)]
+
+    def _sign_floor(self) -> int:
+        """The height at and below which this node signs no proposal or vote: set by `transx repair`,
+        whose fresh store no longer knows what was signed before (schema.SIGN_FLOOR)."""
+        raw = self.chain.store.get(schema.SIGN_FLOOR)
+        return schema.read_u64(raw) if raw else 0
 
     def _resend_last_vote(self) -> list[Message]:
         """Our latest vote once more at a new head, if its target is one of the last two blocks: a
@@ -394,13 +402,15 @@ class Engine:
     def _commit(self, r: int) -> list[Message]:
         """Commit to our clearing of `r`, unless the chain or the mempool already holds our commit (as
         after a restart).  The clearing hash is kept on disk for the Reveal."""
-        self.committed.add(r)
         a = self.node.address
         if self.chain.state().get(schema.commit(r, a)) is not None or self._pending(Commit, r):
+            self.committed.add(r)
             return []
         clearing_hash = self.solution(r).clearing.hash
         self.chain.store.put_local(schema.own_commit(r), clearing_hash)
-        return self._send_tx(Commit(r, commitment(clearing_hash, a, self.salt(r)), self._commit_ticket(r)))
+        out = self._send_tx(Commit(r, commitment(clearing_hash, a, self.salt(r)), self._commit_ticket(r)))
+        self.committed.add(r)  # after the writes: one that failed leaves the commit to be tried again
+        return out
 
     def _commit_ticket(self, r: int) -> bytes:
         """What our commit for `r` carries: our ticket once committees draw `r`, else zeros."""
@@ -449,6 +459,15 @@ class Engine:
         restart, say) is sent again as it was, never made anew, which would be equivocation."""
         parent = self.chain.head.hash
         self.proposed_on.add((h, parent))
+        try:
+            return self._propose_on(h, parent, now_ms)
+        except (StoreError, JournalError):
+            self.proposed_on.discard((h, parent))  # not made (a failed write): tried again next tick
+            raise
+
+    def _propose_on(self, h: int, parent: bytes, now_ms: int) -> list[Message]:
+        if h <= self._sign_floor():
+            return []  # the store was repaired: what this node signed at such heights before is unknown
         stored = self.chain.store.get(schema.own_proposal(h))
         if stored is not None:
             old = self.decode(stored)
@@ -487,7 +506,7 @@ class Engine:
         if topic == TX:
             try:
                 self._arrived(self.node.submit(data).tx, now_ms)
-            except TxError:
+            except (TxError, JournalError):  # a peer's transaction we cannot keep is not ours to keep
                 pass
             return []
         if topic in (PROPOSAL, BLOCK):
@@ -650,8 +669,14 @@ class Engine:
             except BlockError:
                 self.stats.invalid += 1
         self.waiting.clear()
-        for *_, b in sorted(ranked):
-            out = self._take(b, now_ms, selecting=True)
+        ranked.sort()
+        for i, (*_, b) in enumerate(ranked):
+            try:
+                out = self._take(b, now_ms, selecting=True)
+            except (StoreError, JournalError):  # a failed write: the selection is made again once it works
+                for *_, untried in ranked[i:]:
+                    self.waiting.setdefault(untried.header.proposer, untried)
+                raise
             if self.chain.head.hash == b.hash:
                 return out
         return []

@@ -14,7 +14,7 @@ from consensus.proposer import Solution
 
 from consensus.rules import keys, ledger
 from consensus.chain.chain import Chain, Connected
-from .journal import Journal
+from .journal import Journal, JournalError
 from .mempool import Mempool, too_late
 from consensus.rules.state import StateOverlay
 from consensus.rules.transactions import WALLET, Bid, Commit, Tx, TxError, check_stateless, decode_tx
@@ -56,7 +56,7 @@ class Node:
                 kept += 1
             except TxError:
                 pass
-        journal.rewrite([t.encoded for t in self.mempool.by_hash.values()])
+        self._compact(journal)
         if kept:
             log.info("mempool: %d pending transactions restored from the journal", kept)
 
@@ -91,12 +91,11 @@ class Node:
     def submit_tx(self, tx: Tx, reverted: bool = False) -> Admitted:
         """Admit `tx` and journal it.  `reverted`: it comes back from a block a reorg undid, and is tried
         at the head's child, its last chance perhaps (this node may still propose that block late)."""
-        admitted = self._admit(tx, reverted)
-        if self.journal is not None:
-            self.journal.append(tx.encoded)
-        return admitted
+        return self._admit(tx, reverted, self.journal)
 
-    def _admit(self, tx: Tx, reverted: bool = False) -> Admitted:
+    def _admit(self, tx: Tx, reverted: bool = False, journal: Journal | None = None) -> Admitted:
+        """Check `tx` against the head and the pool, write it to `journal` (`JournalError`: the disk
+        refused it, and it is not admitted either), then add it to the pool."""
         g = self.genesis
         if tx.hash in self.mempool:  # before the signature check: gossip delivers duplicates often
             raise TxError("already in the mempool")
@@ -129,6 +128,8 @@ class Node:
                               f"{g.gate_closure} slots ahead); the next block that can take a bid is {height}",
                               "gate_closed")
             raise TxError(f"bid expired at height {b.expiry}; the next block that can take it is {height}")
+        if journal is not None:
+            journal.append(tx.encoded)  # first: a transaction the node holds is one it keeps
         displaced = self.mempool.add(tx, nonce, self.chain.height)
         return Admitted(tx, displaced)
 
@@ -175,4 +176,11 @@ class Node:
         self.mempool.prune(self.chain.height + 1, self.chain_nonce, self.genesis.gate_closure,
                            self.genesis.reveal_window)
         if self.journal is not None and self.journal.records > 2 * len(self.mempool) + 1000:
-            self.journal.rewrite([t.encoded for t in self.mempool.by_hash.values()])
+            self._compact(self.journal)
+
+    def _compact(self, journal: Journal) -> None:
+        """Rewrite the journal with just the pool; if the disk refuses, the longer old one stays."""
+        try:
+            journal.rewrite([t.encoded for t in self.mempool.by_hash.values()])
+        except JournalError as e:
+            log.warning("%s; it is kept as it was", e)

@@ -55,7 +55,7 @@ class Net:
     `stranger` with nothing.
     """
 
-    def __init__(self, path: str, n_users: int = 6, **genesis_overrides) -> None:
+    def __init__(self, path: str, n_users: int = 6, watermark: bool = False, **genesis_overrides) -> None:
         self.solver_key = key("solver")
         self.users = [key(f"user{i}") for i in range(n_users)]
         self.poor = key("poor")
@@ -65,7 +65,7 @@ class Net:
         doc["balances"][keys.encode_address(addr(self.poor))] = POOR_BALANCE
         doc.update(genesis_overrides)
         self.g = G.genesis_from_json(doc)
-        self.store = Store(path)
+        self.store = Store(path, watermark=watermark)
         self.chain = Chain(self.store, self.g)
         self.node = Node(self.chain, self.solver_key)
 

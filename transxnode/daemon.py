@@ -31,13 +31,14 @@ from consensus.chain.chain import Chain
 from transxnode.datadir.config import Config, ConfigError, load_config
 from consensus.rules.genesis import load_genesis
 from consensus.rules.keys import encode_address
-from consensus.journal import Journal
+from consensus.journal import Journal, JournalError
 from transxnode.datadir.keystore import Keystore
+from .health import health
 from .metrics import NodeMetrics
 from consensus.node import Node
 from transxnode.net.peering import Peering, topics
 from .plugins import load_plugins, log_plugins
-from consensus.chain.store import Store
+from consensus.chain.store import Store, StoreCorrupt, StoreWriteError
 
 log = logging.getLogger("transx.node")
 VERSION = "0.1.0"
@@ -55,11 +56,12 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
     genesis = load_genesis(str(cfg.genesis_path))
     key = Keystore(cfg.keystore_dir).unlock(cfg.key, password)
     sock, api_url = _listen(cfg.api_listen)
-    store = Store(str(cfg.chain_dir))
+    store = Store(str(cfg.chain_dir), watermark=True)
     journal = Journal(cfg.datadir / "mempool.journal")
     chain = None
     try:
         chain = Chain(store, genesis)
+        chain.check()  # a damaged store stops the node here, with one line that says what to do
         node = Node(chain, key, journal=journal)
         metrics = NodeMetrics()
         metrics.height.set(chain.height)
@@ -82,7 +84,8 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
         log_plugins(plugins)
         app = make_app(node, metrics, info=lambda: {"version": VERSION, "plugins": [p.to_json() for p in plugins],
                                                     **_p2p_info(network)},
-                       peers=partial(_peers, network), final=engine.finalized)
+                       peers=partial(_peers, network), final=engine.finalized,
+                       health=partial(health, chain, lambda: len(network.peers()), bool(cfg.bootstrap)))
         log.info("chain %s at height %d (%s), node %s", genesis.chain_id, chain.height, chain.head.hash.hex()[:16],
                  encode_address(node.address))
         async with trio.open_nursery() as nursery:
@@ -157,9 +160,14 @@ async def _watch_signals(scope: trio.CancelScope) -> None:
 
 async def _run_rounds(engine: Engine, peering: Peering, metrics: NodeMetrics, cfg: Config) -> None:
     """Drive the node's Proof-of-Solution rounds: solve what the engine will need in a worker thread,
-    then let it commit, propose and select (consensus/engine.py); its messages go to the network."""
+    then let it commit, propose and select (consensus/engine.py); its messages go to the network.
+    A store that cannot be written stops the rounds until it can (`_wait_for_store`)."""
     reported = engine.chain.height
     while True:
+        if peering.fatal is not None:
+            raise peering.fatal
+        if engine.chain.store.unwritable is not None:
+            await _wait_for_store(engine)
         try:
             for h in engine.needed():
                 market, pairs = engine.chain.market(h)
@@ -181,10 +189,44 @@ async def _run_rounds(engine: Engine, peering: Peering, metrics: NodeMetrics, cf
                 reported = _report(engine, reported, metrics)
                 await trio.sleep(0)  # a block landed: the next slot may be due already (catching up)
                 continue
-        except Exception:  # keep serving the chain; the next attempt may succeed (a clock step, a disk hiccup)
+        except StoreWriteError:
+            continue  # the store says so itself: wait for it above
+        except JournalError as e:
+            log.error("round for block %d: %s; retrying in 1 s", engine.chain.height + 1, e)
+            await trio.sleep(1)
+        except StoreCorrupt:
+            raise  # damaged data is never built on: the node stops with the one line that says what to do
+        except Exception:  # keep serving the chain; the next attempt may succeed (a clock step)
             log.exception("round for block %d failed; retrying in 1 s", engine.chain.height + 1)
             await trio.sleep(1)
         await trio.sleep(0.05)
+
+
+STORE_RETRY_MAX_SECONDS = 30.0
+STORE_LOG_SECONDS = 60.0
+
+
+async def _wait_for_store(engine: Engine) -> None:
+    """The store refused a write: produce nothing (the API answers 503 to transactions and on
+    /api/health), reopen it with backoff until it takes writes again, and say so once a minute."""
+    store, t0 = engine.chain.store, time.monotonic()
+    log.error("%s; not producing blocks or taking transactions until it can", store.unwritable)
+    delay, logged, tries = 1.0, t0, 0
+    while True:
+        await trio.sleep(delay)
+        tries += 1
+        if store.recover():
+            break
+        if time.monotonic() - logged >= STORE_LOG_SECONDS:
+            logged = time.monotonic()
+            log.error("%s; still not producing (%d attempts in %.0f s)", store.unwritable, tries,
+                      logged - t0)
+        delay = min(STORE_RETRY_MAX_SECONDS, delay * 2)
+    engine.chain.reload()
+    engine.chain.check()  # the reopened store must still be whole
+    engine.node.after_head_change()
+    log.info("the chain database takes writes again after %.0f s; producing from block %d",
+             time.monotonic() - t0, engine.chain.height + 1)
 
 
 def _report(engine: Engine, reported: int, metrics: NodeMetrics) -> int:

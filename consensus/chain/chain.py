@@ -28,7 +28,7 @@ from consensus.rules.transactions import (CONSENSUS, TX, WALLET, Commit, Reveal,
                                           check_stateless)
 
 from .forkchoice import ForkChoice
-from .store import Store, StoreError
+from .store import REPAIR_HINT, Store, StoreCorrupt, StoreError
 
 @dataclass
 class Connected:
@@ -67,6 +67,45 @@ class Chain(ForkChoice):
             raise StoreError(f"{store.path} belongs to another network (genesis {known.hex()[:16]}..., "
                              f"this genesis file is {genesis.hash.hex()[:16]}...)")
         self.head = self.header_at_hash(store.get(schema.HEAD))  # type: ignore[arg-type]
+
+    def reload(self) -> None:
+        """Read the head again and forget every cache: after the store was reopened (`Store.recover`),
+        which may have kept a write whose sync was not confirmed."""
+        self._markets.clear()
+        self._ranks.clear()
+        self._verdicts.clear()
+        self._voters = self._built = self._checked = None
+        self.head = self.header_at_hash(self.store.get(schema.HEAD))  # type: ignore[arg-type]
+
+    def check(self, depth: int | None = 256) -> None:
+        """Refuse a damaged store (`StoreCorrupt`, one line): the head agrees with the store's watermark
+        (at most one step apart: a kill between the block's write and its record), the last `depth`
+        blocks (None: all) are stored, indexed at their heights, linked to their parents and undoable,
+        and the money adds up."""
+        head = self.head
+        mark = self.store.watermark()
+        if mark is not None and mark[0] != head.hash and head.parent != mark[0]:
+            marked = self.block(mark[0])
+            if marked is None or marked.header.parent != head.hash:
+                raise StoreCorrupt(f"the chain database {self.store.path} ends at block {head.height}, but this "
+                                   f"node had written block {mark[1]}: it lost writes; {REPAIR_HINT}")
+        child = head
+        low = 0 if depth is None else max(0, head.height - depth)
+        for h in range(head.height, low - 1, -1):
+            at = self.hash_at(h)
+            block = self.block(at) if at is not None else None
+            linked = at == head.hash if h == head.height else child.parent == at
+            if block is None or block.header.height != h or not linked:
+                raise StoreCorrupt(f"the chain database {self.store.path} has a broken chain at block {h} "
+                                   f"(head {head.height}): {REPAIR_HINT}")
+            if h > 0 and self.store.get(schema.undo(block.hash)) is None:
+                raise StoreCorrupt(f"the chain database {self.store.path} lost block {h}'s undo record: "
+                                   f"{REPAIR_HINT}")
+            child = block.header
+        held, total = ledger.money_in_state(self.state())
+        if held != total:
+            raise StoreCorrupt(f"the chain database {self.store.path} does not add up (accounts hold {held}, "
+                               f"{total} was minted or paid in, in micro-tokens): {REPAIR_HINT}")
 
     # ------------------------------------------------------------------ reads
     @property

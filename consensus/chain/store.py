@@ -4,15 +4,30 @@
 restores those keys, in a single `write_batch(sync=True)`: a node killed at
 any instant reopens at its last committed block with nothing half-written.
 `revert` applies a block's undo record in one batch the same way.
+
+Damage is never used silently: the database is opened with paranoid checks
+and every read verifies its checksums (`StoreCorrupt`).  A write that fails
+(a full disk) leaves the store *unwritable* (`StoreWriteError` on every later
+write) until `recover` has reopened it: LevelDB's log may end in a torn record
+after a failed append, and writes appended behind it would be lost at the
+next open.  With a head watermark (`watermark=True`, the daemon's store) every
+head change is also recorded in a small file beside the database, so a store
+that lost its recent writes (a truncated log, a deleted directory) is told
+apart from one that never had them.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import plyvel
 
 from consensus.rules import schema
+from consensus.rules.blocks import BLOCK
 from consensus.rules.state import decode_changes, encode_changes
 
 FORMAT_VERSION = b"5"  # 2: delivery settlement (meter keys, readings, settlements, grid totals); 3: address
@@ -20,75 +35,273 @@ FORMAT_VERSION = b"5"  # 2: delivery settlement (meter keys, readings, settlemen
 # nonce beside the wallet nonce; 4: finality votes in blocks, the justified and final checkpoints in the state;
 # 5: committees (the stake total, recent beacons, when each vote key was registered, commits carry tickets)
 
+REOPEN_MARGIN = 4 << 20  # bytes free, beyond twice the log, before an unwritable store is reopened
+REPAIR_HINT = "`transx check` says what is wrong; `transx repair` keeps it aside and re-syncs from peers"
+
 
 class StoreError(Exception):
     """The data directory cannot be used; the message says why, in one line."""
 
 
+class StoreCorrupt(StoreError):
+    """The database is damaged (a checksum, a missing file, lost writes): never used as it is."""
+
+
+class StoreWriteError(StoreError):
+    """A write failed (a full disk, an I/O error); nothing of it was applied.  The store takes no
+    write until `recover` succeeds."""
+
+
 class Store:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, watermark: bool = False) -> None:
         self.path = path
-        try:
-            self.db = plyvel.DB(path, create_if_missing=True)
-        except plyvel.IOError as e:
-            if "LOCK" in str(e) or "lock" in str(e):
-                raise StoreError(f"another node is using the data directory {path} (its database is locked)") from None
-            raise StoreError(f"cannot open the database in {path}: {e}") from None
-        except plyvel.Error as e:
-            raise StoreError(f"the database in {path} is damaged: {e}") from None
-        fmt = self.db.get(schema.FORMAT)
+        self.watermark_path = Path(str(path).rstrip("/") + ".head") if watermark else None
+        self.unwritable: str | None = None  # why writes are refused until `recover` (None: writable)
+        self._gate = _ReadGate()
+        self.db = self._open()
+        fmt = self.get(schema.FORMAT)
         if fmt is None:
-            self.db.put(schema.FORMAT, FORMAT_VERSION, sync=True)
+            self._write(lambda: self.db.put(schema.FORMAT, FORMAT_VERSION, sync=True))
         elif fmt != FORMAT_VERSION:
             self.db.close()
             raise StoreError(f"{path} holds store format {fmt.decode(errors='replace')}, this node reads "
                              f"{FORMAT_VERSION.decode()}")
 
-    def close(self) -> None:
-        if not self.db.closed:
-            self.db.close()
+    def _open(self) -> plyvel.DB:
+        path, marked = Path(self.path), self.watermark()
+        has_files = path.is_dir() and any(path.iterdir())
+        if marked is not None and not has_files:
+            raise StoreCorrupt(f"the chain database {path} is missing or empty, but this node wrote block "
+                               f"{marked[1]} there: restore it, or {REPAIR_HINT}")
+        if has_files and not (path / "CURRENT").exists():
+            # LevelDB would start a new database beside the old files and replay their log into it.
+            raise StoreCorrupt(f"the chain database {path} has lost its CURRENT file: {REPAIR_HINT}")
+        try:
+            return plyvel.DB(self.path, create_if_missing=not has_files, paranoid_checks=True)
+        except plyvel.IOError as e:
+            raise StoreError(_open_error(self.path, e)) from None
+        except plyvel.Error as e:
+            raise StoreCorrupt(f"the chain database {path} is damaged ({_text(e)}): {REPAIR_HINT}") from None
 
+    def close(self) -> None:
+        with self._gate.exclusive(10.0):  # a reader still inside after 10 s is a stuck thread: close anyway
+            if not self.db.closed:
+                self.db.close()
+
+    # ------------------------------------------------------------------ reads
     def get(self, key: bytes) -> bytes | None:
-        return self.db.get(key)
+        self._gate.enter()
+        try:
+            return self.db.get(key, verify_checksums=True)
+        except plyvel.Error as e:
+            raise self._damaged(e) from None
+        finally:
+            self._gate.leave()
 
     def items(self, prefix: bytes, reverse: bool = False, stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Keys under `prefix` in order (`stop`, a key under `prefix`: only those below it)."""
         if stop is None:
-            with self.db.iterator(prefix=prefix, reverse=reverse) as it:
+            bounds = {"prefix": prefix}
+        else:
+            assert stop.startswith(prefix)
+            bounds = {"start": prefix, "stop": stop}
+        self._gate.enter()
+        try:
+            with self.db.iterator(reverse=reverse, verify_checksums=True, **bounds) as it:
                 yield from it
-            return
-        assert stop.startswith(prefix)
-        with self.db.iterator(start=prefix, stop=stop, reverse=reverse) as it:
-            yield from it
+        except plyvel.Error as e:
+            raise self._damaged(e) from None
+        finally:
+            self._gate.leave()
 
+    def _damaged(self, e: Exception) -> StoreError:
+        if isinstance(e, plyvel.CorruptionError):
+            return StoreCorrupt(f"the chain database {self.path} is damaged ({_text(e)}): {REPAIR_HINT}")
+        return StoreError(f"cannot read the chain database {self.path}: {_text(e)}")
+
+    # ----------------------------------------------------------------- writes
     def commit(self, block_hash: bytes, block_bytes: bytes, changes: dict[bytes, bytes | None]) -> None:
         """Write a block and its changes, with undo data, atomically and durably."""
-        undo = {k: self.db.get(k) for k in changes}
-        with self.db.write_batch(sync=True) as wb:
-            wb.put(schema.block(block_hash), block_bytes)
-            wb.put(schema.undo(block_hash), encode_changes(undo))
-            for k, v in changes.items():
-                if v is None:
-                    wb.delete(k)
-                else:
-                    wb.put(k, v)
+        undo = {k: self.get(k) for k in changes}
+
+        def write() -> None:
+            with self.db.write_batch(sync=True) as wb:
+                wb.put(schema.block(block_hash), block_bytes)
+                wb.put(schema.undo(block_hash), encode_changes(undo))
+                for k, v in changes.items():
+                    if v is None:
+                        wb.delete(k)
+                    else:
+                        wb.put(k, v)
+        self._write(write)
+        if schema.HEAD in changes:
+            self._mark_head()
 
     def put_local(self, key: bytes, value: bytes | None) -> None:
         """A node-local record outside any block (synced): what this node proposed or committed to."""
         if value is None:
-            self.db.delete(key, sync=True)
+            self._write(lambda: self.db.delete(key, sync=True))
         else:
-            self.db.put(key, value, sync=True)
+            self._write(lambda: self.db.put(key, value, sync=True))
 
     def revert(self, block_hash: bytes) -> None:
         """Undo everything `commit` changed for `block_hash`, atomically; the block itself stays stored."""
-        raw = self.db.get(schema.undo(block_hash))
+        raw = self.get(schema.undo(block_hash))
         if raw is None:
-            raise StoreError(f"no undo data for block {block_hash.hex()}")
-        with self.db.write_batch(sync=True) as wb:
-            for k, v in decode_changes(raw).items():
-                if v is None:
-                    wb.delete(k)
-                else:
-                    wb.put(k, v)
-            wb.delete(schema.undo(block_hash))
+            raise StoreCorrupt(f"no undo data for block {block_hash.hex()} in {self.path}: {REPAIR_HINT}")
+
+        def write() -> None:
+            with self.db.write_batch(sync=True) as wb:
+                for k, v in decode_changes(raw).items():
+                    if v is None:
+                        wb.delete(k)
+                    else:
+                        wb.put(k, v)
+                wb.delete(schema.undo(block_hash))
+        self._write(write)
+        self._mark_head()
+
+    def _write(self, write) -> None:
+        if self.unwritable is not None:
+            raise StoreWriteError(self.unwritable)
+        try:
+            write()
+        except plyvel.Error as e:
+            # LevelDB's log may now end in a torn record: nothing may be appended behind it (it would be
+            # dropped at the next open) until `recover` reopens the database.
+            self.unwritable = f"cannot write the chain database {self.path}: {_text(e)}"
+            raise StoreWriteError(self.unwritable) from None
+
+    def recover(self, timeout: float = 5.0) -> bool:
+        """Reopen an unwritable store (LevelDB recovers its log into a fresh one); True once writable.
+        Waits for readers in other threads (at most `timeout` seconds) before closing the database."""
+        if self.unwritable is None:
+            return True
+        if not self._room_to_reopen():
+            return False  # reopening would fail, and leave the store unreadable as well until it worked
+        with self._gate.exclusive(timeout) as alone:
+            if not alone:
+                return False
+            self.db.close()
+            try:
+                self.db = self._open()
+            except StoreError as e:
+                self.unwritable = str(e)
+                self.db = _Closed()  # type: ignore[assignment]
+                return False
+        self.unwritable = None
+        self._mark_head()  # the reopened log may hold the write whose sync failed
+        return True
+
+    def _room_to_reopen(self) -> bool:
+        """Free space for LevelDB to turn its log into a table and write a new manifest (with margin)."""
+        try:
+            st = os.statvfs(self.path)
+            logs = sum(p.stat().st_size for p in Path(self.path).glob("*.log"))
+        except OSError:
+            return True  # let the reopen say what is wrong
+        return st.f_bavail * st.f_frsize >= 2 * logs + REOPEN_MARGIN
+
+    # -------------------------------------------------------------- watermark
+    def watermark(self) -> tuple[bytes, int] | None:
+        """(hash, height) of the last head this store recorded beside itself, if it keeps a watermark."""
+        if self.watermark_path is None:
+            return None
+        try:
+            raw = self.watermark_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        if len(raw) != 40:
+            raise StoreCorrupt(f"{self.watermark_path} is damaged ({len(raw)} bytes, not 40): {REPAIR_HINT}")
+        return raw[:32], schema.read_u64(raw[32:])
+
+    def _mark_head(self) -> None:
+        """Record the head beside the database, after the synced batch that moved it (so the store is
+        never behind its watermark unless it lost writes)."""
+        if self.watermark_path is None:
+            return
+        head = self.get(schema.HEAD)
+        raw = self.get(schema.block(head)) if head is not None else None
+        if raw is None:
+            return
+        height = BLOCK.decode(raw).header.height
+        tmp = self.watermark_path.with_suffix(".tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(head + schema.u64(height))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.watermark_path)
+            fd = os.open(self.watermark_path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            # The block is written; only its record is behind.  The store must not move again until the
+            # record is right, or a later check would take the gap for lost writes.
+            self.unwritable = f"cannot record the head in {self.watermark_path}: {e.strerror or e}"
+            raise StoreWriteError(self.unwritable) from None
+
+
+def _text(e: Exception) -> str:
+    arg = e.args[0] if e.args else e
+    return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+
+
+def _open_error(path: str, e: Exception) -> str:
+    text = _text(e)
+    if "Read-only file system" in text:
+        return f"the data directory {path} is on a read-only file system: the node must write there"
+    if "Permission denied" in text or "Operation not permitted" in text:
+        return f"no permission to write in {path} ({text}): run the node as the data directory's owner"
+    if text.startswith("IO error: lock ") and ("already held" in text or "temporarily unavailable" in text):
+        return f"another node is using the data directory {path} (its database is locked)"
+    if "No space left" in text:
+        return f"no space left on the disk for {path}: free some, the node resumes by itself"
+    return f"cannot open the database in {path}: {text}"
+
+
+class _Closed:
+    """Stands for the database between a failed reopen and the next one: every use is one clear error."""
+
+    closed = True
+
+    def __getattr__(self, name: str):
+        raise plyvel.IOError(b"the database is closed until the disk can be written again")
+
+    def close(self) -> None:
+        pass
+
+
+class _ReadGate:
+    """Readers (the API's worker threads, the node's loop) share the database; `recover` and `close`
+    wait until none is inside, so LevelDB is never closed under a read."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._closing = False
+
+    def enter(self) -> None:
+        with self._cond:
+            while self._closing:
+                self._cond.wait()
+            self._readers += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if self._readers == 0:
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self, timeout: float | None = None):
+        with self._cond:
+            self._closing = True
+            try:
+                alone = self._cond.wait_for(lambda: self._readers == 0, timeout)
+                yield alone
+            finally:
+                self._closing = False
+                self._cond.notify_all()

@@ -248,4 +248,5 @@ def bls_since(addr: bytes) -> bytes:
 
 
 # --- finality (node metadata) ------------------------------------------------
+SIGN_FLOOR = b"mfloor"  # u64: no proposal or vote at or below this height (set by `transx repair`: the old store's records may be lost)
 LAST_VOTE = b"mvote"  # this node's last finality vote: u64 source height + u64 target height (no double or surround vote after a restart)

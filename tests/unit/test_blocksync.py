@@ -53,7 +53,8 @@ class Network:
 
 
 def _sync(engine: Engine, network: Network, target: int, interactive: bool) -> int:
-    peering = SimpleNamespace(engine=engine, chain=engine.chain, syncing=False, on_behind=None, send=lambda out: None)
+    peering = SimpleNamespace(engine=engine, chain=engine.chain, syncing=False, on_behind=None, send=lambda out: None,
+                              judge=lambda kind, item, peer: engine.judge(kind, item, 0, peer))
     bs = BlockSync(network, peering, interactive=interactive)
     return trio.run(bs.catch_up, "peer", target)
 

@@ -3,12 +3,15 @@
 GET  /api/node, /api/head, /api/block/<height|hash>, /api/tx/<hash>,
      /api/address/<addr>[?limit=N&before=CURSOR&consensus=0], /api/market, /api/market/<slot>,
      /api/sessions/<addr>, /api/session/<id>, /api/peers
+GET  /api/health  200 when the node serves the present, 503 with its problems (store, sync, peers)
 POST /api/tx   {"raw": "<hex of a signed transaction>"}
 GET  /metrics  Prometheus
 GET  /         the explorer page (static; it reads the API above)
 Errors are JSON ``{"error": "...", "reason": "..."}`` with a status that fits:
 400 malformed input, 404 unknown object, 413 oversize body, 422 a well-formed
-transaction the chain refuses.  "error" is for people (amounts in tokens and
+transaction the chain refuses, 503 the node cannot take it now (its disk), 500 a
+bug.  Every error of POST /api/tx says in "kept" (true/false) whether the node
+holds the transaction all the same: only when false should a client sign it anew.  "error" is for people (amounts in tokens and
 kWh); "reason" is for programs: a refused transaction's ``TxError.reason``
 ("nonce", "gate_closed", "ended", "invalid"), else "malformed", "not_found" or
 "too_large" by status; a refusal about an amount adds its integers
@@ -18,6 +21,7 @@ kWh); "reason" is for programs: a refused transaction's ``TxError.reason``
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -36,10 +40,13 @@ from consensus.rules.schedule import first_open_slot
 
 from . import views
 from consensus.rules.keys import AddressError, decode_address, encode_address
+from transxnode.health import health as node_health
 from transxnode.metrics import NodeMetrics
 from consensus.node import Node
 from consensus.rules.state import CANCELLED
 from consensus.rules.transactions import BUY, MAX_TX_BYTES, SELL, TxError, decode_tx
+from consensus.chain.store import StoreError
+from consensus.journal import JournalError
 
 MAX_BODY = 64 * 1024
 _DIGITS = re.compile(r"[0-9]{1,18}")
@@ -47,11 +54,13 @@ _EXPLORER = (Path(__file__).parent / "static" / "explorer.html").read_text()
 RECENT_SLOTS = 24
 
 
+log = logging.getLogger("transx.api")
 _REASONS = {400: "malformed", 404: "not_found", 405: "malformed", 413: "too_large", 422: "invalid"}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, reason: str | None = None, fields: dict[str, int] | None = None) -> None:
+    def __init__(self, status: int, message: str, reason: str | None = None,
+                 fields: dict[str, int | bool] | None = None) -> None:
         super().__init__(message)
         self.status, self.reason = status, reason or _REASONS.get(status, "error")
         self.fields = fields or {}
@@ -110,10 +119,12 @@ def _history_query(request: Request) -> dict[str, Any]:
 
 
 def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]] | None = None,
-             peers: Callable[[], dict[str, Any]] | None = None, final: Callable[[], Any] | None = None) -> Starlette:
+             peers: Callable[[], dict[str, Any]] | None = None, final: Callable[[], Any] | None = None,
+             health: Callable[[], tuple[int, dict[str, Any]]] | None = None) -> Starlette:
     """The API over `node`; `info` adds fields to /api/node (version, plugins, peers, ...), `peers`
     answers /api/peers, `final` gives the node's final checkpoint (the consensus engine's: the votes
-    it has seen may make a block final before the chain records it; default the chain's)."""
+    it has seen may make a block final before the chain records it; default the chain's), `health`
+    answers /api/health (transxnode/health.py; default: from the chain alone)."""
     chain = node.chain
     g = chain.genesis
     final = final or chain.finalized
@@ -214,6 +225,26 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
                 "average_price": value * 1000 // wh if wh else None, "recent": rows}
 
     async def submit(request: Request) -> Response:
+        """Every answer but a 202 carries "kept": whether the node holds the transaction (journaled, in
+        its pool) after all, so a client knows whether sending it again could pay twice."""
+        got: list = []  # the decoded transaction, once there is one
+        try:
+            return await _submit(request, got)
+        except ApiError as e:
+            e.fields["kept"] = bool(got) and got[0].hash in node.mempool
+            raise
+        except StoreError as e:
+            kept = bool(got) and got[0].hash in node.mempool
+            raise ApiError(503, f"not taking transactions: {e}", "unavailable", {"kept": kept}) from None
+        except Exception as e:  # our bug: say so, and what became of the transaction
+            kept = bool(got) and got[0].hash in node.mempool
+            log.exception("POST /api/tx failed")
+            raise ApiError(500, f"the node failed on this transaction ({type(e).__name__}); it was "
+                                f"{'kept' if kept else 'not kept'}", "internal", {"kept": kept}) from None
+
+    async def _submit(request: Request, got: list) -> Response:
+        if chain.store.unwritable is not None:
+            raise ApiError(503, f"not taking transactions: {chain.store.unwritable}", "unavailable")
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
             raise ApiError(413, f"body over {MAX_BODY} bytes")
@@ -236,17 +267,24 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
         except TxError as e:
             metrics.tx_rejected.labels("malformed").inc()
             raise ApiError(400, str(e)) from None
+        got.append(tx)
         try:
             admitted = node.submit_local(tx)
         except TxError as e:
             metrics.tx_rejected.labels("invalid").inc()
             raise ApiError(422, str(e), e.reason, e.fields) from None
+        except JournalError as e:
+            raise ApiError(503, f"not taking transactions: {e}", "unavailable") from None
         metrics.tx_accepted.inc()
         metrics.mempool.set(len(node.mempool))
         out = {"accepted": True, "hash": admitted.tx.hash.hex()}
         if admitted.displaced is not None:
             out["displaced"] = admitted.displaced.hash.hex()
         return _json(out, 202)
+
+    async def health_check(request: Request) -> Response:
+        status, doc = health() if health is not None else node_health(chain)
+        return _json(doc, status)
 
     async def peer_list(request: Request) -> Response:
         return _json(peers() if peers is not None else {"peers": [], "banned": []})
@@ -260,6 +298,12 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
         return _json({"error": str(exc), "reason": exc.reason, **exc.fields}, exc.status)
+
+    async def store_error(request: Request, exc: Exception) -> Response:
+        return _json({"error": str(exc), "reason": "unavailable"}, 503)
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        return _json({"error": f"the node failed on this request ({type(exc).__name__})", "reason": "internal"}, 500)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -277,7 +321,9 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
         Route("/api/market", market_summary),
         Route("/api/market/{slot}", market),
         Route("/api/peers", peer_list),
+        Route("/api/health", health_check),
         Route("/metrics", prometheus),
         Route("/", explorer_page),
     ]
-    return Starlette(routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error})
+    return Starlette(routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error,
+                                                          StoreError: store_error, Exception: internal_error})

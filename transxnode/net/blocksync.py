@@ -23,7 +23,7 @@ from p2p.network import Network
 
 from consensus.rules.blocks import HEADER
 from transxnode.metrics import NodeMetrics
-from .peering import MAX_BLOCK_BYTES, Peering, now_ms
+from .peering import MAX_BLOCK_BYTES, Peering
 
 log = logging.getLogger("transx.sync")
 
@@ -85,6 +85,8 @@ class BlockSync:
 
     async def sync_once(self, sample: int | None = None) -> int:
         """Catch up with the best peer if one is ahead; returns the blocks taken."""
+        if self.chain.store.unwritable is not None:
+            return 0  # nowhere to put blocks: the round loop reopens the store first
         best = await self.best_peer(sample)
         if best is None:
             return 0
@@ -104,7 +106,7 @@ class BlockSync:
                 if not items:
                     break
                 for item in items:
-                    verdict, out = self.engine.judge(BLOCK, item, now_ms(), peer)
+                    verdict, out = self.peering.judge(BLOCK, item, peer)
                     self.peering.send(out)
                     if verdict == REJECT:
                         log.warning("sync: %s sent an invalid block at height %d; dropping it", peer[-8:], start)

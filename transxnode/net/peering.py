@@ -12,7 +12,8 @@ import time
 
 import trio
 
-from consensus.engine import BLOCK, PROPOSAL, REJECT, TX, VOTE, WANT, Engine, Message
+from consensus.chain.store import StoreCorrupt, StoreWriteError
+from consensus.engine import BLOCK, IGNORE, PROPOSAL, REJECT, TX, VOTE, WANT, Engine, Message
 from p2p import sync
 from p2p.network import Network, TopicSpec, Verdict
 
@@ -51,12 +52,25 @@ class Peering:
         self.on_behind = lambda peer: None  # told when a peer shows a block whose ancestors we lack
         self._wants_in, self._wants_out = trio.open_memory_channel[tuple[bytes, str]](WANT_QUEUE)
         self._announced: bytes | None = None
+        self.fatal: StoreCorrupt | None = None  # the store was found damaged while judging a peer's item
 
     # ------------------------------------------------------------ inbound
     def handle(self, kind: str, item: bytes, peer: str) -> Verdict:
-        verdict, out = self.engine.judge(kind, item, now_ms(), peer)
+        verdict, out = self.judge(kind, item, peer)
         self.send(out)
         return Verdict(verdict)
+
+    def judge(self, kind: str, item: bytes, peer: str) -> tuple[str, list[Message]]:
+        """`Engine.judge`, where a store that cannot be written makes the item ignored (the peer did
+        nothing wrong; the round loop waits for the store), and a damaged one is kept in `fatal` for
+        the round loop to stop the node with."""
+        try:
+            return self.engine.judge(kind, item, now_ms(), peer)
+        except StoreWriteError:
+            return IGNORE, []
+        except StoreCorrupt as e:
+            self.fatal = self.fatal or e
+            return IGNORE, []
 
     def send(self, messages: list[Message]) -> None:
         """Hand the engine's messages to the network: broadcasts are gossiped, a request for a missing
@@ -94,7 +108,7 @@ class Peering:
                 log.debug("%s", e)
                 continue
             for item in items:
-                verdict, out = self.engine.judge(BLOCK, item, now_ms(), peer)
+                verdict, out = self.judge(BLOCK, item, peer)
                 if verdict == REJECT:
                     self.network.penalise(peer)
                 self.send(out)

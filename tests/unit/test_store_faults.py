@@ -1,0 +1,162 @@
+"""The store and the journal on a bad day: a full disk, damaged files, a read-only mount (issue 17).
+
+Real LevelDB on a real tmpfs that the tests fill and free; real damage done to the files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from chain_support import Net
+from consensus.chain.chain import Chain
+from consensus.chain.store import Store, StoreCorrupt, StoreError, StoreWriteError
+from consensus.journal import Journal, JournalError
+from fault_support import disk as disk, flip_byte  # disk: a fixture
+
+
+def _reopen(net: Net, path: str) -> Chain:
+    net.close()
+    net.store = Store(path, watermark=True)
+    net.chain = Chain(net.store, net.g)
+    return net.chain
+
+
+def test_a_failed_block_write_holds_the_store_until_it_is_reopened(disk):
+    path = str(disk.path / "db")
+    net = Net(path, watermark=True)
+    net.produce_until(2)
+    disk.fill()
+    with pytest.raises(StoreWriteError, match="No space left"):
+        net.produce()
+    assert net.height == 2
+    disk.free()
+    # LevelDB's log may end in a torn record: a write appended behind it would be lost at the next
+    # open, so none is taken before the store is reopened.
+    with pytest.raises(StoreWriteError):
+        net.produce()
+    assert net.store.recover()
+    net.chain.reload()
+    net.produce_until(4)
+    chain = _reopen(net, path)
+    assert chain.height == 4
+    chain.check(depth=None)
+    net.close()
+
+
+def test_recover_keeps_trying_while_the_disk_is_full(disk):
+    path = str(disk.path / "db")
+    net = Net(path, watermark=True)
+    net.produce_until(1)
+    disk.fill()
+    with pytest.raises(StoreWriteError):
+        net.produce_until(30)  # enough writes to need a new log file or a compaction
+    assert net.store.unwritable
+    assert not net.store.recover() or net.store.unwritable is None  # reopening may itself need space
+    disk.free()
+    assert net.store.recover()
+    net.chain.reload()
+    net.produce()
+    net.chain.check(depth=None)
+    net.close()
+
+
+def test_a_failed_journal_append_is_cut_off_and_later_records_are_kept(disk):
+    j = Journal(disk.path / "mempool.journal")
+    for i in range(3):
+        j.append(bytes([i]) * 100)
+    size = (disk.path / "mempool.journal").stat().st_size
+    disk.fill()
+    with pytest.raises(JournalError, match="No space left"):
+        j.append(b"x" * 50_000)
+    assert (disk.path / "mempool.journal").stat().st_size == size
+    disk.free()
+    j.append(b"after1")
+    j.append(b"after2")
+    assert Journal(disk.path / "mempool.journal").load()[-2:] == [b"after1", b"after2"]
+    assert len(Journal(disk.path / "mempool.journal").load()) == 5
+    j.close()
+
+
+def test_a_journal_that_cannot_be_written_refuses_the_transaction_and_keeps_none(disk, tmp_path):
+    net = Net(str(tmp_path / "db"))
+    net.node.journal = Journal(disk.path / "mempool.journal")
+    from consensus.rules.transactions import Transfer
+    from chain_support import addr
+    disk.fill()
+    tx = net.tx(net.users[0], Transfer(addr(net.users[1]), 5))
+    with pytest.raises(JournalError):
+        net.node.submit_tx(tx)
+    assert tx.hash not in net.node.mempool
+    disk.free()
+    net.node.submit_tx(tx)
+    assert tx.hash in net.node.mempool
+    net.close()
+
+
+# ------------------------------------------------------------------ damage
+def _chain(tmp_path: Path, blocks: int = 4) -> tuple[Net, str]:
+    path = str(tmp_path / "db")
+    net = Net(path, watermark=True)
+    net.produce_until(blocks)
+    return net, path
+
+
+def test_a_lost_current_file_is_refused_not_recreated(tmp_path):
+    net, path = _chain(tmp_path)
+    net.close()
+    (Path(path) / "CURRENT").unlink()
+    with pytest.raises(StoreCorrupt, match="lost its CURRENT file.*transx repair"):
+        Store(path, watermark=True)
+    assert not (Path(path) / "CURRENT").exists()
+
+
+def test_a_deleted_chain_database_is_refused_when_the_node_had_one(tmp_path):
+    net, path = _chain(tmp_path)
+    net.close()
+    shutil.rmtree(path)
+    with pytest.raises(StoreCorrupt, match="missing or empty, but this node wrote block 4"):
+        Store(path, watermark=True)
+
+
+def test_a_truncated_log_that_lost_blocks_is_refused(tmp_path):
+    net, path = _chain(tmp_path, 6)
+    net.close()
+    (log,) = Path(path).glob("*.log")
+    data = log.read_bytes()
+    log.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(StoreCorrupt):  # lost writes, or a torn record the paranoid open refuses
+        Chain(Store(path, watermark=True), net.g).check()
+
+
+def test_a_flipped_bit_in_a_table_is_caught_on_read(tmp_path):
+    net, path = _chain(tmp_path, 6)
+    net.store.db.compact_range()  # the data into table files
+    net.close()
+    tables = sorted(Path(path).glob("*.ldb"), key=lambda p: p.stat().st_size)
+    flip_byte(tables[-1], tables[-1].stat().st_size // 3)
+    with pytest.raises(StoreCorrupt, match="damaged"):
+        store = Store(path, watermark=True)
+        Chain(store, net.g).check(depth=None)
+        list(store.items(b""))
+
+
+def test_a_read_only_data_directory_is_named_as_such(disk):
+    path = str(disk.path / "db")
+    Net(path).close()
+    disk.read_only(True)
+    try:
+        with pytest.raises(StoreError, match="read-only file system") as e:
+            Store(path)
+        assert "another node" not in str(e.value)
+    finally:
+        disk.read_only(False)
+
+
+def test_a_node_already_running_is_named_as_such(tmp_path):
+    net, path = _chain(tmp_path, 1)
+    with pytest.raises(StoreError, match="another node is using"):
+        Store(path)
+    net.close()
