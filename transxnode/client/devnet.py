@@ -12,6 +12,12 @@ chain; after a slot it traded in, the meter reports what was really delivered
 (the cleared quantity, off by the weather or the driver), and the chain settles
 the difference.  Prints one status line per cleared slot, and stops every
 process it started on Ctrl-C.
+
+A node that stops answering (killed, restarting, its machine asleep) is said once, polled again, and said
+again when it answers (at the API address its node.json gives then: a restart may pick another port);
+meanwhile the driver reads the chain from a node that answers and sends each household's transactions
+through it.  It gives up only when every node is gone for good: none answers and none runs (neither the
+process it started nor the one a node.json names) for GONE_SECONDS.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from nacl.signing import SigningKey
 
 
 from .node_api import ApiClient, ClientError
+from transxnode.datadir.config import running_api
 from transxnode.datadir.create import init_datadir
 from consensus.rules.genesis import dev_genesis
 from consensus.rules.keys import address_of_key, encode_address, public_key
@@ -42,6 +49,9 @@ from consensus.rules.metering import sign_reading
 from consensus.rules.transactions import Bid, Body, MeterReading, RegisterMeter, sign_tx
 
 PASSWORD = "devnet"  # the devnet's keys guard nothing of value; it is in <dir>/password, which each node's config names
+API_TIMEOUT = 10  # s: a node slower than this to answer counts as not answering
+POLL_SECONDS = 1.0  # how often a node that stopped answering is asked again
+GONE_SECONDS = 30.0  # every node silent and no node process running this long: the devnet is gone
 ROLES = (("pv", 0.45), ("home", 0.4), ("ev", 0.15))
 
 
@@ -125,7 +135,7 @@ def transx_command() -> list[str]:
 class Devnet:
     def __init__(self, directory: Path, *, nodes: int = 1, homes: int = 20, slot_seconds: int = 2, seed: int = 0,
                  say: Callable[[str], None] = print, agents: AgentFactory | None = None,
-                 station: StationPlugin | None = None) -> None:
+                 station: StationPlugin | None = None, gone_after: float = GONE_SECONDS) -> None:
         if homes and agents is None:
             raise ValueError("households need a home agent factory")
         self.n_nodes = nodes
@@ -141,7 +151,12 @@ class Devnet:
             for k, role in enumerate(self.rng.choices([r for r, _ in ROLES], [w for _, w in ROLES], k=homes))
         ]
         self.nodes: list[DevnetNode] = []
-        self.client: ApiClient | None = None
+        self.client: ApiClient | None = None  # the node the chain is read from (`reader`), while it answers
+        self.reader = 0
+        self.down: dict[int, float] = {}  # the nodes that stopped answering: when each was last asked
+        self.gone_after = gone_after
+        self._silent_since: float | None = None  # since when no node has answered, nor runs
+        self._said_silent = False
         # Slot 0 plays the half hour from 07:00 today in Kuala Lumpur (UTC+8): the sun is up from the start.
         midnight = (int(time.time()) + 8 * 3600) // 86_400 * 86_400 - 8 * 3600
         self.clock = ((midnight + 7 * 3600) * 1000, VIRTUAL_SLOT)
@@ -187,7 +202,7 @@ class Devnet:
         for n in self.nodes:
             self.wait_node(n, deadline)
             self.say(f"node {n.datadir.name} up: API and explorer at {n.api}/  (key {n.address})")
-        self.client = ApiClient(self.nodes[0].api)
+        self._read_from(0)
         self._write_manifest()
         if self.station:
             self.start_station()
@@ -236,27 +251,120 @@ class Devnet:
 
     # -------------------------------------------------------------------- run
     def run(self, slots: int | None = None) -> None:
-        """Bid every slot and report every cleared slot; `slots` bounds the run (None: until Ctrl-C)."""
-        assert self.client is not None
-        info = self.client.get("/api/node")
+        """Bid every slot and report every cleared slot; `slots` bounds the run (None: until Ctrl-C, or
+        until every node is gone for good: DevnetError)."""
+        info = self.answering()
         chain_id = info["chain_id"]
         reported = info["height"]
         bid_for = -1
         self._send_all(chain_id, lambda h: RegisterMeter(public_key(h.meter)))
         while slots is None or slots > 0:
-            info = self.client.get("/api/node")
-            for h in range(reported + 1, info["height"] + 1):
-                self.say(self.status(h, info["meter_window"]))
-                self._send_readings(chain_id, h)
-                if slots is not None:
-                    slots -= 1
-            reported = info["height"]
-            # One slot beyond the first open one: a bid then has two blocks to get in, so a block selected
-            # late (a solver still warming up) does not make it miss its slot.
-            if info["first_open_slot"] + 1 > bid_for:
-                bid_for = info["first_open_slot"] + 1
-                self._post_bids(info, bid_for)
+            try:
+                info = self.answering()
+                for h in range(reported + 1, info["height"] + 1):
+                    self.say(self.status(h, info["meter_window"]))
+                    reported = h
+                    self._send_readings(chain_id, h)
+                    if slots is not None:
+                        slots -= 1
+                # One slot beyond the first open one: a bid then has two blocks to get in, so a block selected
+                # late (a solver still warming up) does not make it miss its slot.
+                if info["first_open_slot"] + 1 > bid_for:
+                    bid_for = info["first_open_slot"] + 1
+                    self._post_bids(info, bid_for)
+            except ClientError as e:
+                if e.status is not None:  # a refusal, not a node gone: a bug of ours, to see
+                    raise
+                self._lost(self.reader)  # read on from another node
             time.sleep(min(0.25, self.slot_seconds / 8))
+
+    # ---------------------------------------------------- nodes that come and go
+    def answering(self) -> dict:
+        """/api/node of a node that answers, the one read from so far if it still does; `self.client` then
+        reads from it.  Asks again the nodes that stopped answering, and waits while none does; raises
+        DevnetError once every node has been gone for good (none answers, none runs) for `gone_after` s."""
+        while True:
+            self.poll_down()
+            for i in [self.reader] + [i for i in range(len(self.nodes)) if i != self.reader]:
+                if i in self.down:
+                    continue
+                try:
+                    info = self._client(i).get("/api/node")
+                except ClientError as e:
+                    if e.status is not None:
+                        raise
+                    self._lost(i)
+                    continue
+                if i != self.reader:
+                    self.say(f"reading the chain from node {self.nodes[i].datadir.name}")
+                self._read_from(i)
+                self._silent_since, self._said_silent = None, False
+                return info
+            if not self._said_silent:
+                self._said_silent = True
+                self.say("no node answers; asking them again every second (Ctrl-C stops)")
+            if any(self._running(n) for n in self.nodes):
+                self._silent_since = None
+            else:
+                now = time.monotonic()
+                self._silent_since = self._silent_since or now
+                if now - self._silent_since >= self.gone_after:
+                    raise DevnetError(f"every node has stopped (none answers, none runs): see "
+                                      f"{self.dir}/node*/node.log")
+            time.sleep(min(POLL_SECONDS, 0.5))
+
+    def poll_down(self) -> None:
+        """Ask each node that stopped answering again (once a POLL_SECONDS), at the API its node.json gives
+        now; say so for each that answers again."""
+        now = time.monotonic()
+        for i, asked in list(self.down.items()):
+            if now - asked < POLL_SECONDS:
+                continue
+            self.down[i] = now
+            n = self.nodes[i]
+            api = running_api(n.datadir)
+            if api is None:
+                continue  # not started (again) yet
+            try:
+                height = ApiClient(api, timeout=API_TIMEOUT).get("/api/node")["height"]
+            except ClientError as e:
+                if e.status is None:
+                    continue
+                raise
+            del self.down[i]
+            if api != n.api:
+                n.api = api
+                self._write_manifest()
+            self.say(f"node {n.datadir.name} answers again at {api} (height {height})")
+
+    def _lost(self, i: int) -> None:
+        """Node `i` did not answer: said once, then asked again by poll_down."""
+        if i in self.down:
+            return
+        self.down[i] = time.monotonic()
+        n = self.nodes[i]
+        why = "its process exited" if n.proc is not None and n.proc.poll() is not None else "it may be restarting"
+        self.say(f"node {n.datadir.name} stopped answering at {n.api} ({why}; see {n.datadir / 'node.log'}); "
+                 "asking it again every second")
+
+    def _client(self, i: int) -> ApiClient:
+        return ApiClient(self.nodes[i].api, timeout=API_TIMEOUT)
+
+    def _read_from(self, i: int) -> None:
+        self.reader, self.client = i, self._client(i)
+
+    @staticmethod
+    def _running(n: DevnetNode) -> bool:
+        """Whether a process runs for node `n`: the one this devnet started, or the one its node.json names
+        (a node restarted by hand)."""
+        if n.proc is not None and n.proc.poll() is None:
+            return True
+        try:
+            pid = json.loads((n.datadir / "node.json").read_text())["pid"]
+            os.kill(pid, 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return n.proc is None or pid != n.proc.pid  # not our own, exited child's stale file
 
     def _post_bids(self, info: dict, slot: int) -> None:
         """Each household's agent bids for `slot`, which plays a half hour of today in Kuala Lumpur."""
@@ -283,17 +391,26 @@ class Devnet:
             body = body_of(h)
             if body is None:
                 continue
-            client = ApiClient(self.nodes[k % len(self.nodes)].api)
+            via = k % len(self.nodes)
+            if via in self.down:
+                via = self.reader  # its own node does not answer: through the one read from
+            if via in self.down:
+                continue  # none answers now: try again next slot
+            client = self._client(via)
             try:
                 h.nonce = client.get(f"/api/address/{h.address}")["pending_nonce"]
-            except ClientError:
-                continue  # that node is down (a test killed it, say): try again next slot
+            except ClientError as e:
+                if e.status is None:
+                    self._lost(via)
+                continue  # try again next slot
             tx = sign_tx(h.key, chain_id=chain_id, nonce=h.nonce, fee=1_000, body=body)
             try:
                 client.submit(tx.encoded)
             except ClientError as e:
+                if e.status is None:
+                    self._lost(via)
                 if os.environ.get("TRANSX_DEVNET_DEBUG"):
-                    self.say(f"{tx.kind} of {h.address[:12]} via node {k % len(self.nodes) + 1} refused: {e}")
+                    self.say(f"{tx.kind} of {h.address[:12]} via node {via + 1} refused: {e}")
 
     def status(self, height: int, meter_window: int) -> str:
         """One line for a cleared slot: bids, energy, price, the households' gain, the winner, and how the
