@@ -25,7 +25,7 @@ from consensus.proposer import solve_slot
 from p2p.network import Network, NetworkConfig
 
 from transxnode.api.app import make_app
-from transxnode.api.server import hypercorn_config
+from transxnode.api.server import hypercorn_config, serve_app
 from transxnode.net.blocksync import BlockSync
 from consensus.chain.chain import Chain
 from transxnode.datadir.config import Config, ConfigError, load_config
@@ -90,7 +90,7 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
                  encode_address(node.address))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, nursery.cancel_scope)
-            await nursery.start(partial(serve, app, hypercorn_config(sock), shutdown_trigger=trio.sleep_forever))
+            await nursery.start(partial(serve, serve_app(app), hypercorn_config(sock), shutdown_trigger=trio.sleep_forever))
             await nursery.start(network.run)
             _write_runtime(cfg, api_url, network)
             log.info("API and explorer on %s/", api_url)

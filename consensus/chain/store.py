@@ -240,7 +240,7 @@ class Store:
         except OSError as e:
             # The block is written; only its record is behind.  The store must not move again until the
             # record is right, or a later check would take the gap for lost writes.
-            self.unwritable = f"cannot record the head in {self.watermark_path}: {e.strerror or e}"
+            self.unwritable = f"cannot write the head's record {self.watermark_path}: {e.strerror or e}"
             raise StoreWriteError(self.unwritable) from None
 
 
