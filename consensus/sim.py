@@ -91,8 +91,8 @@ class Simulation:
         self.genesis = genesis_from_json(doc)
         self._memo: dict[bytes, Solution] = {}
         self.stores = [Store(f"{self.dir}/node{i}") for i in range(cfg.nodes)]
-        make = engine_for or (lambda i, node, sim: Engine(node, solve=sim.solve, decode=sim.decode))
-        self.engines = [make(i, Node(Chain(s, self.genesis), k), self) for i, (s, k) in
+        self._make = engine_for or (lambda i, node, sim: Engine(node, solve=sim.solve, decode=sim.decode))
+        self.engines = [self._make(i, Node(Chain(s, self.genesis), k), self) for i, (s, k) in
                         enumerate(zip(self.stores, self.keys))]
         self._decoded: dict[bytes, Block] = {}
         self.skew = [0] * cfg.nodes
@@ -183,6 +183,16 @@ class Simulation:
                     continue
                 self.messages += 1
                 self._push(self.now + self.rng.randint(lo, hi), dst, "msg", (m, src))
+
+    def stop(self, i: int) -> None:
+        """Node `i` goes down: it neither ticks nor hears anything until `start`."""
+        self.online[i] = False
+
+    def start(self, i: int) -> None:
+        """Node `i` comes back as a restarted process: a new engine over the same store (what it
+        kept in memory is gone; its store's node-local records are what it has)."""
+        self.engines[i] = self._make(i, Node(Chain(self.stores[i], self.genesis), self.keys[i]), self)
+        self.online[i] = True
 
     def partition(self, *groups: set[int]) -> None:
         self.groups = [set(g) for g in groups]

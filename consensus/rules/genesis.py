@@ -206,6 +206,7 @@ def genesis_from_json(doc: Any) -> Genesis:
     deposit = _int(doc, "solver_deposit", 1, 10**15)
     committee = require_int(doc.get("committee_size", DEFAULT_COMMITTEE), "genesis.committee_size", 1, 10_000,
                             GenesisError)
+    reveal = require_int(doc.get("reveal_window", finality), "genesis.reveal_window", C + 1, 10_000, GenesisError)
     g = Genesis(
         chain_id=cid,
         timestamp=_int(doc, "timestamp", 0, 2**40),
@@ -228,10 +229,11 @@ def genesis_from_json(doc: Any) -> Genesis:
                                       MAX_PER_SIDE, GenesisError),
         commit_forfeit=require_int(doc.get("commit_forfeit", deposit // 100), "genesis.commit_forfeit", 0, deposit,
                                    GenesisError),
-        reveal_window=require_int(doc.get("reveal_window", finality), "genesis.reveal_window", C + 1, 10_000,
-                                  GenesisError),
-        withdrawal_delay=require_int(doc.get("withdrawal_delay", finality), "genesis.withdrawal_delay", finality,
-                                     10**6, GenesisError),
+        reveal_window=reveal,
+        # Past every forfeit the solver's last commits can still owe (a commit C blocks ahead, forfeited
+        # reveal_window + 1 blocks after its height): an exit never outruns a forfeit.
+        withdrawal_delay=require_int(doc.get("withdrawal_delay", max(finality, C + reveal + 1)),
+                                     "genesis.withdrawal_delay", max(finality, C + reveal + 1), 10**6, GenesisError),
         meter_window=require_int(doc.get("meter_window", DEFAULT_METER_WINDOW), "genesis.meter_window", 1, 10_000,
                                  GenesisError),
         session_timeout=require_int(doc.get("session_timeout", DEFAULT_SESSION_TIMEOUT), "genesis.session_timeout", 1,
@@ -258,12 +260,24 @@ def load_genesis(path: str) -> Genesis:
     return genesis_from_json(read_json(path, GenesisError))
 
 
+OUTAGE_SECONDS = 600  # a solver down this long (a reboot, an update) still reveals its commits when back
+
+
+def outage_reveal_window(slot_seconds: int, finality_depth: int) -> int:
+    """A reveal window (in blocks) that outlasts an `OUTAGE_SECONDS` outage: an honest solver that
+    restarts within it reveals its pending commits (the engine does so at each head) and forfeits
+    nothing.  At hour-long slots `finality_depth` already covers a day."""
+    return min(10_000, max(finality_depth, -(-OUTAGE_SECONDS // slot_seconds) + 2))
+
+
 def dev_genesis(
     funded: list[bytes], solvers: list[bytes], *, slot_seconds: int = 5, chain_id: str = "transx-dev",
-    start: int | None = None,
+    start: int | None = None, outage_proof: bool = False,
 ) -> dict[str, Any]:
-    """A development network: starts now, short slots, the given addresses funded and solving."""
-    return {
+    """A development network: starts now, short slots, the given addresses funded and solving.
+    `outage_proof`: a reveal window that outlasts a restart (`outage_reveal_window`), as people's
+    devnets need; the tests' short chains keep the default (finality_depth), to reach its end fast."""
+    doc = {
         "chain_id": chain_id,
         "timestamp": int(time.time()) if start is None else start,
         "slot_seconds": slot_seconds,
@@ -285,3 +299,6 @@ def dev_genesis(
         "balances": {encode_address(a): 1_000_000_000_000 for a in funded},
         "solvers": {encode_address(a): 100_000_000 for a in solvers},
     }
+    if outage_proof:
+        doc["reveal_window"] = outage_reveal_window(slot_seconds, doc["finality_depth"])
+    return doc

@@ -160,3 +160,18 @@ def test_a_node_already_running_is_named_as_such(tmp_path):
     with pytest.raises(StoreError, match="another node is using"):
         Store(path)
     net.close()
+
+
+# ------------------------------------------------------- outages and exits
+def test_peoples_networks_get_a_reveal_window_that_outlasts_a_restart_and_exits_wait_for_forfeits():
+    from consensus.rules import genesis as G
+
+    for slot in (1, 2, 5, 60, 3600):
+        g = G.genesis_from_json(G.dev_genesis([bytes(20)], [bytes(20)], slot_seconds=slot, outage_proof=True))
+        assert g.reveal_window * g.slot_seconds >= G.OUTAGE_SECONDS or g.reveal_window == 10_000
+        # A solver that commits and then withdraws is still bonded when its last commit can forfeit.
+        assert g.withdrawal_delay >= g.commit_window + g.reveal_window + 1
+    doc = G.dev_genesis([bytes(20)], [bytes(20)], slot_seconds=2)
+    doc["withdrawal_delay"] = doc["finality_depth"]  # the old default: an exit could outrun a forfeit
+    with pytest.raises(G.GenesisError, match="withdrawal_delay"):
+        G.genesis_from_json(doc)

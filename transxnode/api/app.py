@@ -32,7 +32,7 @@ import anyio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -233,6 +233,8 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
         except ApiError as e:
             e.fields["kept"] = bool(got) and got[0].hash in node.mempool
             raise
+        except ClientDisconnect:
+            raise  # the client left: nobody to answer (server.serve_app ends the request quietly)
         except StoreError as e:
             kept = bool(got) and got[0].hash in node.mempool
             raise ApiError(503, f"not taking transactions: {e}", "unavailable", {"kept": kept}) from None

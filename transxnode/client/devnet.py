@@ -180,7 +180,8 @@ class Devnet:
             funded.append(address_of_key(self.ev_key))
         # Starts when the slowest node can be up: each process imports the solver and libp2p (~3 s).
         doc = dev_genesis(funded, [address_of_key(k) for k in node_keys], slot_seconds=self.slot_seconds,
-                          chain_id="transx-devnet", start=int(time.time()) + 3 + self.n_nodes // 2)
+                          chain_id="transx-devnet", start=int(time.time()) + 3 + self.n_nodes // 2,
+                          outage_proof=True)
         peers = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_from_seed(bytes(key))}"
                  for port, key in zip(free_ports(len(node_keys)), node_keys)]
         for k, key in enumerate(node_keys):

@@ -38,7 +38,7 @@ def init_datadir(datadir: Path, password: str, genesis_doc: dict[str, Any] | Non
     address = ks.import_seed(seed, password) if seed is not None else ks.create(password)
     if genesis_doc is None:
         raw = decode_address(address)
-        genesis_doc = dev_genesis([raw], [raw], slot_seconds=dev_slot_seconds or 5)
+        genesis_doc = dev_genesis([raw], [raw], slot_seconds=dev_slot_seconds or 5, outage_proof=True)
     g = genesis_from_json(genesis_doc)
     atomic_write(datadir / "genesis.json", json.dumps(genesis_doc, indent=1) + "\n")
     # The config last: a directory that has one is whole.
