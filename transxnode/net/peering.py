@@ -12,7 +12,7 @@ import time
 
 import trio
 
-from consensus.chain.store import StoreCorrupt, StoreWriteError
+from consensus.chain.store import StoreCorrupt, StoreError
 from consensus.engine import BLOCK, IGNORE, PROPOSAL, REJECT, TX, VOTE, WANT, Engine, Message
 from p2p import sync
 from p2p.network import Network, TopicSpec, Verdict
@@ -66,10 +66,10 @@ class Peering:
         the round loop to stop the node with."""
         try:
             return self.engine.judge(kind, item, now_ms(), peer)
-        except StoreWriteError:
-            return IGNORE, []
         except StoreCorrupt as e:
             self.fatal = self.fatal or e
+            return IGNORE, []
+        except StoreError:  # unwritable, or closed while it is reopened
             return IGNORE, []
 
     def send(self, messages: list[Message]) -> None:
