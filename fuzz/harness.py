@@ -179,5 +179,6 @@ def main(name: str, argv: list[str] | None = None) -> None:
         work = Path(tempfile.gettempdir()) / "transx-fuzz" / name
         work.mkdir(parents=True, exist_ok=True)
         rest += [str(work), str(CORPUS / name)]
-    atheris.Setup([sys.argv[0], *rest], one_input)
+    # libFuzzer runs argv[0] through the shell for -merge=1, -fork and -jobs: this process's own command.
+    atheris.Setup([f"{sys.executable} -m fuzz.{name}", *rest], one_input)
     atheris.Fuzz()
