@@ -21,7 +21,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ["solver", "consensus", "p2p", "transxnode", "agent", "transx_nfc", "transx_cli"]
+PACKAGES = ["solver", "consensus", "p2p", "transxnode", "agent", "transx_nfc", "transx_cli", "fuzz"]
 
 # (module prefix, layer): the longest matching prefix decides a module's layer.
 LAYERS = [
@@ -50,6 +50,7 @@ LAYERS = [
     ("transx_nfc", 32),
     ("transx_cli", 40),
     ("cli", 41),
+    ("fuzz", 42),  # coverage-guided fuzz targets: drive any layer below, nothing imports them
 ]
 # Lower layers that do not see each other although numbered apart: p2p is beside the chain, neither
 # above nor below it (only transxnode joins them).
