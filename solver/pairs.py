@@ -8,6 +8,9 @@ buyers ranked by limit (highest first) are anchored at the same quantile of
 each zone's sellers ranked by limit (cheapest first), and each buyer takes a
 window of `cap` sellers there, slid down to stay within the sellers it can
 trade with.  With several zones the best `cap` margins of the windows win.
+The band leaves out sellers above every lower buyer's limit; each such seller
+that some buyer can trade with then gets its best buyer with room, a buyer
+taking at most `COVER_EXTRA` of them (`_cover_sellers`).
 
 Two rules make sure a feasible clearing always exists in which everyone
 with a candidate pair gains something, as validity requires (whether the
@@ -35,6 +38,7 @@ from .instance import Instance
 DEFAULT_CAP = 16
 MIN_PAIR_GAIN = 10**5  # nano-units (1/1000 micro-unit): 0.0001 token, 100 micro-units
 MIN_TRADE_WH = 100
+COVER_EXTRA = 4  # pairs a buyer may take beyond the band to cover left-out sellers (`_cover_sellers`)
 
 
 @dataclass(frozen=True)
@@ -106,8 +110,57 @@ def candidate_pairs(inst: Instance, cap: int = DEFAULT_CAP) -> Pairs:
     rank = np.arange(len(s_sorted)) - np.searchsorted(s_sorted, s_sorted, side="left")
     kept = by_seller[rank < _counterpart_limit(inst.seller_wh)[s_sorted]]
     s, bb, m = s[kept], bb[kept], m[kept]
+    s, bb, m = _cover_sellers(inst, s, bb, m, cap)
     idx = np.lexsort((s, bb))
     return Pairs(s[idx].copy(), bb[idx].copy(), m[idx].copy())
+
+
+def _cover_sellers(inst: Instance, s: np.ndarray, bb: np.ndarray, m: np.ndarray, cap: int):
+    """Give each seller the band left out, but some buyer could trade with, one pair: its best buyer
+    with room.  The band anchors the highest buyers at the cheapest sellers, so sellers above every
+    lower buyer's limit fell outside every window (35-46% of generated sellers).  Sellers go most
+    expensive first (fewest buyers can take them); each buyer takes at most `COVER_EXTRA` such
+    pairs, and never more than its counterpart limit (the 100 Wh rule stands).  Deterministic:
+    integer keys, ties to the lower index."""
+    n_s, n_b = len(inst.sellers), len(inst.buyers)
+    covered = np.zeros(n_s, dtype=bool)
+    covered[s] = True
+    if covered.all():
+        return s, bb, m
+    a, b, charge = inst.seller_limit, inst.buyer_limit, inst.charge_matrix
+    count = np.bincount(bb, minlength=n_b).astype(np.int64)
+    room = np.minimum(_counterpart_limit(inst.buyer_wh), cap + COVER_EXTRA) - count
+    extra = np.zeros(n_b, dtype=np.int64)
+    order: dict[int, np.ndarray] = {}  # per seller zone: buyers by net limit, highest first
+    nxt: dict[int, int] = {}
+    add_s, add_b, add_m = [], [], []
+    uncovered = np.flatnonzero(~covered)
+    for i in uncovered[np.lexsort((uncovered, -a[uncovered]))].tolist():
+        z = int(inst.seller_zone[i])
+        if z not in order:
+            net = b - charge[z, inst.buyer_zone]
+            order[z] = np.lexsort((np.arange(n_b), -net))
+            nxt[z] = 0
+        ranked, k = order[z], nxt[z]
+        while k < n_b and (extra[ranked[k]] >= COVER_EXTRA or room[ranked[k]] <= 0):
+            k += 1  # a buyer that is full stays full: later sellers skip it too
+        nxt[z] = k
+        if k == n_b:
+            continue
+        j = int(ranked[k])
+        margin = int(b[j] - charge[z, inst.buyer_zone[j]] - a[i])
+        if margin <= 0 or margin * min(int(inst.seller_wh[i]), int(inst.buyer_wh[j]), MIN_TRADE_WH) < MIN_PAIR_GAIN:
+            continue  # its best buyer with room cannot: later ones have lower margins (one of more Wh might
+            # pass the minimum gain where this one's few Wh do not; such a seller rarely stays out)
+        add_s.append(i)
+        add_b.append(j)
+        add_m.append(margin)
+        extra[j] += 1
+        room[j] -= 1
+    if not add_s:
+        return s, bb, m
+    return (np.concatenate([s, np.array(add_s, dtype=np.int64)]), np.concatenate([bb, np.array(add_b, dtype=np.int64)]),
+            np.concatenate([m, np.array(add_m, dtype=np.int64)]))
 
 
 def _counterpart_limit(wh: np.ndarray) -> np.ndarray:
