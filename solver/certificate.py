@@ -78,7 +78,14 @@ def to_fixed_point(
             -(-g * int(inst.seller_weight[i]) * MULTIPLIER_SCALE // int(U[i])),
             -(-g * int(inst.buyer_weight[j]) * MULTIPLIER_SCALE // int(W[j])),
         )
-        Mu[j] = max(Mu[j], need - Lam[i])
+        if need <= Lam[i] + Mu[j]:
+            continue  # covered by a raise made for an earlier pair
+        # Raise the side whose capacity makes it cheaper: a pair the LP left short (a need below its
+        # feasibility tolerance) must not cost a large buyer's whole capacity.
+        if int(inst.seller_wh[i]) <= int(inst.buyer_wh[j]):
+            Lam[i] = need - Mu[j]
+        else:
+            Mu[j] = need - Lam[i]
     return Lam, Mu
 
 

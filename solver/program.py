@@ -62,19 +62,31 @@ def solve_relaxation(
     cols = np.arange(P)
     inc_s = sp.csr_matrix((np.ones(P), (s_row, cols)), shape=(len(sellers), P))
     inc_b = sp.csr_matrix((np.ones(P), (b_row, cols)), shape=(len(buyers), P))
-    per_kwh = sp.diags(1.0 / g)
     cap_s = inst.seller_wh[sellers] / 1000.0
     cap_b = inst.buyer_wh[buyers] / 1000.0
-
+    # Each pair's shares are in units of its largest possible gain (g times the smaller capacity), each
+    # capacity row is divided by its capacity, and each log's argument by its largest coefficient: the
+    # program's numbers stay in (0, 1] from 1 Wh to 1 GWh and from 1 micro-unit to 1,000 tokens per kWh
+    # (unscaled, such markets spanned 1e18 and Clarabel failed on one in five).  None of it moves the
+    # optimum: a row's dual comes back divided by its capacity, a log's factor is a constant.
+    reach = np.minimum(cap_s[s_row], cap_b[b_row])  # kWh
+    unit = g * reach  # tokens: a pair's share of 1 is its largest gain
     x = cp.Variable(P, nonneg=True)
     y = cp.Variable(P, nonneg=True)
-    kwh = per_kwh @ (x + y)
-    rows_s = inc_s @ kwh <= cap_s
-    rows_b = inc_b @ kwh <= cap_b
-    objective = cp.sum(cp.multiply(inst.seller_weight[sellers], cp.log(inc_s @ x))) + cp.sum(
-        cp.multiply(inst.buyer_weight[buyers], cp.log(inc_b @ y))
+    rows_s = sp.diags(1.0 / cap_s) @ inc_s @ sp.diags(reach)
+    rows_b = sp.diags(1.0 / cap_b) @ inc_b @ sp.diags(reach)
+    cons_s = rows_s @ (x + y) <= 1.0
+    cons_b = rows_b @ (x + y) <= 1.0
+    top_s = np.zeros(len(sellers))
+    np.maximum.at(top_s, s_row, unit)
+    top_b = np.zeros(len(buyers))
+    np.maximum.at(top_b, b_row, unit)
+    gain_s = inc_s @ sp.diags(unit / top_s[s_row])
+    gain_b = inc_b @ sp.diags(unit / top_b[b_row])
+    objective = cp.sum(cp.multiply(inst.seller_weight[sellers], cp.log(gain_s @ x))) + cp.sum(
+        cp.multiply(inst.buyer_weight[buyers], cp.log(gain_b @ y))
     )
-    problem = cp.Problem(cp.Maximize(objective), [rows_s, rows_b])
+    problem = cp.Problem(cp.Maximize(objective), [cons_s, cons_b])
     t1 = time.perf_counter()
     try:
         with warnings.catch_warnings():  # the status below says what went wrong, once
@@ -90,11 +102,11 @@ def solve_relaxation(
         raise SolverError(f"{solver} returned status {problem.status!r}")
     lam = np.zeros(len(inst.sellers))
     mu = np.zeros(len(inst.buyers))
-    lam[sellers] = np.maximum(np.asarray(rows_s.dual_value, dtype=float), 0.0) / 1000.0
-    mu[buyers] = np.maximum(np.asarray(rows_b.dual_value, dtype=float), 0.0) / 1000.0
+    lam[sellers] = np.maximum(np.asarray(cons_s.dual_value, dtype=float), 0.0) / cap_s / 1000.0
+    mu[buyers] = np.maximum(np.asarray(cons_b.dual_value, dtype=float), 0.0) / cap_b / 1000.0
     return Relaxation(
-        x=np.maximum(x.value, 0.0),
-        y=np.maximum(y.value, 0.0),
+        x=np.maximum(x.value, 0.0) * unit,
+        y=np.maximum(y.value, 0.0) * unit,
         lam=lam,
         mu=mu,
         compile_s=compile_s,
