@@ -1,0 +1,31 @@
+"""What the fuzz targets (fuzz/, issue 17) found, each input as the bytes a target was fed.
+
+The long runs (fuzz/README.md: 10^6 inputs of each target) found no crash.  They found one answer
+that breaks the API's documented contract without raising: a path with a trailing slash gets
+Starlette's 307 redirect with an empty body, not JSON.  It is fixed in transxnode/api/app.py (not
+here); until then the test below is an expected failure.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fuzz import harness
+
+pytestmark = pytest.mark.fuzz
+
+# The http target's input: route 0x0b is GET "/api/{}", its parameter "node/" (then an empty query and body).
+TRAILING_SLASH = bytes([0x0b]) + b"node/\n\n"
+
+
+@pytest.mark.xfail(strict=True, reason="Starlette redirects /api/node/ to /api/node (307, no JSON body); "
+                                       "fix: app.router.redirect_slashes = False in make_app")
+def test_a_path_with_a_trailing_slash_is_answered_in_json(tmp_path):
+    from fuzz import http
+
+    world, _ = harness.build("http", str(tmp_path))
+    try:
+        strict = http.setup(world, allow_slash_redirect=False)
+        strict(TRAILING_SLASH)
+    finally:
+        world.close()
