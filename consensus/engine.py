@@ -178,6 +178,17 @@ class Engine:
 
     def put_solution(self, height: int, solution: Solution) -> None:
         self.solutions[self._solution_key(height)] = solution
+        self._forget_solutions()
+
+    def _forget_solutions(self) -> None:
+        """Bound on `solutions`: a clearing is only ever proposed for the head's child, so one below
+        `head - finality_depth` can never be used again (no reorg goes that deep); what is left is at
+        most one per height in head - finality_depth .. head + 1 + commit_window, per fork of its seed
+        block (the daemon hands solutions in with `put_solution`, which used to keep them all: one
+        Solution, its ClearResult included, per block for ever)."""
+        floor = self.chain.height - self.chain.genesis.finality_depth
+        if any(k[0] < floor for k in self.solutions):
+            self.solutions = {k: v for k, v in self.solutions.items() if k[0] >= floor}
 
     def solution(self, height: int) -> Solution:
         """Our clearing of slot `height` (its instance must be fixed), solved once per instance."""
@@ -186,8 +197,7 @@ class Engine:
         if key not in self.solutions:
             market, pairs = self.chain.market(height)
             self.solutions[key] = self.solve(market, pairs, g)
-            for old in [k for k in self.solutions if k[0] < self.chain.height - g.finality_depth]:
-                del self.solutions[old]
+            self._forget_solutions()
         return self.solutions[key]
 
     # ---------------------------------------------------------------- time
@@ -755,8 +765,7 @@ class Engine:
             self.book.set_voters(self.chain.voters())
             self.book.note_justified(self.chain.justified())
             if self.chain.height % 16 == 0:
-                self.book.forget_below(max(self.chain.finalized().height, self.chain.height - VOTE_AHEAD) - 8)
-                self.wanted = {k: x for k, x in self.wanted.items() if x > self.chain.height - VOTE_AHEAD}
+                self._forget_old()
             self.waiting = {p: b for p, b in self.waiting.items() if b.header.parent == self.chain.head.hash}
             floor = self.chain.height - self.chain.genesis.finality_depth
             for parent in [p for p, kids in self.orphans.items() if all(b.height <= floor for b in kids.values())]:
@@ -765,6 +774,20 @@ class Engine:
                 out += self._take(child, now_ms, sender)
             return out
         return []
+
+    def _forget_old(self) -> None:
+        """Every 16 blocks, drop what concerns heights no block can change any more, so the per-height
+        structures hold a window of heights, not the whole history (tests/unit/test_bounds.py):
+        the vote book below the final checkpoint (or head - VOTE_AHEAD), `wanted` below head - VOTE_AHEAD,
+        `seen` (equivocation watch) and `_tickets` below head - finality_depth, `arrived` for what left the
+        mempool.  Each also has a cap of its own against a flood within the window."""
+        c = self.chain
+        head, depth = c.height, c.genesis.finality_depth
+        self.book.forget_below(max(c.finalized().height, head - VOTE_AHEAD) - 8)
+        self.wanted = {k: x for k, x in self.wanted.items() if x > head - VOTE_AHEAD}
+        self.seen = {k: x for k, x in self.seen.items() if k[0] > head - depth}
+        self._tickets = {k: x for k, x in self._tickets.items() if k[0] > head - depth}
+        self.arrived = {k: t for k, t in self.arrived.items() if k in self.node.mempool}
 
     def _too_early(self, block: Block, now_ms: int) -> bool:
         """Stamped further ahead of our clock than the drift allowed; and a block stamped after its own slot

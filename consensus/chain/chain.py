@@ -30,6 +30,23 @@ from consensus.rules.transactions import (CONSENSUS, TX, WALLET, Commit, Reveal,
 from .forkchoice import ForkChoice
 from .store import REPAIR_HINT, Store, StoreCorrupt, StoreError
 
+RANKS_KEPT = 1024  # ranks cached: several heights' proposals, and the side blocks (engine.MAX_SIDE)
+VERDICTS_KEPT = 256  # verdicts cached (besides the pruning by height at each connect)
+
+
+class _Recent(dict):
+    """A dict that keeps its `limit` most recently inserted keys: inserting one more drops the oldest."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key, value) -> None:
+        if key not in self and len(self) >= self.limit:
+            del self[next(iter(self))]
+        super().__setitem__(key, value)
+
+
 @dataclass
 class Connected:
     """What connecting a block did, for logs and callers."""
@@ -54,9 +71,16 @@ class Chain(ForkChoice):
 
     def __init__(self, store: Store, genesis: Genesis) -> None:
         self.store, self.genesis = store, genesis
+        # Caches, each bounded (tests/unit/test_bounds.py checks it after many blocks):
+        # `_markets`: fixed slots only, those at or below head - finality_depth dropped at each connect, so at
+        # most finality_depth + gate_closure slots (each with its candidate pairs);
         self._markets: dict[int, tuple[SlotMarket, Pairs]] = {}
-        self._ranks: dict[bytes, Rank] = {}
-        self._verdicts: dict[tuple[int, bytes, bytes | None], Verdict] = {}
+        # `_ranks`: block hash -> rank, the RANKS_KEPT most recently ranked (oldest out first: a rank only
+        # matters while its block competes, and one evicted early is computed again);
+        self._ranks: dict[bytes, Rank] = _Recent(RANKS_KEPT)
+        # `_verdicts`: (height, clearing, parent) -> the exact verifier's verdict (it holds per-participant
+        # arrays): those at or below head - finality_depth dropped at each connect, and at most VERDICTS_KEPT.
+        self._verdicts: dict[tuple[int, bytes, bytes | None], Verdict] = _Recent(VERDICTS_KEPT)
         self._voters: tuple[bytes, VoterSet | None] | None = None  # (head hash, its voter set)
         self._built: tuple[bytes, _Execution] | None = None  # the last block build_block made (encoded), and its execution
         self._checked: tuple | None = None  # (head, encoded block, execution) of the last `validate`
@@ -226,6 +250,8 @@ class Chain(ForkChoice):
         self.head = h
         for s in [s for s in self._markets if s <= h.height - g.finality_depth]:  # kept for competing blocks
             del self._markets[s]
+        for k in [k for k in self._verdicts if k[0] <= h.height - g.finality_depth]:  # no block there can win
+            del self._verdicts[k]
         return Connected(block, ex.fees, verdict, market, len(changes))
 
     def _validate(self, block: Block, now_ms: int) -> tuple[_Execution, Verdict | None, SlotMarket]:
@@ -335,8 +361,6 @@ class Chain(ForkChoice):
         v = verify(market.instance, c, pairs=pairs, tolerance=g.tolerance, quantum=g.quantum)
         if not v.ok:
             raise BlockError(f"clearing of slot {height} is invalid: {v.reason}")
-        if len(self._verdicts) > 1_000:
-            self._verdicts.clear()
         self._verdicts[key] = v  # proposals of one round mostly share a clearing: verify it once
         return v
 

@@ -35,6 +35,9 @@ FORMAT_VERSION = b"5"  # 2: delivery settlement (meter keys, readings, settlemen
 # nonce beside the wallet nonce; 4: finality votes in blocks, the justified and final checkpoints in the state;
 # 5: committees (the stake total, recent beacons, when each vote key was registered, commits carry tickets)
 
+LRU_CACHE = 8 << 20  # LevelDB's block cache, bytes (its default)
+WRITE_BUFFER = 4 << 20  # LevelDB's memtable, bytes (its default)
+MAX_OPEN_FILES = 64  # LevelDB's table cache: files kept open (its default is 1,000)
 REOPEN_MARGIN = 4 << 20  # bytes free, beyond twice the log, before an unwritable store is reopened
 REPAIR_HINT = "`transx check` says what is wrong; `transx repair` keeps it aside and re-syncs from peers"
 
@@ -77,7 +80,12 @@ class Store:
             # LevelDB would start a new database beside the old files and replay their log into it.
             raise StoreCorrupt(f"the chain database {path} has lost its CURRENT file: {REPAIR_HINT}")
         try:
-            return plyvel.DB(self.path, create_if_missing=not has_files, paranoid_checks=True)
+            # Memory and descriptors bounded whatever the chain's length: LevelDB's block cache (LRU_CACHE
+            # bytes) and its memtable (WRITE_BUFFER bytes, two while one is flushed) are fixed sizes, and
+            # its table cache keeps at most MAX_OPEN_FILES - 10 table files open (each an fd or a mapping
+            # whose read pages count in RSS): the default, 1,000, let both grow with the store.
+            return plyvel.DB(self.path, create_if_missing=not has_files, paranoid_checks=True,
+                             lru_cache_size=LRU_CACHE, write_buffer_size=WRITE_BUFFER, max_open_files=MAX_OPEN_FILES)
         except plyvel.IOError as e:
             raise StoreError(_open_error(self.path, e)) from None
         except plyvel.Error as e:
