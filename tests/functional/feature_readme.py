@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,12 @@ def readme_node(tmp_path_factory):
     # The README's node listens on 127.0.0.1:8645; here on a free port, so as never to meet another node.
     config = datadir / "config.toml"
     config.write_text(re.sub(r'listen = "127\.0\.0\.1:8645"', 'listen = "127.0.0.1:0"', config.read_text()))
+    # `--dev` makes the 5-second slots the README says; the commands below wait for blocks, so the test's chain
+    # runs 1-second slots (what `--slot-seconds 1` makes: the genesis has no block on disk yet).
+    readme_says("`--dev` makes a chain that starts now, with 5-second slots (`--slot-seconds`)")
+    genesis = json.loads((datadir / "genesis.json").read_text())
+    assert genesis["slot_seconds"] == 5, genesis
+    (datadir / "genesis.json").write_text(json.dumps({**genesis, "slot_seconds": 1}, indent=1) + "\n")
     readme_says("transx node --datadir ~/.transx-dev")
     node = NodeProcess(datadir).start()
     try:
@@ -70,7 +77,7 @@ def test_the_readmes_commands_run_a_node_a_wallet_bids_a_meter_and_the_explorer(
 
     # Wallet and bids: a buy from the new key (quoted in tokens and kWh), listed, then cancelled.
     readme_says("transx bid buy 3kWh 0.50 [--slot S] [--zone Z] [--from ADDR]")
-    slot = str(node.get("/api/node")["first_open_slot"] + 10)  # open long enough to cancel it too
+    slot = str(node.get("/api/node")["first_open_slot"] + 30)  # open long enough to cancel it too (1-second slots)
     out = ok(run("transx bid buy 3kWh 0.50 --slot S --from ADDR -y --json", d, S=slot, ADDR=me))
     bid = json.loads(out)
     wait_for(lambda: node.get(f"/api/address/{me}")["open_bids"], 60, "the bid to land")
@@ -93,13 +100,14 @@ def test_the_readmes_commands_run_a_node_a_wallet_bids_a_meter_and_the_explorer(
 
     # Explorer: the head, a block, the transfer, the address and the market.
     readme_says("transx explorer head | block HEIGHT|HASH | tx HASH | address ADDR | market [SLOT]")
-    head = ok(run("transx explorer head", d))
-    assert head.startswith("block ") and "proposer" in head, head
-    ok(run("transx explorer block 1", d))
+    # (They only read the chain: run side by side, as from several terminals.)
     history = node.get(f"/api/address/{me}?limit=50")["history"]
     transfer = next(h for h in history if h["kind"] == "transfer")
-    tx = ok(run("transx explorer tx HASH", d, HASH=transfer["hash"]))
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        head, _, tx, address, _ = (ok(f.result()) for f in [
+            pool.submit(run, "transx explorer head", d), pool.submit(run, "transx explorer block 1", d),
+            pool.submit(run, "transx explorer tx HASH", d, HASH=transfer["hash"]),
+            pool.submit(run, "transx explorer address ADDR", d, ADDR=me), pool.submit(run, "transx explorer market", d)])
+    assert head.startswith("block ") and "proposer" in head, head
     assert "100.00" in tx and "100000000" not in tx, tx  # tokens, not micro-units
-    address = ok(run("transx explorer address ADDR", d, ADDR=me))
     assert me in address and "100000000" not in address, address
-    ok(run("transx explorer market", d))

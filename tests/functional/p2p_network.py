@@ -128,8 +128,10 @@ def test_a_late_node_syncs_two_hundred_blocks_then_follows_the_head(tmp_path):
     net.dir.mkdir(parents=True)
     for k, seed in enumerate(seeds):
         d = net.dir / f"node{k + 1}"
+        # The late node dials the producer; the producer has no peer to wait for (a node with bootstrap peers
+        # waits up to 15 s for them before it proposes: here they are not up yet).
         address, _ = init_datadir(d, PASSWORD, doc, api_listen="127.0.0.1:0", seed=seed,
-                                  p2p_listen=addrs[k].rsplit("/p2p/", 1)[0], bootstrap=[addrs[1 - k]])
+                                  p2p_listen=addrs[k].rsplit("/p2p/", 1)[0], bootstrap=[addrs[0]] if k else [])
         net.nodes.append(DevnetNode(d, address, addrs[k]))
     producer, late = net.nodes
     try:
