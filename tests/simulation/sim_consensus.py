@@ -86,11 +86,13 @@ def test_same_seed_same_run(sims):
 
 
 def test_a_partition_heals_into_one_chain_without_reverting_final_blocks(sims):
+    # Two of five solvers cut off for 12 rounds.  The reveal window (the genesis default is finality_depth, 32)
+    # outlasts the partition and the heal: the commits it holds are revealed in time, and no honest one forfeits.
     seed = 3
-    sim = sims(SimConfig(nodes=8, seed=seed, latency_ms=(5, 200), finality_depth=32))
+    sim = sims(SimConfig(nodes=5, seed=seed, latency_ms=(5, 200), finality_depth=32, reveal_window=20))
     sim.run_rounds(5)
     final_before = chain_of(sim.engines[0])[: sim.engines[0].chain.height - 32 + 1]
-    sim.partition(set(range(3)), set(range(3, 8)))
+    sim.partition(set(range(2)), set(range(2, 5)))
     sim.run_rounds(12)
     assert len({e.chain.head.hash for e in sim.engines}) == 2, f"seed {seed}: both sides kept going"
     sim.heal()
