@@ -273,6 +273,7 @@ class Load:
         self.nonces: dict[int, int | None] = {i: None for i in range(len(net.users))}
         self.info: dict | None = None
         self.errors: list[str] = []
+        self.paused = threading.Event()  # set: send nothing until cleared
 
     def start(self) -> "Load":
         self.thread.start()
@@ -297,6 +298,9 @@ class Load:
         users = self.net.users
         amount = 0
         while not self.stop_event.is_set():
+            if self.paused.is_set():
+                time.sleep(0.1)
+                continue
             i = self.rng.randrange(len(users))
             key = users[i]
             try:
@@ -425,8 +429,8 @@ def set_p2p(node: Node, listen: str, bootstrap: list[str]) -> None:
 
 def campaign_kill(root: Path, seed: int, kills: int, peers: int = 1, check_every: int = 1) -> Result:
     """`peers` other solvers on the chain; with one or more, every third kill falls in a partition's heal:
-    the first peer is cut off (restarted on another port, without its bootstrap: the node under test
-    dials its old address in vain), both
+    the first peer (or, every other time, the node under test) is cut off (restarted on another port,
+    without its bootstrap: the other dials its old address in vain), the load pauses, both
     sides build their own branch for 2-4 s, then the peer is restarted joined again and the node
     under test is killed 0-3 s later, while one side reverts its branch (counted when the node under test
     logged a reorg before its kill)."""
@@ -436,7 +440,7 @@ def campaign_kill(root: Path, seed: int, kills: int, peers: int = 1, check_every
     subject, others = net.nodes[0], net.nodes[1:]
     from transxnode.datadir.config import load_config
 
-    joined = {id(n): (load_config(n.datadir).p2p_listen, load_config(n.datadir).bootstrap) for n in others}
+    joined = {id(n): (load_config(n.datadir).p2p_listen, load_config(n.datadir).bootstrap) for n in net.nodes}
     for n in net.nodes:
         n.start()
     counts = dict.fromkeys(["kills", "uniform instant", "aimed at a block write", "in a partition's heal",
@@ -467,15 +471,19 @@ def campaign_kill(root: Path, seed: int, kills: int, peers: int = 1, check_every
             log_from = len(subject.log_text())
             if others and k % 3 == 2:
                 kind = "in a partition's heal"
-                peer = others[0]
-                peer.kill()
-                set_p2p(peer, f"/ip4/127.0.0.1/tcp/{free_ports(1)[0]}", [])
-                peer.start()
+                # Cut off the peer, or (every other heal) the node under test; no load meanwhile, so neither
+                # branch is favoured by holding the transactions.
+                cut = others[0] if (k // 3) % 2 == 0 else subject
+                load.paused.set()
+                cut.kill()
+                set_p2p(cut, f"/ip4/127.0.0.1/tcp/{free_ports(1)[0]}", [])
+                cut.start()
                 time.sleep(rng.uniform(2, 4))  # both sides build a branch of their own (well short of finality_depth)
-                peer.kill()
-                set_p2p(peer, *joined[id(peer)])
+                cut.kill()
+                set_p2p(cut, *joined[id(cut)])
                 log_from = len(subject.log_text())
-                peer.start()
+                cut.start()
+                load.paused.clear()
                 time.sleep(rng.uniform(0, 3))
             elif k % 3 == 1 and len(phases) >= 3:
                 kind = "aimed at a block write"
@@ -1350,10 +1358,11 @@ def campaign_hostile(root: Path, seed: int, rounds: int, items: int = 400, stall
         log = node.log_text()
         res.row("tracebacks in the node's log", log.count("Traceback"))
         asgi = log.count("Error in ASGI Framework")
+        busy = sum(ln.startswith("trio.BusyResourceError") for ln in log.splitlines())
         if asgi:
-            res.notes.append(f"the node logged 'Error in ASGI Framework' with a traceback {asgi} times, "
-                             f"{log.count('BusyResourceError')} of them trio.BusyResourceError ('another task is "
-                             f"currently sending data on this SocketStream') from serve_app's 408 answer")
+            res.notes.append(f"the node logged 'Error in ASGI Framework' with a traceback {asgi} times, {busy} of "
+                             f"them trio.BusyResourceError ('another task is currently sending data on this "
+                             f"SocketStream') from serve_app's 408 answer")
         if lost:
             res.violations.append(f"{len(lost)} transactions answered 202 lost")
     finally:
