@@ -45,8 +45,12 @@ class Journal:
             pos += _LEN.size + n
         return out
 
-    def append(self, raw: bytes) -> None:
-        """Add a record, durably (`JournalError` if it cannot be written: then nothing of it is kept)."""
+    def append(self, raw: bytes, sync: bool | None = None) -> None:
+        """Add a record (`JournalError` if it cannot be written: then nothing of it is kept); synced to
+        disk when `sync` (default: the journal's `sync`).  A peer's transaction need not be: syncing
+        each one a flood of gossip brings would stall the node, and losing it loses no promise of ours
+        (a later synced record syncs it too)."""
+        sync = self.sync if sync is None else sync
         record = _LEN.pack(len(raw)) + raw
         try:
             if self._fd is None:
@@ -55,7 +59,7 @@ class Journal:
             written = 0
             while written < len(record):
                 written += os.write(self._fd, record[written:])
-            if self.sync:
+            if sync:
                 os.fsync(self._fd)
         except OSError as e:
             self._cut_back()

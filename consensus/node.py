@@ -77,23 +77,26 @@ class Node:
         return h + 1 if self.now_ms is not None and self.now_ms >= self.genesis.slot_start_ms(h) else h
 
     def submit(self, raw: bytes) -> Admitted:
-        """Admit a raw signed transaction to the mempool, or raise `TxError` with the reason."""
+        """Admit a peer's raw signed transaction to the mempool (journaled, not synced), or raise
+        `TxError` with the reason."""
         tx = decode_tx(raw)
-        return self.submit_tx(tx)
+        return self.submit_tx(tx, durable=False)
 
     def submit_local(self, tx: Tx) -> Admitted:
-        """Admit a transaction from this node's own client (the API), and announce it (to the network)."""
+        """Admit a transaction from this node's own client (the API), on disk before it returns (the
+        API's 202), and announce it (to the network)."""
         admitted = self.submit_tx(tx)
         for listener in self.on_local_tx:
             listener(tx)
         return admitted
 
-    def submit_tx(self, tx: Tx, reverted: bool = False) -> Admitted:
-        """Admit `tx` and journal it.  `reverted`: it comes back from a block a reorg undid, and is tried
-        at the head's child, its last chance perhaps (this node may still propose that block late)."""
-        return self._admit(tx, reverted, self.journal)
+    def submit_tx(self, tx: Tx, reverted: bool = False, durable: bool = True) -> Admitted:
+        """Admit `tx` and journal it (synced if `durable`).  `reverted`: it comes back from a block a
+        reorg undid, and is tried at the head's child, its last chance perhaps (this node may still
+        propose that block late)."""
+        return self._admit(tx, reverted, self.journal, durable)
 
-    def _admit(self, tx: Tx, reverted: bool = False, journal: Journal | None = None) -> Admitted:
+    def _admit(self, tx: Tx, reverted: bool = False, journal: Journal | None = None, durable: bool = True) -> Admitted:
         """Check `tx` against the head and the pool, write it to `journal` (`JournalError`: the disk
         refused it, and it is not admitted either), then add it to the pool."""
         g = self.genesis
@@ -129,7 +132,7 @@ class Node:
                               "gate_closed")
             raise TxError(f"bid expired at height {b.expiry}; the next block that can take it is {height}")
         if journal is not None:
-            journal.append(tx.encoded)  # first: a transaction the node holds is one it keeps
+            journal.append(tx.encoded, sync=None if durable else False)  # first: what the pool holds is kept
         displaced = self.mempool.add(tx, nonce, self.chain.height)
         return Admitted(tx, displaced)
 
