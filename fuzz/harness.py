@@ -32,7 +32,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-TARGETS = ("codec", "tx", "block", "verifier", "gossip", "http")
+TARGETS = ("codec", "tx", "block", "verifier", "gossip", "http", "proposal")
 PACKAGES = ["consensus", "solver", "p2p", "transxnode"]
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
