@@ -26,9 +26,8 @@ def setup(world):
     from consensus.chain.chain import decode_block
     from consensus.rules import keys
     from consensus.rules.blocks import BlockError
-    from consensus.rules.transactions import TxError, check_stateless, sign_tx
 
-    chain, g = world.chain, world.g
+    chain = world.chain
     now = world.now(chain.height + 1) + 500
 
     def one_input(data: bytes) -> None:
@@ -41,15 +40,7 @@ def setup(world):
                 chain.precheck(block)
                 chain.validate(block, now)
                 return
-            txs = []
-            for t in block.txs:  # candidates come from the mempool: stateless checks passed
-                again = sign_tx(world.keys.get(t.signer, world.solver), chain_id=t.chain_id, nonce=t.nonce, fee=t.fee,
-                                body=t.body)
-                try:
-                    check_stateless(again, g.chain_id, g.zones, g.min_fee)
-                except TxError:
-                    continue
-                txs.append(again)
+            txs = world.resign(block.txs)  # candidates come from the mempool: stateless checks passed
             h = block.header
             built, _ = chain.build_block(world.solver, block.clearing, txs, h.timestamp, salt=h.salt,
                                          votes=list(block.votes), vote_secret=keys.vote_secret(world.solver))

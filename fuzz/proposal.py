@@ -28,7 +28,6 @@ def setup(world):
     from consensus.mempool import Mempool
     from consensus.rules import keys
     from consensus.rules.blocks import BlockError
-    from consensus.rules.transactions import TxError, check_stateless, sign_tx
 
     chain, node, g = world.chain, world.node, world.g
     base = chain.height
@@ -48,15 +47,7 @@ def setup(world):
             block = decode_block(data[1:])
         except BlockError:
             return
-        txs = []
-        for t in block.txs:
-            again = sign_tx(world.keys.get(t.signer, world.solver), chain_id=t.chain_id, nonce=t.nonce, fee=t.fee,
-                            body=t.body)
-            try:
-                check_stateless(again, g.chain_id, g.zones, g.min_fee)
-            except TxError:
-                continue
-            txs.append(again)
+        txs = world.resign(block.txs)
         k = world.users[3] if v & 0x80 else world.solver
         h = block.header
         try:

@@ -95,6 +95,20 @@ class World:
         self.samples.add("tx", tx.encoded)
         return tx
 
+    def resign(self, txs) -> list[T.Tx]:
+        """`txs` signed again by the world's key of each signer (the solver's if unknown), as they are
+        otherwise; those `check_stateless` refuses left out, as a mempool would have."""
+        out = []
+        for t in txs:
+            again = T.sign_tx(self.keys.get(t.signer, self.solver), chain_id=t.chain_id, nonce=t.nonce, fee=t.fee,
+                              body=t.body)
+            try:
+                T.check_stateless(again, self.g.chain_id, self.g.zones, self.g.min_fee)
+            except T.TxError:
+                continue
+            out.append(again)
+        return out
+
     def submit(self, k: SigningKey, body) -> T.Tx:
         tx = self.sign(k, body)
         self.node.submit_tx(tx)
