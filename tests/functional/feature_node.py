@@ -89,7 +89,8 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     wait_for(lambda: all(_balance(node, a)["meter"] for a in meters), 30, "the meters' registration")
     assert {seller, buyer} <= {r["address"] for r in json.loads(_ok(listed).stdout)}
 
-    slot = node.get("/api/node")["first_open_slot"] + 6  # six blocks for two CLI calls (~1.6 s each) on a loaded machine
+    # Eight blocks for the two bids (side by side) and `bid list` before the slot clears, on a loaded machine.
+    slot = node.get("/api/node")["first_open_slot"] + 8
     sell, buy = (json.loads(_ok(r).stdout) for r in _side_by_side(
         ("bid", "sell", "5kWh", "0.30", "--slot", str(slot), "--from", seller, "-y", "--json", *node.dd),
         ("bid", "buy", "3kWh", "0.50", "--slot", str(slot), "--zone", "1", "--from", buyer, "-y", "--json", *node.dd)))
@@ -102,7 +103,20 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     assert [b["id"] for b in transx_json("bid", "list", buyer, *node.dd)] == [buy["bid"]]
 
     node.wait_height(slot)
-    m = transx_json("explorer", "market", str(slot), *node.dd)
+    fee = 1000
+    s, b = _balance(node, seller), _balance(node, buyer)  # as the clearing left them, before the readings' fees
+    # The meters: the seller delivered 2 of its 3 kWh, the buyer took all 3.  The readings go first (they must land
+    # within the meter window), side by side; then what the explorer and the page show of the cleared slot.
+    for r in _side_by_side(
+            ("meter", "read", "--slot", str(slot), "--exported-wh", "2000", "--address", seller, *node.dd),
+            ("meter", "read", "--slot", str(slot), "--imported-wh", "3000", "--address", buyer, *node.dd)):
+        _ok(r)
+    window = node.get("/api/node")["meter_window"]
+    m, block, tx, tx_text, buyer_doc = _side_by_side(
+        ("explorer", "market", str(slot), "--json", *node.dd), ("explorer", "block", str(slot), "--json", *node.dd),
+        ("explorer", "tx", buy["bid"], "--json", *node.dd), ("explorer", "tx", buy["bid"], *node.dd),
+        ("explorer", "address", buyer, "--json", *node.dd))
+    m = json.loads(_ok(m).stdout)
     assert m["status"] == "cleared"
     assert [(t["seller"], t["buyer"], t["wh"]) for t in m["trades"]] == [(sell["bid"], buy["bid"], 3000)]
     payment = m["trades"][0]["payment"]
@@ -110,8 +124,6 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     rows = {p["side"]: p for p in m["participants"]}
     assert rows["sell"]["return_vs_grid"] > 0 and rows["buy"]["return_vs_grid"] > 0
 
-    fee = 1000
-    s, b = _balance(node, seller), _balance(node, buyer)
     # Held until delivery settles: the revenue, and the collateral of the 3 kWh sold (2 kWh unsold came back).
     collateral = 3 * (570_000 - 300_000)
     assert (s["balance"], s["escrowed"]) == (100_000_000 - 2 * fee - collateral, payment + collateral)
@@ -119,17 +131,6 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     assert rows["buy"]["amount"] == payment + 30_000 * 3000 // 1000  # payment plus the network charge
     assert b["escrowed"] == 0 and b["open_bids"] == []
 
-    # The meters: the seller delivered 2 of its 3 kWh, the buyer took all 3 (two accounts: sent side by side).
-    for r in _side_by_side(
-            ("meter", "read", "--slot", str(slot), "--exported-wh", "2000", "--address", seller, *node.dd),
-            ("meter", "read", "--slot", str(slot), "--imported-wh", "3000", "--address", buyer, *node.dd)):
-        _ok(r)
-    window = node.get("/api/node")["meter_window"]
-
-    # While the meter window runs: the cleared slot's block and the bid, as the explorer and the page show them.
-    block, tx, tx_text, buyer_doc = _side_by_side(
-        ("explorer", "block", str(slot), "--json", *node.dd), ("explorer", "tx", buy["bid"], "--json", *node.dd),
-        ("explorer", "tx", buy["bid"], *node.dd), ("explorer", "address", buyer, "--json", *node.dd))
     block = json.loads(_ok(block).stdout)
     assert block["clearing"]["traded_wh"] == 3000 and not block["clearing"]["void"]
     tx = json.loads(_ok(tx).stdout)
