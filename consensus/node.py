@@ -7,6 +7,7 @@ tests and a simulator drive it directly.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,14 +49,22 @@ class Node:
             self._replay(journal)
 
     def _replay(self, journal: Journal) -> None:
-        """Re-admit the journal's transactions (those still valid), then compact it."""
+        """Re-admit the journal's transactions (those still valid), then compact it.  A damaged or
+        cut journal is kept aside with a warning, never compacted away in silence."""
+        loaded = journal.read()
         kept = 0
-        for raw in journal.load():
+        for raw in loaded.records:
             try:
                 self._admit(decode_tx(raw))
                 kept += 1
             except TxError:
                 pass
+        if loaded.damaged or loaded.torn:
+            why = loaded.damaged or (f"it ends in a partial record of {loaded.torn} bytes (a kill while writing "
+                                     f"it, or a cut file)")
+            aside = journal.keep_aside(f"damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+            log.warning("mempool journal %s: %s; %d whole records read, %d transactions restored; the file is "
+                        "kept as %s", journal.path, why, len(loaded.records), kept, aside)
         self._compact(journal)
         if kept:
             log.info("mempool: %d pending transactions restored from the journal", kept)

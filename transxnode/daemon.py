@@ -33,7 +33,7 @@ from consensus.rules.genesis import load_genesis
 from consensus.rules.keys import encode_address
 from consensus.journal import Journal, JournalError
 from transxnode.datadir.keystore import Keystore
-from .health import health
+from .health import clock_behind_head_s, health
 from .metrics import NodeMetrics
 from consensus.node import Node
 from transxnode.net.peering import Peering, topics
@@ -163,7 +163,13 @@ async def _run_rounds(engine: Engine, peering: Peering, metrics: NodeMetrics, cf
     then let it commit, propose and select (consensus/engine.py); its messages go to the network.
     A store that cannot be written stops the rounds until it can (`_wait_for_store`)."""
     reported = engine.chain.height
+    clock_said = -STORE_LOG_SECONDS
     while True:
+        slow = clock_behind_head_s(engine.chain, now_ms())
+        if slow and time.monotonic() - clock_said >= STORE_LOG_SECONDS:  # once a minute while it lasts
+            clock_said = time.monotonic()
+            log.warning("the clock is %d s behind the chain's head (block %d's slot has not begun by it): "
+                        "not proposing until it catches up; check the system clock (NTP)", slow, engine.chain.height)
         if peering.fatal is not None:
             raise peering.fatal
         if engine.chain.store.unwritable is not None:

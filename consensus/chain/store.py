@@ -37,7 +37,7 @@ FORMAT_VERSION = b"5"  # 2: delivery settlement (meter keys, readings, settlemen
 
 LRU_CACHE = 8 << 20  # LevelDB's block cache, bytes (its default)
 WRITE_BUFFER = 4 << 20  # LevelDB's memtable, bytes (its default)
-MAX_OPEN_FILES = 64  # LevelDB's table cache: files kept open (its default is 1,000)
+MAX_OPEN_FILES = 74  # LevelDB's table cache: 64 table files open, its least (default: 1,000, so 990 files)
 REOPEN_MARGIN = 4 << 20  # bytes free, beyond twice the log, before an unwritable store is reopened
 REPAIR_HINT = "`transx check` says what is wrong; `transx repair` keeps it aside and re-syncs from peers"
 
@@ -83,11 +83,12 @@ class Store:
             # Memory and descriptors bounded whatever the chain's length: LevelDB's block cache (LRU_CACHE
             # bytes) and its memtable (WRITE_BUFFER bytes, two while one is flushed) are fixed sizes, and
             # its table cache keeps at most MAX_OPEN_FILES - 10 table files open (each an fd or a mapping
-            # whose read pages count in RSS): the default, 1,000, let both grow with the store.
+            # whose read pages count in RSS as file pages): the default, 1,000, let both grow with the store
+            # (about 2 GB of tables); LevelDB raises anything below 74 to 74.
             return plyvel.DB(self.path, create_if_missing=not has_files, paranoid_checks=True,
                              lru_cache_size=LRU_CACHE, write_buffer_size=WRITE_BUFFER, max_open_files=MAX_OPEN_FILES)
         except plyvel.IOError as e:
-            raise StoreError(_open_error(self.path, e)) from None
+            raise _open_failure(self.path, e) from None
         except plyvel.Error as e:
             raise StoreCorrupt(f"the chain database {path} is damaged ({_text(e)}): {REPAIR_HINT}") from None
 
@@ -123,7 +124,7 @@ class Store:
             self._gate.leave()
 
     def _damaged(self, e: Exception) -> StoreError:
-        if isinstance(e, plyvel.CorruptionError):
+        if isinstance(e, plyvel.CorruptionError) or _names_own_file(self.path, _text(e)):
             return StoreCorrupt(f"the chain database {self.path} is damaged ({_text(e)}): {REPAIR_HINT}")
         return StoreError(f"cannot read the chain database {self.path}: {_text(e)}")
 
@@ -257,17 +258,26 @@ def _text(e: Exception) -> str:
     return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
 
 
-def _open_error(path: str, e: Exception) -> str:
+def _open_failure(path: str, e: Exception) -> StoreError:
     text = _text(e)
     if "Read-only file system" in text:
-        return f"the data directory {path} is on a read-only file system: the node must write there"
+        return StoreError(f"the data directory {path} is on a read-only file system: the node must write there")
     if "Permission denied" in text or "Operation not permitted" in text:
-        return f"no permission to write in {path} ({text}): run the node as the data directory's owner"
+        return StoreError(f"no permission to write in {path} ({text}): run the node as the data directory's owner")
     if text.startswith("IO error: lock ") and ("already held" in text or "temporarily unavailable" in text):
-        return f"another node is using the data directory {path} (its database is locked)"
+        return StoreError(f"another node is using the data directory {path} (its database is locked)")
     if "No space left" in text:
-        return f"no space left on the disk for {path}: free some, the node resumes by itself"
-    return f"cannot open the database in {path}: {text}"
+        return StoreError(f"no space left on the disk for {path}: free some, the node resumes by itself")
+    if _names_own_file(path, text):  # a table cut short, a file gone: the database's own files are damaged
+        return StoreCorrupt(f"the chain database {path} is damaged ({text}): {REPAIR_HINT}")
+    return StoreError(f"cannot open the database in {path}: {text}")
+
+
+def _names_own_file(path: str, text: str) -> bool:
+    """Whether LevelDB's error names one of the database's own data files (not its LOCK or LOG)."""
+    own = str(Path(path)) + "/"
+    return any(own + name in text for name in ("CURRENT", "MANIFEST-")) or (
+        own in text and any(ext in text for ext in (".ldb", ".sst", ".log:")))
 
 
 class _Closed:

@@ -175,3 +175,64 @@ def test_peoples_networks_get_a_reveal_window_that_outlasts_a_restart_and_exits_
     doc["withdrawal_delay"] = doc["finality_depth"]  # the old default: an exit could outrun a forfeit
     with pytest.raises(G.GenesisError, match="withdrawal_delay"):
         G.genesis_from_json(doc)
+
+
+# ------------------------------------------------------------ the journal
+def _journal_with_transfers(tmp_path, n: int = 4):
+    from chain_support import addr
+    from consensus.rules.transactions import Transfer
+
+    net = Net(str(tmp_path / "db"))
+    net.node.journal = Journal(tmp_path / "mempool.journal")
+    txs = [net.submit(net.users[0], Transfer(addr(net.users[1]), 5 + k)) for k in range(n)]
+    net.node.journal.close()
+    return net, txs
+
+
+@pytest.mark.parametrize("damage", ["flip", "cut"])
+def test_a_damaged_journal_is_kept_aside_with_a_warning_not_compacted_away(tmp_path, caplog, damage):
+    from consensus.node import Node
+
+    net, txs = _journal_with_transfers(tmp_path)
+    path = tmp_path / "mempool.journal"
+    size = path.stat().st_size
+    if damage == "flip":
+        flip_byte(path, size * 3 // 4)
+    else:
+        path.write_bytes(path.read_bytes()[: size * 3 // 4])
+    with caplog.at_level("WARNING", "transx.node"):
+        node = Node(net.chain, net.solver_key, journal=Journal(path))
+    assert "mempool journal" in caplog.text and "kept as" in caplog.text
+    (aside,) = tmp_path.glob("mempool.journal.damaged-*")
+    assert aside.stat().st_size == (size if damage == "flip" else size * 3 // 4)  # the file as it was
+    restored = [t for t in txs if t.hash in node.mempool]
+    assert 0 < len(restored) < len(txs)  # the records before the damage
+    assert Journal(path).read().damaged is None and Journal(path).read().torn == 0
+    net.close()
+
+
+def test_a_truncated_table_is_named_as_damage_with_what_to_do(tmp_path):
+    net, path = _chain(tmp_path, 6)
+    net.store.db.compact_range()
+    net.close()
+    for table in Path(path).glob("*.ldb"):
+        table.write_bytes(table.read_bytes()[:50])
+    with pytest.raises(StoreCorrupt, match="damaged.*transx repair"):
+        store = Store(path, watermark=True)
+        Chain(store, net.g).check(depth=None)
+        list(store.items(b""))
+
+
+def test_health_says_when_the_clock_is_behind_the_chain_and_when_the_store_cannot_be_written(tmp_path):
+    from transxnode.health import health
+
+    net, _ = _chain(tmp_path, 3)
+    status, doc = health(net.chain, now_ms=lambda: net.g.slot_start_ms(3) + 100)
+    assert status == 200 and doc["problems"] == []
+    status, doc = health(net.chain, now_ms=lambda: net.g.slot_start_ms(3) - 62_000)  # stepped back 62 s
+    assert status == 503 and any("clock is 62 s behind" in p for p in doc["problems"])
+    net.store.unwritable = "cannot write the chain database: No space left on device"
+    status, doc = health(net.chain, now_ms=lambda: net.g.slot_start_ms(3) + 100)
+    assert status == 503 and not doc["store_writable"]
+    net.store.unwritable = None
+    net.close()

@@ -104,8 +104,11 @@ def serve_app(app: Any, body_seconds: float = BODY_SECONDS) -> Any:
             log.debug("%s %s: the request's body was not in within %g s; closing", scope["method"], scope["path"],
                       body_seconds)
             if not started:
-                await _answer(send, 408, {"error": f"the request's body did not arrive within {body_seconds:g} s",
-                                          "reason": "timeout"})
+                try:
+                    await _answer(send, 408, {"error": f"the request's body did not arrive within {body_seconds:g} s",
+                                              "reason": "timeout"})
+                except Exception as e:  # the slow client's stream is busy or gone: it is closed all the same
+                    log.debug("%s %s: no 408 sent (%s)", scope["method"], scope["path"], type(e).__name__)
 
     return served
 

@@ -60,13 +60,16 @@ def check_datadir(datadir: str | Path) -> Report:
                 store.close()
     journal = cfg.datadir / "mempool.journal"
     if journal.exists():
-        records = Journal(journal).load()
-        whole = sum(4 + len(r) for r in records)
-        size = journal.stat().st_size
-        line = f"mempool journal: {len(records)} pending transactions"
-        if whole != size:
-            line += f" (the last {size - whole} bytes are a torn record, ignored at start)"
-        report.ok.append(line)
+        loaded = Journal(journal).read()
+        if loaded.damaged:
+            report.problems.append(f"mempool journal: {loaded.damaged} ({len(loaded.records)} whole records "
+                                   "before it); the node keeps the file aside at start and restores those")
+        elif loaded.torn:
+            report.problems.append(f"mempool journal: ends in a partial record of {loaded.torn} bytes (a kill "
+                                   f"while writing it, or a cut file: records after it may be lost); the node "
+                                   f"keeps the file aside at start and restores the {len(loaded.records)} before it")
+        else:
+            report.ok.append(f"mempool journal: {len(loaded.records)} pending transactions, checksums good")
     keystore = Keystore(cfg.keystore_dir)
     try:
         for address in keystore.addresses():
