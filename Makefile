@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test test-fast devnet bench clean
+.PHONY: test test-fast devnet bench clean system-deps
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,14 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,nfc]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# System packages the tests use, installed when missing and the machine lets us (root with apt):
+# libfaketime steps a node's clock in the fault tests (they skip without it).
+system-deps:
+	@command -v faketime >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& (apt-get install -y -qq faketime >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq faketime >/dev/null)); } \
+		|| echo "faketime is not installed: the clock-fault tests will skip"
+
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q --durations=15
 
 test-fast: $(STAMP)
