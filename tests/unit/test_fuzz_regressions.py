@@ -2,8 +2,7 @@
 
 The long runs (fuzz/README.md: 10^6 inputs of each target) found no crash.  They found one answer
 that breaks the API's documented contract without raising: a path with a trailing slash gets
-Starlette's 307 redirect with an empty body, not JSON.  It is fixed in transxnode/api/app.py (not
-here); until then the test below is an expected failure.
+Starlette's 307 redirect with an empty body, not JSON; make_app no longer redirects (a JSON 404).
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ pytestmark = pytest.mark.fuzz
 TRAILING_SLASH = bytes([0x0b]) + b"node/\n\n"
 
 
-@pytest.mark.xfail(strict=True, reason="Starlette redirects /api/node/ to /api/node (307, no JSON body); "
-                                       "fix: app.router.redirect_slashes = False in make_app")
 def test_a_path_with_a_trailing_slash_is_answered_in_json(tmp_path):
     from fuzz import http
 

@@ -327,5 +327,7 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
         Route("/metrics", prometheus),
         Route("/", explorer_page),
     ]
-    return Starlette(routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error,
-                                                          StoreError: store_error, Exception: internal_error})
+    app = Starlette(routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error,
+                                                         StoreError: store_error, Exception: internal_error})
+    app.router.redirect_slashes = False  # "/api/node/" is a JSON 404, not an empty 307 (found by fuzz/http.py)
+    return app
