@@ -57,8 +57,19 @@ def disk(tmp_path):
     yield from mounted(tmp_path, 24)
 
 
-def test_a_full_disk_stops_production_loudly_and_loses_no_acknowledged_transaction(disk, tmp_path):
+@pytest.fixture
+def started():
+    """Nodes a test starts; whatever it leaves running (a failed assertion) is killed after it."""
+    nodes: list[NodeProcess] = []
+    yield nodes
+    for n in nodes:
+        if n.proc is not None and n.proc.poll() is None:
+            n.kill()
+
+
+def test_a_full_disk_stops_production_loudly_and_loses_no_acknowledged_transaction(disk, tmp_path, started):
     node = NodeProcess.init_dev(disk.path / "data")
+    started.append(node)
     node.log_path = tmp_path / "node.log"  # the log is not on the disk that fills
     node.start()
     node.wait_height(2)
@@ -101,8 +112,10 @@ def test_a_full_disk_stops_production_loudly_and_loses_no_acknowledged_transacti
     node.stop()
 
 
-def test_check_and_repair_a_damaged_data_directory(tmp_path):
-    node = NodeProcess.init_dev(tmp_path / "data").start()
+def test_check_and_repair_a_damaged_data_directory(tmp_path, started):
+    node = NodeProcess.init_dev(tmp_path / "data")
+    started.append(node)
+    node.start()
     node.wait_height(3)
     assert node.stop() == 0
     r = transx("check", *node.dd)
