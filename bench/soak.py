@@ -57,6 +57,16 @@ def rss_mb(pid: int | str = "self") -> float:
     return float("nan")
 
 
+def rss_split_mb(pid: int | str = "self") -> tuple[float, float]:
+    """(RssAnon, RssFile): memory of its own (heaps, arenas) and file pages mapped (libraries, and the
+    LevelDB tables it maps to read them: clean pages, which the kernel takes back under pressure)."""
+    got = {}
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(("RssAnon", "RssFile")):
+            got[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return got.get("RssAnon", float("nan")), got.get("RssFile", float("nan"))
+
+
 def fds(pid: int | str = "self") -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -133,6 +143,7 @@ def soak_node(args) -> list[dict]:
             row = {
                 "blocks": height - first, "minutes": (now - t0) / 60,
                 "rss": [rss_mb(p) for p in procs], "fds": [fds(p) for p in procs],
+                "anon": [rss_split_mb(p)[0] for p in procs], "file": [rss_split_mb(p)[1] for p in procs],
                 "chain_mb": [dir_bytes(n.datadir / "chain") / 1e6 for n in net.nodes],
                 "journal_kb": [(n.datadir / "mempool.journal").stat().st_size / 1e3
                                if (n.datadir / "mempool.journal").exists() else 0.0 for n in net.nodes],
@@ -140,6 +151,8 @@ def soak_node(args) -> list[dict]:
                 "mempool": info["mempool"],
             }
             row["rss_mean"] = sum(row["rss"]) / len(procs)
+            row["anon_mean"] = sum(row["anon"]) / len(procs)
+            row["file_mean"] = sum(row["file"]) / len(procs)
             row["chain_mean"] = sum(row["chain_mb"]) / len(procs)
             rows.append(row)
             say(f"block {row['blocks']}: RSS {', '.join(f'{x:.1f}' for x in row['rss'])} MB, fds {row['fds']}, "
@@ -161,13 +174,15 @@ def print_node_table(rows: list[dict], args) -> None:
           f"Python {platform.python_version()}, {os.cpu_count()} cores shared with other work\n")
     many = args.nodes > 1
     rss_h = "RSS MB, mean (max)" if many else "RSS MB"
-    print(f"| blocks | minutes | {rss_h} | RSS change since the last row, MB per 1,000 blocks | open fds "
+    print(f"| blocks | minutes | {rss_h} | of which anonymous / file-mapped MB | RSS change since the last row, "
+          f"MB per 1,000 blocks | open fds "
           f"| chain/ on disk MB{' (mean)' if many else ''} | disk bytes per block since the last row "
           f"| mempool (node 1) | mempool journal kB | CPU, cores |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     prev = None
     for r in rows:
         rss = f"{r['rss_mean']:.1f}" + (f" ({max(r['rss']):.1f})" if many else "")
+        split = f"{r['anon_mean']:.1f} / {r['file_mean']:.1f}"
         if prev is not None and r["blocks"] > prev["blocks"]:
             d = r["blocks"] - prev["blocks"]
             drss = f"{1000 * (r['rss_mean'] - prev['rss_mean']) / d:+.2f}"
@@ -175,11 +190,14 @@ def print_node_table(rows: list[dict], args) -> None:
         else:
             drss = disk = "-"
         f = sorted(set(r["fds"]))
-        print(f"| {r['blocks']:,} | {r['minutes']:.1f} | {rss} | {drss} | {'-'.join(map(str, (f[0], f[-1]))) if many else f[0]} "
+        print(f"| {r['blocks']:,} | {r['minutes']:.1f} | {rss} | {split} | {drss} | {'-'.join(map(str, (f[0], f[-1]))) if many else f[0]} "
               f"| {r['chain_mean']:.2f} | {disk} | {r['mempool']} | {max(r['journal_kb']):.1f} | "
               f"{sum(r['cpu']) / len(r['cpu']):.2f} |")
         prev = r
     summary(rows, args, "rss_mean")
+    s = slope_per_1000(rows, "anon_mean", args.warmup)
+    if s is not None:
+        print(f"anonymous RSS (heaps, not file pages) after {args.warmup:,} blocks: {s:+.2f} MB per 1,000 blocks")
     allf = [x for r in rows for x in r["fds"]]
     after = [r for r in rows if r["blocks"] >= args.warmup] or rows
     fd_after = [x for r in after for x in r["fds"]]
