@@ -337,7 +337,7 @@ def test_skewed_clocks_still_agree_and_blocks_from_the_future_are_held(sims):
     assert all(c.block_at(h).header.timestamp <= sim.now + 15_000 for h in range(1, c.height + 1))
 
 
-@pytest.mark.parametrize("seed", [41, 43])
+@pytest.mark.parametrize("seed", [41])  # one run: three random 2-of-6 cuts under 5% loss (seed 43 too before, for suite time)
 def test_final_blocks_never_change_under_loss_and_short_partitions(sims, seed):
     """Property: once a block is at or below an honest node's final checkpoint (a > 2/3 vote link to
     its child), no node ever holds another block at that height, through lost messages and
