@@ -442,13 +442,15 @@ def test_api_refuses_hostile_input_without_changing_state(node):
                           body=Transfer(decode_address(me), 1))
     tampered = bytearray(good.encoded)
     tampered[-1] ^= 1
-    # Each refusal has a status and a reason for programs beside the message for people.
+    # Each refusal has a status and a reason for programs beside the message for people, and says
+    # whether the node kept the transaction all the same (never, for a refusal).
     assert node.request("POST", "/api/tx", b"{not json") == (400, {"error": 'expected {"raw": "<hex of a signed '
-                                                                      'transaction>"}', "reason": "malformed"})
+                                                                      'transaction>"}', "reason": "malformed",
+                                                             "kept": False})
     assert node.request("POST", "/api/tx", json.dumps({"raw": "zz"}).encode())[0] == 400
     assert node.request("POST", "/api/tx", b"x" * 70_000)[0] == 413
     status, err = node.submit(wrong_chain.encoded)
-    assert status == 422 and "chain id" in err["error"]
+    assert status == 422 and "chain id" in err["error"] and err["kept"] is False
     status, err = node.submit(bytes(tampered))
     assert status == 422 and "signature" in err["error"]
     # A refusal for money says tokens to people, and gives programs the integers.
