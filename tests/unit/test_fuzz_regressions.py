@@ -1,8 +1,9 @@
 """What the fuzz targets (fuzz/, issue 17) found, each input as the bytes a target was fed.
 
-The long runs (fuzz/README.md: 10^6 inputs of each target, 316,460 of proposal) found no crash.  They found one answer
-that breaks the API's documented contract without raising: a path with a trailing slash gets
-Starlette's 307 redirect with an empty body, not JSON; make_app no longer redirects (a JSON 404).
+The long runs (fuzz/README.md: 10^6 inputs of each target, 316,460 of proposal) found no crash.
+They found one answer that broke the API's documented contract without raising: a path with a
+trailing slash got Starlette's 307 redirect with an empty body, not JSON; make_app no longer
+redirects (a JSON 404).
 """
 
 from __future__ import annotations
