@@ -40,7 +40,7 @@ class WithAttacker(Devnet):
 
 
 def test_a_byzantine_solver_process_cannot_double_spend_a_confirmed_payment(tmp_path):
-    net = WithAttacker(tmp_path / "devnet", nodes=4, homes=0, slot_seconds=1, seed=12, say=lambda s: None)
+    net = WithAttacker(tmp_path / "devnet", nodes=4, homes=0, slot_seconds=2, seed=12, say=lambda s: None)
     net.create()
     bad, honest = net.nodes[0], net.nodes[1:]
     report = bad.datadir / "attack.json"

@@ -7,11 +7,7 @@ import random
 import signal
 import subprocess
 import time
-import tomllib
 import urllib.error
-from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
-from functools import cache
 
 import pytest
 
@@ -36,64 +32,25 @@ def _balance(node, address: str) -> dict:
     return node.get(f"/api/address/{address}")
 
 
-def _fund(node, *addresses: str, amount: str = "100", cli: bool = False) -> None:
-    """Pay `amount` tokens from the node's key to each address: with `transx wallet send` (`cli`), else
-    through the API with the key unlocked once (the test's set-up, not what it is about)."""
-    if cli:
-        for a in addresses:
-            transx("wallet", "send", a, amount, *node.dd, check=True)
-    else:
-        from transxnode.client.node_api import ApiClient
-        from transxnode.client.wallet import send
-
-        client = ApiClient(node.api)
-        for a in addresses:
-            send(client, _unlocked_node_key(node.datadir), Transfer(decode_address(a), int(Decimal(amount) * 10**6)))
+def _fund(node, *addresses: str, amount: str = "100") -> None:
+    for a in addresses:
+        transx("wallet", "send", a, amount, *node.dd, check=True)
     wait_for(lambda: all(_balance(node, a)["balance"] > 0 for a in addresses), 30, "funding to land")
 
 
-def _new_wallet(node) -> str:
-    """A new key in the node's keystore (what `transx wallet new` makes: the wallet test runs that command)."""
-    return Keystore(node.datadir / "keystore").create(PASSWORD)
-
-
-@cache
-def _unlocked_node_key(datadir):
-    return Keystore(datadir / "keystore").unlock(tomllib.loads((datadir / "config.toml").read_text())["key"], PASSWORD)
-
-
-def _at_once(*calls):
-    """Independent commands, three at a time (each is mostly a Python start-up): their results in order."""
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        return list(pool.map(lambda call: call(), calls))
-
-
-def _side_by_side(*runs: tuple[str, ...]) -> list[subprocess.CompletedProcess]:
-    """`transx` with each of `runs`' arguments, at once (`_at_once`)."""
-    return _at_once(*(lambda args=args: transx(*args) for args in runs))
-
-
-def _ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert r.returncode == 0, f"{' '.join(r.args)} failed ({r.returncode}): {r.stderr}"
-    return r
-
-
 def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
-    # Two people at one node: what each does is independent of the other's, so their commands run side by side.
-    seller, buyer = (json.loads(_ok(r).stdout)["address"] for r in _side_by_side(
-        ("wallet", "new", "--json", *node.dd), ("wallet", "new", "--json", *node.dd)))
-    _fund(node, seller, buyer, cli=True)
-    *registered, listed = _side_by_side(*(("meter", "register", "--address", a, "--json", *node.dd) for a in (seller, buyer)),
-                                        ("wallet", "list", "--json", *node.dd))
-    meters = {a: json.loads(_ok(r).stdout)["meter"] for a, r in zip((seller, buyer), registered)}
+    seller = transx_json("wallet", "new", *node.dd)["address"]
+    buyer = transx_json("wallet", "new", *node.dd)["address"]
+    _fund(node, seller, buyer)
+    meters = {a: transx_json("meter", "register", "--address", a, *node.dd)["meter"] for a in (seller, buyer)}
     wait_for(lambda: all(_balance(node, a)["meter"] for a in meters), 30, "the meters' registration")
-    assert {seller, buyer} <= {r["address"] for r in json.loads(_ok(listed).stdout)}
+    listed = transx_json("wallet", "list", *node.dd)
+    assert {seller, buyer} <= {r["address"] for r in listed}
 
-    # Eight blocks for the two bids (side by side) and `bid list` before the slot clears, on a loaded machine.
-    slot = node.get("/api/node")["first_open_slot"] + 8
-    sell, buy = (json.loads(_ok(r).stdout) for r in _side_by_side(
-        ("bid", "sell", "5kWh", "0.30", "--slot", str(slot), "--from", seller, "-y", "--json", *node.dd),
-        ("bid", "buy", "3kWh", "0.50", "--slot", str(slot), "--zone", "1", "--from", buyer, "-y", "--json", *node.dd)))
+    slot = node.get("/api/node")["first_open_slot"] + 6  # six blocks for two CLI calls (~1.6 s each) on a loaded machine
+    sell = transx_json("bid", "sell", "5kWh", "0.30", "--slot", str(slot), "--from", seller, "-y", *node.dd)
+    buy = transx_json("bid", "buy", "3kWh", "0.50", "--slot", str(slot), "--zone", "1", "--from", buyer, "-y",
+                      *node.dd)
     assert buy["quote"]["worst_return"] == (570000 - 500000) * 3  # retail minus the limit, on 3 kWh
     # Escrow is locked as soon as the bid is in a block: 3 kWh x 0.50; the seller's delivery collateral,
     # 5 kWh x (0.57 retail - 0.30).
@@ -103,20 +60,7 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     assert [b["id"] for b in transx_json("bid", "list", buyer, *node.dd)] == [buy["bid"]]
 
     node.wait_height(slot)
-    fee = 1000
-    s, b = _balance(node, seller), _balance(node, buyer)  # as the clearing left them, before the readings' fees
-    # The meters: the seller delivered 2 of its 3 kWh, the buyer took all 3.  The readings go first (they must land
-    # within the meter window), side by side; then what the explorer and the page show of the cleared slot.
-    for r in _side_by_side(
-            ("meter", "read", "--slot", str(slot), "--exported-wh", "2000", "--address", seller, *node.dd),
-            ("meter", "read", "--slot", str(slot), "--imported-wh", "3000", "--address", buyer, *node.dd)):
-        _ok(r)
-    window = node.get("/api/node")["meter_window"]
-    m, block, tx, tx_text, buyer_doc = _side_by_side(
-        ("explorer", "market", str(slot), "--json", *node.dd), ("explorer", "block", str(slot), "--json", *node.dd),
-        ("explorer", "tx", buy["bid"], "--json", *node.dd), ("explorer", "tx", buy["bid"], *node.dd),
-        ("explorer", "address", buyer, "--json", *node.dd))
-    m = json.loads(_ok(m).stdout)
+    m = transx_json("explorer", "market", str(slot), *node.dd)
     assert m["status"] == "cleared"
     assert [(t["seller"], t["buyer"], t["wh"]) for t in m["trades"]] == [(sell["bid"], buy["bid"], 3000)]
     payment = m["trades"][0]["payment"]
@@ -124,6 +68,8 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     rows = {p["side"]: p for p in m["participants"]}
     assert rows["sell"]["return_vs_grid"] > 0 and rows["buy"]["return_vs_grid"] > 0
 
+    fee = 1000
+    s, b = _balance(node, seller), _balance(node, buyer)
     # Held until delivery settles: the revenue, and the collateral of the 3 kWh sold (2 kWh unsold came back).
     collateral = 3 * (570_000 - 300_000)
     assert (s["balance"], s["escrowed"]) == (100_000_000 - 2 * fee - collateral, payment + collateral)
@@ -131,25 +77,10 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     assert rows["buy"]["amount"] == payment + 30_000 * 3000 // 1000  # payment plus the network charge
     assert b["escrowed"] == 0 and b["open_bids"] == []
 
-    block = json.loads(_ok(block).stdout)
-    assert block["clearing"]["traded_wh"] == 3000 and not block["clearing"]["void"]
-    tx = json.loads(_ok(tx).stdout)
-    assert tx["status"] == "included" and tx["kind"] == "bid"
-    assert (tx["wh"], tx["price"], tx["fee"]) == (3000, 500_000, fee)  # --json: the API's integers
-    text = _ok(tx_text).stdout
-    assert "3.000 kWh" in text and "0.50 tokens per kWh" in text and "0.001 tokens" in text, text
-    _no_raw_amounts(text, 3000, 500_000, fee)
-    hist = json.loads(_ok(buyer_doc).stdout)["history"]
-    assert buy["bid"] in {h.get("hash") for h in hist}
-    funding = next(h for h in hist if h["kind"] == "transfer")
-    text = transx("explorer", "tx", funding["hash"], *node.dd, check=True).stdout
-    assert "100.00 tokens" in text, text
-    _no_raw_amounts(text, 100_000_000, fee)
-    # The web page's transaction view, run against this node's API, reads the same.
-    page = text_of(run_page(f'tx("{buy["bid"]}")', api=node.api))
-    assert "wh 3.000 kWh" in page and "price 0.50 tokens per kWh" in page and "fee 0.001 tokens" in page, page
-    _no_raw_amounts(page, 3000, 500_000, fee)
-
+    # The meters: the seller delivered 2 of its 3 kWh, the buyer took all 3.
+    transx("meter", "read", "--slot", str(slot), "--exported-wh", "2000", "--address", seller, *node.dd, check=True)
+    transx("meter", "read", "--slot", str(slot), "--imported-wh", "3000", "--address", buyer, *node.dd, check=True)
+    window = node.get("/api/node")["meter_window"]
     node.wait_height(slot + window + 1)
     s = _balance(node, seller)
     short = -(-1000 * 570_000 // 1000)  # the missing kWh, bought from the grid at retail at the seller's cost
@@ -157,36 +88,51 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     assert s["settlements"][0]["slot"] == slot
     assert (s["settlements"][0]["shortfall_wh"], s["settlements"][0]["charge"]) == (1000, short)
     assert _balance(node, buyer)["balance"] == b["balance"] - fee  # took what it bought: nothing to settle
-    # The block that cleared the slot is final: the node's solver is the whole voter set here, and its
-    # votes, carried by the next blocks, justify and finalize (the API and the explorer say so).
-    wait_for(lambda: node.get("/api/node")["finalized"]["height"] >= slot, 30, "finality of the clearing's block")
-    final = node.get(f"/api/block/{slot}")
-    assert final["final"] and final["justified"]
-    assert any(v["target"]["height"] == slot for v in node.get(f"/api/block/{slot + 1}")["votes"])
-
-    market, seller_text, market_text, balance_text, latest_text, block_text = _side_by_side(
-        ("explorer", "market", str(slot), "--json", *node.dd), ("explorer", "address", seller, *node.dd),
-        ("explorer", "market", str(slot), *node.dd), ("wallet", "balance", seller, *node.dd),
-        ("explorer", "market", *node.dd), ("explorer", "block", str(slot), *node.dd))
-    d = json.loads(_ok(market).stdout)["delivery"]
+    d = transx_json("explorer", "market", str(slot), *node.dd)["delivery"]
     assert d["status"] == "settled" and {r["address"] for r in d["accounts"]} == {seller, buyer}
-    text = _ok(seller_text).stdout
+    text = transx("explorer", "address", seller, *node.dd, check=True).stdout
     # The 1 kWh short and what it cost, as a person reads them: kWh and tokens.
     assert "delivery settlements" in text and " 1.000 " in text and f" {tokens(short)} " in text, text
     _no_raw_amounts(text, short, payment, 1000)
     assert " on time " in text  # the explorer page's word for a reading in time, not "on" (issue 14, item 10)
-    text = _ok(market_text).stdout
+
+    block = transx_json("explorer", "block", str(slot), *node.dd)
+    assert block["clearing"]["traded_wh"] == 3000 and not block["clearing"]["void"]
+    tx = transx_json("explorer", "tx", buy["bid"], *node.dd)
+    assert tx["status"] == "included" and tx["kind"] == "bid"
+    assert (tx["wh"], tx["price"], tx["fee"]) == (3000, 500_000, fee)  # --json: the API's integers
+    text = transx("explorer", "tx", buy["bid"], *node.dd, check=True).stdout
+    assert "3.000 kWh" in text and "0.50 tokens per kWh" in text and "0.001 tokens" in text, text
+    _no_raw_amounts(text, 3000, 500_000, fee)
+    funding = next(h for h in transx_json("explorer", "address", buyer, *node.dd)["history"] if h["kind"] == "transfer")
+    text = transx("explorer", "tx", funding["hash"], *node.dd, check=True).stdout
+    assert "100.00 tokens" in text, text
+    _no_raw_amounts(text, 100_000_000, fee)
+    # The web page's transaction view, run against this node's API, reads the same.
+    page = text_of(run_page(f'tx("{buy["bid"]}")', api=node.api))
+    assert "wh 3.000 kWh" in page and "price 0.50 tokens per kWh" in page and "fee 0.001 tokens" in page, page
+    _no_raw_amounts(page, 3000, 500_000, fee)
+    text = transx("explorer", "block", str(slot), *node.dd, check=True).stdout
+    assert "3.000 kWh" in text and f"{tokens(payment)} tokens paid" in text, text
+    _no_raw_amounts(text, payment, fee)
+    hist = transx_json("explorer", "address", buyer, *node.dd)["history"]
+    assert buy["bid"] in {h.get("hash") for h in hist}
+    text = transx("explorer", "market", str(slot), *node.dd, check=True).stdout
     assert "trades" in text and "vs grid" in text and f" {tokens(payment)} " in text, text
     assert "delivery settled" in text and " on time " in text
     _no_raw_amounts(text, payment, 3000, rows["buy"]["amount"])
-    text = _ok(balance_text).stdout
+    s = _balance(node, seller)
+    text = transx("wallet", "balance", seller, *node.dd, check=True).stdout
     assert f"balance   {tokens(s['balance'])} tokens" in text, text
     _no_raw_amounts(text, s["balance"])
-    _no_raw_amounts(_ok(latest_text).stdout, payment)
-    text = _ok(block_text).stdout
-    assert "3.000 kWh" in text and f"{tokens(payment)} tokens paid" in text, text
-    _no_raw_amounts(text, payment, fee)
-    assert "finality  final" in text, text
+    _no_raw_amounts(transx("explorer", "market", *node.dd, check=True).stdout, payment)
+    # The block that cleared the slot is final: the node's solver is the whole voter set here, and its
+    # votes, carried by the next blocks, justify and finalize (the API and the explorer say so).
+    wait_for(lambda: node.get("/api/node")["finalized"]["height"] >= slot, 30, "finality of the clearing's block")
+    block = node.get(f"/api/block/{slot}")
+    assert block["final"] and block["justified"]
+    assert any(v["target"]["height"] == slot for v in node.get(f"/api/block/{slot + 1}")["votes"])
+    assert "finality  final" in transx("explorer", "block", str(slot), *node.dd).stdout
 
 
 def _no_raw_amounts(text: str, *values: int) -> None:
@@ -197,7 +143,7 @@ def _no_raw_amounts(text: str, *values: int) -> None:
 
 
 def test_a_day_of_bids_from_a_profile_file_lands_slot_by_slot(node, tmp_path):
-    home = _new_wallet(node)
+    home = transx_json("wallet", "new", *node.dd)["address"]
     _fund(node, home)
     info = node.get("/api/node")
     profile = tmp_path / "day.csv"
@@ -230,7 +176,7 @@ def test_a_day_of_bids_from_a_profile_file_lands_slot_by_slot(node, tmp_path):
 
 
 def test_the_home_agent_plans_a_day_from_its_forecasts_and_sends_it(node):
-    home = _new_wallet(node)
+    home = transx_json("wallet", "new", *node.dd)["address"]
     _fund(node, home)
     # On the wall clock (--slot-hours 0) the dev chain's slots last a second, so a day of them is a minute
     # of real time and a second's energy is small: put a 1 MWp array where the sun is at its highest now,
@@ -252,7 +198,7 @@ def test_the_home_agent_plans_a_day_from_its_forecasts_and_sends_it(node):
         assert b["side"] == "sell" and 0 < b["wh"] <= surplus and b["price"] == plan["sell_limit"]
     # A home whose balance cannot lock the collateral of all it could sell sends what the balance carries,
     # and says so; every bid it sends lands.
-    small = _new_wallet(node)
+    small = transx_json("wallet", "new", *node.dd)["address"]
     _fund(node, small, amount="0.2")
     cut = transx_json("agent", "plan", "--slot-hours", "0", "--kwp", "1000", "--lon", lon, "--lat", "0",
                       "--daily-kwh", "2", "--slots", "6", "--send", "-y", "--from", small, *node.dd)
@@ -307,27 +253,24 @@ def test_the_agent_plans_a_sensible_day_on_the_readmes_dev_chain_with_its_defaul
     what to pass."""
     dev = NodeProcess.init_dev(tmp_path / "data", slot_seconds=5).start()
     try:
-        assert dev.height >= 0  # plans read the genesis and the market: no block is needed yet
-        # Plans only read the chain: the six run side by side.
-        text, plan, hourly, wall_text, empty, idle = (_ok(r) for r in _side_by_side(
-            ("agent", "plan", *dev.dd), ("agent", "plan", "--json", *dev.dd),
-            ("agent", "plan", "--slot-hours", "1", "--slots", "24", "--json", *dev.dd),
-            ("agent", "plan", "--slot-hours", "0", *dev.dd), ("agent", "plan", "--slot-hours", "0", "--json", *dev.dd),
-            ("agent", "plan", "--kwp", "0", "--daily-kwh", "0", *dev.dd)))
-        first = text.stdout.splitlines()[0]
-        assert "5 s" in first and "0.5 h" in first and "--slot-hours" in first, text.stdout
-        plan = json.loads(plan.stdout)
+        dev.wait_height(1)
+        r = transx("agent", "plan", *dev.dd, check=True)
+        first = r.stdout.splitlines()[0]
+        assert "5 s" in first and "0.5 h" in first and "--slot-hours" in first, r.stdout
+        plan = transx_json("agent", "plan", *dev.dd)
         assert plan["clock"]["slot_hours"] == 0.5 and plan["why_empty"] is None
         assert len(plan["pv_wh"]) == 48 and all(w > 0 for w in plan["load_wh"])
         assert max(plan["pv_wh"]) > 1000 and sum(plan["load_wh"]) == pytest.approx(12_000, rel=0.02)  # a day
         assert {b["side"] for b in plan["bids"]} == {"buy", "sell"}
-        assert json.loads(hourly.stdout)["clock"]["slot_hours"] == 1
+        assert transx_json("agent", "plan", "--slot-hours", "1", "--slots", "24", *dev.dd)["clock"]["slot_hours"] == 1
         # On the wall clock a slot's forecast is too small to bid: the plan says why and what to pass.
-        assert "no bids" in wall_text.stdout and "--slot-hours 0.5" in wall_text.stdout, wall_text.stdout
-        empty = json.loads(empty.stdout)
+        r = transx("agent", "plan", "--slot-hours", "0", *dev.dd, check=True)
+        assert "no bids" in r.stdout and "--slot-hours 0.5" in r.stdout, r.stdout
+        empty = transx_json("agent", "plan", "--slot-hours", "0", *dev.dd)
         assert empty["bids"] == [] and "--slot-hours" in empty["why_empty"]
         # A home with nothing to trade is told so, and what would change it.
-        assert "no bids" in idle.stdout and "--kwp" in idle.stdout, idle.stdout
+        r = transx("agent", "plan", "--kwp", "0", "--daily-kwh", "0", *dev.dd, check=True)
+        assert "no bids" in r.stdout and "--kwp" in r.stdout, r.stdout
     finally:
         dev.stop()
 
@@ -349,7 +292,7 @@ def test_bids_whose_gate_closes_while_sending_are_skipped_and_the_rest_sent(node
 
 
 def test_bad_cli_input_is_one_line_and_nonzero(node):
-    payee = _new_wallet(node)
+    payee = transx_json("wallet", "new", *node.dd)["address"]
     cases = [
         (("wallet", "send", "trx1notanaddress", "1"), 2, "address"),
         (("wallet", "send", payee, "1.0000001"), 2, "6 decimals"),
@@ -372,10 +315,8 @@ def test_bad_cli_input_is_one_line_and_nonzero(node):
     ]
     info = node.get("/api/node")
     start, me = info["height"], info["address"]
-    # Each is refused before anything is signed, whatever the others do: they run side by side.
-    results = _side_by_side(*((*args, *node.dd) for args, _, _ in cases),
-                            ("node", "--datadir", str(node.datadir.parent / "nowhere")))
-    for (args, status, words), r in zip(cases, results):
+    for args, status, words in cases:
+        r = transx(*args, *node.dd)
         assert r.returncode == status, (args, r.stdout, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], (args, r.stderr)
@@ -385,7 +326,7 @@ def test_bad_cli_input_is_one_line_and_nonzero(node):
     assert _balance(node, payee)["pending_nonce"] == 0
     sent = {h["kind"] for h in _balance(node, me)["history"] if h["height"] > start and h.get("from") == me}
     assert sent <= {"commit", "reveal"}, sent
-    r = results[-1]
+    r = transx("node", "--datadir", str(node.datadir.parent / "nowhere"))
     assert r.returncode == 2 and "transx init" in r.stderr
 
 
@@ -394,34 +335,28 @@ def test_a_datadir_that_does_not_exist_is_one_line_never_another_nodes_answer(no
     whatever node listens on the default API address, nor an empty keystore; the default address serves only
     when no data directory was named."""
     missing = str(tmp_path / "no" / "such" / "dir")
-    payee = node.get("/api/node")["address"]
-    commands = (("explorer", "head"), ("wallet", "balance"), ("wallet", "send", payee, "1"), ("bid", "list"),
-                ("meter", "read", "--slot", "1", "--exported-wh", "5"), ("node",), ("wallet", "new"))
-    empty = tmp_path / "empty"  # a directory that is there but holds no node
-    empty.mkdir()
-    env_missing, env_node = {**ENV, "TRANSX_DATADIR": missing}, {**ENV, "TRANSX_DATADIR": str(node.datadir)}
-
-    def with_env(env: dict, *args: str):
-        return lambda: subprocess.run([*TRANSX, *args], capture_output=True, text=True, env=env, timeout=60)
-
-    *named, in_env, in_empty, in_node_env, in_node = _at_once(
-        *(with_env(ENV, *args, "--datadir", missing) for args in commands), with_env(env_missing, "explorer", "head"),
-        with_env(ENV, "explorer", "head", "--datadir", str(empty)), with_env(env_node, "explorer", "head", "--json"),
-        with_env(ENV, "explorer", "head", "--json", *node.dd))
-    for args, r in zip(commands, named):
+    payee = transx_json("wallet", "address", *node.dd)["address"]
+    for args in (("explorer", "head"), ("wallet", "balance"), ("wallet", "send", payee, "1"), ("bid", "list"),
+                 ("meter", "read", "--slot", "1", "--exported-wh", "5"), ("node",), ("wallet", "new")):
+        r = transx(*args, "--datadir", missing)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1, (args, r.stdout, r.stderr)
         assert lines[0].startswith(f"error: no data directory {missing}") and "transx init" in lines[0], (args, lines)
     assert not (tmp_path / "no").exists()  # `wallet new` did not make it either
-    r = in_env
+    env_missing = {**ENV, "TRANSX_DATADIR": missing}
+    r = subprocess.run([*TRANSX, "explorer", "head"], capture_output=True, text=True, env=env_missing, timeout=60)
     assert r.returncode == 2 and "$TRANSX_DATADIR" in r.stderr and missing in r.stderr, r.stderr
     # A directory that is there but holds no node is no reason to ask the default address either.
-    r = in_empty
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = transx("explorer", "head", "--datadir", str(empty))
     assert r.returncode == 2 and "not a TransX data directory" in r.stderr and "8645" not in r.stderr, r.stderr
     # The node's own data directory, named either way, still answers.
-    r = in_node_env
+    env_node = {**ENV, "TRANSX_DATADIR": str(node.datadir)}
+    r = subprocess.run([*TRANSX, "explorer", "head", "--json"], capture_output=True, text=True, env=env_node,
+                       timeout=60)
     assert r.returncode == 0 and json.loads(r.stdout)["height"] >= 1, r.stderr
-    assert json.loads(_ok(in_node).stdout)["height"] >= 1
+    assert transx_json("explorer", "head", *node.dd)["height"] >= 1
 
 
 def _funded_wallet(node, amount: str = "1000") -> tuple[str, object]:
@@ -493,7 +428,7 @@ def test_api_refuses_hostile_input_without_changing_state(node):
 
 
 def _node_key(node) -> str:
-    return node.get("/api/node")["address"]
+    return transx_json("wallet", "address", *node.dd)["address"]
 
 
 def _money(node, addresses) -> tuple[int, dict]:
@@ -609,9 +544,8 @@ def test_explorer_address_lists_an_ev_owners_sessions_trades_and_settlements_pag
     # The owner buys 1 kWh in a slot of its own, and charges its EV four times at the station, which
     # signs every session transaction: the owner sends none of them.
     slot = info["first_open_slot"] + 6  # six blocks for two CLI calls on a loaded machine
-    _, buy = (json.loads(_ok(r).stdout) for r in _side_by_side(
-        ("bid", "sell", "1kWh", "0.30", "--slot", str(slot), "--from", seller, "-y", "--json", *node.dd),
-        ("bid", "buy", "1kWh", "0.50", "--slot", str(slot), "--from", owner, "-y", "--json", *node.dd)))
+    transx_json("bid", "sell", "1kWh", "0.30", "--slot", str(slot), "--from", seller, "-y", *node.dd)
+    buy = transx_json("bid", "buy", "1kWh", "0.50", "--slot", str(slot), "--from", owner, "-y", *node.dd)
     auths = [authorise(owner_key, chain_id=info["chain_id"], ev_id="EV-9", max_wh=20_000, max_price=600_000,
                        expiry=int(time.time() * 1000) + 600_000, nonce=n) for n in range(4)]
     sent = [sign_tx(station_key, chain_id=info["chain_id"], nonce=n, fee=1000, body=SessionOpen(a, 500_000, 30))
@@ -664,16 +598,13 @@ def test_explorer_address_lists_an_ev_owners_sessions_trades_and_settlements_pag
         assert (status, err["reason"]) == (400, "malformed"), (bad, err)
 
     # The CLI pages the same way, in tokens and kWh for people, integers for scripts.
-    first, text20, text2 = _side_by_side(
-        ("explorer", "address", owner, "--limit", "2", "--no-consensus", "--json", *node.dd),
-        ("explorer", "address", owner, "--limit", "20", *node.dd), ("explorer", "address", owner, "--limit", "2", *node.dd))
-    first = json.loads(_ok(first).stdout)
+    first = transx_json("explorer", "address", owner, "--limit", "2", "--no-consensus", *node.dd)
     assert [_entry_id(h) for h in first["history"]] == [_entry_id(h) for h in hist[:2]]
     second = transx_json("explorer", "address", owner, "--limit", "2", "--before", first["next"], *node.dd)
     assert [_entry_id(h) for h in second["history"]] == [_entry_id(h) for h in hist[2:4]]
-    text = _ok(text20).stdout
+    text = transx("explorer", "address", owner, "--limit", "20", *node.dd, check=True).stdout
     assert "session_close" in text and "kWh" in text and "trade" in text and "settlement" in text, text
-    text = _ok(text2).stdout
+    text = transx("explorer", "address", owner, "--limit", "2", *node.dd, check=True).stdout
     assert f"--before {first['next']}" in text, text
     with urllib.request.urlopen(node.api + "/", timeout=10) as r:
         page = r.read().decode()
