@@ -246,7 +246,7 @@ class Chain(ForkChoice):
         changes.update(self._history(block, ex.state, market))
         changes[schema.canonical(h.height)] = block.hash
         changes[schema.HEAD] = block.hash
-        self.store.commit(block.hash, block.encoded, changes)
+        self.store.commit(block.hash, block.encoded, changes, h.height)
         self.head = h
         for s in [s for s in self._markets if s <= h.height - g.finality_depth]:  # kept for competing blocks
             del self._markets[s]
@@ -459,7 +459,7 @@ class Chain(ForkChoice):
             raise BlockError("the genesis block cannot be reverted")
         block = self.block(self.head.hash)
         assert block is not None
-        self.store.revert(block.hash)
+        self.store.revert(block.hash, block.height)
         self._markets.clear()
         self._built = self._checked = None
         self._ranks.clear()
@@ -480,7 +480,7 @@ class Chain(ForkChoice):
         block = Block(header, (), BlockClearing())
         changes = dict(state.writes)
         changes.update({schema.canonical(0): block.hash, schema.HEAD: block.hash, schema.GENESIS: g.hash})
-        self.store.commit(block.hash, block.encoded, changes)
+        self.store.commit(block.hash, block.encoded, changes, 0)
 
 
 def decode_block(raw: bytes) -> Block:

@@ -129,8 +129,10 @@ class Store:
         return StoreError(f"cannot read the chain database {self.path}: {_text(e)}")
 
     # ----------------------------------------------------------------- writes
-    def commit(self, block_hash: bytes, block_bytes: bytes, changes: dict[bytes, bytes | None]) -> None:
-        """Write a block and its changes, with undo data, atomically and durably."""
+    def commit(self, block_hash: bytes, block_bytes: bytes, changes: dict[bytes, bytes | None],
+               height: int | None = None) -> None:
+        """Write a block and its changes, with undo data, atomically and durably (`height`: the block's,
+        for the head watermark when the changes move the head; else read from the block)."""
         undo = {k: self.get(k) for k in changes}
 
         def write() -> None:
@@ -144,7 +146,7 @@ class Store:
                         wb.put(k, v)
         self._write(write)
         if schema.HEAD in changes:
-            self._mark_head()
+            self._mark_head(height)
 
     def put_local(self, key: bytes, value: bytes | None) -> None:
         """A node-local record outside any block (synced): what this node proposed or committed to."""
@@ -153,8 +155,9 @@ class Store:
         else:
             self._write(lambda: self.db.put(key, value, sync=True))
 
-    def revert(self, block_hash: bytes) -> None:
-        """Undo everything `commit` changed for `block_hash`, atomically; the block itself stays stored."""
+    def revert(self, block_hash: bytes, height: int | None = None) -> None:
+        """Undo everything `commit` changed for `block_hash`, atomically; the block itself stays stored
+        (`height`: the block's, so the watermark records its parent's without reading it)."""
         raw = self.get(schema.undo(block_hash))
         if raw is None:
             raise StoreCorrupt(f"no undo data for block {block_hash.hex()} in {self.path}: {REPAIR_HINT}")
@@ -168,7 +171,7 @@ class Store:
                         wb.put(k, v)
                 wb.delete(schema.undo(block_hash))
         self._write(write)
-        self._mark_head()
+        self._mark_head(None if height is None else height - 1)
 
     def _write(self, write) -> None:
         if self.unwritable is not None:
@@ -224,16 +227,19 @@ class Store:
             raise StoreCorrupt(f"{self.watermark_path} is damaged ({len(raw)} bytes, not 40): {REPAIR_HINT}")
         return raw[:32], schema.read_u64(raw[32:])
 
-    def _mark_head(self) -> None:
-        """Record the head beside the database, after the synced batch that moved it (so the store is
-        never behind its watermark unless it lost writes)."""
+    def _mark_head(self, height: int | None = None) -> None:
+        """Record the head (at `height`; None: read from its block) beside the database, after the synced
+        batch that moved it (so the store is never behind its watermark unless it lost writes)."""
         if self.watermark_path is None:
             return
         head = self.get(schema.HEAD)
-        raw = self.get(schema.block(head)) if head is not None else None
-        if raw is None:
+        if head is None:
             return
-        height = BLOCK.decode(raw).header.height
+        if height is None:  # a reopen or a caller without it: decode the head block once
+            raw = self.get(schema.block(head))
+            if raw is None:
+                return
+            height = BLOCK.decode(raw).header.height
         tmp = self.watermark_path.with_suffix(".tmp")
         try:
             with open(tmp, "wb") as f:
