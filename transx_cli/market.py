@@ -19,10 +19,12 @@ from .plugin_api import fail, tokens, kwh, format_price, table, progress
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), help="Seconds the solver may take.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable clearing.")
 @click.option("--all", "show_all", is_flag=True, help="Show every trade and participant.")
+@click.option("--report", is_flag=True,
+              help="Add welfare, the welfare LP's optimum on the same pairs, the price of fairness and Jain's index.")
 @click.option("--generate", type=click.IntRange(1, 4_000_000), help="Write a random instance of N participants instead.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --generate.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="File for --generate (default stdout).")
-def solve(instance, solver_name, cap, time_limit, as_json, show_all, generate, seed, output) -> None:
+def solve(instance, solver_name, cap, time_limit, as_json, show_all, report, generate, seed, output) -> None:
     """Clear INSTANCE.json: Nash-bargaining trades, payments and certificate."""
     from solver.instance import InstanceError, load_instance
 
@@ -49,10 +51,42 @@ def solve(instance, solver_name, cap, time_limit, as_json, show_all, generate, s
         result = clear(inst, cap=cap, solver=solver_name, time_limit=time_limit, progress=progress())
     except SolverError as e:
         fail(f"no clearing: {e}", status=1)
+    fairness = _fairness(inst, result, cap) if report else None
     if as_json:
-        click.echo(json.dumps(_solution_doc(inst, result), indent=1))
+        doc = _solution_doc(inst, result)
+        if fairness is not None:
+            doc["report"] = {k: v for k, v in fairness.to_json().items() if k != "return_vs_grid"}
+        click.echo(json.dumps(doc, indent=1))
     else:
         click.echo(_solution_text(inst, result, show_all))
+        if fairness is not None:
+            click.echo(_fairness_text(fairness))
+
+
+def _fairness(inst, result, cap):
+    from solver.pairs import candidate_pairs
+    from solver.report import slot_report
+
+    return slot_report(inst, result.clearing, pairs=candidate_pairs(inst, cap), verdict=result.verdict)
+
+
+def _fairness_text(r) -> str:
+    """The slot report for people: tokens (money is in nano-units there), ratios, counts."""
+
+    def ratio(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    pof = r.price_of_fairness
+    return "\n".join([
+        "",
+        f"welfare (total gain over the participants' limits): {tokens(r.welfare_nano // 1000)} tokens; "
+        f"the welfare LP on the same {r.pairs} pairs: {tokens(r.lp_welfare_nano // 1000)} tokens",
+        f"price of fairness: {ratio(None if pof is None else 100 * pof, '.2f')}%"
+        f" (the LP's optimum trades {r.lp_traders} participants, this clearing {r.traders} of {r.able} that can trade)",
+        f"Jain's index of the gains: {ratio(r.jain, '.3f')}; "
+        f"trades per trading participant: {ratio(r.trades_per_trader, '.2f')}",
+        f"tradable sellers without a candidate pair: {r.left_out_sellers} of {r.tradable_sellers}",
+    ])
 
 
 def _solution_doc(inst, result) -> dict:
