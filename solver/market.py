@@ -20,6 +20,7 @@ from .instance import Instance
 from .pairs import DEFAULT_CAP, Pairs, candidate_pairs
 from .relaxation import Relaxation, SolverError
 from .rounding import LIFTS, round_clearing
+from .sparse import sparsify
 from .verifier import DEFAULT_QUANTUM, DEFAULT_TOLERANCE, Verdict, verify
 
 SOLVERS = ("auto", "clarabel", "scs", "dual")
@@ -51,13 +52,15 @@ def clear(
     quantum: Decimal = DEFAULT_QUANTUM,
     pairs: Pairs | None = None,
     progress: Callable[[str], None] | None = None,
+    sparse: bool = True,
 ) -> ClearResult:
     """Compute a certified clearing of `inst`.
 
     An instance without a tradable pair clears empty.  A solver failure, or a
     result that does not verify, raises `SolverError`: never an empty market.
     `progress`, if given, is told each stage as it starts (large solves take
-    minutes).
+    minutes).  `sparse` first tries the same surpluses on fewer pairs
+    (solver/sparse.py), then the solver's own spread.
     """
     say = progress or (lambda _msg: None)
     t = {}
@@ -74,9 +77,17 @@ def clear(
     t["compile"], t["solve"] = rel.compile_s, rel.solve_s
     say(f"solved in {rel.solve_s:.1f}s; rounding to Wh and micro-units")
     failures = []
-    for lift in LIFTS:  # the first way of rounding whose clearing verifies (the first, nearly always)
+    shares = []
+    if sparse:
+        say("moving the allocation onto fewer pairs")
         t1 = time.perf_counter()
-        ic = round_clearing(inst, pairs, rel.x, rel.y, lift)
+        shares.append(sparsify(inst, pairs, rel.x, rel.y))
+        t["sparse"] = time.perf_counter() - t1
+    shares.append((rel.x, rel.y))
+    # The first shares and way of rounding whose clearing verifies (the first, nearly always).
+    for (x, y), lift in ((xy, lift) for xy in shares for lift in LIFTS):
+        t1 = time.perf_counter()
+        ic = round_clearing(inst, pairs, x, y, lift)
         t2 = time.perf_counter()
         t["round"] = t.get("round", 0.0) + t2 - t1
         if (ic.seller_surplus[pairs.seller] <= 0).any() or (ic.buyer_surplus[pairs.buyer] <= 0).any():
