@@ -81,7 +81,13 @@ def clear(
     if sparse:
         say("moving the allocation onto fewer pairs")
         t1 = time.perf_counter()
-        shares.append(sparsify(inst, pairs, rel.x, rel.y))
+        try:
+            xs, ys = sparsify(inst, pairs, rel.x, rel.y)
+        except (ArithmeticError, ValueError, IndexError, KeyError) as e:  # a bug there costs trades, not the slot
+            say(f"the sparse step failed ({type(e).__name__}: {e}); rounding the solver's own allocation")
+        else:
+            if np.isfinite(xs).all() and np.isfinite(ys).all():
+                shares.append((xs, ys))
         t["sparse"] = time.perf_counter() - t1
     shares.append((rel.x, rel.y))
     # The first shares and way of rounding whose clearing verifies (the first, nearly always).
