@@ -16,6 +16,9 @@ from .clearing import (
     load_clearing,
 )
 from .instance import (
+    ENERGY_KINDS,
+    MAX_KIND,
+    MAX_PREFER,
     Instance,
     InstanceError,
     Participant,
@@ -37,6 +40,9 @@ __all__ = [
     "DEFAULT_QUANTUM",
     "DEFAULT_SOLVER",
     "DEFAULT_TOLERANCE",
+    "ENERGY_KINDS",
+    "MAX_KIND",
+    "MAX_PREFER",
     "MULTIPLIER_SCALE",
     "SOLVERS",
     "ClearResult",

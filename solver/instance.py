@@ -22,6 +22,9 @@ MAX_PRICE = 10**9  # 1,000 tokens per kWh
 MAX_WEIGHT = 1000
 MAX_ZONES = 64
 MAX_PER_SIDE = 2**21  # sellers (or buyers) in one slot; keeps pair keys in int64
+MAX_PREFER = 3  # owners one participant may name as preferred counterparts
+ENERGY_KINDS = ("solar", "wind", "hydro")  # kind k >= 1 is ENERGY_KINDS[k - 1]; 0: unstated (seller), any (buyer)
+MAX_KIND = len(ENERGY_KINDS)
 
 
 class InstanceError(DocumentError):
@@ -30,13 +33,20 @@ class InstanceError(DocumentError):
 
 @dataclass(frozen=True, order=True)
 class Participant:
-    """A seller or buyer: quantity offered or wanted, limit price, zone."""
+    """A seller or buyer: quantity offered or wanted, limit price, zone; optionally who placed it and its
+    preferences, which only the candidate rule reads (pairs.py).  `owner`: an id of whoever placed the
+    bid ("" unknown; on the chain the account's address in hex), shared by all its bids.  `prefer`: up to
+    MAX_PREFER owners it would rather trade with, strictly increasing, not its own.  `kind`: a seller's
+    kind of energy (an index into ENERGY_KINDS plus one; 0 unstated), a buyer's only kind it takes (0 any)."""
 
     id: str
     wh: int
     price: int
     zone: int = 0
     weight: int = 1
+    owner: str = ""
+    prefer: tuple[str, ...] = ()
+    kind: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,20 @@ class Instance:
         return np.array([p.weight for p in self.buyers], dtype=np.int64)
 
     @cached_property
+    def seller_kind(self) -> np.ndarray:
+        return np.array([p.kind for p in self.sellers], dtype=np.int64)
+
+    @cached_property
+    def buyer_kind(self) -> np.ndarray:
+        """The only kind each buyer takes (0: any)."""
+        return np.array([p.kind for p in self.buyers], dtype=np.int64)
+
+    @cached_property
+    def has_preferences(self) -> bool:
+        """Whether any participant names preferred counterparts."""
+        return any(p.prefer for p in self.sellers) or any(p.prefer for p in self.buyers)
+
+    @cached_property
     def charge_matrix(self) -> np.ndarray:
         return np.array(self.network_charge, dtype=np.int64).reshape(
             len(self.network_charge), len(self.network_charge)
@@ -109,12 +133,18 @@ class Instance:
         return {p.id: k for k, p in enumerate(self.buyers)}
 
     def to_json(self) -> dict[str, Any]:
-        def side(ps: tuple[Participant, ...]) -> list[dict[str, Any]]:
+        def side(ps: tuple[Participant, ...], kind_field: str) -> list[dict[str, Any]]:
             out = []
             for p in ps:
                 d: dict[str, Any] = {"id": p.id, "wh": p.wh, "price": p.price, "zone": p.zone}
                 if p.weight != 1:
                     d["weight"] = p.weight
+                if p.owner:
+                    d["owner"] = p.owner
+                if p.prefer:
+                    d["prefer"] = list(p.prefer)
+                if p.kind:
+                    d[kind_field] = ENERGY_KINDS[p.kind - 1]
                 out.append(d)
             return out
 
@@ -122,8 +152,8 @@ class Instance:
             "slot": self.slot,
             "grid": {"feed_in": self.feed_in, "retail": self.retail},
             "network_charge": [list(r) for r in self.network_charge],
-            "sellers": side(self.sellers),
-            "buyers": side(self.buyers),
+            "sellers": side(self.sellers, "kind"),
+            "buyers": side(self.buyers, "only"),
         }
 
 
@@ -132,7 +162,8 @@ class Instance:
 
 _TOP_FIELDS = {"slot", "grid", "network_charge", "sellers", "buyers"}
 _GRID_FIELDS = {"feed_in", "retail"}
-_PARTICIPANT_FIELDS = {"id", "wh", "price", "zone", "weight"}
+_PARTICIPANT_FIELDS = {"id", "wh", "price", "zone", "weight", "owner", "prefer"}
+KIND_FIELD = {"sellers": "kind", "buyers": "only"}  # a seller states its kind, a buyer the only kind it takes
 
 
 def _is_int(v: object) -> bool:
@@ -158,13 +189,25 @@ def _obj(value: Any, where: str, allowed: set[str], required: set[str]) -> dict[
 def _participants(value: Any, where: str, zones: int) -> list[Participant]:
     if not isinstance(value, list):
         raise InstanceError(f"{where}: expected a list")
+    kind_field = KIND_FIELD[where]
     out = []
     for k, raw in enumerate(value):
         at = f"{where}[{k}]"
-        d = _obj(raw, at, _PARTICIPANT_FIELDS, {"id", "wh", "price"})
+        d = _obj(raw, at, _PARTICIPANT_FIELDS | {kind_field}, {"id", "wh", "price"})
         pid = d["id"]
         if not valid_id(pid):
             raise InstanceError(f"{at}.id: expected 1..{MAX_ID_LEN} printable ASCII characters, no spaces")
+        owner = d.get("owner", "")
+        if owner != "" and not valid_id(owner):
+            raise InstanceError(f"{at}.owner: expected 1..{MAX_ID_LEN} printable ASCII characters, no spaces")
+        prefer = d.get("prefer", [])
+        if not isinstance(prefer, list) or len(prefer) > MAX_PREFER or not all(valid_id(o) for o in prefer):
+            raise InstanceError(f"{at}.prefer: expected a list of at most {MAX_PREFER} owner ids")
+        if prefer != sorted(set(prefer)) or owner in prefer:
+            raise InstanceError(f"{at}.prefer: expected distinct owner ids in increasing order, not its own owner")
+        kind = d.get(kind_field)
+        if kind is not None and kind not in ENERGY_KINDS:
+            raise InstanceError(f"{at}.{kind_field}: expected one of {', '.join(ENERGY_KINDS)}")
         out.append(
             Participant(
                 id=pid,
@@ -172,6 +215,9 @@ def _participants(value: Any, where: str, zones: int) -> list[Participant]:
                 price=_int(d["price"], f"{at}.price", 0, MAX_PRICE),
                 zone=_int(d.get("zone", 0), f"{at}.zone", 0, zones - 1),
                 weight=_int(d.get("weight", 1), f"{at}.weight", 1, MAX_WEIGHT),
+                owner=owner,
+                prefer=tuple(prefer),
+                kind=0 if kind is None else ENERGY_KINDS.index(kind) + 1,
             )
         )
     return out
@@ -234,6 +280,7 @@ def _check_instance(inst: Instance) -> None:
             if not (_is_int(p.wh) and 1 <= p.wh <= MAX_WH and _is_int(p.price) and 0 <= p.price <= MAX_PRICE
                     and _is_int(p.weight) and 1 <= p.weight <= MAX_WEIGHT and _is_int(p.zone)):
                 raise InstanceError(f"{side}: {p.id!r} has a quantity, price or weight out of range")
+            _check_preferences(side, p)
     seen: set[str] = set()
     for side, ps in (("sellers", inst.sellers), ("buyers", inst.buyers)):
         if len(ps) > MAX_PER_SIDE:
@@ -245,3 +292,22 @@ def _check_instance(inst: Instance) -> None:
             seen.add(p.id)
             if not 0 <= p.zone < len(inst.network_charge):
                 raise InstanceError(f"{side}: {p.id!r} has unknown zone {p.zone}")
+
+
+def preferred(seller: Participant, buyer: Participant) -> bool:
+    """Whether either side names the other's owner among its preferred counterparts (pairs.py)."""
+    return (buyer.owner != "" and buyer.owner in seller.prefer) or (seller.owner != "" and seller.owner in buyer.prefer)
+
+
+def _check_preferences(side: str, p: Participant) -> None:
+    """An owner id or none, at most MAX_PREFER preferred owners in strictly increasing order and not its
+    own (one form per meaning), a kind from ENERGY_KINDS or 0."""
+    if not (p.owner == "" or valid_id(p.owner)):
+        raise InstanceError(f"{side}: {p.id!r} has an owner that is not 1..{MAX_ID_LEN} printable ASCII characters")
+    pref = p.prefer
+    if not (isinstance(pref, tuple) and len(pref) <= MAX_PREFER and all(valid_id(o) for o in pref)
+            and all(x < y for x, y in zip(pref, pref[1:])) and p.owner not in pref):
+        raise InstanceError(f"{side}: {p.id!r} prefers other than up to {MAX_PREFER} distinct owner ids in "
+                            "increasing order, not its own")
+    if not (_is_int(p.kind) and 0 <= p.kind <= MAX_KIND):
+        raise InstanceError(f"{side}: {p.id!r} has an unknown energy kind {p.kind!r}")

@@ -35,8 +35,18 @@ def _bid_options(fn):
     return fn
 
 
+_KINDS = "solar, wind or hydro"  # solver.instance.ENERGY_KINDS (not imported here: the CLI starts without numpy)
+_PREFER = click.option(
+    "--prefer", "prefer", multiple=True, metavar="ADDRESS",
+    help="Prefer trading with this address's bids (repeatable, at most 3): a pair with them is a candidate first, "
+         "within the bid's usual number of counterparts; it trades if the clearing finds it worthwhile.")
+
+
 @bid.command("buy", cls=AmountCommand)
 @_bid_options
+@_PREFER
+@click.option("--only", "kind", metavar="KIND", help=f"Take only energy of this kind ({_KINDS}): the bid is paired "
+              "with no seller of another kind or of none stated.")
 def bid_buy(**kw) -> None:
     """Buy QUANTITY (5kWh or 800Wh: a unit is required) at most at PRICE tokens per kWh; the most you pay
     is held in escrow."""
@@ -45,21 +55,28 @@ def bid_buy(**kw) -> None:
 
 @bid.command("sell", cls=AmountCommand)
 @_bid_options
+@_PREFER
+@click.option("--kind", "kind", metavar="KIND", help=f"The kind of energy you sell ({_KINDS}), for buyers who take "
+              "only that kind (stated by you: the chain does not check it).")
 def bid_sell(**kw) -> None:
     """Sell QUANTITY (5kWh or 800Wh: a unit is required) at least at PRICE tokens per kWh."""
     _bid(1, **kw)
 
 
 @guard
-def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, api, password_file, as_json) -> None:
+def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, api, password_file, as_json,
+         prefer=(), kind=None) -> None:
     from solver.instance import MAX_PRICE
+    from consensus.rules.keys import decode_address
     from consensus.rules.transactions import Bid
-    from transxnode.client.wallet import parse_energy, parse_tokens, quote, send
+    from transxnode.client.wallet import parse_energy, parse_preferences, parse_tokens, quote, send
 
     wh = parse_energy(quantity)
     limit = parse_tokens(price, "price", allow_zero=True)
     if limit > MAX_PRICE:
         fail(f"price {price} is above the most a bid may name ({format_price(MAX_PRICE)} tokens per kWh)")
+    own = decode_address(sender or default_address(datadir)) if prefer else None
+    preferences = parse_preferences(side, prefer, kind, own=own)
     client = node_client(api, datadir)
     market = client.get("/api/market")
     info = client.get("/api/node")
@@ -70,7 +87,8 @@ def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, a
         fail(f"slot {slot} is beyond the bidding horizon ({info['bid_horizon']} slots past height {market['height']})")
     if zone >= info["zones"]:
         fail(f"zone {zone} does not exist (this network has zones 0..{info['zones'] - 1})")
-    q = quote(side, wh, limit, market)
+    q = quote(side, wh, limit, market, preferences,
+              client.get(f"/api/market/{slot}") if preferences.prefer or (side == 0 and preferences.kind) else None)
     address = sender or default_address(datadir)
     if side == 1:
         warn_without_meter(client, address)
@@ -86,14 +104,34 @@ def _bid(side, quantity, price, slot, zone, expiry, sender, fee, yes, datadir, a
             "(escrow; what does not clear comes back when the slot clears)" if side == 0 else
             "(delivery collateral: what does not clear comes back when the slot clears, the rest once "
             "the meters settle it)"))
+        for line in _preference_lines(q):
+            click.echo(f"  {line}")
     if not yes and sys.stdin.isatty() and not as_json:
         click.confirm("sign and send?", abort=True)
     body = Bid(side=side, slot=slot, wh=wh, price=limit, zone=zone,
-               expiry=slot - info["gate_closure"] if expiry is None else expiry)
+               expiry=slot - info["gate_closure"] if expiry is None else expiry, preferences=preferences)
     fee_micro = None if fee is None else parse_tokens(fee, "fee", allow_zero=True)
     out = send(client, unlock(datadir, address, password_file), body, fee_micro)
     out.update(bid=out["hash"], slot=slot, quote=q.to_json())
     emit(out, as_json, lambda d: f"bid {d['bid']} sent (pending; it clears in slot {slot})")
+
+
+def _preference_lines(q) -> list[str]:
+    """What the quote says of a bid's preferences, for people."""
+    doc = q.to_json()
+    other = "sell" if q.side == "buy" else "buy"
+    lines = []
+    if doc["prefer"]:
+        seen = "" if q.preferred_open is None else f" ({q.preferred_open} of their {other} bids open in this slot so far)"
+        lines.append(f"prefers: {', '.join(doc['prefer'])}{seen}: candidates first, within the bid's usual "
+                     "number of counterparts")
+    if doc.get("only"):
+        seen = "" if q.kind_offered_wh is None else f" ({kwh(q.kind_offered_wh)} kWh of it on offer in this slot so far)"
+        lines.append(f"only {doc['only']} energy{seen}: no pair with any other seller")
+    if doc.get("energy_kind"):
+        kind = doc["energy_kind"]
+        lines.append(f"energy: {kind} (buyers who take only {kind} energy can be paired with it)")
+    return lines
 
 
 @bid.command("profile")

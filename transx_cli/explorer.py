@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .plugin_api import tokens, kwh, table, datadir_option, api_option, json_option, node_client, guard, format_price, emit
-from .tables import bids_table
+from .tables import bids_table, preferences_text
 from .tables import settlements_table
 
 
@@ -67,7 +67,8 @@ def explorer_block(ref, datadir, api, as_json) -> None:
 def explorer_tx(tx_hash, datadir, api, as_json) -> None:
     """A transaction by hash (included or pending)."""
     t = node_client(api, datadir).get(f"/api/tx/{tx_hash}")
-    emit(t, as_json, lambda t: "\n".join(f"{k:<12}{_tx_field(k, v)}" for k, v in t.items()))
+    emit(t, as_json, lambda t: "\n".join(f"{k:<12}{_tx_field(k, v)}" for k, v in t.items()
+                                          if v is not None and v != []))  # a bid's unset preferences
 
 
 # A transaction's fields that are money or energy (transxnode/api/views.py tx_json); the explorer page's
@@ -78,6 +79,8 @@ _ENERGY = {"wh", "max_wh", "imported_wh", "exported_wh", "delivered_wh"}
 
 
 def _tx_field(key: str, value) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
     if isinstance(value, int) and not isinstance(value, bool):
         if key in _MONEY:
             return f"{tokens(value)} tokens"
@@ -96,7 +99,9 @@ def _history_details(h, me: str) -> str:
             return f"{tokens(h['amount'])} tokens from {h['from']}"
         return f"{tokens(h['amount'])} tokens to {h['to']}"
     if k == "bid":
-        return f"{h['side']} {h['wh'] / 1000:,.3f} kWh at {format_price(h['price'])}/kWh in slot {h['slot']}"
+        prefs = preferences_text(h)
+        return (f"{h['side']} {h['wh'] / 1000:,.3f} kWh at {format_price(h['price'])}/kWh in slot {h['slot']}"
+                + (f" ({prefs})" if prefs else ""))
     if k == "trade":
         if not h["traded_wh"]:
             return f"{h['side']} bid of {h['wh'] / 1000:,.3f} kWh in slot {h['slot']} not matched: refunded"
@@ -186,14 +191,15 @@ def explorer_market(slot, datadir, api, as_json) -> None:
         if m["trades"]:
             out[0] += (f", {len(m['trades'])} trades, {kwh(m['traded_wh'])} kWh at "
                        f"{format_price(m['average_price'])} tokens per kWh on average")
-            out += ["", table(["seller bid", "buyer bid", "kWh", "payment", "price/kWh"],
+            out += ["", table(["seller bid", "buyer bid", "kWh", "payment", "price/kWh", "preferred"],
                                [[t["seller"][:16], t["buyer"][:16], kwh(t["wh"]), tokens(t["payment"]),
-                                 format_price(t["price"])] for t in m["trades"]], 20)]
+                                 format_price(t["price"]), "yes" if t.get("preferred") else ""]
+                                for t in m["trades"]], 20)]
             out += ["", table(["bid", "owner", "side", "kWh", "amount", "vs grid"],
                                [[p["bid"][:16], p["owner"], p["side"], kwh(p["wh"]), tokens(p["amount"]),
                                  tokens(p["return_vs_grid"])] for p in m["participants"] if p["wh"]], 20)]
-        elif m["bids"]:
-            out += ["", bids_table(m["bids"])]
+        if m["bids"] and (not m["trades"] or any(preferences_text(b) for b in m["bids"])):
+            out += ["", bids_table(m["bids"])]  # once cleared, the bids only for their preferences
         d = m.get("delivery")
         if d and d["status"] == "settled":
             out += ["", f"delivery settled at block {d['settled_at']}:", settlements_table(d["accounts"], "address")]

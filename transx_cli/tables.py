@@ -15,6 +15,18 @@ def settlements_table(rows, first: str) -> str:
 
 
 def bids_table(bids) -> str:
-    return table(["bid", "side", "slot", "kWh", "price/kWh", "zone", "escrow", "status"],
+    """The API's bids; a column of their preferences when any has some."""
+    prefs = [preferences_text(b) for b in bids]
+    extra = ["preferences"] if any(prefs) else []
+    return table(["bid", "side", "slot", "kWh", "price/kWh", "zone", "escrow", "status"] + extra,
                   [[b["id"][:16], b["side"], b["slot"], kwh(b["wh"]), format_price(b["price"]), b["zone"],
-                    tokens(b["escrow"]), b["status"]] for b in bids])
+                    tokens(b["escrow"]), b["status"]] + ([p] if extra else []) for b, p in zip(bids, prefs)])
+
+
+def preferences_text(b) -> str:
+    """A bid's preferences (the API's "prefer", "energy_kind" or "only") in a few words: 'only solar; prefers trx1...'."""
+    parts = [f"{b['energy_kind']} energy"] if b.get("energy_kind") else []
+    parts += [f"only {b['only']}"] if b.get("only") else []
+    if b.get("prefer"):
+        parts.append("prefers " + ", ".join(b["prefer"]))
+    return "; ".join(parts)

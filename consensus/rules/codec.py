@@ -6,11 +6,18 @@ form, byte strings carry their length, lists their count.  Decoding
 rejects everything but that one form: non-minimal varints, values out of a
 field's range, oversize fields, bad UTF-8, unknown tags, trailing bytes.
 So one object has exactly one encoding, and hashes over it are stable.
+
+A record that gains fields keeps its old encoding for values that leave them
+at their defaults: in a `Tagged` union as a second variant under a new tag
+(`Record`'s `absent` and `present`), at the end of a stored value as a
+`Trailing` extension.  Either way the old bytes still decode, to the
+defaults, and the new form refuses to say the defaults.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import MISSING
 from dataclasses import fields as dc_fields
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
@@ -74,6 +81,8 @@ def _write_varint(out: bytearray, v: int) -> None:
 
 class Codec(Generic[T]):
     """Writes and reads one kind of value."""
+
+    trailing = False  # ends with a `Trailing` extension: only at the very end of a whole encoding
 
     def write(self, out: bytearray, v: T) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -186,6 +195,7 @@ class ListOf(Codec[tuple]):
     """A tuple of items, at most `max_len`; `strictly_increasing` makes the order canonical."""
 
     def __init__(self, item: Codec, max_len: int, key: Callable[[Any], Any] | None = None) -> None:
+        _not_trailing(item)
         self.item, self.max_len, self.key = item, max_len, key
 
     def _check_order(self, items: Sequence) -> bool:
@@ -210,41 +220,102 @@ class ListOf(Codec[tuple]):
 
 
 class Record(Codec[T]):
-    """A dataclass, its fields in order; `check` (if given) validates after decoding."""
+    """A dataclass, its fields in order.
 
-    def __init__(self, cls: type[T], spec: dict[str, Codec]) -> None:
-        names = [f.name for f in dc_fields(cls)]  # type: ignore[arg-type]
-        if list(spec) != names:
-            raise TypeError(f"{cls.__name__}: codec fields {list(spec)} != dataclass fields {names}")
+    For a dataclass that gained fields, a `Tagged` codec may hold two records of it, one variant per
+    meaning: `absent` names the (last) fields the older one does not carry, which must hold their
+    defaults, and `present` names fields of the newer one of which at least one must differ from its
+    default (all defaults are the older variant's meaning, so the newer refuses that).  So each value
+    has exactly one encoding, and what was encoded before the fields existed still decodes."""
+
+    def __init__(self, cls: type[T], spec: dict[str, Codec], *, absent: Sequence[str] = (),
+                 present: Sequence[str] = ()) -> None:
+        fields = dc_fields(cls)  # type: ignore[arg-type]
+        names = [f.name for f in fields]
+        if list(spec) + list(absent) != names:
+            raise TypeError(f"{cls.__name__}: codec fields {list(spec) + list(absent)} != dataclass fields {names}")
+        defaults = {f.name: f.default for f in fields}
+        self.absent = {n: defaults[n] for n in absent}
+        self.present = {n: defaults[n] for n in present}
+        if not set(self.present) <= set(spec) or any(d is MISSING for d in (*self.absent.values(), *self.present.values())):
+            raise TypeError(f"{cls.__name__}: absent and present fields need defaults, present ones a codec")
+        for codec in list(spec.values())[:-1]:
+            _not_trailing(codec)
         self.cls, self.spec = cls, list(spec.items())
+        self.trailing = bool(self.spec) and self.spec[-1][1].trailing
+
+    def fits(self, v: Any) -> bool:
+        """Whether `v` is this variant's to encode (its class, `absent` fields default, some `present` not)."""
+        return (type(v) is self.cls and all(getattr(v, n) == d for n, d in self.absent.items())
+                and (not self.present or any(getattr(v, n) != d for n, d in self.present.items())))
 
     def write(self, out: bytearray, v: T) -> None:
-        if type(v) is not self.cls:
-            raise ValueError(f"expected a {self.cls.__name__}")
+        if not self.fits(v):
+            raise ValueError(f"expected a {self.cls.__name__}" + (" of this variant" if type(v) is self.cls else ""))
         for name, codec in self.spec:
             codec.write(out, getattr(v, name))
 
     def read(self, r: _Reader) -> T:
         values = {name: codec.read(r) for name, codec in self.spec}
+        if self.present and all(values[n] == d for n, d in self.present.items()):
+            raise DecodeError(f"{self.cls.__name__}: non-canonical: {', '.join(self.present)} at the default "
+                              "belong to the encoding without them")
         try:
             return self.cls(**values)
         except (ValueError, TypeError) as e:
             raise DecodeError(f"{self.cls.__name__}: {e}") from None
 
 
+class Trailing(Codec[Any]):
+    """An extension field at the very end of a whole encoding (a top-level record's last field): nothing
+    when it holds `default`, else its item's encoding, which must not be the default's.  Encodings
+    written before the field existed decode as the default, and each value keeps one encoding."""
+
+    trailing = True
+
+    def __init__(self, item: Codec, default: Any) -> None:
+        _not_trailing(item)
+        self.item, self.default = item, default
+
+    def write(self, out: bytearray, v: Any) -> None:
+        if v != self.default:
+            self.item.write(out, v)
+
+    def read(self, r: _Reader) -> Any:
+        if r.pos == len(r.buf):
+            return self.default
+        v = self.item.read(r)
+        if v == self.default:
+            raise DecodeError("non-canonical: an extension at its default is left out")
+        return v
+
+
+def _not_trailing(codec: Codec) -> None:
+    if codec.trailing:
+        raise TypeError("a trailing extension must end the whole encoding, not sit inside another field")
+
+
 class Tagged(Codec[Any]):
     """One of several records, led by its tag (a varint)."""
 
     def __init__(self, variants: dict[int, Record]) -> None:
+        for rec in variants.values():
+            _not_trailing(rec)
         self.by_tag = variants
-        self.by_cls = {rec.cls: (tag, rec) for tag, rec in variants.items()}
+        self.by_cls: dict[type, list[tuple[int, Record]]] = {}
+        for tag, rec in sorted(variants.items()):
+            self.by_cls.setdefault(rec.cls, []).append((tag, rec))
+
+    def _variant(self, v: Any) -> tuple[int, Record]:
+        for tag, rec in self.by_cls.get(type(v), ()):
+            if rec.fits(v):
+                return tag, rec
+        raise ValueError(f"no tag for {type(v).__name__}")
 
     def write(self, out: bytearray, v: Any) -> None:
-        entry = self.by_cls.get(type(v))
-        if entry is None:
-            raise ValueError(f"no tag for {type(v).__name__}")
-        _write_varint(out, entry[0])
-        entry[1].write(out, v)
+        tag, rec = self._variant(v)
+        _write_varint(out, tag)
+        rec.write(out, v)
 
     def read(self, r: _Reader) -> Any:
         tag = r.varint(U64_MAX)
@@ -254,11 +325,12 @@ class Tagged(Codec[Any]):
         return rec.read(r)
 
     def tag_of(self, v: Any) -> int:
-        return self.by_cls[type(v)][0]
+        return self._variant(v)[0]
 
 
 class Optional_(Codec[Any]):
     def __init__(self, item: Codec) -> None:
+        _not_trailing(item)
         self.item = item
 
     def write(self, out: bytearray, v: Any) -> None:

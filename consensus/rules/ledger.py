@@ -72,7 +72,7 @@ def apply_tx(state: StateOverlay, tx: Tx, height: int, g: Genesis) -> int:
         acct = replace(acct, balance=acct.balance - escrow, escrowed=acct.escrowed + escrow)
         _count_bid(state, b.slot, b.side, +1)
         state.set_bid(tx.hash, BidRecord(owner=sender, side=b.side, slot=b.slot, wh=b.wh, price=b.price, zone=b.zone,
-                                         escrow=escrow, included=height))
+                                         escrow=escrow, included=height, preferences=b.preferences))
     elif isinstance(b, CancelBid):
         rec = state.bid(b.bid)
         assert rec is not None  # checked by _locked_by
@@ -489,14 +489,19 @@ class SlotMarket:
 def slot_market(state: StateOverlay, slot: int, g: Genesis) -> SlotMarket:
     """The instance that clears `slot`: its bids but the cancelled ones.  Fixed once height slot - L is
     on chain; after the slot's block it is the same set (cleared now), so a competing block for a slot
-    already cleared is checked against the very instance the chain's own block was."""
+    already cleared is checked against the very instance the chain's own block was.  A participant's id
+    is its bid id in hex, its owner the bid owner's address in hex, its preferred owners and energy kind
+    the bid's (hex sorts as the bytes do), for the candidate rule (solver/pairs.py)."""
     sellers, buyers, bids = [], [], {}
     for bid_id, rec in state.slot_bids(slot):
         if rec.status == CANCELLED:
             continue
         pid = bid_id.hex()
         bids[pid] = rec
-        (sellers if rec.side == SELL else buyers).append(Participant(pid, rec.wh, rec.price, rec.zone))
+        prefs = rec.preferences
+        (sellers if rec.side == SELL else buyers).append(Participant(
+            pid, rec.wh, rec.price, rec.zone, owner=rec.owner.hex(), prefer=tuple(a.hex() for a in prefs.prefer),
+            kind=prefs.kind))
     inst = Instance(slot=slot, feed_in=g.feed_in, retail=g.retail, network_charge=g.network_charge,
                     sellers=tuple(sellers), buyers=tuple(buyers))
     return SlotMarket(inst, bids)

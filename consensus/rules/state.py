@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from typing import Iterator, Protocol
 
 from . import schema
-from .codec import ADDRESS, U32, U64, Bool, ListOf, Optional_, Record, Text, UInt, VarBytes, digest
-from .transactions import CONSENSUS
+from .codec import ADDRESS, U32, U64, Bool, ListOf, Optional_, Record, Text, Trailing, UInt, VarBytes, digest
+from .transactions import CONSENSUS, NO_PREFERENCES, PREFERENCES, Preferences
 
 OPEN, CANCELLED, CLEARED = 0, 1, 2
 STATUS_NAMES = {OPEN: "open", CANCELLED: "cancelled", CLEARED: "cleared"}
@@ -52,6 +52,7 @@ class BidRecord:
     status: int = OPEN
     traded_wh: int = 0
     amount: int = 0  # micro-units paid (buyer, with network charge) or received (seller)
+    preferences: Preferences = NO_PREFERENCES  # the bid's (transactions.Preferences)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,9 @@ class Totals:
 
 ACCOUNT = Record(Account, {"balance": U64, "nonce": U64, "escrowed": U64, "consensus_nonce": U64})
 BID = Record(BidRecord, {"owner": ADDRESS, "side": UInt(1), "slot": U64, "wh": U64, "price": U64, "zone": U64,
-                         "escrow": U64, "included": U64, "status": UInt(2), "traded_wh": U64, "amount": U64})
+                         "escrow": U64, "included": U64, "status": UInt(2), "traded_wh": U64, "amount": U64,
+                         # a record without preferences is the bytes it was before they existed
+                         "preferences": Trailing(PREFERENCES, NO_PREFERENCES)})
 SOLVER = Record(SolverRecord, {"deposit": U64, "since": U64, "exit_at": U64})
 SESSION = Record(SessionRecord, {
     "owner": ADDRESS, "station": ADDRESS, "ev_id": Text(32, min_len=1), "max_wh": U64, "price": U64, "escrow": U64,

@@ -19,12 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from solver.instance import MAX_PRICE, MAX_WH
+from solver.instance import ENERGY_KINDS, MAX_KIND, MAX_PREFER, MAX_PRICE, MAX_WH
 
 from . import keys
 from .finality import KEY_REGISTRATION, FinalityError, KeyRegistration, check_registration
 from .charging import AUTHORISATION, MAX_SESSION_WH, Authorisation
-from .codec import ADDRESS, HASH, PUBKEY, SIGNATURE, U8, U32, U64, DecodeError, FixedBytes, Record, Tagged, Text, UInt, VarBytes, digest
+from .codec import ADDRESS, HASH, PUBKEY, SIGNATURE, U8, U32, U64, DecodeError, FixedBytes, ListOf, Record, Tagged, Text, UInt, VarBytes, digest
 from .units import tokens
 
 BUY, SELL = 0, 1
@@ -59,8 +59,40 @@ class Transfer:
 
 
 @dataclass(frozen=True)
+class Preferences:
+    """What a bid would rather trade with (issue 19, item 4).  `prefer`: up to MAX_PREFER account addresses
+    whose bids on the other side it prefers, strictly increasing, not the sender's own.  `kind`: a sell
+    bid's kind of energy, a buy bid's only kind it takes; 1 + an index of ENERGY_KINDS, 0 for none
+    stated (sell) or any (buy).  The candidate rule reads them (solver/pairs.py)."""
+
+    prefer: tuple[bytes, ...] = ()
+    kind: int = 0
+
+    def kind_name(self) -> str | None:
+        return ENERGY_KINDS[self.kind - 1] if self.kind else None
+
+    def to_json(self, side: int) -> dict:
+        """As the API and the quote show them: "prefer" (addresses), and "energy_kind" (a sell bid's kind of
+        energy) or "only" (the only kind a buy bid takes), a name or None.  ("kind" is a transaction's.)"""
+        return {"prefer": [keys.encode_address(a) for a in self.prefer],
+                ("only" if side == BUY else "energy_kind"): self.kind_name()}
+
+
+NO_PREFERENCES = Preferences()
+PREFERENCES = Record(Preferences, {"prefer": ListOf(ADDRESS, MAX_PREFER, key=lambda a: a), "kind": UInt(MAX_KIND)})
+
+
+def energy_kind(name: str) -> int:
+    """The code of an energy kind's name ('solar' -> 1), or ValueError naming the kinds there are."""
+    if name not in ENERGY_KINDS:
+        raise ValueError(f"unknown energy kind {name!r} (one of {', '.join(ENERGY_KINDS)})")
+    return ENERGY_KINDS.index(name) + 1
+
+
+@dataclass(frozen=True)
 class Bid:
-    """Offer to sell (or wish to buy) `wh` in `slot` at a limit of `price` micro-units per kWh."""
+    """Offer to sell (or wish to buy) `wh` in `slot` at a limit of `price` micro-units per kWh; optionally
+    with preferences (a bid without them is encoded as before they existed: tag 2; with them: tag 15)."""
 
     side: int
     slot: int
@@ -68,6 +100,7 @@ class Bid:
     price: int
     zone: int
     expiry: int  # last block height that may include it
+    preferences: Preferences = NO_PREFERENCES
 
 
 @dataclass(frozen=True)
@@ -168,10 +201,10 @@ class SessionClose:
 
 
 _AMOUNT = UInt(MAX_AMOUNT)
+_BID = {"side": UInt(1), "slot": U64, "wh": UInt(MAX_WH, lo=1), "price": UInt(MAX_PRICE), "zone": U8, "expiry": U64}
 BODY = Tagged({
     1: Record(Transfer, {"to": ADDRESS, "amount": UInt(MAX_AMOUNT, lo=1)}),
-    2: Record(Bid, {"side": UInt(1), "slot": U64, "wh": UInt(MAX_WH, lo=1), "price": UInt(MAX_PRICE), "zone": U8,
-                    "expiry": U64}),
+    2: Record(Bid, _BID, absent=["preferences"]),  # a bid without preferences: the one encoding it ever had
     3: Record(CancelBid, {"bid": HASH}),
     4: Record(RegisterSolver, {"deposit": UInt(MAX_AMOUNT, lo=1)}),
     5: Record(Commit, {"height": U64, "commitment": HASH, "ticket": FixedBytes(96)}),
@@ -184,6 +217,7 @@ BODY = Tagged({
     12: Record(RegisterMeter, {"meter": PUBKEY}),
     13: Record(VoteKey, {"registration": KEY_REGISTRATION}),
     14: Record(VoteEvidence, {"first": VarBytes(400), "second": VarBytes(400)}),
+    15: Record(Bid, {**_BID, "preferences": PREFERENCES}, present=["preferences"]),  # a bid with preferences
 })
 KIND_NAMES = {Transfer: "transfer", Bid: "bid", CancelBid: "cancel", RegisterSolver: "register_solver",
               Commit: "commit", MeterReading: "meter", Reveal: "reveal", WithdrawSolver: "withdraw_solver",
@@ -266,6 +300,8 @@ def check_stateless(tx: Tx, chain_id: str, zones: int, min_fee: int) -> None:
     b = tx.body
     if isinstance(b, Bid) and b.zone >= zones:
         raise InvalidTx(f"zone {b.zone} does not exist (this network has {zones})")
+    if isinstance(b, Bid) and tx.sender in b.preferences.prefer:
+        raise InvalidTx("a bid cannot prefer its own address")
     if isinstance(b, MeterReading) and b.imported_wh and b.exported_wh:
         raise InvalidTx("a meter reading is either an import or an export for one slot")
     if isinstance(b, SessionOpen):
@@ -319,7 +355,7 @@ def lock_rate(side: int, price: int, retail: int) -> int:
     return min(price, retail) if side == BUY else max(0, retail - price)
 
 
-__all__ = ["BUY", "SELL", "Bid", "Body", "CancelBid", "Commit", "MeterReading", "RegisterMeter", "RegisterSolver",
+__all__ = ["BUY", "SELL", "NO_PREFERENCES", "Bid", "Body", "Preferences", "energy_kind", "CancelBid", "Commit", "MeterReading", "RegisterMeter", "RegisterSolver",
            "SessionClose",
            "SessionOpen", "Transfer", "Tx", "VoteEvidence", "VoteKey", "CONSENSUS", "WALLET",
            "InvalidTx", "TxError", "check_stateless", "decode_tx", "bid_lock", "escrow_for", "lock_rate", "sign_tx"]

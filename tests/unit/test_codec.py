@@ -239,7 +239,7 @@ def test_fee_above_max_amount_is_rejected():
         decode_tx(_raw_tx(3, bytes(32), fee=_v(MAX_AMOUNT + 1)))
 
 
-@pytest.mark.parametrize("tag", [0, 15, 200, U64_MAX])
+@pytest.mark.parametrize("tag", [0, 16, 200, U64_MAX])
 def test_unknown_type_tag_is_rejected(tag):
     with pytest.raises(TxError, match=f"unknown type tag {tag}"):
         decode_tx(_raw_tx(tag, bytes(32)))

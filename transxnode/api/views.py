@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from solver.instance import preferred
 from solver.report import outcomes
 
 from consensus.rules import schema
@@ -42,7 +43,8 @@ def tx_json(tx: Tx) -> dict[str, Any]:
     if isinstance(b, Transfer):
         out.update(to=encode_address(b.to), amount=b.amount)
     elif isinstance(b, Bid):
-        out.update(side=SIDE_NAMES[b.side], slot=b.slot, wh=b.wh, price=b.price, zone=b.zone, expiry=b.expiry)
+        out.update(side=SIDE_NAMES[b.side], slot=b.slot, wh=b.wh, price=b.price, zone=b.zone, expiry=b.expiry,
+                   **b.preferences.to_json(b.side))
     elif isinstance(b, CancelBid):
         out.update(bid=b.bid.hex())
     elif isinstance(b, RegisterSolver):
@@ -122,7 +124,7 @@ def bid_status(r: BidRecord) -> str:
 def bid_json(bid_id: bytes, r: BidRecord) -> dict[str, Any]:
     return {"id": bid_id.hex(), "owner": encode_address(r.owner), "side": SIDE_NAMES[r.side], "slot": r.slot,
             "wh": r.wh, "price": r.price, "zone": r.zone, "escrow": r.escrow, "included": r.included,
-            "status": bid_status(r), "traded_wh": r.traded_wh, "amount": r.amount}
+            "status": bid_status(r), "traded_wh": r.traded_wh, "amount": r.amount, **r.preferences.to_json(r.side)}
 
 
 def settlement_json(s: Settlement) -> dict[str, Any]:
@@ -169,7 +171,7 @@ def slot_view(chain: Chain, slot: int) -> dict[str, Any]:
     out["void"] = c.void
     out["trades"] = [
         {"seller": inst.sellers[t.seller].id, "buyer": inst.buyers[t.buyer].id, "wh": t.wh, "payment": t.payment,
-         "price": t.payment * 1000 // t.wh}
+         "price": t.payment * 1000 // t.wh, "preferred": preferred(inst.sellers[t.seller], inst.buyers[t.buyer])}
         for t in c.trades
     ]
     wh = sum(t.wh for t in c.trades)

@@ -10,11 +10,13 @@ import re
 import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Sequence
+
+from solver.instance import MAX_PREFER
 
 from .node_api import ApiClient, ClientError
-from consensus.rules.keys import address_of_key
-from consensus.rules.transactions import BUY, Body, bid_lock, sign_tx
+from consensus.rules.keys import AddressError, address_of_key, decode_address, encode_address
+from consensus.rules.transactions import BUY, NO_PREFERENCES, SELL, Body, Preferences, bid_lock, energy_kind, sign_tx
 
 
 class InputError(ValueError):
@@ -65,6 +67,33 @@ def _plain(d: Decimal) -> str:
     return s.rstrip("0").rstrip(".") if "." in s else s
 
 
+KIND_OPTION = {BUY: "--only", SELL: "--kind"}  # how `transx bid` names a bid's energy kind, by side
+
+
+def parse_preferences(side: int, prefer: Sequence[str] = (), kind: str | None = None,
+                      own: bytes | None = None) -> Preferences:
+    """A bid's preferences from what a person typed: `prefer`, the addresses whose bids it prefers (at most
+    MAX_PREFER, a repeat counted once, not `own`, the bidding address); `kind`, a seller's kind of energy
+    or the only kind a buyer takes, by name.  InputError names the option and what is wrong."""
+    addrs = set()
+    for text in prefer:
+        try:
+            addrs.add(decode_address(text.strip()))
+        except AddressError as e:
+            raise InputError(f"--prefer: {e}") from None
+    if len(addrs) > MAX_PREFER:
+        raise InputError(f"--prefer names {len(addrs)} addresses; a bid prefers at most {MAX_PREFER}")
+    if own is not None and own in addrs:
+        raise InputError("--prefer names the bidding address itself")
+    code = 0
+    if kind is not None:
+        try:
+            code = energy_kind(kind.strip().lower())
+        except ValueError as e:
+            raise InputError(f"{KIND_OPTION[side]}: {e}") from None
+    return Preferences(tuple(sorted(addrs)), code)
+
+
 @dataclass(frozen=True)
 class Quote:
     """What a bid is expected to bring against the grid-only outcome, before it is signed."""
@@ -78,25 +107,39 @@ class Quote:
     worst_return: int  # micro-units, if fully cleared at the limit
     basis: str
     locked: int  # micro-units locked while it is open: a buy's escrow, a sell's delivery collateral
+    preferences: Preferences = NO_PREFERENCES
+    preferred_open: int | None = None  # the preferred addresses' open bids on the other side in the slot so far
+    kind_offered_wh: int | None = None  # a buyer taking one kind: Wh its sellers offer in the slot so far
 
     def to_json(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        out = {k: v for k, v in self.__dict__.items() if k != "preferences"}
+        return {**out, **self.preferences.to_json(BUY if self.side == "buy" else SELL)}
 
 
-def quote(side: int, wh: int, limit: int, market: dict[str, Any]) -> Quote:
-    """Expected and worst-case return vs the grid, from the recent cleared prices (or the grid midpoint)."""
+def quote(side: int, wh: int, limit: int, market: dict[str, Any], preferences: Preferences = NO_PREFERENCES,
+          slot_view: dict[str, Any] | None = None) -> Quote:
+    """Expected and worst-case return vs the grid, from the recent cleared prices (or the grid midpoint); with
+    the slot's market so far (`slot_view`, /api/market/<slot>), what of the bid's preferences it holds."""
     feed_in, retail = market["grid"]["feed_in"], market["grid"]["retail"]
     recent = market.get("average_price")
     basis = "recent cleared slots' average price" if recent else "midpoint of the grid tariffs (no recent trades)"
     expected = recent if recent else (feed_in + retail) // 2
     locked = bid_lock(side, wh, limit, retail)
+    seen: dict[str, int | None] = {"preferred_open": None, "kind_offered_wh": None}
+    if slot_view is not None:
+        other = [b for b in slot_view["bids"] if b["side"] != ("buy" if side == BUY else "sell") and b["status"] == "open"]
+        named = {encode_address(a) for a in preferences.prefer}
+        if named:
+            seen["preferred_open"] = sum(b["owner"] in named for b in other)
+        if side == BUY and preferences.kind:
+            seen["kind_offered_wh"] = sum(b["wh"] for b in other if b.get("energy_kind") == preferences.kind_name())
     if side == BUY:
         expected = min(expected, limit)
         return Quote("buy", wh, limit, retail, expected, (retail - expected) * wh // 1000,
-                     (retail - min(limit, retail)) * wh // 1000, basis, locked)
+                     (retail - min(limit, retail)) * wh // 1000, basis, locked, preferences, **seen)
     expected = max(expected, limit)
     return Quote("sell", wh, limit, feed_in, expected, (expected - feed_in) * wh // 1000,
-                 (max(limit, feed_in) - feed_in) * wh // 1000, basis, locked)
+                 (max(limit, feed_in) - feed_in) * wh // 1000, basis, locked, preferences, **seen)
 
 
 SEND_ATTEMPTS = 8  # the node's own solver may take the key's next nonce between our read and our submit
@@ -124,6 +167,4 @@ def send(client: ApiClient, key, body: Body, fee: int | None = None) -> dict[str
 
 
 def _bech32(key) -> str:
-    from consensus.rules.keys import encode_address
-
     return encode_address(address_of_key(key))
