@@ -1,6 +1,7 @@
 """Solver benchmark: clear seeded realistic instances of growing size.
 
     python bench/clearing.py [--sizes 200,1000,...] [--solver auto|clarabel|scs|dual] [--seed 1] [--cap 16]
+    python bench/clearing.py --fairness [--sizes ...] [--pairs-only]   what the price of fairness comes from
     python bench/clearing.py --extreme N [--first-seed 0]
 
 Prints one Markdown row per size: candidate pairs, compile / solve / verify seconds, the certified
@@ -10,6 +11,12 @@ clearing beside the welfare LP optimum on the same pairs (HiGHS): the price of f
 (solver.report.slot_report, also `transx solve --report`).  A size whose solve fails or exceeds
 --time-limit is reported as such.  `--extreme N` instead clears N extreme markets
 (bench/extreme_markets.py) and counts the slots that did not certify.
+
+`--fairness` prints, per size, who the welfare LP leaves out and what the Nash-bargaining clearing
+gives them: the buyers without a candidate pair, the participants the LP's optimum trades, the
+share of the clearing's energy that goes to the others and the margin it earns there against the
+rest.  `--min-pair-gain` and `--cover-extra` are what-ifs: they change the candidate rule's
+constants (solver.pairs) for the run, which the chain does not.
 
 (Named clearing.py, not solver.py: `python bench/X.py` puts bench/ first on the import path, and a
 bench/solver.py would be imported as the solver package.)
@@ -22,6 +29,9 @@ import os
 import platform
 import time
 
+import numpy as np
+
+from solver import pairs as pair_rule
 from solver.generator import generate
 from solver.market import clear
 from solver.pairs import DEFAULT_CAP, candidate_pairs
@@ -62,6 +72,42 @@ def row(n: int, seed: int, solver: str, time_limit: float, cap: int = DEFAULT_CA
     )
 
 
+FAIRNESS_HEADER = ("| participants | with a pair | buyers without a pair | traded by the LP's optimum "
+                   "| clearing's energy to the others | its margin / the rest's, token/kWh "
+                   "| welfare NBS / LP, tokens (price of fairness) |\n"
+                   "|---:|---:|---:|---:|---:|---:|---:|")
+
+
+def fairness_row(n: int, seed: int, solver: str, time_limit: float, cap: int = DEFAULT_CAP,
+                 pairs_only: bool = False) -> str:
+    """Who the LP leaves out, and the clearing's energy (and its margin) that goes to them."""
+    inst = generate(n, seed)
+    pairs = candidate_pairs(inst, cap)
+    n_s, n_b = len(inst.sellers), len(inst.buyers)
+    with_pair = len(np.unique(pairs.seller)) + len(np.unique(pairs.buyer))
+    no_pair = n_b - len(np.unique(pairs.buyer))
+    head = f"| {n:,} | {with_pair:,} | {no_pair:,} ({100 * no_pair / n_b:.1f}%) |"
+    if pairs_only:
+        return head + " - |" * 4
+    try:
+        r = clear(inst, solver=solver, pairs=pairs, time_limit=time_limit, cap=cap)
+    except SolverError as e:
+        return head + " - |" * 3 + f" {e} |"
+    rep = slot_report(inst, r.clearing, pairs=pairs, verdict=r.verdict)
+    index = {(int(i), int(j)): e for e, (i, j) in enumerate(zip(pairs.seller, pairs.buyer))}
+    wh = np.zeros(len(pairs))
+    for t in r.clearing.trades:
+        wh[index[inst.seller_index[t.seller], inst.buyer_index[t.buyer]]] = t.wh
+    others = ~rep.lp_traded[pairs.seller] | ~rep.lp_traded[n_s + pairs.buyer]  # a side the LP leaves out
+    g = pairs.margin / 1e6  # token/kWh
+
+    def margin(mask) -> str:
+        return f"{(g * wh)[mask].sum() / wh[mask].sum():.3f}" if wh[mask].sum() else "-"
+
+    return (head + f" {rep.lp_traders:,} | {100 * wh[others].sum() / wh.sum():.1f}% | {margin(others)} / {margin(~others)} "
+            f"| {rep.welfare_nano / 1e9:,.2f} / {rep.lp_welfare_nano / 1e9:,.2f} ({100 * rep.price_of_fairness:.2f}%) |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="200,500,1000,2000,5000,10000,30000,100000")
@@ -71,7 +117,14 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=600.0, help="seconds per solve")
     ap.add_argument("--extreme", type=int, metavar="N", help="clear N extreme markets instead (the fuzzer)")
     ap.add_argument("--first-seed", type=int, default=0, help="with --extreme: the first market's seed")
+    ap.add_argument("--fairness", action="store_true", help="who the LP leaves out and what the clearing gives them")
+    ap.add_argument("--pairs-only", action="store_true", help="with --fairness: the candidate pairs' columns only, no solve")
+    ap.add_argument("--min-pair-gain", type=int, default=pair_rule.MIN_PAIR_GAIN,
+                    help="what-if: the candidate rule's minimum gain on a pair's first 100 Wh, nano-units")
+    ap.add_argument("--cover-extra", type=int, default=pair_rule.COVER_EXTRA,
+                    help="what-if: cover pairs a buyer may take (0: no cover rule)")
     args = ap.parse_args()
+    pair_rule.MIN_PAIR_GAIN, pair_rule.COVER_EXTRA = args.min_pair_gain, args.cover_extra
     if args.extreme is not None:
         from extreme_markets import fuzz  # the sibling script: bench/ is first on the import path
 
@@ -79,12 +132,16 @@ def main() -> None:
         return
     import cvxpy
 
-    print(f"solver {args.solver}, seed {args.seed}, cap {args.cap}, cvxpy {cvxpy.__version__}, "
+    print(f"solver {args.solver}, seed {args.seed}, cap {args.cap}, min pair gain {args.min_pair_gain}, "
+          f"cover extra {args.cover_extra}, cvxpy {cvxpy.__version__}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     print()
-    print(HEADER)
+    print(FAIRNESS_HEADER if args.fairness else HEADER)
     for n in (int(s) for s in args.sizes.split(",")):
-        print(row(n, args.seed, args.solver, args.time_limit, args.cap), flush=True)
+        if args.fairness:
+            print(fairness_row(n, args.seed, args.solver, args.time_limit, args.cap, args.pairs_only), flush=True)
+        else:
+            print(row(n, args.seed, args.solver, args.time_limit, args.cap), flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ for people and benchmarks (floats, a float LP), never a consensus decision.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -92,6 +92,8 @@ class SlotReport:
     tradable_sellers: int  # sellers some buyer could trade with under the candidate rule's minimum gain
     left_out_sellers: int  # of those, sellers without a candidate pair
     outcomes: tuple[Outcome, ...]  # every participant, gain against the grid included
+    # Per participant, sellers then buyers: does the LP's optimal vertex trade it?  (lp_traders counts them.)
+    lp_traded: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), compare=False, repr=False)
 
     @property
     def price_of_fairness(self) -> float | None:
@@ -149,16 +151,18 @@ def slot_report(inst: Instance, clearing: Clearing, pairs=None, verdict=None) ->
     gains = [rows[k].surplus_nano for k in np.flatnonzero(able).tolist()]
     lp, x = welfare_lp(inst, pairs)
     on = x > 1e-6 * np.maximum(x.max(initial=0.0), 1.0)
-    lp_traders = len(np.unique(pairs.seller[on])) + len(np.unique(pairs.buyer[on]))
+    lp_traded = np.zeros(len(able), dtype=bool)
+    lp_traded[pairs.seller[on]] = True
+    lp_traded[n_s + pairs.buyer[on]] = True
     tradable = tradable_sellers(inst)
     left_out = tradable.copy()
     left_out[pairs.seller] = False
     return SlotReport(
         slot=inst.slot, pairs=len(pairs), trades=len(clearing.trades), traders=sum(1 for o in rows if o.wh),
         able=len(gains), welfare_nano=sum(o.surplus_nano for o in rows), lp_welfare_nano=round(lp),
-        lp_traders=lp_traders, objective=verdict.objective if verdict.ok else None, certified=verdict.ok,
+        lp_traders=int(lp_traded.sum()), objective=verdict.objective if verdict.ok else None, certified=verdict.ok,
         jain=jain_index(gains), tradable_sellers=int(tradable.sum()), left_out_sellers=int(left_out.sum()),
-        outcomes=tuple(rows),
+        outcomes=tuple(rows), lp_traded=lp_traded,
     )
 
 
@@ -190,31 +194,40 @@ def welfare_lp(inst: Instance, pairs) -> tuple[float, np.ndarray]:
 
 
 def tradable_sellers(inst: Instance) -> np.ndarray:
-    """Per seller: can some buyer trade with it under the candidate rule's minimum gain, i.e. is
-    ``margin * min(S_i, D_j, MIN_TRADE_WH) >= MIN_PAIR_GAIN`` for some buyer j (pairs.py)?
+    """Per seller: can some buyer trade with it under the candidate rule, i.e. is
+    ``margin * min(S_i, D_j, MIN_TRADE_WH) >= MIN_PAIR_GAIN`` for some buyer j that takes its kind of
+    energy (pairs.py; a buyer that takes one kind only trades with sellers of that kind)?
 
-    Exact and O(sellers x zones x MIN_TRADE_WH): only a buyer's zone and its capacity up to
-    MIN_TRADE_WH matter, so the highest buyer limit per (zone, capped capacity) decides."""
+    Exact and O(sellers x zones x MIN_TRADE_WH): only a buyer's zone, the kind it takes and its
+    capacity up to MIN_TRADE_WH matter, so the highest buyer limit per (kind, zone, capped capacity)
+    decides."""
     from .pairs import MIN_PAIR_GAIN, MIN_TRADE_WH
 
-    n_s, zones = len(inst.sellers), len(inst.network_charge)
+    n_s, n_b, zones = len(inst.sellers), len(inst.buyers), len(inst.network_charge)
     out = np.zeros(n_s, dtype=bool)
-    if not n_s or not inst.buyers:
+    if not n_s or not n_b:
         return out
-    # best[z, d - 1]: the highest limit of a zone-z buyer whose capacity, capped at MIN_TRADE_WH, is d.
+    # Kinds of energy, where the instance has them (0: a seller's unstated kind, a buyer taking any).
+    s_kind = getattr(inst, "seller_kind", np.zeros(n_s, dtype=np.int64))
+    b_kind = getattr(inst, "buyer_kind", np.zeros(n_b, dtype=np.int64))
+    kinds = int(max(s_kind.max(), b_kind.max())) + 1
+    # best[k, z, d - 1]: the highest limit of a zone-z buyer taking kind k whose capacity, capped at
+    # MIN_TRADE_WH, is d.
     none = np.iinfo(np.int64).min // 4
-    best = np.full((zones, MIN_TRADE_WH), none, dtype=np.int64)
-    np.maximum.at(best, (inst.buyer_zone, np.minimum(inst.buyer_wh, MIN_TRADE_WH) - 1), inst.buyer_limit)
+    best = np.full((kinds, zones, MIN_TRADE_WH), none, dtype=np.int64)
+    np.maximum.at(best, (b_kind, inst.buyer_zone, np.minimum(inst.buyer_wh, MIN_TRADE_WH) - 1), inst.buyer_limit)
     d = np.arange(1, MIN_TRADE_WH + 1, dtype=np.int64)
-    for z in range(zones):
-        sel = np.flatnonzero(inst.seller_zone == z)
-        if not len(sel):
-            continue
-        net = best - inst.charge_matrix[z][:, None]  # (buyer zone, d): highest net limit
-        net = np.where(best == none, none, net)
-        for chunk in np.array_split(sel, max(1, len(sel) // 4096)):
-            margin = net[None, :, :] - inst.seller_limit[chunk][:, None, None]
-            reach = np.minimum(np.minimum(inst.seller_wh[chunk], MIN_TRADE_WH)[:, None, None], d[None, None, :])
-            gain = np.where(margin > 0, margin * reach, -1)
-            out[chunk] = (gain >= MIN_PAIR_GAIN).reshape(len(chunk), -1).any(axis=1)
+    for k in range(kinds):
+        for z in range(zones):
+            sel = np.flatnonzero((inst.seller_zone == z) & (s_kind == k))
+            if not len(sel):
+                continue
+            takers = best[[0, k]] if k else best[:1]  # buyers taking any kind, and those taking only k
+            net = np.where(takers == none, none, takers - inst.charge_matrix[z][None, :, None])
+            net = net.max(axis=0)  # (buyer zone, d): the highest net limit
+            for chunk in np.array_split(sel, max(1, len(sel) // 4096)):
+                margin = net[None, :, :] - inst.seller_limit[chunk][:, None, None]
+                reach = np.minimum(np.minimum(inst.seller_wh[chunk], MIN_TRADE_WH)[:, None, None], d[None, None, :])
+                gain = np.where(margin > 0, margin * reach, -1)
+                out[chunk] = (gain >= MIN_PAIR_GAIN).reshape(len(chunk), -1).any(axis=1)
     return out

@@ -6,6 +6,7 @@ micro-units, gains in nano-units), not read back from the report's own helpers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -87,8 +88,10 @@ def test_report_of_a_certified_clearing():
 def _tradable_by_brute_force(inst: Instance) -> np.ndarray:
     a, b, charge = inst.seller_limit, inst.buyer_limit, inst.charge_matrix
     out = np.zeros(len(inst.sellers), dtype=bool)
-    for i in range(len(inst.sellers)):
-        for j in range(len(inst.buyers)):
+    for i, s in enumerate(inst.sellers):
+        for j, buyer in enumerate(inst.buyers):
+            if getattr(buyer, "kind", 0) not in (0, getattr(s, "kind", 0)):
+                continue  # a buyer that takes one kind of energy only
             margin = int(b[j]) - int(charge[inst.seller_zone[i], inst.buyer_zone[j]]) - int(a[i])
             reach = min(int(inst.seller_wh[i]), int(inst.buyer_wh[j]), MIN_TRADE_WH)
             out[i] |= margin > 0 and margin * reach >= MIN_PAIR_GAIN
@@ -100,6 +103,23 @@ def test_tradable_sellers_match_the_rule_pair_by_pair(make):
     for seed in range(12):
         inst = make(seed)
         assert (tradable_sellers(inst) == _tradable_by_brute_force(inst)).all(), seed
+
+
+def test_tradable_sellers_respect_the_kind_a_buyer_takes():
+    if "kind" not in Participant.__dataclass_fields__:
+        pytest.skip("instances have no kinds of energy yet")
+    rng = np.random.default_rng(5)
+    for seed in range(8):
+        inst = generate(40, seed)
+        kinds = rng.integers(0, 3, len(inst.sellers) + len(inst.buyers)).tolist()
+        inst = Instance(inst.slot, inst.feed_in, inst.retail, inst.network_charge,
+                        tuple(dataclasses.replace(p, kind=k) for p, k in zip(inst.sellers, kinds)),
+                        tuple(dataclasses.replace(p, kind=k) for p, k in zip(inst.buyers, kinds[len(inst.sellers):])))
+        assert (tradable_sellers(inst) == _tradable_by_brute_force(inst)).all(), seed
+    # One seller of kind 2, one buyer taking only kind 1: no trade, however good the prices.
+    only = Instance(0, FEED_IN, RETAIL, ((0,),), (Participant("s", 1000, 150_000, kind=2),),
+                    (Participant("b", 1000, 450_000, kind=1),))
+    assert not tradable_sellers(only).any()
 
 
 def test_solve_report_flag(tmp_path):
