@@ -1,7 +1,7 @@
 """Solver benchmark: clear seeded realistic instances of growing size.
 
     python bench/clearing.py [--sizes 200,1000,...] [--solver auto|clarabel|scs|dual] [--seed 1] [--cap 16]
-    python bench/clearing.py --fairness [--sizes ...] [--pairs-only]   what the price of fairness comes from
+    python bench/clearing.py --fairness [--sizes ...] [--pairs-only] [--variant V]   what the price of fairness comes from
     python bench/clearing.py --extreme N [--first-seed 0]
 
 Prints one Markdown row per size: candidate pairs, compile / solve / verify seconds, the certified
@@ -16,7 +16,8 @@ clearing beside the welfare LP optimum on the same pairs (HiGHS): the price of f
 gives them: the buyers without a candidate pair, the participants the LP's optimum trades, the
 share of the clearing's energy that goes to the others and the margin it earns there against the
 rest.  `--min-pair-gain` and `--cover-extra` are what-ifs: they change the candidate rule's
-constants (solver.pairs) for the run, which the chain does not.
+constants (solver.pairs) for the run, which the chain does not; `--variant` changes the generated
+markets (no network charges, one zone, equal capacities, limit prices spread wider or narrower).
 
 (Named clearing.py, not solver.py: `python bench/X.py` puts bench/ first on the import path, and a
 bench/solver.py would be imported as the solver package.)
@@ -28,11 +29,13 @@ import argparse
 import os
 import platform
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from solver import pairs as pair_rule
 from solver.generator import generate
+from solver.instance import Instance
 from solver.market import clear
 from solver.pairs import DEFAULT_CAP, candidate_pairs
 from solver.relaxation import SolverError
@@ -45,8 +48,36 @@ HEADER = ("| participants | pairs | pairs s | compile s | solve s | round+certif
           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 
 
-def row(n: int, seed: int, solver: str, time_limit: float, cap: int = DEFAULT_CAP) -> str:
+VARIANTS = ("as-generated", "no-charge", "one-zone", "equal-wh", "spread=F")
+
+
+def market(n: int, seed: int, variant: str = "as-generated") -> Instance:
+    """generate(n, seed), or a variant of it to see what a figure depends on: no network charges, one
+    zone, every participant 5 kWh, or the limit prices spread F times as wide around each side's mean."""
     inst = generate(n, seed)
+    sellers, buyers, charge = inst.sellers, inst.buyers, inst.network_charge
+    if variant == "no-charge":
+        charge = tuple((0,) * len(r) for r in charge)
+    elif variant == "one-zone":
+        charge = ((charge[0][0],),)
+        sellers, buyers = (tuple(replace(p, zone=0) for p in side) for side in (sellers, buyers))
+    elif variant == "equal-wh":
+        sellers, buyers = (tuple(replace(p, wh=5000) for p in side) for side in (sellers, buyers))
+    elif variant.startswith("spread="):
+        f = float(variant.split("=")[1])
+
+        def spread(side):
+            mean = sum(p.price for p in side) / len(side)
+            return tuple(replace(p, price=max(0, round(mean + f * (p.price - mean)))) for p in side)
+
+        sellers, buyers = spread(sellers), spread(buyers)
+    elif variant != "as-generated":
+        raise SystemExit(f"unknown --variant {variant!r}: one of {', '.join(VARIANTS)}")
+    return Instance(inst.slot, inst.feed_in, inst.retail, charge, sellers, buyers)
+
+
+def row(inst: Instance, solver: str, time_limit: float, cap: int = DEFAULT_CAP) -> str:
+    n = len(inst.sellers) + len(inst.buyers)
     t0 = time.perf_counter()
     pairs = candidate_pairs(inst, cap)
     t_pairs = time.perf_counter() - t0
@@ -78,10 +109,9 @@ FAIRNESS_HEADER = ("| participants | with a pair | buyers without a pair | trade
                    "|---:|---:|---:|---:|---:|---:|---:|")
 
 
-def fairness_row(n: int, seed: int, solver: str, time_limit: float, cap: int = DEFAULT_CAP,
-                 pairs_only: bool = False) -> str:
+def fairness_row(inst: Instance, solver: str, time_limit: float, cap: int = DEFAULT_CAP, pairs_only: bool = False) -> str:
     """Who the LP leaves out, and the clearing's energy (and its margin) that goes to them."""
-    inst = generate(n, seed)
+    n = len(inst.sellers) + len(inst.buyers)
     pairs = candidate_pairs(inst, cap)
     n_s, n_b = len(inst.sellers), len(inst.buyers)
     with_pair = len(np.unique(pairs.seller)) + len(np.unique(pairs.buyer))
@@ -118,6 +148,7 @@ def main() -> None:
     ap.add_argument("--extreme", type=int, metavar="N", help="clear N extreme markets instead (the fuzzer)")
     ap.add_argument("--first-seed", type=int, default=0, help="with --extreme: the first market's seed")
     ap.add_argument("--fairness", action="store_true", help="who the LP leaves out and what the clearing gives them")
+    ap.add_argument("--variant", default="as-generated", help=f"the generated market, or a variant: {', '.join(VARIANTS)}")
     ap.add_argument("--pairs-only", action="store_true", help="with --fairness: the candidate pairs' columns only, no solve")
     ap.add_argument("--min-pair-gain", type=int, default=pair_rule.MIN_PAIR_GAIN,
                     help="what-if: the candidate rule's minimum gain on a pair's first 100 Wh, nano-units")
@@ -132,16 +163,17 @@ def main() -> None:
         return
     import cvxpy
 
-    print(f"solver {args.solver}, seed {args.seed}, cap {args.cap}, min pair gain {args.min_pair_gain}, "
+    print(f"solver {args.solver}, seed {args.seed}, market {args.variant}, cap {args.cap}, min pair gain {args.min_pair_gain}, "
           f"cover extra {args.cover_extra}, cvxpy {cvxpy.__version__}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     print()
     print(FAIRNESS_HEADER if args.fairness else HEADER)
     for n in (int(s) for s in args.sizes.split(",")):
+        inst = market(n, args.seed, args.variant)
         if args.fairness:
-            print(fairness_row(n, args.seed, args.solver, args.time_limit, args.cap, args.pairs_only), flush=True)
+            print(fairness_row(inst, args.solver, args.time_limit, args.cap, args.pairs_only), flush=True)
         else:
-            print(row(n, args.seed, args.solver, args.time_limit, args.cap), flush=True)
+            print(row(inst, args.solver, args.time_limit, args.cap), flush=True)
 
 
 if __name__ == "__main__":
