@@ -4,11 +4,11 @@
     python bench/clearing.py --fairness [--sizes ...] [--pairs-only] [--variant V]   what the price of fairness comes from
     python bench/clearing.py --extreme N [--first-seed 0]
 
-Prints one Markdown row per size: candidate pairs, compile / solve / verify seconds, the certified
-gap, the trades and trades per trading participant, the share of tradable sellers the candidate
-rule left without a pair, Jain's index of the gains, and the welfare of the Nash-bargaining
-clearing beside the welfare LP optimum on the same pairs (HiGHS): the price of fairness
-(solver.report.slot_report, also `transx solve --report`).  A size whose solve fails or exceeds
+Prints one Markdown row per size: candidate pairs, compile / solve / sparse step, rounding and
+certificate / verify seconds, the certified gap, the trades and trades per trading participant, the
+share of tradable sellers the candidate rule left without a pair, Jain's index of the gains, and
+the welfare of the Nash-bargaining clearing beside the welfare LP optimum on the same pairs
+(HiGHS): the price of fairness (solver.report.slot_report, also `transx solve --report`).  A size whose solve fails or exceeds
 --time-limit is reported as such.  `--extreme N` instead clears N extreme markets
 (bench/extreme_markets.py) and counts the slots that did not certify.
 
@@ -42,7 +42,7 @@ from solver.relaxation import SolverError
 from solver.report import slot_report
 from solver.verifier import verify
 
-HEADER = ("| participants | pairs | pairs s | compile s | solve s | round+certify s | verify s (of solve) "
+HEADER = ("| participants | pairs | pairs s | compile s | solve s | sparse+round+certify s | verify s (of solve) "
           "| gap / participant | trades | trades / trader | tradable sellers left out | Jain "
           "| welfare NBS / LP, tokens (price of fairness) | |\n"
           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -96,7 +96,7 @@ def row(inst: Instance, solver: str, time_limit: float, cap: int = DEFAULT_CAP) 
     nbs, best = rep.welfare_nano / 1e9, rep.lp_welfare_nano / 1e9  # tokens
     return (
         f"| {n:,} | {len(pairs):,} | {t_pairs:.3f} | {r.timings['compile']:.2f} | {solve:.2f} "
-        f"| {r.timings['round'] + r.timings['certify']:.2f} | {t_verify:.3f} ({100 * t_verify / solve:.1f}%) "
+        f"| {sum(r.timings.get(k, 0.0) for k in ('sparse', 'round', 'certify')):.2f} | {t_verify:.3f} ({100 * t_verify / solve:.1f}%) "
         f"| {float(v.gap_per_weight):.1e} | {rep.trades:,} | {rep.trades_per_trader:.2f} "
         f"| {100 * rep.left_out_share:.1f}% | {rep.jain:.3f} "
         f"| {nbs:,.2f} / {best:,.2f} ({100 * rep.price_of_fairness:.2f}%) | ok |"
