@@ -8,9 +8,9 @@ Prints one Markdown row per size: candidate pairs, compile / solve / sparse step
 certificate / verify seconds, the certified gap, the trades and trades per trading participant, the
 share of tradable sellers the candidate rule left without a pair, Jain's index of the gains, and
 the welfare of the Nash-bargaining clearing beside the welfare LP optimum on the same pairs
-(HiGHS): the price of fairness (solver.report.slot_report, also `transx solve --report`).  A size whose solve fails or exceeds
---time-limit is reported as such.  `--extreme N` instead clears N extreme markets
-(bench/extreme_markets.py) and counts the slots that did not certify.
+(HiGHS): the price of fairness (solver.report.slot_report, also `transx solve --report`).  A
+size whose solve fails or exceeds --time-limit is reported as such.  `--extreme N` instead clears N
+extreme markets (bench/extreme_markets.py) and counts the slots that did not certify.
 
 `--fairness` prints, per size, who the welfare LP leaves out and what the Nash-bargaining clearing
 gives them: the buyers without a candidate pair, the participants the LP's optimum trades, the
