@@ -223,7 +223,7 @@ def structures(sim: Simulation) -> int:
     """Entries in the per-block structures of every engine, chain and vote book (see tests/unit/test_bounds.py)."""
     total = 0
     for e in sim.engines:
-        c, b = e.chain, e.book
+        b = e.book
         total += sum(map(len, (e.solutions, e.committed, e.proposed_on, e.seen, e.arrived, e.wanted, e.side,
                                e.orphans, e.future, b.parents, b.justified, b.latest, e.node.mempool.by_hash)))
     return total
