@@ -1,10 +1,11 @@
 """Solve a slot's market for a block proposal (the single-solver round).
 
 The clearing a proposer puts in its block: the certified Nash-bargaining
-solution when a method finds one, else a void clearing, so a slot that no
-method can certify still gets its block and refunds every escrow (a void
-clearing ranks below any real one).  CPU-bound: the daemon runs it in a
-worker thread.
+solution when a method finds one; else the fallback every slot with a
+candidate pair has (100 Wh on each pair: solver/fallback.py), valid
+uncertified and ranked below any certified clearing; a void clearing (every
+escrow refunded) only if even that fails (a bug, logged).  CPU-bound: the
+daemon runs it in a worker thread.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from solver import ClearResult, Pairs, SolverError, clear
+from solver.market import fallback
 from consensus.rules.blocks import BlockClearing
 from consensus.rules.genesis import Genesis
 from consensus.rules.ledger import SlotMarket
@@ -45,5 +47,12 @@ def solve_slot(market: SlotMarket, pairs: Pairs, g: Genesis, time_limit: float |
             errors.append(f"{method}: {type(e).__name__}: {e}")
             continue
         return Solution(BlockClearing.from_clearing(inst, res.clearing), res, method)
-    log.warning("slot %d: no method certified a clearing (%s); proposing a void clearing", inst.slot, "; ".join(errors))
-    return Solution(BlockClearing(void=True), None, "void")
+    try:
+        res = fallback(inst, pairs, tolerance=g.tolerance, quantum=g.quantum)
+    except SolverError as e:
+        log.error("slot %d: no clearing (%s; %s); proposing a void clearing", inst.slot, "; ".join(errors), e)
+        return Solution(BlockClearing(void=True), None, "void")
+    kind = "certified" if res.verdict.certified else "uncertified"
+    log.warning("slot %d: no method certified a clearing (%s); proposing the fallback clearing (%s)",
+                inst.slot, "; ".join(errors), kind)
+    return Solution(BlockClearing.from_clearing(inst, res.clearing), res, f"fallback, {kind}")

@@ -17,6 +17,7 @@ import numpy as np
 from .certificate import certify
 from .clearing import Clearing, Trade
 from .instance import Instance
+from .fallback import fallback_arrays
 from .pairs import DEFAULT_CAP, Pairs, candidate_pairs
 from .relaxation import Relaxation, SolverError
 from .rounding import LIFTS, round_clearing
@@ -53,6 +54,7 @@ def clear(
     pairs: Pairs | None = None,
     progress: Callable[[str], None] | None = None,
     sparse: bool = True,
+    uncertified_ok: bool = False,
 ) -> ClearResult:
     """Compute a certified clearing of `inst`.
 
@@ -60,7 +62,10 @@ def clear(
     result that does not verify, raises `SolverError`: never an empty market.
     `progress`, if given, is told each stage as it starts (large solves take
     minutes).  `sparse` first tries the same surpluses on fewer pairs
-    (solver/sparse.py), then the solver's own spread.
+    (solver/sparse.py), then the solver's own spread.  With `uncertified_ok`
+    a slot that no way of rounding certifies gets the fallback clearing
+    (solver/fallback.py; ``verdict.certified`` False unless its multipliers
+    happen to certify it) instead of an error.
     """
     say = progress or (lambda _msg: None)
     t = {}
@@ -110,7 +115,37 @@ def clear(
         if v.ok:
             return ClearResult(clearing, v, len(pairs), t, method, rel.status)
         failures.append(v.reason)
+    if uncertified_ok:
+        return fallback(inst, pairs, tolerance=tolerance, quantum=quantum)
     raise SolverError(f"the solution ({rel.status}) did not verify: {failures[0]}")
+
+
+def fallback(
+    inst: Instance,
+    pairs: Pairs,
+    *,
+    tolerance: Fraction = DEFAULT_TOLERANCE,
+    quantum: Decimal = DEFAULT_QUANTUM,
+) -> ClearResult:
+    """The fallback clearing (solver/fallback.py), with the best multipliers for it when they certify it
+    (then it is an ordinary certified clearing), else with none: valid as the chain's one uncertified
+    clearing.  What a solver proposes when no method certifies."""
+    t0 = time.perf_counter()
+    q, pay = fallback_arrays(inst, pairs)
+    U = np.bincount(pairs.seller, 1000 * pay - inst.seller_limit[pairs.seller] * q, len(inst.sellers))
+    W = np.bincount(pairs.buyer, inst.net_limit(pairs.seller, pairs.buyer) * q - 1000 * pay, len(inst.buyers))
+    try:
+        Lam, Mu, method = certify(inst, pairs, U.astype(np.int64), W.astype(np.int64))
+    except SolverError:
+        Lam, Mu, method = [], [], "none"
+    v = None
+    for lam, mu in ((Lam, Mu), ([], [])):
+        clearing = build_clearing(inst, pairs, q, pay, lam, mu)
+        v = verify(inst, clearing, pairs=pairs, tolerance=tolerance, quantum=quantum, require_certificate=False)
+        if v.ok and (v.certified or not (lam or mu)):
+            return ClearResult(clearing, v, len(pairs), {"fallback": time.perf_counter() - t0},
+                               method if v.certified else "none: the fallback", "fallback")
+    raise SolverError(f"the fallback clearing is invalid: {v.reason}")  # the candidate rule's promise broken: a bug
 
 
 def float_solve(

@@ -4,7 +4,10 @@ A clearing is valid when it is exactly feasible on the integers and carries a
 certificate: multipliers lambda (sellers) and mu (buyers) with, for every
 candidate pair, ``g * max(beta_i / U_i, beta_j / W_j) <= lambda_i + mu_j``,
 so that by weak duality its log-objective is within
-``gap = sum lambda_i S_i + sum mu_j D_j - sum beta`` of the optimum.
+``gap = sum lambda_i S_i + sum mu_j D_j - sum beta`` of the optimum.  For the
+chain (`require_certificate=False`) one clearing is valid without a certificate:
+the fallback of solver/fallback.py, fixed by the instance, carrying no
+multipliers; it is *uncertified* and ranks below any certified clearing.
 
 The gap must be at most ``tolerance * sum beta`` plus the *grid allowance*:
 a clearing lives on whole Wh and whole micro-units, and the bound above is
@@ -35,6 +38,7 @@ import numpy as np
 
 from .clearing import MAX_MULTIPLIER, MULTIPLIER_SCALE, Clearing
 from .instance import Instance
+from .fallback import fallback_trades
 from .pairs import DEFAULT_CAP, Pairs, candidate_pairs
 
 DEFAULT_TOLERANCE = Fraction(1, 1000)  # nats of gap per unit of bargaining weight
@@ -59,6 +63,7 @@ class Verdict:
     weight: int = 0  # their bargaining weights summed (= participants when all are 1)
     seller_surplus: np.ndarray | None = None  # nano-units, canonical seller order
     buyer_surplus: np.ndarray | None = None
+    certified: bool = True  # False: valid only as an uncertified clearing (`require_certificate=False`)
 
     def __bool__(self) -> bool:
         return self.ok
@@ -80,11 +85,16 @@ def verify(
     cap: int = DEFAULT_CAP,
     tolerance: Fraction = DEFAULT_TOLERANCE,
     quantum: Decimal = DEFAULT_QUANTUM,
+    require_certificate: bool = True,
 ) -> Verdict:
     """Check `clearing` against `inst`; never raises on a hostile clearing.
 
     `pairs` may be passed when the caller already derived the candidate pairs
-    of `inst` with the same `cap` (a node does so once per slot).
+    of `inst` with the same `cap` (a node does so once per slot).  With
+    `require_certificate=False` the fallback clearing (solver/fallback.py)
+    without multipliers is valid with ``certified=False`` (the chain's rule:
+    it beats a void clearing and loses to any certified one;
+    consensus/rules/ranking.py).
     """
     if clearing.slot != inst.slot:
         return _reject(f"clearing is for slot {clearing.slot}, the instance is slot {inst.slot}")
@@ -171,21 +181,26 @@ def verify(
     mu = _numerators(clearing.mu, inst.buyers, inst.buyer_index)
     if isinstance(lam, str) or isinstance(mu, str):
         return _reject(lam if isinstance(lam, str) else mu)  # type: ignore[arg-type]
-    fail = _certificate_failure(inst, pairs, U, W, lam, mu)
-    if fail is not None:
-        return _reject(fail)
     weight = int(inst.seller_weight[in_s].sum() + inst.buyer_weight[in_b].sum())
-    dual = sum(l * w.wh for l, w in zip(lam, inst.sellers)) + sum(u * w.wh for u, w in zip(mu, inst.buyers))
-    gap = Fraction(dual, MULTIPLIER_SCALE) - weight
-    allowed = tolerance * weight + _grid_allowance(ts, tb, net - a[ts], U, W, inst)
-    if gap > allowed:
-        return _reject(f"certificate gap {float(gap):.6g} exceeds the tolerance {float(allowed):.6g}")
+    fail = _certificate_failure(inst, pairs, U, W, lam, mu)
+    gap = None
+    if fail is None:
+        dual = sum(l * w.wh for l, w in zip(lam, inst.sellers)) + sum(u * w.wh for u, w in zip(mu, inst.buyers))
+        gap = Fraction(dual, MULTIPLIER_SCALE) - weight
+        allowed = tolerance * weight + _grid_allowance(ts, tb, net - a[ts], U, W, inst)
+        if gap > allowed:
+            fail = f"certificate gap {float(gap):.6g} exceeds the tolerance {float(allowed):.6g}"
+    if fail is not None and (require_certificate or clearing.lam or clearing.mu
+                             or clearing.trades != fallback_trades(inst, pairs)):
+        return _reject(fail)
     objective = log_objective(
         np.concatenate([U[in_s], W[in_b]]),
         np.concatenate([inst.seller_weight[in_s], inst.buyer_weight[in_b]]),
         quantum,
     )
     count = int(in_s.sum() + in_b.sum())
+    if fail is not None:
+        return Verdict(True, f"valid, not certified: {fail}", objective, None, count, weight, U, W, certified=False)
     return Verdict(True, "valid", objective, gap, count, weight, U, W)
 
 

@@ -50,7 +50,7 @@ class ForkChoice:
         g = self.genesis
         step = rank_step(g.tolerance_ppm, verdict.weight, g.quantum_exp) if verdict is not None else 1
         r = rank(committed=bool(committed), objective=None if verdict is None else verdict.objective, step=step,
-                 lottery=self.ticket_value(block))
+                 lottery=self.ticket_value(block), certified=verdict is None or verdict.certified)
         if len(self._ranks) > 10_000:
             self._ranks.clear()
         self._ranks[block.hash] = r

@@ -1,8 +1,12 @@
 """How proposals for one height rank, and the commitments that make copying useless.
 
 A proposal for block h is better when (in this order): it was committed on chain before it was
-revealed; its clearing is real rather than void; its objective is in a higher *rank step*; its
-lottery ticket is lower.
+revealed; its clearing is real rather than void; its clearing is certified (the verifier's
+multipliers bound its distance from the optimum) rather than the uncertified fallback; its objective
+is in a higher *rank step*; its lottery ticket is lower.  The fallback (solver/fallback.py: 100 Wh on
+every candidate pair, fixed by the bids alone) is valid without a certificate so that a slot with a
+candidate pair never has to clear void; a solver proposes it when no method certifies, and any
+certified clearing beats it.
 
 The rank step is what the verifier's certificate can tell apart: a valid clearing is within
 `tolerance * weight` nats of the optimum (solver/verifier.py), so two clearings whose objectives
@@ -34,11 +38,12 @@ class Rank:
 
     uncommitted: bool
     void: bool
+    uncertified: bool
     neg_step: int  # minus the objective's rank step
     lottery: bytes
 
     def describe(self) -> str:
-        kind = "void" if self.void else f"objective step {-self.neg_step}"
+        kind = "void" if self.void else f"{'uncertified, ' if self.uncertified else ''}objective step {-self.neg_step}"
         return f"{'uncommitted' if self.uncommitted else 'committed'}, {kind}, ticket {self.lottery.hex()[:12]}"
 
 
@@ -53,6 +58,8 @@ def rank_step(tolerance_ppm: int, weight: int, quantum_exp: int) -> int:
     return max(1, tolerance_ppm * weight * 10**quantum_exp // 10**6)
 
 
-def rank(*, committed: bool, objective: int | None, step: int, lottery: bytes) -> Rank:
-    """`objective` None means a void clearing; `step` from `rank_step`; `lottery` the ticket's value."""
-    return Rank(not committed, objective is None, -((objective or 0) // step), lottery)
+def rank(*, committed: bool, objective: int | None, step: int, lottery: bytes, certified: bool = True) -> Rank:
+    """`objective` None means a void clearing; `step` from `rank_step`; `lottery` the ticket's value;
+    `certified` the verifier's word on a real clearing."""
+    return Rank(not committed, objective is None, objective is not None and not certified,
+                -((objective or 0) // step), lottery)

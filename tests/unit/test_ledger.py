@@ -11,22 +11,53 @@ import tempfile
 from dataclasses import replace
 
 import pytest
-from chain_support import (CHAIN_PROPERTY, FEE, POOR_BALANCE, START, Net, addr, escrow_in_accounts, escrow_in_bids,
-                           key, snapshot, whole_db)
+from chain_support import (
+    CHAIN_PROPERTY,
+    FEE,
+    POOR_BALANCE,
+    START,
+    Net,
+    addr,
+    escrow_in_accounts,
+    escrow_in_bids,
+    key,
+    snapshot,
+    whole_db,
+)
 from hypothesis import example, given
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
+from consensus.chain.chain import MAX_FUTURE_MS, BlockError, Chain
+from consensus.chain.store import Store, StoreError
 from consensus.proposer import solve_slot
 from consensus.rules import genesis as G
 from consensus.rules import keys, ledger, schema
-from consensus.rules.blocks import HEADER, Block, BlockClearing, Header, Multiplier, tx_root
-from consensus.chain.chain import MAX_FUTURE_MS, BlockError, Chain
+from consensus.rules.blocks import (
+    HEADER,
+    Block,
+    BlockClearing,
+    Header,
+    Multiplier,
+    tx_root,
+)
 from consensus.rules.metering import sign_reading
 from consensus.rules.state import CANCELLED, CLEARED, OPEN
-from consensus.chain.store import Store, StoreError
-from consensus.rules.transactions import BUY, SELL, Bid, CancelBid, Commit, MeterReading, RegisterSolver, Transfer, TxError, escrow_for
-from consensus.rules.transactions import Evidence
+from consensus.rules.transactions import (
+    BUY,
+    SELL,
+    Bid,
+    CancelBid,
+    Commit,
+    Evidence,
+    MeterReading,
+    RegisterSolver,
+    Transfer,
+    TxError,
+    escrow_for,
+)
+from solver.clearing import Clearing
+from solver.market import fallback
 
 
 # ------------------------------------------------------------------ helpers
@@ -687,6 +718,21 @@ def test_invalid_block_is_rejected_and_nothing_is_written(pending, tamper):
         net.chain.connect(bad, net.now())
     assert net.chain.head == head
     assert whole_db(net.store) == db
+
+
+def test_the_fallback_clearing_connects_uncertified_ranked_below_the_certified_one(pending):
+    """The one clearing valid without a certificate (solver/fallback.py) makes a block; the solver's
+    certified clearing of the same slot outranks it."""
+    net, good = pending
+    market, pairs = net.chain.market(good.height)
+    plain = fallback(market.instance, pairs).clearing
+    clearing = BlockClearing.from_clearing(market.instance, Clearing(plain.slot, plain.trades))
+    block = net.chain.build_block(net.solver_key, clearing, list(good.txs), good.header.timestamp)[0]
+    ours, theirs = net.chain.rank(good), net.chain.rank(block)
+    assert not ours.uncertified and theirs.uncertified and ours < theirs
+    net.chain.connect(block, net.now())
+    assert net.chain.head == block.header
+    net.chain.revert_head()
 
 
 def test_the_untampered_block_connects(pending):
