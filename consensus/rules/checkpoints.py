@@ -46,6 +46,12 @@ def finalized(state: StateOverlay, genesis: Checkpoint) -> Checkpoint:
     return _read(state, schema.FINALIZED, genesis)
 
 
+def _above_final(state: StateOverlay) -> dict[int, bytes]:
+    """The justified checkpoints above the final one, height -> block hash (schema.JUSTIFIED_ABOVE_FINAL)."""
+    raw = state.get(schema.JUSTIFIED_ABOVE_FINAL) or b""
+    return {schema.read_u64(raw[k:k + 8]): raw[k + 8:k + 40] for k in range(0, len(raw), 40)}
+
+
 def voters(state: StateOverlay) -> VoterSet | None:
     """The voter set in force: the one a block's votes are counted against; None before it starts."""
     raw = state.get(schema.VOTERS)
@@ -75,6 +81,8 @@ def apply_votes(state: StateOverlay, height: int, votes: tuple[Certificate, ...]
     if voters is None:
         raise FinalityError("a block carries votes while no solver has a vote key")
     j, f = justified(state, genesis), finalized(state, genesis)
+    above = _above_final(state)
+    before = dict(above)
     for c in votes:
         if c.chain_id != chain_id:
             raise FinalityError(f"votes for chain {c.chain_id!r}")
@@ -84,12 +92,21 @@ def apply_votes(state: StateOverlay, height: int, votes: tuple[Certificate, ...]
         if hash_at(t.height) != t.hash or hash_at(s.height) != s.hash:
             raise FinalityError(f"votes {s.describe()} -> {t.describe()} link blocks that are not on this chain")
         signers = check_aggregate(c, voters)
-        if not quorum(voters.deposit_of(signers), voters.total) or s != j:
+        # Casper FFG: a quorum link from any justified checkpoint of this chain justifies its target, not
+        # only one from the latest: a branch that recorded a lower checkpoint justified than the links its
+        # voters saw could otherwise never catch up (after a healed partition, voters whose last source
+        # is above this chain's latest would need a surround vote, and finality stopped for good).
+        if not quorum(voters.deposit_of(signers), voters.total) or not (
+                s in (j, f, genesis) or above.get(s.height) == s.hash):
             continue
+        above[t.height] = t.hash
         if t.height > j.height:
             j = t
         if t.height == s.height + 1 and s.height > f.height:
             f = s
+    above = {h: x for h, x in above.items() if h > f.height}
+    if above != before:
+        state.put(schema.JUSTIFIED_ABOVE_FINAL, b"".join(schema.u64(h) + above[h] for h in sorted(above)) or None)
     state.put(schema.JUSTIFIED, schema.u64(j.height) + j.hash)
     if f != finalized(state, genesis):
         state.put(schema.FINALIZED, schema.u64(f.height) + f.hash)

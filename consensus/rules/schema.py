@@ -229,6 +229,7 @@ FORMAT = b"mformat"
 # --- finality (consensus state) ---------------------------------------------
 JUSTIFIED = b"sj"  # the chain's latest justified checkpoint: u64 height + block hash (absent: genesis)
 FINALIZED = b"sf"  # the chain's latest final checkpoint, likewise
+JUSTIFIED_ABOVE_FINAL = b"sJ"  # every justified checkpoint above the final one: (u64 height + hash)*, by height
 VOTERS = b"sVS"  # the voter set in force (finality.VOTER_SET; checkpoints.py), absent until it bootstraps
 COMMITTEES_FROM = b"si"  # u64: the first height drawn by committee: L blocks after the voter set came in force
 STAKE = b"ss"  # u64: the deposit of every solver not withdrawing (committee.py's denominator), kept by set_solver

@@ -440,12 +440,17 @@ def test_twin_blocks_are_decided_the_same_way_whichever_arrives_first(tmp_path):
             n.close()
 
 
-def test_two_equal_halves_of_a_partition_heal_and_finality_resumes(sims):
+@pytest.mark.parametrize("seed", [1, 5])
+def test_two_equal_halves_of_a_partition_heal_and_finality_resumes(sims, seed):
     """Review finding: equal vote weights on both sides of a healed 2/2 partition, longer than
     `finality_depth`, were left to the depth rule, which refused both ways: a permanent split, and
     nothing final again (2 of 4 is not more than 2/3).  Equal weights deep below the head now go to
-    the lower block hash, and blocks below the head are fetched down to the final checkpoint."""
-    seed = 1
+    the lower block hash, and blocks below the head are fetched down to the final checkpoint.
+    Seeds 1 and 5: the branch that won had recorded a lower checkpoint justified (5) than the one the
+    other half's voters had voted from (6), and a link counted only from the latest justified
+    checkpoint: those voters could not vote without a surround vote, and nothing was final again.  A
+    link from any justified checkpoint now counts (checkpoints.apply_votes).  Over seeds 0-39 finality
+    resumed within 7 rounds of the heal for all 40 (before: 2 never did in 12 rounds)."""
     sim = sims(SimConfig(nodes=4, seed=seed, finality_depth=4, latency_ms=(5, 50)))
     sim.run_rounds(6)
     sim.partition({0, 1}, {2, 3})

@@ -87,6 +87,27 @@ def test_votes_from_a_source_that_is_not_the_justified_checkpoint_justify_nothin
     assert net.chain.justified() == net.chain.genesis_checkpoint()
 
 
+def test_a_link_from_an_earlier_justified_checkpoint_justifies_too(net):
+    """Casper FFG counts a quorum link from any justified checkpoint, not only the latest: a branch that
+    recorded h+2 justified must still count h -> h+4 (voters whose last source is h would need a surround
+    vote to vote from h+2; a healed partition stalled finality for good that way,
+    tests/simulation/sim_consensus.py).  A link from a checkpoint never justified still counts nothing."""
+    with_voter(net)
+    h = net.height
+    connect(net, [cert(net, net.chain.genesis_checkpoint(), cp(net, h))])
+    net.produce()
+    connect(net, [cert(net, cp(net, h), cp(net, h + 2))])
+    assert net.chain.justified() == cp(net, h + 2)
+    net.produce()
+    connect(net, [cert(net, cp(net, h + 1), cp(net, h + 4))])  # h+1: never justified
+    assert net.chain.justified() == cp(net, h + 2)
+    connect(net, [cert(net, cp(net, h), cp(net, h + 5))])
+    assert net.chain.justified() == cp(net, h + 5)
+    # And a link to the child of an earlier justified checkpoint makes that one final.
+    connect(net, [cert(net, cp(net, h + 2), cp(net, h + 3))])
+    assert net.chain.finalized() == cp(net, h + 2) and net.chain.justified() == cp(net, h + 5)
+
+
 def test_a_block_with_votes_off_its_chain_or_too_old_or_forged_is_refused(net):
     with_voter(net)
     h = net.height
