@@ -31,6 +31,15 @@ def transx(*args: str, timeout: float = 60, check: bool = False) -> subprocess.C
     return r
 
 
+def transx_many(runs: list[tuple[str, ...]], workers: int = 3) -> list[subprocess.CompletedProcess]:
+    """`transx` with each argument tuple, a few at a time (each is mostly interpreter start-up), results in
+    order.  Only for runs that do not depend on each other: refusals, reads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda args: transx(*args), runs))
+
+
 def transx_json(*args: str) -> Any:
     return json.loads(transx(*args, "--json", check=True).stdout)
 

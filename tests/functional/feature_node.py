@@ -15,7 +15,7 @@ from consensus.rules.keys import decode_address
 from transxnode.datadir.keystore import Keystore
 from consensus.rules.transactions import BUY, SELL, Bid, Transfer, sign_tx
 
-from node_support import PASSWORD, TRANSX, ENV, NodeProcess, transx, transx_json, wait_for
+from node_support import PASSWORD, TRANSX, ENV, NodeProcess, transx, transx_json, transx_many, wait_for
 from page_support import run_page, text_of
 from consensus.rules.units import tokens
 
@@ -315,8 +315,7 @@ def test_bad_cli_input_is_one_line_and_nonzero(node):
     ]
     info = node.get("/api/node")
     start, me = info["height"], info["address"]
-    for args, status, words in cases:
-        r = transx(*args, *node.dd)
+    for (args, status, words), r in zip(cases, transx_many([(*args, *node.dd) for args, _, _ in cases])):
         assert r.returncode == status, (args, r.stdout, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], (args, r.stderr)
@@ -336,9 +335,9 @@ def test_a_datadir_that_does_not_exist_is_one_line_never_another_nodes_answer(no
     when no data directory was named."""
     missing = str(tmp_path / "no" / "such" / "dir")
     payee = transx_json("wallet", "address", *node.dd)["address"]
-    for args in (("explorer", "head"), ("wallet", "balance"), ("wallet", "send", payee, "1"), ("bid", "list"),
-                 ("meter", "read", "--slot", "1", "--exported-wh", "5"), ("node",), ("wallet", "new")):
-        r = transx(*args, "--datadir", missing)
+    runs = (("explorer", "head"), ("wallet", "balance"), ("wallet", "send", payee, "1"), ("bid", "list"),
+            ("meter", "read", "--slot", "1", "--exported-wh", "5"), ("node",), ("wallet", "new"))
+    for args, r in zip(runs, transx_many([(*args, "--datadir", missing) for args in runs])):
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1, (args, r.stdout, r.stderr)
         assert lines[0].startswith(f"error: no data directory {missing}") and "transx init" in lines[0], (args, lines)
