@@ -20,7 +20,7 @@ from .instance import Instance
 from .fallback import fallback_arrays
 from .pairs import DEFAULT_CAP, Pairs, candidate_pairs
 from .relaxation import Relaxation, SolverError
-from .rounding import LIFTS, round_clearing
+from .rounding import LIFTS, round_clearing, surpluses
 from .sparse import sparsify
 from .verifier import DEFAULT_QUANTUM, DEFAULT_TOLERANCE, Verdict, verify
 
@@ -54,7 +54,6 @@ def clear(
     pairs: Pairs | None = None,
     progress: Callable[[str], None] | None = None,
     sparse: bool = True,
-    uncertified_ok: bool = False,
 ) -> ClearResult:
     """Compute a certified clearing of `inst`.
 
@@ -62,10 +61,8 @@ def clear(
     result that does not verify, raises `SolverError`: never an empty market.
     `progress`, if given, is told each stage as it starts (large solves take
     minutes).  `sparse` first tries the same surpluses on fewer pairs
-    (solver/sparse.py), then the solver's own spread.  With `uncertified_ok`
-    a slot that no way of rounding certifies gets the fallback clearing
-    (solver/fallback.py; ``verdict.certified`` False unless its multipliers
-    happen to certify it) instead of an error.
+    (solver/sparse.py), then the solver's own spread.  A slot that no way of
+    rounding certifies is the proposer's to give the fallback (`fallback`).
     """
     say = progress or (lambda _msg: None)
     t = {}
@@ -115,8 +112,6 @@ def clear(
         if v.ok:
             return ClearResult(clearing, v, len(pairs), t, method, rel.status)
         failures.append(v.reason)
-    if uncertified_ok:
-        return fallback(inst, pairs, tolerance=tolerance, quantum=quantum)
     raise SolverError(f"the solution ({rel.status}) did not verify: {failures[0]}")
 
 
@@ -132,10 +127,9 @@ def fallback(
     clearing.  What a solver proposes when no method certifies."""
     t0 = time.perf_counter()
     q, pay = fallback_arrays(inst, pairs)
-    U = np.bincount(pairs.seller, 1000 * pay - inst.seller_limit[pairs.seller] * q, len(inst.sellers))
-    W = np.bincount(pairs.buyer, inst.net_limit(pairs.seller, pairs.buyer) * q - 1000 * pay, len(inst.buyers))
+    U, W = surpluses(inst, pairs, q, pay)
     try:
-        Lam, Mu, method = certify(inst, pairs, U.astype(np.int64), W.astype(np.int64))
+        Lam, Mu, method = certify(inst, pairs, U, W)
     except SolverError:
         Lam, Mu, method = [], [], "none"
     v = None

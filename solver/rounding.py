@@ -97,7 +97,7 @@ def round_clearing(inst: Instance, pairs: Pairs, x: np.ndarray, y: np.ndarray,
     split = (q > 0) & (lo < hi) & (x > 1e-7 * total) & (y > 1e-7 * total)
     pay = _balance_split_pairs(inst, pairs, np.flatnonzero(split), q, pay, lo, hi, a, net)
     pay = _give_everyone_something(inst, pairs, q, pay, lo, hi, a, net)
-    return IntegerClearing(q, pay, *_surpluses(inst, pairs, q, pay, a, net))
+    return IntegerClearing(q, pay, *surpluses(inst, pairs, q, pay, a, net))
 
 
 LIFT_ABOVE = 2e-4  # a trade whose rounding down costs a side more of its surplus than this is rounded up
@@ -177,8 +177,11 @@ def _least_payable(a: int, net: int, q: int) -> int:
     return max(q, 1)
 
 
-def _surpluses(inst, pairs, q, pay, a, net) -> tuple[np.ndarray, np.ndarray]:
-    """Each seller's and buyer's surplus in nano-units, summed exactly in int64."""
+def surpluses(inst, pairs, q, pay, a=None, net=None) -> tuple[np.ndarray, np.ndarray]:
+    """Each seller's and buyer's surplus in nano-units, summed exactly in int64 (`a`, `net`: the pairs'
+    seller limits and net buyer limits, if the caller has them)."""
+    if a is None:
+        a, net = inst.seller_limit[pairs.seller], inst.net_limit(pairs.seller, pairs.buyer)
     U = np.zeros(len(inst.sellers), dtype=np.int64)
     np.add.at(U, pairs.seller, 1000 * pay - a * q)
     W = np.zeros(len(inst.buyers), dtype=np.int64)
@@ -200,7 +203,7 @@ def _balance_split_pairs(inst, pairs, split, q, pay, lo, hi, a, net, sweeps: int
     pay = pay.copy()
     if not len(split):
         return pay
-    U, W = (s.tolist() for s in _surpluses(inst, pairs, q, pay, a, net))
+    U, W = (s.tolist() for s in surpluses(inst, pairs, q, pay, a, net))
     bs, bb = inst.seller_weight.tolist(), inst.buyer_weight.tolist()
     rows = [
         (e, int(pairs.seller[e]), int(pairs.buyer[e]), int(a[e] * q[e]), int(net[e] * q[e]), int(lo[e]), int(hi[e]))
@@ -239,7 +242,7 @@ def _give_everyone_something(inst, pairs, q, pay, lo, hi, a, net) -> np.ndarray:
     """Move a micro-unit to participants that could trade but got no surplus."""
     pay = pay.copy()
     for _ in range(2):
-        U, W = _surpluses(inst, pairs, q, pay, a, net)
+        U, W = surpluses(inst, pairs, q, pay, a, net)
         starving = np.flatnonzero((U[pairs.seller] <= 0) | (W[pairs.buyer] <= 0))
         if not len(starving):
             break

@@ -143,7 +143,7 @@ class _State:
         u, v = self.u[e0], self.v[e0]
         paths = self._path(u, v)
         if paths is None:  # joins two trees: it is a tree pair now
-            self._reroot(u)
+            _reroot(self.parent, u)
             self.parent[u] = (v, e0)
             return
         up_u, up_v, _ = paths
@@ -170,17 +170,9 @@ class _State:
         # A tree pair left the shared set: e0 takes its place (the cut side is re-rooted at e0's end).
         side_u = any(e == hit for _, e in up_u)
         near, far = (u, v) if side_u else (v, u)
-        self._cut(hit)
-        self._reroot(near)
+        _cut(self.parent, (self.u[hit], self.v[hit]), hit)
+        _reroot(self.parent, near)
         self.parent[near] = (far, e0)
-
-    def _cut(self, e: int) -> None:
-        a, b = self.u[e], self.v[e]
-        child = a if self.parent[a] is not None and self.parent[a][1] == e else b
-        self.parent[child] = None
-
-    def _reroot(self, k: int) -> None:
-        _reroot(self.parent, k)
 
     # ---- step 2: energy
     def _columns(self, with_rows: bool) -> None:
@@ -299,22 +291,13 @@ class _State:
             self.basis[root] = X
             return
         # A tree pair emptied: the part below it is cut off; X rejoins it where it can.
-        child = next(r for r, _ in self.rows[at] if self.rparent[r] is not None and self.rparent[r][1] == at)
-        self.rparent[child] = None
-        below = [r for r, _ in self.rows[X] if self._rroot(r) == child]
+        child = _cut(self.rparent, [r for r, _ in self.rows[at]], at)
+        below = [r for r, _ in self.rows[X] if _root(self.rparent, r) == child]
         if len(self.rows[X]) == 2 and len(below) == 1:
             r0 = below[0]
             other = next(r for r, _ in self.rows[X] if r != r0)
-            self._rreroot(r0)
+            _reroot(self.rparent, r0)
             self.rparent[r0] = (other, X)
-
-    def _rroot(self, r: int) -> int:
-        while self.rparent[r] is not None:
-            r = self.rparent[r][0]
-        return r
-
-    def _rreroot(self, r: int) -> None:
-        _reroot(self.rparent, r)
 
     def _set_q(self, e: int, new: float) -> None:
         d = new - self.q[e]
@@ -324,6 +307,19 @@ class _State:
         self.q[e] = new
         self.gl[e] = self.g[e] * new
         self.xl[e] = share * self.gl[e]
+
+
+def _root(parent: list[tuple[int, int] | None], k: int) -> int:
+    while parent[k] is not None:
+        k = parent[k][0]
+    return k
+
+
+def _cut(parent: list[tuple[int, int] | None], ends, e: int) -> int:
+    """Remove tree pair `e` (between the nodes `ends`); returns the end it hung from, now a root."""
+    child = next(k for k in ends if parent[k] is not None and parent[k][1] == e)
+    parent[child] = None
+    return child
 
 
 def _reroot(parent: list[tuple[int, int] | None], k: int) -> None:
