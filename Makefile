@@ -9,15 +9,25 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,nfc]'
+	$(PY) -m pip install --quiet -e '.[test,nfc,research]'
 	touch $(STAMP)
 
 # System packages the tests use, installed when missing and the machine lets us (root with apt):
-# libfaketime steps a node's clock in the fault tests (they skip without it).
+# libfaketime steps a node's clock in the fault tests, Debian's prometheus scrapes a devnet in the
+# metrics test, chromium and chromium-driver drive the web app in a real browser (each test skips,
+# saying why, when its package is absent).
+SYSTEM_PACKAGES := faketime:faketime prometheus:prometheus chromium:chromium chromedriver:chromium-driver
 system-deps:
-	@command -v faketime >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& (apt-get install -y -qq faketime >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq faketime >/dev/null)); } \
-		|| echo "faketime is not installed: the clock-fault tests will skip"
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing:$$missing"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null 2>&1 \
+			|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+			|| echo "could not install$$missing: the tests that need them will skip"; \
+		else echo "not installed:$$missing (needs root and apt-get): the tests that need them will skip"; fi; \
+	fi
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q --durations=15
