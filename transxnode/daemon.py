@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 
 import trio
@@ -49,10 +49,12 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Engine] = Engine) -> None:
+async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Engine] = Engine,
+                   overrides: Mapping[str, tuple[object, str]] | None = None) -> None:
     """Run the node on `datadir` until cancelled or signalled.  `engine_for` makes its consensus engine:
-    the functional tests hand a byzantine one (tests/functional/byzantine_node.py), nothing else does."""
-    cfg = load_config(datadir)
+    the functional tests hand a byzantine one (tests/functional/byzantine_node.py), nothing else does.
+    `overrides`: `transx node`'s run-time settings over config.toml (config.overrides_from)."""
+    cfg = load_config(datadir, overrides)
     genesis = load_genesis(str(cfg.genesis_path))
     key = Keystore(cfg.keystore_dir).unlock(cfg.key, password)
     sock, api_url = _listen(cfg.api_listen)
