@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import agent, bid, datadir, devnet, explorer, market, meter, node, wallet
+from . import agent, bid, config, datadir, devnet, explorer, export, market, meter, node, wallet
 from .plugin_api import fail
 
 
@@ -50,6 +50,6 @@ def main() -> None:
     """TransX: a peer-to-peer energy market cleared by Proof-of-Solution."""
 
 
-for _module in (market, node, datadir, wallet, agent, meter, bid, explorer, devnet):
+for _module in (market, node, config, datadir, wallet, agent, meter, bid, explorer, devnet, export):
     for _cmd in _module.COMMANDS:
         main.add_command(_cmd)

@@ -1,0 +1,45 @@
+"""`transx export`: a chain range's bids, trades, clearings, settlements and sessions as CSV/Parquet
+tables for researchers (transxnode/client/export.py), read from a running node's API."""
+
+from __future__ import annotations
+
+import click
+
+from .plugin_api import api_option, datadir_option, guard, kwh, node_client, tokens
+
+
+@click.command("export")
+@click.option("--from", "first", type=int, default=None, help="first slot (= block height); default 1")
+@click.option("--to", "last", type=int, default=None, help="last slot; default the chain's head")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="directory to write the tables to")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "both"]), default="both", show_default=True,
+              help="parquet needs pyarrow: pip install 'transx[research]'")
+@click.option("--plots", is_flag=True, help="also market.png and supply_demand.png (matplotlib)")
+@datadir_option
+@api_option
+@guard
+def export(first, last, out, fmt, plots, datadir, api) -> None:
+    """Write slots FROM..TO as tables: bids, trades, clearings, settlements, sessions, and schema.json
+    (every column's type and unit: Wh, micro-units, micro-units per kWh)."""
+    from transxnode.client import export as ex
+
+    ex.check_format(fmt)
+    if first is not None and last is not None:
+        ex.check_range(first, last, last)  # --from after --to: said before any node is asked
+    client = node_client(api, datadir)
+    info = client.get("/api/node")
+    first, last = ex.check_range(first, last, info["height"])
+    ex.prepare_dir(out)
+    tables = ex.build_tables(client.get, first, last, progress=lambda m: click.echo(m, err=True))
+    about = {"source": client.url, "chain_id": info["chain_id"], "genesis": info["genesis"], "from": first,
+             "to": last, "head": info["height"], "slot_seconds": info["slot_seconds"], "grid": info["grid"]}
+    ex.write_tables(tables, out, fmt, about)
+    if plots:
+        ex.plot_market(tables, out)
+    c = tables["clearings"]
+    click.echo(f"slots {first}..{last}: {len(tables['bids'])} bids, {len(tables['trades'])} trades, "
+               f"{kwh(sum(r['volume_wh'] for r in c))} kWh, {tokens(sum(r['value'] for r in c))} tokens, "
+               f"{len(tables['settlements'])} settlements, {len(tables['sessions'])} sessions -> {out}")
+
+
+COMMANDS = [export]
