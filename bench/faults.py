@@ -595,12 +595,12 @@ def _agree(nodes: list[Node], depth: int = 3) -> int | None:
     return h if len({n.get(f"/api/block/{h}")["hash"] for n in nodes}) == 1 else None
 
 
-_LOG_LINE = re.compile(r"^(\d\d:\d\d:\d\d) ")
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)\.\d+\S* ")  # transxnode/logs.py's ISO time
 
 
 def _reorg_within(log: str, t: float, seconds: int) -> bool:
     """Whether the node logged a reorg in the `seconds` whole seconds before `t` (its log lines start with
-    a local HH:MM:SS, so this is to the second)."""
+    an ISO local time, compared here to the second)."""
     stamps = {time.strftime("%H:%M:%S", time.localtime(t - s)) for s in range(seconds + 1)}
     for line in log.splitlines()[-400:]:
         m = _LOG_LINE.match(line)

@@ -1,8 +1,7 @@
-"""`transx init` and `transx node`: create a data directory, run the node on it."""
+"""`transx init` and `transx node`: create a data directory, run the node on it (with run-time overrides of its
+config.toml, also used by `transx config show`)."""
 
 from __future__ import annotations
-
-import sys
 
 import click
 
@@ -56,32 +55,68 @@ def _init(datadir, genesis_file, dev, slot_seconds, api_listen, p2p_listen, boot
     click.echo(f"next: transx node --datadir {d}")
 
 
+def override_options(fn):
+    """`transx node`'s and `transx config show`'s run-time settings over config.toml (each also an environment
+    variable: flag > environment > config.toml > default)."""
+    from transxnode.datadir.config import LOG_FORMATS, LOG_LEVELS
+
+    for option in reversed([
+        click.option("--api-listen", default=None, metavar="HOST:PORT",
+                     help="HTTP API address ($TRANSX_API_LISTEN; port 0 picks one)."),
+        click.option("--p2p-listen", default=None, metavar="MULTIADDR", help="Address for peers ($TRANSX_P2P_LISTEN)."),
+        click.option("--bootstrap", multiple=True, metavar="MULTIADDR",
+                     help="A peer to join, repeatable; replaces config.toml's list ($TRANSX_BOOTSTRAP, comma-separated)."),
+        click.option("--metrics-listen", default=None, metavar="HOST:PORT",
+                     help="Serve /metrics on this address too ($TRANSX_METRICS_LISTEN)."),
+        click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default=None,
+                     help="Least severe level logged ($TRANSX_LOG_LEVEL; default info)."),
+        click.option("--log-file", type=click.Path(dir_okay=False), default=None,
+                     help="Log to this file, rotated, instead of stderr ($TRANSX_LOG_FILE)."),
+        click.option("--log-format", type=click.Choice(LOG_FORMATS, case_sensitive=False), default=None,
+                     help="text for people, json (one object a line) for machines ($TRANSX_LOG_FORMAT)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def overrides_of(flags: dict, verbose: bool = False) -> dict:
+    """The run-time overrides from these flags and the environment; -v/--verbose is --log-level debug."""
+    import os
+
+    from transxnode.datadir.config import overrides_from
+
+    out = overrides_from(os.environ, flags)
+    if verbose and not flags.get("log_level"):
+        out["log_level"] = ("debug", "--verbose")
+    return out
+
+
 @click.command()
 @datadir_option
 @password_option
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def node(datadir, password_file, verbose) -> None:
+@override_options
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging (--log-level debug).")
+def node(datadir, password_file, verbose, **flags) -> None:
     """Run the node: keep the chain, clear each slot, serve the API. Ctrl-C stops it cleanly."""
-    _node(datadir, password_file, verbose)
+    _node(datadir, password_file, verbose, flags)
 
 
 @guard
-def _node(datadir, password_file, verbose) -> None:
-    import logging
+def _node(datadir, password_file, verbose, flags) -> None:
+    from functools import partial
 
     import trio
 
     from transxnode.datadir.config import load_config
     from transxnode.daemon import run_node
+    from transxnode.logs import setup_logging
 
     d = resolve_datadir(datadir)
-    load_config(d)  # a missing datadir is one line, before asking for a password
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-5s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("hypercorn.error", "hypercorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    overrides = overrides_of(flags, verbose)
+    cfg = load_config(d, overrides)  # a missing datadir or a bad setting is one line, before asking for a password
+    setup_logging(cfg)  # and so is a log file that cannot be written
     password = ask_password(password_file, datadir=d)
-    trio.run(run_node, d, password)
+    trio.run(partial(run_node, d, password, overrides=overrides))
 
 
 COMMANDS = [init, node]

@@ -468,4 +468,4 @@ def test_the_node_lists_the_nfc_plugin(chain):
     plugins = chain.node.get("/api/node")["plugins"]
     nfc = [p for p in plugins if p["name"] == "nfc"]
     assert len(nfc) == 1 and nfc[0]["ready"] is True and nfc[0]["version"], plugins
-    assert re.search(r"^\S+ INFO\s+plugin nfc \S+: charging stations", chain.node.log(), re.MULTILINE), chain.node.log()
+    assert re.search(r"^\S+ INFO\s+transx\.plugins\s+plugin nfc \S+: charging stations", chain.node.log(), re.MULTILINE), chain.node.log()
