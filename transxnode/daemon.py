@@ -25,6 +25,7 @@ from consensus.proposer import solve_slot
 from p2p.network import Network, NetworkConfig
 
 from transxnode.api.app import make_app
+from transxnode.api.owner import owner_app
 from transxnode.api.server import hypercorn_config, serve_app
 from transxnode.net.blocksync import BlockSync
 from consensus.chain.chain import Chain
@@ -34,7 +35,7 @@ from consensus.rules.keys import encode_address
 from consensus.journal import Journal, JournalError
 from transxnode.datadir.keystore import Keystore
 from .health import clock_behind_head_s, health
-from .metrics import NodeMetrics
+from .metrics import NodeMetrics, metrics_app
 from consensus.node import Node
 from transxnode.net.peering import Peering, topics
 from .plugins import load_plugins, log_plugins
@@ -58,6 +59,8 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
     genesis = load_genesis(str(cfg.genesis_path))
     key = Keystore(cfg.keystore_dir).unlock(cfg.key, password)
     sock, api_url = _listen(cfg.api_listen)
+    metrics_listen = getattr(cfg, "metrics_listen", None)
+    msock = _listen(metrics_listen, "for metrics")[0] if metrics_listen else None  # a busy port: one line, exit 2
     store = Store(str(cfg.chain_dir), watermark=True)
     journal = Journal(cfg.datadir / "mempool.journal")
     chain = None
@@ -66,7 +69,8 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
         chain.check()  # a damaged store stops the node here, with one line that says what to do
         node = Node(chain, key, journal=journal)
         metrics = NodeMetrics()
-        metrics.height.set(chain.height)
+        metrics.describe(VERSION, genesis.chain_id)
+        metrics.head(chain, chain.finalized().height, 0)
         engine = engine_for(node)
         peering = Peering(engine)
         network = Network(NetworkConfig(seed=key.encode(), chain_id=genesis.chain_id, listen=cfg.p2p_listen,
@@ -80,6 +84,7 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
                                         seen_ttl=max(5, min(120, genesis.slot_seconds // 2))),
                           topics(genesis.max_block_txs + genesis.max_consensus_txs), peering.handle, peering)
         peering.network = network
+        metrics.watch((network.stats, "gossip"), (engine.stats, "engine"))
         node.on_local_tx.append(lambda tx: network.publish("tx", tx.encoded))
         blocksync = BlockSync(network, peering, metrics)
         plugins = load_plugins()
@@ -88,11 +93,16 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
                                                     **_p2p_info(network)},
                        peers=partial(_peers, network), final=engine.finalized,
                        health=partial(health, chain, lambda: len(network.peers()), bool(cfg.bootstrap)))
+        app.mount("/app", owner_app(node, cfg))  # the owner's web app (issue 16): /app/
         log.info("chain %s at height %d (%s), node %s", genesis.chain_id, chain.height, chain.head.hash.hex()[:16],
                  encode_address(node.address))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, nursery.cancel_scope)
             await nursery.start(partial(serve, serve_app(app), hypercorn_config(sock), shutdown_trigger=trio.sleep_forever))
+            if msock is not None:
+                await nursery.start(partial(serve, metrics_app(metrics.registry), hypercorn_config(msock),
+                                            shutdown_trigger=trio.sleep_forever))
+                log.info("metrics on http://%s/metrics", metrics_listen)
             await nursery.start(network.run)
             _write_runtime(cfg, api_url, network)
             log.info("API and explorer on %s/", api_url)
@@ -116,18 +126,20 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
         cfg.runtime_path.unlink(missing_ok=True)
         journal.close()
         sock.close()
+        if msock is not None:
+            msock.close()
         store.close()
         if chain is not None:
             log.info("stopped; the store is closed at height %d", chain.height)
 
 
-def _listen(address: str) -> tuple[socket.socket, str]:
-    """The API's listening socket, bound here so a busy port is one clear error; and its URL."""
+def _listen(address: str, what: str = "for the API") -> tuple[socket.socket, str]:
+    """A listening socket (the API's, the metrics'), bound here so a busy port is one clear error; and its URL."""
     host, _, port = address.rpartition(":")
     try:
         sock = socket.create_server((host, int(port)))
     except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot listen on {address} for the API: {getattr(e, 'strerror', None) or e}") from None
+        raise ConfigError(f"cannot listen on {address} {what}: {getattr(e, 'strerror', None) or e}") from None
     return sock, f"http://{host}:{sock.getsockname()[1]}"
 
 
@@ -183,15 +195,14 @@ async def _run_rounds(engine: Engine, peering: Peering, metrics: NodeMetrics, cf
                 sol = await trio.to_thread.run_sync(solve_slot, market, pairs, engine.chain.genesis,
                                                     cfg.solver_time_limit, abandon_on_cancel=True)
                 metrics.solve_seconds.observe(time.perf_counter() - t0)
+                if sol.result is not None and "verify" in sol.result.timings:
+                    metrics.verify_seconds.observe(sol.result.timings["verify"])
                 engine.put_solution(h, sol)
             t0 = time.perf_counter()
             peering.send(engine.tick(now_ms()))
             peering.announce_head()
             network = peering.network
             metrics.peers.set(len(network.peers()))
-            metrics.gossip_rejected.set(network.stats.rejected)
-            metrics.peer_bans.set(network.stats.bans)
-            metrics.reorgs.set(engine.stats.reorgs)
             if engine.chain.height != reported:
                 metrics.commit_seconds.observe(time.perf_counter() - t0)
                 reported = _report(engine, reported, metrics)
@@ -243,15 +254,12 @@ def _report(engine: Engine, reported: int, metrics: NodeMetrics) -> int:
     for h in range(min(reported, chain.height) + 1, chain.height + 1):
         block = chain.block_at(h)
         wh = sum(t.wh for t in block.clearing.trades)
-        metrics.traded_wh.inc(wh)
-        if block.clearing.void:
-            metrics.void_slots.inc()
         behind = (now_ms() - g.slot_start_ms(h)) // (g.slot_seconds * 1000)
+        metrics.block_imported(chain, block, (now_ms() - g.slot_start_ms(h)) / 1000 if behind <= 1 else None)
         if behind <= 1 or h % 100 == 0:
             n = chain.market(h)[0].instance
             log.info("block %d  txs %d  bids %d/%d  cleared %.1f kWh in %d trades  %s%s", h, len(block.txs),
                      len(n.sellers), len(n.buyers), wh / 1000, len(block.clearing.trades), chain.rank(block).describe(),
                      f"  catching up: {behind} slots behind" if behind > 1 else "")
-    metrics.height.set(chain.height)
-    metrics.mempool.set(len(engine.node.mempool))
+    metrics.head(chain, engine.finalized().height, len(engine.node.mempool))
     return chain.height
