@@ -1,0 +1,276 @@
+"""The owner app's JSON endpoints under /app/api/ and its static page (transxnode/api/static/app/).
+
+Reading (no session): GET session, home, ev; POST quote.  Signing (an unlocked session: the cookie's token
+and the X-CSRF-Token header): POST bid, cancel, authorise.  POST unlock {address, password, idle_seconds}
+opens a session, POST lock ends it.  Every POST takes a JSON body (Content-Type: application/json), which a
+cross-site form cannot send.  Errors are the API's: ``{"error": for people, "reason": for programs}``; a
+refused transaction says what `POST /api/tx` and the CLI say.  Signing is refused outright when the API
+listens beyond loopback without `api_allow_remote` and TLS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from consensus.chain.store import StoreError
+from consensus.journal import JournalError
+from consensus.node import Node
+from consensus.rules.charging import authorise
+from consensus.rules.keys import AddressError, decode_address
+from consensus.rules.schedule import first_open_slot
+from consensus.rules.transactions import BUY, SELL, Bid, CancelBid, Body, TxError, sign_tx
+from consensus.rules.units import price as format_price
+from solver.instance import MAX_PRICE
+from transxnode.client.wallet import InputError, parse_energy, parse_tokens, quote
+from transxnode.datadir.keystore import Keystore, KeystoreError
+
+from . import views
+from .sessions import DEFAULT_IDLE_SECONDS, SessionError, SessionStore
+
+STATIC = Path(__file__).resolve().parents[1] / "static" / "app"
+COOKIE = "transx_session"
+CSRF_HEADER = "x-csrf-token"
+MAX_BODY = 8 * 1024
+IDLE_ENV = "TRANSX_APP_IDLE_SECONDS"  # the longest idle time of an unlocked session (default 600)
+
+
+class OwnerError(Exception):
+    def __init__(self, status: int, message: str, reason: str, fields: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.fields = status, reason, fields or {}
+
+
+def signing_refusal(listen: str, allow_remote: bool, tls: bool) -> str | None:
+    """Why this node must not sign for a browser, or None: a listen address beyond loopback needs both
+    `api_allow_remote` and TLS (the password and the session cookie would cross the network)."""
+    host = listen.rpartition(":")[0].strip("[]")
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    if local or (allow_remote and tls):
+        return None
+    return (f"the API listens on {listen}, beyond this machine: the app signs only with api_allow_remote "
+            "and TLS (api_tls_cert, api_tls_key) set in config.toml")
+
+
+def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=time.monotonic) -> Starlette:
+    """The app over `node`, unlocking keys of `cfg`'s keystore (cfg: a datadir Config; the TLS and remote
+    fields are read when present)."""
+    chain, g = node.chain, node.chain.genesis
+    keystore = Keystore(cfg.keystore_dir)
+    tls = bool(getattr(cfg, "api_tls_cert", None) and getattr(cfg, "api_tls_key", None))
+    refusal = signing_refusal(cfg.api_listen, bool(getattr(cfg, "api_allow_remote", False)), tls)
+    if idle_seconds is None:
+        idle_seconds = float(os.environ.get(IDLE_ENV, DEFAULT_IDLE_SECONDS))
+    store = SessionStore(idle_seconds)
+    issued = views.IssuedAuthorisations(cfg.datadir / "app" / "authorisations.jsonl")
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise OwnerError(400, "expected a JSON body (Content-Type: application/json)", "malformed")
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise OwnerError(413, f"body over {MAX_BODY} bytes", "too_large")
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise OwnerError(400, "the body is not JSON", "malformed") from None
+        if not isinstance(doc, dict):
+            raise OwnerError(400, "the body is a JSON object", "malformed")
+        return doc
+
+    def signer(request: Request):
+        if refusal:
+            raise OwnerError(403, refusal, "remote")
+        try:
+            return store.use(request.cookies.get(COOKIE), request.headers.get(CSRF_HEADER), clock())
+        except SessionError as e:
+            raise OwnerError(403, str(e), e.reason) from None
+
+    def address_param(request: Request) -> bytes:
+        text = request.query_params.get("address")
+        if not text:
+            session = store.peek(request.cookies.get(COOKIE), clock())
+            text = session.address if session else cfg.key
+        try:
+            return decode_address(text)
+        except AddressError as e:
+            raise OwnerError(400, str(e), "malformed") from None
+
+    def submit(key, body: Body) -> dict[str, Any]:
+        """Sign `body` at the key's next nonce and admit it as POST /api/tx would; the node's loop runs
+        nothing in between, so the nonce read here is still free when the transaction is admitted."""
+        if chain.store.unwritable is not None:
+            raise OwnerError(503, f"not taking transactions: {chain.store.unwritable}", "unavailable")
+        addr = views.address_of_key(key)
+        nonce = node.mempool.next_nonce(addr, chain.state().account(addr).nonce)
+        tx = sign_tx(key, chain_id=g.chain_id, nonce=nonce, fee=g.min_fee, body=body)
+        try:
+            admitted = node.submit_local(tx)
+        except TxError as e:
+            raise OwnerError(422, str(e), e.reason, e.fields) from None
+        except (JournalError, StoreError) as e:
+            raise OwnerError(503, f"not taking transactions: {e}", "unavailable") from None
+        return {"accepted": True, "hash": admitted.tx.hash.hex(), "nonce": tx.nonce, "fee": tx.fee}
+
+    def bid_request(doc: dict[str, Any]) -> tuple[Bid, Any]:
+        """The bid a form describes and its quote, checked as `transx bid buy|sell` checks it."""
+        side = {"buy": BUY, "sell": SELL}.get(doc.get("side"))
+        if side is None:
+            raise OwnerError(400, "side is buy or sell", "malformed")
+        try:
+            wh = parse_energy(str(doc.get("quantity", "")))
+            limit = parse_tokens(str(doc.get("price", "")), "price", allow_zero=True)
+        except InputError as e:
+            raise OwnerError(400, str(e), "malformed") from None
+        if limit > MAX_PRICE:
+            raise OwnerError(400, f"price {doc['price']} is above the most a bid may name "
+                                  f"({format_price(MAX_PRICE)} tokens per kWh)", "malformed")
+        first = first_open_slot(g, node.next_block() - 1)
+        slot, zone = doc.get("slot"), doc.get("zone", 0)
+        slot = first if slot in (None, "") else slot
+        if not isinstance(slot, int) or isinstance(slot, bool) or not isinstance(zone, int) or zone < 0:
+            raise OwnerError(400, "slot and zone are whole numbers", "malformed")
+        if slot < first:
+            raise OwnerError(422, f"slot {slot} is closed for bids (gate closure); the first open slot is {first}",
+                             "gate_closed")
+        if slot > chain.height + g.bid_horizon:
+            raise OwnerError(422, f"slot {slot} is beyond the bidding horizon ({g.bid_horizon} slots past height "
+                                  f"{chain.height})", "invalid")
+        if zone >= g.zones:
+            raise OwnerError(400, f"zone {zone} does not exist (this network has zones 0..{g.zones - 1})",
+                             "malformed")
+        market = {"grid": {"feed_in": g.feed_in, "retail": g.retail}, "average_price": views.recent_average(chain)}
+        return Bid(side=side, slot=slot, wh=wh, price=limit, zone=zone, expiry=slot - g.gate_closure), \
+            quote(side, wh, limit, market)
+
+    async def session(request: Request) -> Response:
+        s = store.peek(request.cookies.get(COOKIE), clock())
+        return JSONResponse({
+            "unlocked": s is not None, "address": s.address if s else None, "csrf": s.csrf if s else None,
+            "expires_in": round(s.expires_at() - clock(), 1) if s else None,
+            "idle_seconds": s.idle_seconds if s else store.idle_seconds,
+            "keys": keystore.addresses(), "node_key": cfg.key, "signing": refusal is None, "refusal": refusal,
+            "chain_id": g.chain_id, "slot_seconds": g.slot_seconds, "grid": {"feed_in": g.feed_in, "retail": g.retail},
+            "first_open_slot": first_open_slot(g, node.next_block() - 1), "height": chain.height,
+            "bid_horizon": g.bid_horizon, "zones": g.zones})
+
+    async def unlock(request: Request) -> Response:
+        if refusal:
+            raise OwnerError(403, refusal, "remote")
+        doc = await body_of(request)
+        address, password, idle = doc.get("address") or cfg.key, doc.get("password"), doc.get("idle_seconds")
+        if not isinstance(password, str) or not password:
+            raise OwnerError(400, "enter the keystore password", "malformed")
+        if idle is not None and (not isinstance(idle, (int, float)) or isinstance(idle, bool) or idle <= 0):
+            raise OwnerError(400, "idle_seconds is a positive number", "malformed")
+        if not isinstance(address, str) or not keystore.has(address):
+            raise OwnerError(404, f"no key for {address} in this node's keystore", "not_found")
+        try:
+            key = await anyio.to_thread.run_sync(keystore.unlock, address, password)
+        except KeystoreError as e:
+            wrong = str(e).startswith("wrong password")
+            raise OwnerError(401 if wrong else 500, str(e), "password" if wrong else "keystore") from None
+        token, s = store.open(address, key, clock(), idle)
+        out = JSONResponse({"unlocked": True, "address": s.address, "csrf": s.csrf, "idle_seconds": s.idle_seconds})
+        out.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/", secure=tls)
+        return out
+
+    async def lock(request: Request) -> Response:
+        await body_of(request)
+        signer(request)  # a cross-site page may not lock someone out either
+        store.close(request.cookies.get(COOKIE))
+        out = JSONResponse({"unlocked": False})
+        out.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=tls)
+        return out
+
+    async def quote_bid(request: Request) -> Response:
+        body, q = bid_request(await body_of(request))
+        return JSONResponse({"slot": body.slot, "quote": q.to_json()})
+
+    async def post_bid(request: Request) -> Response:
+        doc = await body_of(request)
+        s = signer(request)
+        body, q = bid_request(doc)
+        out = submit(s.key, body)
+        return JSONResponse({**out, "bid": out["hash"], "slot": body.slot, "quote": q.to_json()}, 202)
+
+    async def cancel(request: Request) -> Response:
+        doc = await body_of(request)
+        s = signer(request)
+        try:
+            bid_id = bytes.fromhex(str(doc.get("bid", "")))
+            assert len(bid_id) == 32
+        except (ValueError, AssertionError):
+            raise OwnerError(400, "a bid id is 64 hex characters (the bid transaction's hash)", "malformed") from None
+        return JSONResponse(submit(s.key, CancelBid(bid_id)), 202)
+
+    async def issue(request: Request) -> Response:
+        doc = await body_of(request)
+        s = signer(request)
+        try:
+            ev_id = str(doc.get("ev_id", "")).strip()
+            if not 1 <= len(ev_id.encode()) <= 32:
+                raise InputError("the vehicle's id (plate or VIN) is 1 to 32 characters")
+            max_wh = parse_energy(str(doc.get("max_energy", "60kWh")))
+            max_price = parse_tokens(str(doc.get("max_price", "0.80")), "max price")
+            hours = float(doc.get("valid_hours", 24 * 30))
+            if not 0 < hours <= 24 * 366:
+                raise InputError("valid for 1 minute to a year (valid_hours)")
+        except (InputError, ValueError) as e:
+            raise OwnerError(400, str(e), "malformed") from None
+        auth = authorise(s.key, chain_id=g.chain_id, ev_id=ev_id, max_wh=max_wh, max_price=max_price,
+                         expiry=int((time.time() + hours * 3600) * 1000), nonce=secrets.randbits(63))
+        await anyio.to_thread.run_sync(issued.add, auth)
+        return JSONResponse(views.authorisation_json(auth, chain.state()), 201)
+
+    async def home(request: Request) -> Response:
+        addr = address_param(request)
+        tz = request.query_params.get("tz", "0")
+        if not tz.lstrip("-").isdigit() or abs(int(tz)) > 24 * 60:
+            raise OwnerError(400, "tz is the browser's offset from UTC in minutes", "malformed")
+        return JSONResponse(await anyio.to_thread.run_sync(views.home_view, chain, node, addr, int(tz),
+                                                           time.time_ns() // 1_000_000))
+
+    async def ev(request: Request) -> Response:
+        addr = address_param(request)
+        return JSONResponse(await anyio.to_thread.run_sync(views.ev_view, chain, addr, issued,
+                                                           time.time_ns() // 1_000_000))
+
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def owner_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OwnerError)
+        return JSONResponse({"error": str(exc), "reason": exc.reason, **exc.fields}, exc.status)
+
+    routes = [
+        Route("/", page),
+        Route("/api/session", session),
+        Route("/api/home", home),
+        Route("/api/ev", ev),
+        Route("/api/unlock", unlock, methods=["POST"]),
+        Route("/api/lock", lock, methods=["POST"]),
+        Route("/api/quote", quote_bid, methods=["POST"]),
+        Route("/api/bid", post_bid, methods=["POST"]),
+        Route("/api/cancel", cancel, methods=["POST"]),
+        Route("/api/authorise", issue, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC)),
+    ]
+    app = Starlette(routes=routes, exception_handlers={OwnerError: owner_error})
+    app.router.redirect_slashes = False
+    return app

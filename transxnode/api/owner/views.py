@@ -1,0 +1,132 @@
+"""What the owner app shows, read from the chain: a home's slots, a car's and a station's sessions, the
+authorisations issued from this node.  Integers as the API has them (micro-units, Wh); the page formats."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from consensus.chain.chain import Chain
+from consensus.node import Node
+from consensus.rules.charging import Authorisation
+from consensus.rules.keys import address_of, address_of_key, encode_address
+from consensus.rules.schedule import first_open_slot
+from consensus.rules.state import CANCELLED
+from consensus.rules.transactions import BUY
+from transxnode.api.views import bid_json, session_json
+
+__all__ = ["address_of_key", "recent_average", "home_view", "ev_view", "IssuedAuthorisations",
+           "authorisation_json"]
+
+RECENT_SLOTS = 24  # as GET /api/market: the cleared slots a quote's expected price is based on
+DAY_MS = 86_400_000
+MAX_BACK = 288  # slots before the head a home view reads at most (3 days of 15-minute slots)
+
+
+def recent_average(chain: Chain) -> int | None:
+    """The average price of the recent cleared slots (micro-units per kWh), as GET /api/market gives it."""
+    wh = value = 0
+    for s in range(max(1, chain.height - RECENT_SLOTS + 1), chain.height + 1):
+        b = chain.block_at(s)
+        if b is not None:
+            wh += sum(t.wh for t in b.clearing.trades)
+            value += sum(t.payment for t in b.clearing.trades)
+    return value * 1000 // wh if wh else None
+
+
+def home_view(chain: Chain, node: Node, addr: bytes, tz_minutes: int, now_ms: int) -> dict[str, Any]:
+    """`addr`'s bids slot by slot, today and tomorrow by the browser's clock (`tz_minutes` east of UTC):
+    each slot's clearing price, the energy traded and what it earned (sold above feed-in) or saved (bought
+    below retail) against the grid's tariffs; the account's balance and escrow."""
+    g, state = chain.genesis, chain.state()
+    slot_ms = g.slot_seconds * 1000
+    offset = tz_minutes * 60_000
+    today = (now_ms + offset) // DAY_MS * DAY_MS - offset  # local midnight, in UTC ms
+    first = max(1, chain.height - MAX_BACK, -(-(today - g.timestamp * 1000) // slot_ms))
+    last = min(chain.height + g.bid_horizon, (today + 2 * DAY_MS - g.timestamp * 1000) // slot_ms)
+    open_from = first_open_slot(g, node.next_block() - 1)
+    slots = []
+    for s in range(first, last + 1):
+        mine = [(i, r) for i, r in state.slot_bids(s) if r.owner == addr]
+        if not mine:
+            continue
+        cleared = s <= chain.height
+        block = chain.block_at(s) if cleared else None
+        trades = block.clearing.trades if block is not None else ()
+        wh = sum(t.wh for t in trades)
+        sold = sum(r.traded_wh for _, r in mine if r.side != BUY)
+        bought = sum(r.traded_wh for _, r in mine if r.side == BUY)
+        received = sum(r.amount for _, r in mine if r.side != BUY)
+        paid = sum(r.amount for _, r in mine if r.side == BUY)
+        slots.append({
+            "slot": s, "starts": g.slot_start_ms(s),
+            "status": "cleared" if cleared else ("open" if s >= open_from else "closed"),
+            "clearing_price": sum(t.payment for t in trades) * 1000 // wh if wh else None,
+            "bids": [bid_json(i, r) for i, r in mine if r.status != CANCELLED],
+            "cancelled": sum(r.status == CANCELLED for _, r in mine),
+            "sold_wh": sold, "bought_wh": bought, "received": received, "paid": paid,
+            "earned": received - sold * g.feed_in // 1000, "saved": bought * g.retail // 1000 - paid,
+        })
+    acct = state.account(addr)
+    return {"address": encode_address(addr), "balance": acct.balance, "escrowed": acct.escrowed,
+            "height": chain.height, "first_open_slot": open_from, "today_starts": today, "now": now_ms,
+            "grid": {"feed_in": g.feed_in, "retail": g.retail}, "slots": slots}
+
+
+class IssuedAuthorisations:
+    """The authorisations this node's app signed, one JSON line each in `path` (the node's data directory):
+    the owner sees them, and which have opened a session, after a restart too."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def add(self, auth: Authorisation) -> None:
+        with self._lock:
+            self.path.parent.mkdir(mode=0o700, exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"owner": encode_address(auth.owner_address), "hex": auth.encoded.hex()}) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+    def of(self, addr: bytes) -> list[Authorisation]:
+        from consensus.rules.charging import decode_authorisation
+
+        if not self.path.exists():
+            return []
+        owner = encode_address(addr)
+        with self._lock:
+            lines = self.path.read_text().splitlines()
+        return [decode_authorisation(bytes.fromhex(d["hex"])) for d in map(json.loads, lines) if d["owner"] == owner]
+
+
+def authorisation_json(auth: Authorisation, state, now_ms: int | None = None) -> dict[str, Any]:
+    session = state.session(auth.session_id)
+    return {"session": auth.session_id.hex(), "owner": encode_address(address_of(auth.owner)), "ev_id": auth.ev_id,
+            "max_wh": auth.max_wh, "max_price": auth.max_price, "expiry": auth.expiry,
+            "valid": now_ms is None or auth.expiry > now_ms, "used": session is not None,
+            "hex": auth.encoded.hex()}
+
+
+def ev_view(chain: Chain, addr: bytes, issued: IssuedAuthorisations, now_ms: int) -> dict[str, Any]:
+    """The car's sessions (as owner), the station's (as station: today's energy and revenue), and the
+    authorisations issued here that are still valid or opened a session."""
+    g, state = chain.genesis, chain.state()
+    rows = [session_json(i, rec) for i, rec in state.sessions_of(addr)]
+    for r in rows:
+        r["opened_at"] = g.slot_start_ms(r["opened"])
+    rows.sort(key=lambda r: (-r["opened"], r["session"]))
+    me = encode_address(addr)
+    car = [r for r in rows if r["owner"] == me]
+    station = [r for r in rows if r["station"] == me]
+    day = now_ms // 86_400_000 * 86_400_000
+    today = [r for r in station if r["opened_at"] >= day]
+    auths = [authorisation_json(a, state, now_ms) for a in issued.of(addr)]
+    return {"address": me, "car": car, "station": station,
+            "station_today": {"sessions": len(today), "open": sum(r["status"] == "open" for r in today),
+                              "delivered_wh": sum(r["delivered_wh"] for r in today),
+                              "revenue": sum(r["amount"] for r in today)},
+            "authorisations": [a for a in auths if a["valid"] or a["used"]]}
