@@ -1,12 +1,16 @@
 """The node's HTTP JSON API (Starlette, served by hypercorn on the node's trio loop).
 
-GET  /api/node, /api/head, /api/block/<height|hash>, /api/tx/<hash>,
-     /api/address/<addr>[?limit=N&before=CURSOR&consensus=0], /api/market, /api/market/<slot>,
-     /api/sessions/<addr>, /api/session/<id>, /api/peers
+GET  /api/node, /api/head, /api/block/<height|hash>, /api/tx/<hash>, /api/address/<addr>[?consensus=0],
+     /api/blocks, /api/market, /api/market/<slot>, /api/sessions/<addr>, /api/settlements/<addr>,
+     /api/session/<id>, /api/peers   (lists page by keyset: ?limit=N&before=CURSOR, a page's `next`)
+GET  /api/events  server-sent events: head, final, cleared (transxnode/api/events.py)
 GET  /api/health  200 when the node serves the present, 503 with its problems (store, sync, peers)
 POST /api/tx   {"raw": "<hex of a signed transaction>"}
+GET  /api/openapi.json, /api/docs   the API's OpenAPI 3.1 description (checked against real answers in
+     tests/unit/test_api_openapi.py), and a page that shows it
 GET  /metrics  Prometheus
 GET  /         the explorer page (static; it reads the API above)
+CORS is off unless make_app gets `cors_origins` (the config's [api] cors_origins).
 Errors are JSON ``{"error": "...", "reason": "..."}`` with a status that fits:
 400 malformed input, 404 unknown object, 413 oversize body, 422 a well-formed
 transaction the chain refuses, 503 the node cannot take it now (its disk), 500 a
@@ -32,38 +36,36 @@ import anyio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from consensus.rules.schedule import first_open_slot
 
-from . import views
+from . import paging, views
+from .events import event_stream
+from .openapi import openapi
+from .paging import ApiError
 from consensus.rules.keys import AddressError, decode_address, encode_address
+from transxnode.events import EventHub
 from transxnode.health import health as node_health
 from transxnode.metrics import NodeMetrics
 from consensus.node import Node
-from consensus.rules.state import CANCELLED
-from consensus.rules.transactions import BUY, MAX_TX_BYTES, SELL, TxError, decode_tx
+from consensus.rules.transactions import MAX_TX_BYTES, TxError, decode_tx
 from consensus.chain.store import StoreError
 from consensus.journal import JournalError
 
 MAX_BODY = 64 * 1024
 _DIGITS = re.compile(r"[0-9]{1,18}")
 _EXPLORER = (Path(__file__).parent / "static" / "explorer.html").read_text()
+_DOCS = (Path(__file__).parent / "static" / "api-docs.html").read_text()
 RECENT_SLOTS = 24
 
 
 log = logging.getLogger("transx.api")
 _REASONS = {400: "malformed", 404: "not_found", 405: "malformed", 413: "too_large", 422: "invalid"}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, reason: str | None = None,
-                 fields: dict[str, int | bool] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.reason = status, reason or _REASONS.get(status, "error")
-        self.fields = fields or {}
 
 
 _VIEWS = anyio.CapacityLimiter(2)
@@ -89,6 +91,13 @@ def _hash(text: str, what: str) -> bytes:
     return raw
 
 
+def _address(request: Request) -> bytes:
+    try:
+        return decode_address(request.path_params["addr"])
+    except AddressError as e:
+        raise ApiError(400, str(e)) from None
+
+
 def _height(text: str, what: str = "height") -> int:
     if not _DIGITS.fullmatch(text):
         raise ApiError(400, f"a {what} is a non-negative integer")
@@ -96,7 +105,7 @@ def _height(text: str, what: str = "height") -> int:
 
 
 _CURSOR = re.compile(r"([0-9]{1,18})(?:\.([0-9]{1,9}))?")
-MAX_PAGE = 500
+MAX_PAGE = paging.MAX_ROWS
 
 
 def _history_query(request: Request) -> dict[str, Any]:
@@ -120,12 +129,17 @@ def _history_query(request: Request) -> dict[str, Any]:
 
 def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]] | None = None,
              peers: Callable[[], dict[str, Any]] | None = None, final: Callable[[], Any] | None = None,
-             health: Callable[[], tuple[int, dict[str, Any]]] | None = None) -> Starlette:
+             health: Callable[[], tuple[int, dict[str, Any]]] | None = None, events: EventHub | None = None,
+             cors_origins: list[str] | tuple[str, ...] = ()) -> Starlette:
     """The API over `node`; `info` adds fields to /api/node (version, plugins, peers, ...), `peers`
     answers /api/peers, `final` gives the node's final checkpoint (the consensus engine's: the votes
     it has seen may make a block final before the chain records it; default the chain's), `health`
-    answers /api/health (transxnode/health.py; default: from the chain alone)."""
+    answers /api/health (transxnode/health.py; default: from the chain alone), `events` feeds
+    /api/events (the daemon's hub; default one nobody publishes to), `cors_origins` the origins whose
+    pages may call the API (none: CORS off)."""
     chain = node.chain
+    hub = events if events is not None else EventHub()
+    description = openapi()
     g = chain.genesis
     final = final or chain.finalized
 
@@ -169,20 +183,27 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
         raise ApiError(404, f"no transaction {h.hex()}")
 
     async def address(request: Request) -> Response:
-        try:
-            addr = decode_address(request.path_params["addr"])
-        except AddressError as e:
-            raise ApiError(400, str(e)) from None
+        addr = _address(request)
         page = _history_query(request)
         pending = node.mempool.next_nonce(addr, chain.state().account(addr).nonce)
         return _json(await _off_loop(lambda: views.address_view(chain, addr, pending, **page)))
 
     async def sessions(request: Request) -> Response:
-        try:
-            addr = decode_address(request.path_params["addr"])
-        except AddressError as e:
-            raise ApiError(400, str(e)) from None
-        return _json(await _off_loop(views.sessions_view, chain, addr))
+        addr = _address(request)
+        q = request.query_params
+        n, before = paging.limit(q, 50, paging.MAX_ROWS), paging.before_session(q)
+        return _json(await _off_loop(views.sessions_view, chain, addr, n, before))
+
+    async def settlements(request: Request) -> Response:
+        addr = _address(request)
+        q = request.query_params
+        n, before = paging.limit(q, 50, paging.MAX_ROWS), paging.before_height(q, "slot")
+        return _json(await _off_loop(views.settlements_view, chain, addr, n, before))
+
+    async def blocks(request: Request) -> Response:
+        q = request.query_params
+        n, before = paging.limit(q, 20, paging.MAX_BLOCKS), paging.before_height(q)
+        return _json(await _off_loop(views.blocks_view, chain, n, before))
 
     async def session(request: Request) -> Response:
         session_id = _hash(request.path_params["id"], "a session id")
@@ -198,31 +219,11 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
         return _json(await _off_loop(views.slot_view, chain, slot))
 
     async def market_summary(request: Request) -> Response:
-        return _json(await _off_loop(recent_markets))
-
-    def recent_markets() -> dict[str, Any]:
-        """Recent cleared slots: what a quote for a new bid is based on."""
-        rows = []
-        wh = value = 0
-        state = chain.state()
-        for s in range(max(1, chain.height - RECENT_SLOTS + 1), chain.height + 1):
-            b = chain.block_at(s)
-            if b is None:
-                continue
-            t_wh = sum(t.wh for t in b.clearing.trades)
-            t_val = sum(t.payment for t in b.clearing.trades)
-            wh += t_wh
-            value += t_val
-            offered = [0, 0]  # buy, sell: what the slot's bids asked for
-            for _, rec in state.slot_bids(s):
-                if rec.status != CANCELLED:
-                    offered[rec.side] += rec.wh
-            rows.append({"slot": s, "trades": len(b.clearing.trades), "traded_wh": t_wh, "value": t_val,
-                         "average_price": t_val * 1000 // t_wh if t_wh else None, "void": b.clearing.void,
-                         "supply_wh": offered[SELL], "demand_wh": offered[BUY]})
-        return {"height": chain.height, "first_open_slot": first_open_slot(g, node.next_block() - 1),
-                "grid": {"feed_in": g.feed_in, "retail": g.retail},
-                "average_price": value * 1000 // wh if wh else None, "recent": rows}
+        """Recent cleared slots (the last RECENT_SLOTS by default): what a quote for a new bid is based on."""
+        q = request.query_params
+        n, before = paging.limit(q, RECENT_SLOTS, paging.MAX_SLOTS), paging.before_height(q, "slot")
+        first_open = first_open_slot(g, node.next_block() - 1)
+        return _json(await _off_loop(views.markets_view, chain, first_open, n, before))
 
     async def submit(request: Request) -> Response:
         """Every answer but a 202 carries "kept": whether the node holds the transaction (journaled, in
@@ -294,6 +295,15 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
     async def explorer_page(request: Request) -> Response:
         return HTMLResponse(_EXPLORER)
 
+    async def api_description(request: Request) -> Response:
+        return _json(description)
+
+    async def api_docs(request: Request) -> Response:
+        return HTMLResponse(_DOCS)
+
+    async def event_feed(request: Request) -> Response:
+        return event_stream(hub, request)
+
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -319,6 +329,11 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
         Route("/api/tx", submit, methods=["POST"]),
         Route("/api/address/{addr}", address),
         Route("/api/sessions/{addr}", sessions),
+        Route("/api/settlements/{addr}", settlements),
+        Route("/api/blocks", blocks),
+        Route("/api/events", event_feed),
+        Route("/api/openapi.json", api_description),
+        Route("/api/docs", api_docs),
         Route("/api/session/{id}", session),
         Route("/api/market", market_summary),
         Route("/api/market/{slot}", market),
@@ -327,7 +342,10 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
         Route("/metrics", prometheus),
         Route("/", explorer_page),
     ]
-    app = Starlette(routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error,
-                                                         StoreError: store_error, Exception: internal_error})
+    cors = [Middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+                       allow_headers=["Content-Type", "Last-Event-ID"], max_age=600)] if cors_origins else []
+    app = Starlette(routes=routes, middleware=cors,
+                    exception_handlers={ApiError: api_error, HTTPException: http_error,
+                                        StoreError: store_error, Exception: internal_error})
     app.router.redirect_slashes = False  # "/api/node/" is a JSON 404, not an empty 307 (found by fuzz/http.py)
     return app

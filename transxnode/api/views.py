@@ -20,7 +20,7 @@ from consensus.rules.ledger import slot_market
 from consensus.rules.settlement import settled_slot
 from consensus.rules.finality import Checkpoint, decode_vote
 from consensus.rules.state import CANCELLED, CLEARED, OPEN, SETTLEMENT, STATUS_NAMES, BidRecord, Settlement
-from consensus.rules.transactions import SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter, RegisterSolver, Reveal, SessionClose, SessionOpen, Transfer, Tx, VoteEvidence, VoteKey
+from consensus.rules.transactions import BUY, SELL, SIDE_NAMES, Bid, CancelBid, Commit, Evidence, MeterReading, RegisterMeter, RegisterSolver, Reveal, SessionClose, SessionOpen, Transfer, Tx, VoteEvidence, VoteKey
 
 
 def header_json(h: Header) -> dict[str, Any]:
@@ -229,11 +229,84 @@ def session_json(session_id: bytes, rec) -> dict[str, Any]:
             "soc_start": rec.soc_start, "soc_end": rec.soc_end if rec.closed else None}
 
 
-def sessions_view(chain: Chain, addr: bytes) -> dict[str, Any]:
-    """An address's charging sessions, as EV owner or as station, newest first."""
+def sessions_view(chain: Chain, addr: bytes, limit: int = 500,
+                  before: tuple[int, str] | None = None) -> dict[str, Any]:
+    """A page of an address's charging sessions, as EV owner or as station, newest first (by the height
+    that opened them, then id); `before` (opened, id hex) starts below a page's last, `next` is its cursor."""
     rows = [session_json(i, rec) for i, rec in chain.state().sessions_of(addr)]
     rows.sort(key=lambda r: (-r["opened"], r["session"]))
-    return {"address": encode_address(addr), "sessions": rows}
+    if before is not None:
+        rows = [r for r in rows if (-r["opened"], r["session"]) > (-before[0], before[1])]
+    out: dict[str, Any] = {"address": encode_address(addr), "sessions": rows[:limit]}
+    if len(rows) > limit:
+        out["next"] = f"{rows[limit - 1]['opened']}.{rows[limit - 1]['session']}"
+    return out
+
+
+def settlements_view(chain: Chain, addr: bytes, limit: int, before: int | None = None) -> dict[str, Any]:
+    """A page of an account's delivery settlements, newest slot first; `next` is the page's last slot."""
+    slots = [s for s, _ in _settled_slots(chain, addr) if before is None or s < before]
+    page = slots[::-1][:limit]
+    state = chain.state()
+    rows = []
+    for slot in page:
+        raw = state.get(schema.settlement(slot, addr))
+        if raw is not None:
+            rows.append({"slot": slot, **settlement_json(SETTLEMENT.decode(raw))})
+    out: dict[str, Any] = {"address": encode_address(addr), "settlements": rows}
+    if len(slots) > limit:
+        out["next"] = str(page[-1])
+    return out
+
+
+def _settled_slots(chain: Chain, addr: bytes) -> list[tuple[int, bytes]]:
+    prefix = schema.party_settlements(addr)
+    return [(schema.read_u64(k[len(prefix):]), v) for k, v in chain.state().items(prefix)]
+
+
+def blocks_view(chain: Chain, limit: int, before: int | None = None) -> dict[str, Any]:
+    """A page of block headers of this chain, newest first, below height `before` (default: from the head)."""
+    top = chain.height if before is None else min(chain.height, before - 1)
+    heights = range(top, max(-1, top - limit), -1)
+    rows = []
+    for h in heights:
+        b = chain.block_at(h)
+        if b is not None:
+            rows.append({**header_json(b.header), "txs": len(b.txs), "trades": len(b.clearing.trades)})
+    out: dict[str, Any] = {"height": chain.height, "blocks": rows}
+    if rows and rows[-1]["height"] > 0:
+        out["next"] = str(rows[-1]["height"])
+    return out
+
+
+def markets_view(chain: Chain, first_open: int, limit: int = 24, before: int | None = None) -> dict[str, Any]:
+    """A page of cleared slots, oldest first within the page, ending below slot `before` (default: at the
+    head's): what a quote for a new bid is based on.  `next` is the page's oldest slot."""
+    g, state = chain.genesis, chain.state()
+    top = chain.height if before is None else min(chain.height, before - 1)
+    rows = []
+    wh = value = 0
+    for s in range(max(1, top - limit + 1), top + 1):
+        b = chain.block_at(s)
+        if b is None:
+            continue
+        t_wh = sum(t.wh for t in b.clearing.trades)
+        t_val = sum(t.payment for t in b.clearing.trades)
+        wh += t_wh
+        value += t_val
+        offered = [0, 0]  # buy, sell: what the slot's bids asked for
+        for _, rec in state.slot_bids(s):
+            if rec.status != CANCELLED:
+                offered[rec.side] += rec.wh
+        rows.append({"slot": s, "trades": len(b.clearing.trades), "traded_wh": t_wh, "value": t_val,
+                     "average_price": t_val * 1000 // t_wh if t_wh else None, "void": b.clearing.void,
+                     "supply_wh": offered[SELL], "demand_wh": offered[BUY]})
+    out: dict[str, Any] = {"height": chain.height, "first_open_slot": first_open,
+                           "grid": {"feed_in": g.feed_in, "retail": g.retail},
+                           "average_price": value * 1000 // wh if wh else None, "recent": rows}
+    if rows and rows[0]["slot"] > 1:
+        out["next"] = str(rows[0]["slot"])
+    return out
 
 
 HISTORY_SCAN = 20_000  # history entries one page passes over at most while it leaves out consensus transactions
