@@ -67,9 +67,15 @@ def signing_refusal(listen: str, allow_remote: bool, tls: bool) -> str | None:
             "and TLS (api_tls_cert, api_tls_key) set in config.toml")
 
 
-def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=time.monotonic) -> Starlette:
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=time.monotonic,
+              wall_ms=_wall_ms) -> Starlette:
     """The app over `node`, unlocking keys of `cfg`'s keystore (cfg: a datadir Config; the TLS and remote
-    fields are read when present)."""
+    fields are read when present).  `clock` times idle sessions, `wall_ms` says what day it is (tests
+    turn both)."""
     chain, g = node.chain, node.chain.genesis
     keystore = Keystore(cfg.keystore_dir)
     tls = bool(getattr(cfg, "api_tls_cert", None) and getattr(cfg, "api_tls_key", None))
@@ -234,9 +240,9 @@ def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=tim
         except (InputError, ValueError) as e:
             raise OwnerError(400, str(e), "malformed") from None
         auth = authorise(s.key, chain_id=g.chain_id, ev_id=ev_id, max_wh=max_wh, max_price=max_price,
-                         expiry=int((time.time() + hours * 3600) * 1000), nonce=secrets.randbits(63))
+                         expiry=int(wall_ms() + hours * 3_600_000), nonce=secrets.randbits(63))
         await anyio.to_thread.run_sync(issued.add, auth)
-        return JSONResponse(views.authorisation_json(auth, chain.state()), 201)
+        return JSONResponse(views.authorisation_json(auth, chain.state(), wall_ms()), 201)
 
     async def home(request: Request) -> Response:
         addr = address_param(request)
@@ -244,12 +250,12 @@ def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=tim
         if not tz.lstrip("-").isdigit() or abs(int(tz)) > 24 * 60:
             raise OwnerError(400, "tz is the browser's offset from UTC in minutes", "malformed")
         return JSONResponse(await anyio.to_thread.run_sync(views.home_view, chain, node, addr, int(tz),
-                                                           time.time_ns() // 1_000_000))
+                                                           wall_ms()))
 
     async def ev(request: Request) -> Response:
         addr = address_param(request)
         return JSONResponse(await anyio.to_thread.run_sync(views.ev_view, chain, addr, issued,
-                                                           time.time_ns() // 1_000_000))
+                                                           wall_ms()))
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})

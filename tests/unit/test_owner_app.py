@@ -1,0 +1,157 @@
+"""The owner app's endpoints (transxnode/api/owner) over a real chain and keystore, through Starlette's
+test client: what signs, what is refused, and that a bid is the CLI's bid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from nacl.pwhash import argon2id
+from starlette.testclient import TestClient
+
+from chain_support import Net, addr
+from consensus.rules.keys import encode_address
+from consensus.rules.transactions import BUY, Bid
+from transxnode.api.owner import owner_app
+from transxnode.api.owner.routes import signing_refusal
+from transxnode.datadir.keystore import Keystore
+
+PASSWORD = "pass phrase"
+JSON = {"Content-Type": "application/json"}
+
+
+@dataclass
+class Cfg:
+    datadir: Path
+    key: str
+    api_listen: str = "127.0.0.1:8645"
+
+    @property
+    def keystore_dir(self) -> Path:
+        return self.datadir / "keystore"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def app(tmp_path):
+    net = Net(str(tmp_path / "db"))
+    net.produce_until(2)
+    user = net.users[0]
+    ks = Keystore(tmp_path / "data" / "keystore", opslimit=argon2id.OPSLIMIT_MIN, memlimit=argon2id.MEMLIMIT_MIN)
+    me = ks.import_seed(bytes(user), PASSWORD)
+    ks.import_seed(bytes(net.poor), PASSWORD)
+    clock = Clock()
+    client = TestClient(owner_app(net.node, Cfg(tmp_path / "data", me), idle_seconds=600, clock=clock,
+                                  wall_ms=lambda: net.now()))
+    yield net, client, me, clock
+    net.close()
+
+
+def unlock(client, me, password=PASSWORD, **extra):
+    return client.post("/api/unlock", json={"address": me, "password": password, **extra})
+
+
+def test_unlocked_session_signs_the_clis_bid_and_it_lands_in_the_pool(app):
+    net, client, me, _ = app
+    r = unlock(client, me)
+    assert r.status_code == 200
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+    csrf = r.json()["csrf"]
+    r = client.post("/api/bid", json={"side": "buy", "quantity": "3kWh", "price": "0.50"}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 202, r.text
+    doc = r.json()
+    assert doc["quote"]["locked"] == 1_500_000  # 3 kWh x 0.50 in escrow, as `transx bid buy` quotes it
+    tx = net.node.mempool.get(bytes.fromhex(doc["bid"]))
+    first = doc["slot"]
+    assert tx.body == Bid(side=BUY, slot=first, wh=3000, price=500_000, zone=0, expiry=first - net.g.gate_closure)
+    assert encode_address(addr(net.users[0])) == me and tx.fee == net.g.min_fee
+    r = client.post("/api/cancel", json={"bid": doc["bid"]}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 202 and r.json()["nonce"] == tx.nonce + 1
+
+
+def test_no_signing_without_session_csrf_or_json_and_wrong_password_is_401(app):
+    net, client, me, clock = app
+    bid = {"side": "sell", "quantity": "1kWh", "price": "0.2"}
+    assert client.post("/api/bid", json=bid).json()["reason"] == "locked"
+    r = unlock(client, me, "guess")
+    assert (r.status_code, r.json()) == (401, {"error": f"wrong password for {me}", "reason": "password"})
+    csrf = unlock(client, me, idle_seconds=5).json()["csrf"]
+    r = client.post("/api/bid", json=bid)  # the cookie alone: what a cross-site page could make a browser send
+    assert (r.status_code, r.json()["reason"]) == (403, "csrf")
+    r = client.post("/api/bid", content='{"side": "sell"}', headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 400 and "Content-Type: application/json" in r.json()["error"]
+    clock.t += 6  # idle past the session's own 5 s
+    r = client.post("/api/bid", json=bid, headers={"X-CSRF-Token": csrf})
+    assert (r.status_code, r.json()["reason"]) == (403, "locked")
+    assert len(net.node.mempool) == 0
+
+
+def test_refusals_read_as_the_cli_prints_them(app):
+    net, client, _, _ = app
+    csrf = unlock(client, encode_address(addr(net.poor))).json()["csrf"]
+    h = {"X-CSRF-Token": csrf}
+    cases = [({"quantity": "3", "price": "0.5"}, 400, "quantity '3' has no unit: write 3kWh or 3000Wh"),
+             ({"quantity": "5kWh", "price": "-0.3"}, 400, "price must not be negative, got -0.3"),
+             ({"quantity": "5kWh", "price": "0.5", "slot": 1}, 422,
+              f"slot 1 is closed for bids (gate closure); the first open slot is {net.height + 1 + net.g.gate_closure}"),
+             ({"quantity": "5kWh", "price": "0.5", "zone": 9}, 400, "zone 9 does not exist (this network has zones 0..2)"),
+             ({"quantity": "1000kWh", "price": "0.5"}, 422, None)]  # more escrow than the balance: the chain says
+    for extra, status, error in cases:
+        r = client.post("/api/bid", json={"side": "buy", **extra}, headers=h)
+        assert r.status_code == status, (extra, r.text)
+        if error:
+            assert r.json()["error"] == error
+    assert r.json()["reason"] == "invalid" and "balance" in r.json()
+
+
+def test_beyond_loopback_signing_needs_allow_remote_and_tls():
+    assert signing_refusal("127.0.0.1:8645", False, False) is None
+    assert signing_refusal("[::1]:8645", False, False) is None
+    assert "api_allow_remote" in signing_refusal("0.0.0.0:8645", False, False)
+    assert signing_refusal("0.0.0.0:8645", True, False) is not None
+    assert signing_refusal("192.168.1.5:8645", True, True) is None
+
+
+def test_home_shows_a_cleared_slot_with_its_price_and_the_gain_against_the_grid(app):
+    net, client, me, _ = app
+    csrf = unlock(client, me).json()["csrf"]
+    sell = client.post("/api/bid", json={"side": "sell", "quantity": "2kWh", "price": "0.20"},
+                       headers={"X-CSRF-Token": csrf}).json()
+    slot = sell["slot"]
+    net.bid(net.users[1], BUY, slot, 2000, 500_000)
+    net.produce_until(slot)
+    home = client.get("/api/home", params={"address": me, "tz": "0"}).json()
+    [row] = [s for s in home["slots"] if s["slot"] == slot]
+    assert row["status"] == "cleared" and row["sold_wh"] == 2000 and row["bought_wh"] == 0
+    assert 200_000 <= row["clearing_price"] <= 500_000
+    assert row["earned"] == row["received"] - 2 * net.g.feed_in > 0  # above what feed-in pays for 2 kWh
+    assert [b["status"] for b in row["bids"]] == ["cleared"]
+    assert client.get("/api/home", params={"tz": "9999"}).status_code == 400
+
+
+def test_a_card_authorisation_is_signed_by_the_session_and_listed_until_it_expires(app, tmp_path):
+    from consensus.rules.charging import decode_authorisation
+
+    net, client, me, _ = app
+    csrf = unlock(client, me).json()["csrf"]
+    form = {"ev_id": "AB-123", "max_energy": "40kWh", "max_price": "0.60", "valid_hours": 1}
+    assert client.post("/api/authorise", json=form).status_code == 403  # no CSRF header: nothing signed
+    r = client.post("/api/authorise", json=form, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 201, r.text
+    auth = decode_authorisation(bytes.fromhex(r.json()["hex"]))  # checks the signature
+    assert (auth.ev_id, auth.max_wh, auth.max_price) == ("AB-123", 40_000, 600_000)
+    assert auth.owner_address == addr(net.users[0]) and auth.expiry == net.now() + 3_600_000
+    [listed] = client.get("/api/ev").json()["authorisations"]
+    assert listed["session"] == auth.session_id.hex() and listed["valid"] and not listed["used"]
+    assert (tmp_path / "data" / "app" / "authorisations.jsonl").exists()  # kept across restarts
+    bad = client.post("/api/authorise", json={**form, "ev_id": ""}, headers={"X-CSRF-Token": csrf})
+    assert bad.status_code == 400 and "1 to 32 characters" in bad.json()["error"]
