@@ -108,13 +108,14 @@ def _node(datadir, password_file, verbose, flags) -> None:
     import trio
 
     from transxnode.datadir.config import load_config
-    from transxnode.daemon import run_node
     from transxnode.logs import setup_logging
 
     d = resolve_datadir(datadir)
     overrides = overrides_of(flags, verbose)
     cfg = load_config(d, overrides)  # a missing datadir or a bad setting is one line, before asking for a password
     setup_logging(cfg)  # and so is a log file that cannot be written
+    from transxnode.daemon import run_node  # the solver's imports take a while: not for a refusal
+
     password = ask_password(password_file, datadir=d)
     trio.run(partial(run_node, d, password, overrides=overrides))
 
