@@ -34,6 +34,7 @@ from consensus.rules.genesis import load_genesis
 from consensus.rules.keys import encode_address
 from consensus.journal import Journal, JournalError
 from transxnode.datadir.keystore import Keystore
+from .events import ChainFeed, EventHub
 from .health import clock_behind_head_s, health
 from .metrics import NodeMetrics, metrics_app
 from consensus.node import Node
@@ -92,7 +93,9 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
         app = make_app(node, metrics, info=lambda: {"version": VERSION, "plugins": [p.to_json() for p in plugins],
                                                     **_p2p_info(network)},
                        peers=partial(_peers, network), final=engine.finalized,
-                       health=partial(health, chain, lambda: len(network.peers()), bool(cfg.bootstrap)))
+                       health=partial(health, chain, lambda: len(network.peers()), bool(cfg.bootstrap)),
+                       events=(hub := EventHub()), cors_origins=getattr(cfg, "cors_origins", []))
+        feed = ChainFeed(hub, chain)  # /api/events: heads, final blocks, cleared slots, after each round
         app.mount("/app", owner_app(node, cfg))  # the owner's web app (issue 16): /app/
         log.info("chain %s at height %d (%s), node %s", genesis.chain_id, chain.height, chain.head.hash.hex()[:16],
                  encode_address(node.address))
@@ -119,7 +122,7 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
             nursery.start_soon(blocksync.run)
             if chain.state().solver(node.address) is None:
                 log.info("this node is not a registered solver: it follows the chain but proposes no blocks")
-            nursery.start_soon(_run_rounds, engine, peering, metrics, cfg)
+            nursery.start_soon(_run_rounds, engine, peering, metrics, cfg, feed)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not interrupt the close
             signal.signal(sig, signal.SIG_IGN)
@@ -172,7 +175,8 @@ async def _watch_signals(scope: trio.CancelScope) -> None:
             return
 
 
-async def _run_rounds(engine: Engine, peering: Peering, metrics: NodeMetrics, cfg: Config) -> None:
+async def _run_rounds(engine: Engine, peering: Peering, metrics: NodeMetrics, cfg: Config,
+                      feed: ChainFeed | None = None) -> None:
     """Drive the node's Proof-of-Solution rounds: solve what the engine will need in a worker thread,
     then let it commit, propose and select (consensus/engine.py); its messages go to the network.
     A store that cannot be written stops the rounds until it can (`_wait_for_store`)."""
@@ -201,6 +205,8 @@ async def _run_rounds(engine: Engine, peering: Peering, metrics: NodeMetrics, cf
             t0 = time.perf_counter()
             peering.send(engine.tick(now_ms()))
             peering.announce_head()
+            if feed is not None:
+                feed.update(engine.finalized())
             network = peering.network
             metrics.peers.set(len(network.peers()))
             if engine.chain.height != reported:

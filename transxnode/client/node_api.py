@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,50 @@ class ApiClient:
         from consensus.rules.codec import digest
 
         return self._call("/api/tx", json.dumps({"raw": raw.hex()}).encode(), tx_hash=digest(raw, b"transx-tx").hex())
+
+    def events(self, last_event_id: str | None = None, timeout: float = 40) -> Iterator[dict[str, Any]]:
+        """The node's /api/events stream: {"id", "event", "data"} (data parsed from JSON) as they come.  With
+        `last_event_id`, the events missed since (or a "reset" event).  Raises ClientError when the node has
+        no stream (404: an older node), refuses one (503: too many), or goes quiet for `timeout` seconds
+        (it sends a heartbeat every 15 s)."""
+        u = urllib.parse.urlsplit(self.url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ClientError(f"{self.url!r} is not an API URL (e.g. http://127.0.0.1:8645)")
+        cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+        conn = cls(u.hostname, u.port, timeout=timeout)
+        headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_event_id} if last_event_id else {})}
+        try:
+            try:
+                conn.request("GET", u.path.rstrip("/") + "/api/events", headers=headers)
+                r = conn.getresponse()
+            except OSError as e:
+                raise self._unsent(e, "/api/events", False, None) from None
+            if r.status != 200:
+                try:
+                    doc = json.loads(r.read())
+                    msg, reason = doc["error"], doc.get("reason")
+                except (ValueError, KeyError, TypeError, OSError, http.client.HTTPException):
+                    msg, reason = f"HTTP {r.status}", None
+                raise ClientError(msg, r.status, reason)
+            yield from _parse_events(r, lambda e: self._cut(e, "/api/events", False, None))
+        finally:
+            conn.close()
+
+    def new_heads(self, poll_seconds: float) -> Iterator[dict[str, Any] | None]:
+        """Yields once per new head: its `head` event from the stream, reconnecting after a break with the
+        last event's id; None every `poll_seconds` instead while the node has no stream (an older node) or
+        it is unreachable, trying the stream again each time."""
+        last = None
+        while True:
+            try:
+                for ev in self.events(last):
+                    last = ev["id"] or last
+                    if ev["event"] in ("head", "reset"):
+                        yield ev
+            except ClientError:
+                pass
+            time.sleep(poll_seconds)
+            yield None
 
     def _call(self, path: str, body: bytes | None = None, tx_hash: str | None = None) -> Any:
         try:
@@ -125,3 +172,33 @@ class ApiClient:
         else:
             then = "it may have received the request (a read: nothing changed); try again when it answers"
         return ClientError(f"{what}: {then}", may_be_received=True)
+
+
+def _parse_events(r: Any, cut: Any) -> Iterator[dict[str, Any]]:
+    """text/event-stream lines into events (comments, such as heartbeats, skipped)."""
+    ev: dict[str, Any] = {"id": None, "event": "message"}
+    data: list[str] = []
+    while True:
+        try:
+            raw = r.readline()
+        except (OSError, http.client.HTTPException) as e:
+            raise cut(e) from None
+        if not raw:
+            raise cut(ConnectionError("the stream ended"))
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not line:
+            if data:
+                try:
+                    yield {**ev, "data": json.loads("\n".join(data))}
+                except ValueError:
+                    pass
+            ev, data = {"id": ev["id"], "event": "message"}, []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            data.append(value)
+        elif name in ("id", "event"):
+            ev[name] = value
