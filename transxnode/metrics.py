@@ -9,7 +9,8 @@ scrape time (`RunningCounts`), so they are counters without a second copy to kee
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -32,6 +33,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from consensus.chain.chain import Chain
+from consensus.proposer import Solution
 from consensus.rules.blocks import Block
 from consensus.rules.settlement import settled_slot
 from consensus.rules.transactions import SessionClose, SessionOpen
@@ -89,6 +91,8 @@ class NodeMetrics:
         self.mempool = Gauge("transx_mempool_transactions", "Transactions waiting in the mempool", registry=r)
         self.tx_accepted = Counter("transx_tx_accepted", "Transactions admitted to the mempool", registry=r)
         self.tx_rejected = Counter("transx_tx_rejected", "Transactions refused", ["reason"], registry=r)
+        for reason in ("malformed", "invalid"):  # the API's reasons, at 0 from the start: a series to query
+            self.tx_rejected.labels(reason)
         self.peers = Gauge("transx_peers", "Connected peers", registry=r)
         self.sync_target = Gauge("transx_sync_target_height", "Best head height seen at a peer", registry=r)
         self.sync_remaining = Gauge("transx_sync_remaining_blocks", "Blocks left in the running sync", registry=r)
@@ -139,6 +143,24 @@ class NodeMetrics:
         for the consensus engine's Stats."""
         tables = {"gossip": GOSSIP_COUNTS, "engine": ENGINE_COUNTS}
         self.counts.sources.extend((s, tables[kind]) for s, kind in stats)
+
+    def solved(self, seconds: float, sol: Solution) -> None:
+        """A slot this node solved: the solve's time, and that of the exact verification inside it."""
+        self.solve_seconds.observe(seconds)
+        if sol.result is not None and "verify" in sol.result.timings:
+            self.verify_seconds.observe(sol.result.timings["verify"])
+
+    def timed(self, solve: Callable[..., Solution]) -> Callable[..., Solution]:
+        """`solve` (the engine's solver, called when a round needs a clearing the daemon did not solve
+        ahead in its worker thread), counted by `solved`."""
+
+        def timed_solve(*args: Any, **kw: Any) -> Solution:
+            t0 = time.perf_counter()
+            sol = solve(*args, **kw)
+            self.solved(time.perf_counter() - t0, sol)
+            return sol
+
+        return timed_solve
 
     def block_imported(self, chain: Chain, block: Block, live_delay_s: float | None) -> None:
         """Count a block the chain took: its clearing, the delivery it settled and the charging sessions it
