@@ -199,6 +199,8 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
     if clock_line:
         click.echo(clock_line)
     told_empty = False
+    # Each pass follows a new head: told by the node's event stream, or every quarter slot from an older node.
+    heads = client.new_heads(max(0.5, client.get("/api/node")["slot_seconds"] / 4))
     planned_to = -1
     sent_below = 0  # the nonce past our last bid: plan again once the chain has taken them
     learnt = set()
@@ -229,7 +231,7 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
                     home.strategy.learn(s["sold_wh"] or s["bought_wh"], s["shortfall_wh"] or s["unused_wh"])
                     click.echo(f"{time.strftime('%H:%M:%S')}  slot {s['slot']} settled: {kwh(s['shortfall_wh'])} kWh "
                                f"short, {kwh(s['unused_wh'])} kWh unused; margin now {home.strategy.margin:.0%}")
-            time.sleep(max(0.5, info["slot_seconds"] / 4))
+            next(heads)
     except KeyboardInterrupt:
         click.echo("agent stopped; bids already sent stay on the chain")
 
