@@ -44,22 +44,24 @@ class InProcess:
 
 
 def busy_chain(path: str) -> tuple[Net, dict]:
-    """A chain with trades in one slot, that slot settled, and two charging sessions (one closed)."""
+    """A chain with trades in two slots, both settled, and two charging sessions (one closed)."""
     net = Net(path)
     seller, buyer, owner, station = net.users[:4]
     net.register_meter(seller)
     net.produce()
     slot = net.next_height + net.g.gate_closure
     sell = net.bid(seller, SELL, slot, 2_000, 100_000)
-    net.bid(buyer, BUY, slot, 1_500, 300_000)
+    for s in (slot, slot + 1):
+        net.bid(buyer, BUY, s, 1_500, 300_000)
+    net.bid(seller, SELL, slot + 1, 2_000, 100_000)
     auths = [authorise(owner, chain_id=net.g.chain_id, ev_id="WXY-1234", max_wh=30_000, max_price=700_000,
                        expiry=net.now(net.height + 100), nonce=n) for n in (1, 2)]
     for a in auths:
         net.submit(station, SessionOpen(a, PRICE, 20))
     net.produce()
     net.submit(station, SessionClose(auths[0].session_id, 1_000, 30))
-    net.produce_until(slot + net.g.meter_window + 1)
-    assert net.state().settlements_of_slot(slot), "the slot traded and settled"
+    net.produce_until(slot + net.g.meter_window + 2)
+    assert net.state().settlements_of_slot(slot + 1), "the slots traded and settled"
     return net, {"slot": slot, "seller": keys.encode_address(addr(seller)),
                  "owner": keys.encode_address(addr(owner)), "session": auths[0].session_id.hex(),
                  "tx": sell.hash.hex()}
