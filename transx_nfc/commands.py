@@ -104,15 +104,18 @@ def station_run(datadir, device, price_text, power_kw, battery_kwh, min_seconds,
     client = node_client(api, datadir)
     client.get("/api/node")  # a clear error now if the node is not running
     key = unlock(datadir, cfg.key, password_file)
-    clf = _open(device)
-    _quiet_nfcpy()
     st = Station(client, key, price=price, power_w=int(power_kw * 1000), battery_wh=int(battery_kwh * 1000),
                  min_seconds=min_seconds, speed=speed, say=lambda m: click.echo(f"{time.strftime('%H:%M:%S')}  {m}"))
     if metrics_listen:
-        from prometheus_client import start_http_server
+        from .metrics import serve_metrics
 
-        host, _, port = metrics_listen.rpartition(":")
-        start_http_server(int(port), host or "127.0.0.1", registry=st.metrics.registry)
+        try:
+            serve_metrics(st.metrics, metrics_listen)  # before the reader opens: a busy port is one line, exit 2
+        except ValueError as e:
+            fail(str(e))
+    clf = _open(device)
+    _quiet_nfcpy()
+    st.metrics.reader_up.set(1)
     stop_requested = []
     done = []
     signal.signal(signal.SIGUSR1, lambda *a: stop_requested.append("charger signal"))
@@ -152,8 +155,10 @@ def station_run(datadir, device, price_text, power_kw, battery_kwh, min_seconds,
                 Path(str(status) + ".stop").unlink(missing_ok=True)
             try:
                 result = tap(clf, on_tag, lambda: bool(stop_requested or done), _targets(device))
+                st.metrics.reader_up.set(1)
             except Exception as e:  # a reader hiccup or our bug: say so, keep the station up
                 click.echo(f"{time.strftime('%H:%M:%S')}  tap failed: {type(e).__name__}: {e}")
+                st.metrics.reader_up.set(0)
                 result = e
             if result is None:
                 continue

@@ -15,14 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-
 from consensus.rules import keys
 from consensus.rules.charging import Authorisation, Receipt, session_cost, sign_receipt
 from transxnode.client.node_api import ApiClient, ClientError
 from consensus.rules.transactions import SessionClose, SessionOpen, escrow_for
 from transxnode.client.wallet import send
 
+from .metrics import StationMetrics
 from .records import CardContents, card_records
 
 MAX_BEHIND_SLOTS = 2
@@ -45,14 +44,6 @@ class Charge:
     @property
     def session(self) -> bytes:
         return self.auth.session_id
-
-
-class StationMetrics:
-    def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
-        self.taps = Counter("transx_station_taps", "Taps at the reader, by outcome", ["outcome"], registry=r)
-        self.charging = Gauge("transx_station_charging", "1 while the charger is enabled", registry=r)
-        self.delivered_wh = Counter("transx_station_delivered_wh", "Energy delivered in closed sessions", registry=r)
 
 
 class Station:
@@ -100,7 +91,7 @@ class Station:
         self._refuse(outcome, message)
 
     def _refuse(self, outcome: str, message: str) -> None:
-        self.metrics.taps.labels(outcome).inc()
+        self.metrics.tap_refused(outcome)
         self.say(f"charger stays off: {message}")
         return None
 
@@ -139,8 +130,7 @@ class Station:
         except ClientError as e:
             raise Refused("refused_by_chain", f"the node refused the session: {e}") from None
         self.charge = Charge(auth, soc, self.clock())
-        self.metrics.taps.labels("opened").inc()
-        self.metrics.charging.set(1)
+        self.metrics.session_opened()
         self.say(f"charger ENABLED for {auth.ev_id} ({owner[:14]}...): up to {auth.max_wh / 1000:g} kWh at "
                  f"{self.price / 1e6:g}/kWh, session {auth.session_id.hex()[:16]}")
 
@@ -165,9 +155,7 @@ class Station:
             self.say(f"charger stopped ({reason}), but closing the session failed: {e}; will retry")
             return None
         self.charge = None
-        self.metrics.charging.set(0)
-        self.metrics.taps.labels("closed").inc()
-        self.metrics.delivered_wh.inc(delivered)
+        self.metrics.session_closed(delivered)
         amount = session_cost(delivered, self.price)
         receipt = sign_receipt(self.key, Receipt(info["chain_id"], bytes(32), c.session, delivered, amount,
                                                  c.soc_start, soc_end, time.time_ns() // 1_000_000))
