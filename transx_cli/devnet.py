@@ -19,9 +19,12 @@ from .plugin_api import fail, guard
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulated households.")
 @click.option("--station", is_flag=True, help="Also run a charging station with an emulated NFC reader and an EV "
               "that taps every few slots (needs transx[nfc]).")
-def devnet(directory, nodes, homes, slot_seconds, slots, seed, station) -> None:
+@click.option("--export", "export_dir", type=click.Path(file_okay=False), default=None,
+              help="When it stops, write the chain as `transx export` does (CSV, Parquet, plots) to this directory "
+              "(needs transx[research]).")
+def devnet(directory, nodes, homes, slot_seconds, slots, seed, station, export_dir) -> None:
     """Start a local network that trades: nodes, simulated households, one status line per slot."""
-    _devnet(directory, nodes, homes, slot_seconds, slots, seed, station)
+    _devnet(directory, nodes, homes, slot_seconds, slots, seed, station, export_dir)
 
 
 def _station_plugin():
@@ -35,8 +38,13 @@ def _station_plugin():
 
 
 @guard
-def _devnet(directory, nodes, homes, slot_seconds, slots, seed, station) -> None:
+def _devnet(directory, nodes, homes, slot_seconds, slots, seed, station, export_dir=None) -> None:
     from pathlib import Path
+
+    if export_dir is not None:
+        from .export import check_research
+
+        check_research(export_dir)  # before anything starts: one line, exit 2
 
     from agent.home import random_home
     from transxnode.client.devnet import Devnet, DevnetError
@@ -78,6 +86,10 @@ def _devnet(directory, nodes, homes, slot_seconds, slots, seed, station) -> None
     finally:
         for sig in stops:
             signal.signal(sig, signal.SIG_IGN)
+        if export_dir is not None:
+            from .export import export_devnet
+
+            export_devnet(net, export_dir, say)
         net.stop()
 
 

@@ -42,4 +42,41 @@ def export(first, last, out, fmt, plots, datadir, api) -> None:
                f"{len(tables['settlements'])} settlements, {len(tables['sessions'])} sessions -> {out}")
 
 
+def check_research(out: str) -> None:
+    """What `transx devnet --export` needs, checked before the devnet starts: pyarrow, matplotlib, a writable
+    directory (InputError: one line, exit 2)."""
+    from transxnode.client import export as ex
+    from transxnode.client.wallet import InputError
+
+    ex.check_format("both")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InputError(f"--export plots need matplotlib: {ex.RESEARCH_HINT}") from None
+    ex.prepare_dir(out)
+
+
+def export_devnet(net, out: str, say) -> None:
+    """A stopping devnet's chain, slots 1..head, as tables and plots in `out`, read from a node that still
+    answers; a failure is said, and the devnet still stops."""
+    from transxnode.client import export as ex
+    from transxnode.client.devnet import DevnetError
+    from transxnode.client.node_api import ClientError
+    from transxnode.client.wallet import InputError
+
+    try:
+        info = net.answering()
+        if info["height"] < 1:
+            say("nothing to export: no slot cleared")
+            return
+        tables = ex.build_tables(net.client.get, 1, info["height"])
+        ex.write_tables(tables, out, "both", {"source": "transx devnet", "chain_id": info["chain_id"],
+                                              "genesis": info["genesis"], "from": 1, "to": info["height"],
+                                              "slot_seconds": info["slot_seconds"], "grid": info["grid"]})
+        ex.plot_market(tables, out)
+        say(f"exported slots 1..{info['height']} ({len(tables['trades'])} trades) to {out}/")
+    except (ClientError, DevnetError, OSError, InputError) as e:
+        say(f"export failed: {e}")
+
+
 COMMANDS = [export]
