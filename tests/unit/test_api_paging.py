@@ -121,3 +121,25 @@ def test_the_feed_tells_cleared_slots_heads_and_a_reorgs_new_branch(tmp_path):
     assert [(e.kind, e.data["height"]) for e in list(hub.ring)[4:]] == [("cleared", 3), ("head", 3)]
     assert hub.ring[-1].data["hash"] == net.chain.head.hash.hex()
     net.close()
+
+
+def test_the_explorer_pages_blocks_and_slots_by_next(world):
+    """The explorer page (run in Node.js on the API's real answers): the head page lists the latest blocks from
+    /api/blocks with a link to the older page, which follows `next`; the market page likewise."""
+    from page_support import run_page, text_of
+
+    net, _, api = world
+    net.produce_until(30)  # more than a page of each
+    first = api.get("/api/blocks?limit=15").json()
+    older = api.get(f"/api/blocks?limit=50&before={first['next']}").json()
+    market = api.get("/api/market").json()
+    docs = {"node": api.get("/api/node").json(), "market": market, "blocks?limit=15": first,
+            f"blocks?limit=50&before={first['next']}": older, f"market?before={market['next']}":
+            api.get(f"/api/market?before={market['next']}").json()}
+    home, below, slots, older_slots = run_page(
+        f'Promise.all([home(), blocks("before={first["next"]}"), markets(), markets("before={market["next"]}")])',
+        docs=docs)
+    assert f'href="#/blocks?before={first["next"]}"' in home and f"#/block/{net.height}" in home
+    assert text_of(below).startswith(f"Blocks below {first['next']}") and "#/block/0" in below
+    assert "older blocks" not in below  # the oldest page
+    assert f'href="#/market?before={market["next"]}"' in slots and f"Slots below {market['next']}" in older_slots

@@ -93,7 +93,7 @@ SCHEMAS: dict[str, Any] = {
     "Sessions": obj({"address": ADDRESS, "sessions": array(ref("Session")), "next": CURSOR}, optional=("next",)),
     "Settlements": obj({"address": ADDRESS, "settlements": array(ref("Settlement")), "next": CURSOR},
                        optional=("next",)),
-    "Blocks": obj({"height": I, "blocks": array(obj({**HEADER, "txs": I, "trades": I})), "next": CURSOR},
+    "Blocks": obj({"height": I, "blocks": array(obj({**HEADER, "txs": I, "trades": I, "traded_wh": I, "void": B})), "next": CURSOR},
                   optional=("next",)),
     "Markets": obj({"height": I, "first_open_slot": I, "grid": ref("Grid"), "average_price": null(I),
                     "recent": {**array(obj(MARKET_ROW)), "description": "oldest slot first"}, "next": CURSOR},

@@ -272,7 +272,8 @@ def blocks_view(chain: Chain, limit: int, before: int | None = None) -> dict[str
     for h in heights:
         b = chain.block_at(h)
         if b is not None:
-            rows.append({**header_json(b.header), "txs": len(b.txs), "trades": len(b.clearing.trades)})
+            rows.append({**header_json(b.header), "txs": len(b.txs), "trades": len(b.clearing.trades),
+                         "traded_wh": sum(t.wh for t in b.clearing.trades), "void": b.clearing.void})
     out: dict[str, Any] = {"height": chain.height, "blocks": rows}
     if rows and rows[-1]["height"] > 0:
         out["next"] = str(rows[-1]["height"])
