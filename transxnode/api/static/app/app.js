@@ -112,7 +112,8 @@ function quoteLines(req, q, slot) {
     ["Expected price", `${tokens(q.expected_price)} tokens per kWh (${esc(q.basis)})`],
     ["Expected return against the grid", `${tokens(q.expected_return)} tokens`],
     ["At your limit", `${tokens(q.worst_return)} tokens`],
-    ["Locked now", `${tokens(q.locked)} tokens (${req.side === "buy" ? "escrow" : "delivery collateral"}; what does not clear comes back when the slot clears)`],
+    ["Locked now", `${tokens(q.locked)} tokens ` + (req.side === "buy" ? "(escrow; what does not clear comes back when the slot clears)"
+      : "(delivery collateral: what does not clear comes back when the slot clears, the rest once the meters settle it)")],
   ].map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("");
 }
 

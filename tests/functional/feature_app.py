@@ -1,0 +1,207 @@
+"""The owner's app at /app/ in a real browser (headless Chromium, tests/browser_support.py) against a real
+dev node: unlock, quote, post a bid that clears, cancel, refusals as the CLI words them, a wrong password,
+an expired session, a cross-site request refused, labels and the keyboard.  Screenshots go with the
+test's output (printed paths)."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+
+import pytest
+from nacl.pwhash import argon2id
+
+from browser_support import browser, screenshot
+from node_support import PASSWORD, NodeProcess, transx, transx_json, wait_for
+from consensus.rules.units import price as format_price
+from transxnode.datadir.keystore import Keystore
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    n = NodeProcess.init_dev(tmp_path_factory.mktemp("app") / "data").start()
+    n.wait_height(1)
+    yield n
+    n.stop()
+
+
+@pytest.fixture(scope="module")
+def wallet(node):
+    """A wallet key of the home's own (cheap Argon2id: the machine is small), funded with 100 tokens."""
+    me = Keystore(node.datadir / "keystore", opslimit=argon2id.OPSLIMIT_MIN,
+                  memlimit=argon2id.MEMLIMIT_MIN).create(PASSWORD)
+    transx("wallet", "send", me, "100", *node.dd, check=True)
+    wait_for(lambda: node.get(f"/api/address/{me}")["balance"] > 0, 30, "the wallet's funding")
+    return me
+
+
+@pytest.fixture(scope="module")
+def driver():
+    d = browser()
+    yield d
+    d.quit()
+
+
+def by(driver, css):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, css)
+
+
+def message(driver, pattern: str) -> str:
+    """The page's message line once it matches `pattern`."""
+    return wait_for(lambda: re.search(pattern, by(driver, "#message").text) and by(driver, "#message").text, 15,
+                    f"the page to say /{pattern}/ (it says {by(driver, '#message').text!r})")
+
+
+def open_page(driver, node, page: str) -> None:
+    """Load the app afresh on `page` (a new hash alone would keep the last form's values)."""
+    driver.get("about:blank")
+    driver.get(f"{node.api}/app/#{page}")
+    wait_for(lambda: by(driver, "#view").text.strip(), 15, f"the {page} page")
+
+
+def unlock(driver, node, me: str, password: str = PASSWORD, idle: str | None = None) -> None:
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    open_page(driver, node, "home")
+    wait_for(lambda: by(driver, "#unlock-form").is_displayed(), 10, "the unlock form")
+    Select(by(driver, "#unlock-address")).select_by_value(me)
+    if idle is not None:  # a session shorter than the form offers: the test's own option
+        driver.execute_script("const o = new Option(arguments[0] + ' s', arguments[0]); "
+                              "document.querySelector('#unlock-idle').add(o); o.selected = true;", idle)
+    by(driver, "#unlock-password").send_keys(password, Keys.ENTER)
+
+
+def fill_bid_by_keyboard(driver, side: str, quantity: str, price: str, slot: int | str) -> None:
+    """Tab through the bid form from its first field, typing; Enter asks for the quote."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    driver.execute_script("document.querySelector('#bid-side').focus()")
+    ActionChains(driver).send_keys(side[0], Keys.TAB, quantity, Keys.TAB, price, Keys.TAB, str(slot),
+                                   Keys.ENTER).perform()
+
+
+def test_a_wrong_password_is_one_clear_line_and_unlocks_nothing(node, wallet, driver, tmp_path):
+    unlock(driver, node, wallet, "not the password")
+    assert message(driver, "wrong password") == f"wrong password for {wallet}"
+    assert by(driver, "#unlock-form").is_displayed() and not by(driver, "#unlocked").is_displayed()
+    assert by(driver, "#unlock-password").get_attribute("value") == ""
+    screenshot(driver, "wrong-password", tmp_path)
+
+
+def test_keyboard_bid_with_quote_lands_in_a_block_and_clears(node, wallet, driver, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    unlock(driver, node, wallet)
+    message(driver, "Unlocked")
+    slot = node.get("/api/node")["first_open_slot"] + 10
+    buy = transx_json("bid", "buy", "2kWh", "0.50", "--slot", str(slot), "-y", *node.dd)  # the node key buys
+    open_page(driver, node, "bid")
+    fill_bid_by_keyboard(driver, "sell", "2kWh", "0.20", slot)
+    wait_for(lambda: by(driver, "#quote").is_displayed(), 10, "the quote")
+    quote = by(driver, "#quote-lines").text
+    assert f"Sell 2.000 kWh in slot {slot} at least 0.20 tokens per kWh" in quote
+    assert "Locked now\n0.74 tokens (delivery collateral:" in quote  # 2 kWh x (0.57 retail - 0.20)
+    assert "Expected return against the grid" in quote
+    screenshot(driver, "quote", tmp_path)
+    assert driver.switch_to.active_element == by(driver, "#sign-button")  # Enter signs, from the keyboard too
+    ActionChains(driver).send_keys(Keys.ENTER).perform()
+    sent = message(driver, "sent")
+    bid = re.search(r"Bid ([0-9a-f]{64}) sent \(pending; it clears in slot (\d+)\)", sent)
+    assert bid and int(bid[2]) == slot, sent
+    node.wait_height(slot, 40)
+    trades = node.get(f"/api/market/{slot}")["trades"]
+    assert [(t["seller"], t["buyer"], t["wh"]) for t in trades] == [(bid[1], buy["bid"], 2000)]
+    open_page(driver, node, "home")
+    row = wait_for(lambda: "cleared" in by(driver, f'tr[data-slot="{slot}"]').text and
+                   by(driver, f'tr[data-slot="{slot}"]').text, 15, "the home page's cleared slot")
+    assert "sell 2.000 kWh at 0.20: cleared (2.000 kWh traded)" in row, row
+    assert f" {format_price(trades[0]['price'])} " in row, row  # the slot's clearing price, tokens per kWh
+    screenshot(driver, "home-cleared", tmp_path)
+
+
+def test_cancel_a_bid_from_the_page(node, wallet, driver, tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    open_page(driver, node, "bid")
+    slot = node.get("/api/node")["first_open_slot"] + 300
+    fill_bid_by_keyboard(driver, "buy", "1kWh", "0.30", slot)
+    wait_for(lambda: by(driver, "#sign-button").is_displayed(), 10, "the quote")
+    by(driver, "#sign-button").click()
+    bid = re.search(r"Bid ([0-9a-f]{64})", message(driver, "sent"))[1]
+    wait_for(lambda: bid in [b["id"] for b in node.get(f"/api/address/{wallet}")["open_bids"]], 30, "the bid's block")
+
+    def click_cancel():
+        try:
+            by(driver, f'button[data-cancel="{bid}"]').click()
+            return True
+        except (StaleElementReferenceException, Exception):
+            return False  # the list was redrawn under the click, or not yet: again
+    wait_for(click_cancel, 15, "the bid's Cancel button")
+    message(driver, "Cancel sent")
+    wait_for(lambda: bid not in [b["id"] for b in node.get(f"/api/address/{wallet}")["open_bids"]], 30,
+             "the cancel's block")
+    assert node.get(f"/api/market/{slot}")["bids"] == []  # a cancelled bid leaves the slot's market
+    screenshot(driver, "cancelled", tmp_path)
+
+
+@pytest.mark.parametrize("quantity, price, slot, said", [
+    ("3", "0.5", "", r"^quantity '3' has no unit: write 3kWh or 3000Wh$"),
+    ("1kWh", "0.5", "1", r"^slot 1 is closed for bids \(gate closure\); the first open slot is \d+$"),
+    ("900kWh", "0.5", "", r"^insufficient balance: [\d.]+ tokens, the transaction needs [\d.,]+ tokens"),
+])
+def test_refusals_read_as_the_cli_prints_them(node, wallet, driver, quantity, price, slot, said):
+    open_page(driver, node, "bid")
+    fill_bid_by_keyboard(driver, "buy", quantity, price, slot)
+    if said.startswith("^insufficient"):  # the quote is fine; the chain refuses at signing
+        wait_for(lambda: by(driver, "#sign-button").is_displayed(), 10, "the quote")
+        by(driver, "#sign-button").click()
+    message(driver, said)
+
+
+def test_a_cross_site_request_signs_nothing(node, wallet, driver):
+    cookie = driver.get_cookie("transx_session")
+    assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    before = node.get(f"/api/address/{wallet}")["pending_nonce"]
+    bid = json.dumps({"side": "buy", "quantity": "1kWh", "price": "0.3"}).encode()
+    session = {"Cookie": f"transx_session={cookie['value']}"}
+    for headers, reason in [({"Content-Type": "application/json"}, "locked"),  # no cookie
+                            ({**session, "Content-Type": "application/json"}, "csrf"),  # the cookie, no CSRF token
+                            ({**session, "Content-Type": "text/plain"}, "malformed")]:  # what a form can send
+        status, doc = node.request("POST", "/app/api/bid", bid, headers)
+        assert (status, doc["reason"]) == (400 if reason == "malformed" else 403, reason), doc
+    assert node.get(f"/api/address/{wallet}")["pending_nonce"] == before
+
+
+def test_an_expired_session_locks_and_signs_nothing(node, wallet, driver, tmp_path):
+    by(driver, "#lock-button").click()
+    message(driver, "Locked")
+    unlock(driver, node, wallet, idle="2")
+    message(driver, "Unlocked")
+    wait_for(lambda: by(driver, "#unlock-form").is_displayed(), 15, "the page to show the session locked")
+    open_page(driver, node, "bid")
+    before = node.get(f"/api/address/{wallet}")["pending_nonce"]
+    fill_bid_by_keyboard(driver, "buy", "1kWh", "0.30", "")
+    wait_for(lambda: by(driver, "#sign-button").is_displayed(), 10, "the quote")
+    by(driver, "#sign-button").click()
+    message(driver, r"^locked: unlock the wallet with its password first \(or the session expired\)$")
+    assert node.get(f"/api/address/{wallet}")["pending_nonce"] == before
+    screenshot(driver, "expired", tmp_path)
+
+
+def test_every_field_has_a_label(node, driver):
+    unlabelled = []
+    for page in ("bid", "ev"):
+        open_page(driver, node, page)
+        unlabelled += driver.execute_script("""
+            return [...document.querySelectorAll('input, select, textarea')].filter((el) => {
+              const label = el.id && document.querySelector(`label[for="${el.id}"]`);
+              return !((label && label.textContent.trim()) || el.getAttribute('aria-label'));
+            }).map((el) => el.outerHTML);""")
+    assert unlabelled == []
