@@ -53,6 +53,7 @@ def test_tables_hold_every_bid_trade_clearing_and_settlement_of_the_range(settle
     assert (c["volume_wh"], c["supply_wh"], c["demand_wh"], c["bids"]) == (volume, 6_000, 5_500, 4)
     assert c["value"] == sum(x.payment for x in block.clearing.trades) and c["price"] == c["value"] * 1000 // volume
     assert c["participants"] == sum(1 for b in t["bids"] if b["traded_wh"]) and c["welfare"] > 0
+    assert c["certified"] is True and t["clearings"][0]["certified"] is None  # a slot without trades: no verdict
     assert sum(r["volume_wh"] for r in t["clearings"]) == volume  # no other slot traded
     # Every account that traded settles once; only s0 sent its reading.
     rows = {r["address"]: r for r in t["settlements"] if r["slot"] == slot}

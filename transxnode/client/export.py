@@ -71,7 +71,8 @@ SCHEMA: dict[str, list[tuple[str, str, str, str]]] = {
         ("welfare", "int64", "micro-units", "sum of the participants' surpluses over their limit prices"),
         ("nbs_objective", "float64", "nats", "Nash-bargaining objective: sum of ln(surplus in micro-units) "
                                              "over the participants that traded (unweighted)"),
-        ("certified", "bool", "", "the verifier's certificate holds (empty: the node's API does not say)"),
+        ("certified", "bool", "", "the clearing carries the verifier's certificate, false for the uncertified "
+                                  "fallback (empty: no trade, or an API that does not report it)"),
         ("final", "bool", "", "the block was final when exported"),
     ],
     "settlements": [
