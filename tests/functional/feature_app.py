@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.error
-import urllib.request
 
 import pytest
 from nacl.pwhash import argon2id
