@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import urllib.parse
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -22,10 +23,6 @@ PROMETHEUS = Path("/usr/bin/prometheus")
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "transx.json"
 # Grafana's variables, as literals for Prometheus' own API: a rate window of several 1 s scrapes, every node.
 VARIABLES = {"$__rate_interval": "10s", "$__interval": "2s", "$__range": "1m", "$instance": ".*"}
-
-pytestmark = pytest.mark.skipif(not PROMETHEUS.exists(), reason="needs Debian's prometheus at /usr/bin/prometheus "
-                                                                 "(make system-deps installs it)")
-
 
 def dashboard_queries() -> list[tuple[str, str]]:
     """(panel title, PromQL) of every target of every panel, Grafana's variables replaced."""
@@ -68,6 +65,8 @@ def devnet(tmp_path_factory):
 @pytest.fixture(scope="module")
 def prometheus(devnet, tmp_path_factory):
     """Prometheus scraping every node each second, configured by deploy/prometheus/devnet.py; its URL."""
+    if not PROMETHEUS.exists():
+        pytest.skip("needs Debian's prometheus at /usr/bin/prometheus (make system-deps installs it)")
     tmp = tmp_path_factory.mktemp("prometheus")
     config = subprocess.run([sys.executable, str(ROOT / "deploy" / "prometheus" / "devnet.py"), str(devnet),
                              "--scrape-interval", "1s"], capture_output=True, text=True, check=True).stdout
@@ -111,3 +110,26 @@ def test_the_devnet_config_names_each_node_and_refuses_a_directory_without_a_dev
     r = subprocess.run([sys.executable, str(ROOT / "deploy" / "prometheus" / "devnet.py"), str(tmp_path)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "devnet.json" in r.stderr, r.stderr
+
+
+def test_a_node_serves_its_metrics_alone_on_the_metrics_listen_address(tmp_path):
+    """`[metrics] listen` (or --metrics-listen): the same registry on a port of its own, and nothing else there."""
+    from node_support import NodeProcess
+
+    node = NodeProcess.init_dev(tmp_path / "node")
+    port = free_ports(1)[0]
+    with open(node.datadir / "config.toml", "a") as f:
+        f.write(f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    node.start()
+    try:
+        node.wait_height(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        assert re.search(r'^transx_build_info\{network="transx-dev",version="[^"]+"\} 1\.0$', text, re.MULTILINE)
+        assert re.search(r"^transx_height [1-9]", text, re.MULTILINE) and "process_cpu_seconds_total" in text
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/node", timeout=10)
+        assert e.value.code == 404
+        assert f"metrics on http://127.0.0.1:{port}/metrics" in node.log()
+    finally:
+        node.stop()
