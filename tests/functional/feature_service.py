@@ -12,7 +12,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.node_support import ENV, TRANSX, NodeProcess, transx_many, wait_for
+from node_support import ENV, TRANSX, NodeProcess, transx_many, wait_for
 
 ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d"
 # what a service file or container sets: the environment, under the flags
