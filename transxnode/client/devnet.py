@@ -194,7 +194,16 @@ class Devnet:
             from transxnode.datadir.keystore import Keystore
 
             Keystore(self.nodes[0].datadir / "keystore").import_seed(bytes(self.ev_key), PASSWORD)
+        if self.households:  # the first household's key beside its node's, for the owner app (/app/)
+            from transxnode.datadir.keystore import Keystore
+
+            k, h = self._app_household()
+            Keystore(self.nodes[k % len(self.nodes)].datadir / "keystore").import_seed(bytes(h.key), PASSWORD)
         self._write_manifest()
+
+    def _app_household(self) -> tuple[int, Household]:
+        """The household the owner app is shown for: the first with rooftop PV, else the first."""
+        return next(((k, h) for k, h in enumerate(self.households) if h.role == "pv"), (0, self.households[0]))
 
     def start(self, timeout: float = 60) -> None:
         for n in self.nodes:
@@ -205,6 +214,10 @@ class Devnet:
             self.say(f"node {n.datadir.name} up: API and explorer at {n.api}/  (key {n.address})")
         self._read_from(0)
         self._write_manifest()
+        if self.households:
+            k, h = self._app_household()
+            self.say(f"the app for household {k} ({h.role}): {self.nodes[k % len(self.nodes)].api}/app/?account="
+                     f"{h.address}  (password: {self.dir / 'password'})")
         if self.station:
             self.start_station()
 

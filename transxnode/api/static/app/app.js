@@ -44,7 +44,8 @@ async function refreshSession() {
   const s = await api("session");
   state.session = s;
   state.csrf = s.unlocked ? s.csrf : null;
-  state.address = s.unlocked ? s.address : ($("#unlock-address").value || s.node_key);
+  const asked = new URLSearchParams(location.search).get("account");  // a link may name the account: ?account=trx1...
+  state.address = s.unlocked ? s.address : ($("#unlock-address").value || (s.keys.includes(asked) ? asked : s.node_key));
   const sel = $("#unlock-address");
   if (sel.options.length !== s.keys.length) {
     sel.innerHTML = s.keys.map((k) => `<option value="${esc(k)}"${k === state.address ? " selected" : ""}>${esc(k)}${k === s.node_key ? " (node key)" : ""}</option>`).join("");
