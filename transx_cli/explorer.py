@@ -47,6 +47,30 @@ def explorer_head(datadir, api, as_json) -> None:
     emit(node_client(api, datadir).get("/api/head"), as_json, _block_text)
 
 
+@explorer.command("blocks")
+@click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True, help="Blocks per page.")
+@click.option("--before", help="Start below this cursor (a page's 'next') or block height.")
+@datadir_option
+@api_option
+@json_option
+@guard
+def explorer_blocks(limit, before, datadir, api, as_json) -> None:
+    """Block headers, newest first, a page at a time."""
+    from urllib.parse import urlencode
+
+    page = node_client(api, datadir).get("/api/blocks?" + urlencode({"limit": limit, **({"before": before} if before else {})}))
+
+    def text(p) -> str:
+        out = [table(["height", "hash", "txs", "trades", "kWh", "proposer"],
+                     [[b["height"], b["hash"][:16], b["txs"], f"{b['trades']}{' (void)' if b['void'] else ''}",
+                       kwh(b["traded_wh"]), b["proposer"] or "genesis"] for b in p["blocks"]])]
+        if "next" in p:
+            out.append(f"next page: transx explorer blocks --before {p['next']}" + (f" --limit {limit}" if limit != 20 else ""))
+        return "\n".join(out)
+
+    emit(page, as_json, text)
+
+
 @explorer.command("block")
 @click.argument("ref")
 @datadir_option
@@ -169,20 +193,24 @@ def explorer_address(address, limit, before, no_consensus, datadir, api, as_json
 
 @explorer.command("market")
 @click.argument("slot", required=False, type=click.IntRange(0))
+@click.option("--before", help="Without SLOT: the slots below this cursor (a page's 'next') or slot.")
 @datadir_option
 @api_option
 @json_option
 @guard
-def explorer_market(slot, datadir, api, as_json) -> None:
+def explorer_market(slot, before, datadir, api, as_json) -> None:
     """A slot's market (bids, trades, prices, returns against the grid); without SLOT, recent slots."""
+    from urllib.parse import quote
+
     client = node_client(api, datadir)
     if slot is None:
-        m = client.get("/api/market")
+        m = client.get("/api/market" + (f"?before={quote(before)}" if before else ""))
         emit(m, as_json, lambda m: f"first open slot {m['first_open_slot']}, recent average price "
               f"{format_price(m['average_price'])} tokens per kWh\n\n" + table(
                   ["slot", "trades", "kWh", "value", "price/kWh"],
                   [[r["slot"], r["trades"], kwh(r["traded_wh"]), tokens(r["value"]),
-                    format_price(r["average_price"])] for r in reversed(m["recent"])]))
+                    format_price(r["average_price"])] for r in reversed(m["recent"])])
+              + (f"\nnext page: transx explorer market --before {m['next']}" if "next" in m else ""))
         return
     m = client.get(f"/api/market/{slot}")
 

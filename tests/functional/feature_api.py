@@ -10,7 +10,7 @@ import time
 import pytest
 from jsonschema import Draft202012Validator
 
-from node_support import NodeProcess, wait_for
+from node_support import NodeProcess, transx_many, wait_for
 from transxnode.client.node_api import ApiClient, ClientError
 
 
@@ -72,6 +72,23 @@ def test_a_block_list_walked_by_next_stays_put_while_blocks_arrive(node):
     assert [b["height"] for b in walked] == list(range(top, -1, -1))  # no block twice or missing: keyset paging
     status, err = node.request("GET", "/api/blocks?before=3.x")
     assert status == 400 and err["reason"] == "malformed" and "before" in err["error"]
+
+
+def test_the_cli_pages_blocks_and_slots_by_the_next_line(node):
+    """`transx explorer blocks` ends a page with the command for the next one, `explorer market --before`
+    shows the slots below; a malformed cursor is one line and a non-zero exit."""
+    node.wait_height(5)
+    top = node.get("/api/blocks?limit=1")["blocks"][0]["height"]
+    first, slots, bad = transx_many([("explorer", "blocks", "--limit", "2", "--before", str(top + 1), *node.dd),
+                                     ("explorer", "market", "--before", "3", *node.dd),
+                                     ("explorer", "blocks", "--before", "3.x", *node.dd)])
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert [ln.split()[0] for ln in lines[2:4]] == [str(top), str(top - 1)]  # under the table's header and rule
+    assert lines[-1] == f"next page: transx explorer blocks --before {top - 1} --limit 2"
+    assert slots.returncode == 0 and [ln.split()[0] for ln in slots.stdout.splitlines()[4:]] == ["2", "1"]
+    assert "next page" not in slots.stdout  # slot 1 is the oldest: the last page
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "before" in bad.stderr
 
 
 def test_health_and_cors_off_by_default(node):
