@@ -113,11 +113,11 @@ class NodeMetrics:
         self.void_slots = Counter("transx_void_slots", "Slots no method could clear", registry=r)
         self.uncertified_slots = Counter("transx_uncertified_slots", "Slots imported live that the uncertified "
                                          "fallback cleared", registry=r)
-        self.slot_energy_wh = Gauge("transx_slot_energy_cleared_wh", "Energy cleared in the head's slot, Wh",
+        self.slot_energy_wh = Gauge("transx_slot_energy_cleared_wh", "Energy cleared in the last block's slot, Wh",
                                     registry=r)
-        self.slot_value_tokens = Gauge("transx_slot_value_traded_tokens", "Payments of the head slot's trades, "
+        self.slot_value_tokens = Gauge("transx_slot_value_traded_tokens", "Payments of the last block's trades, "
                                        "tokens", registry=r)
-        self.slot_trades = Gauge("transx_slot_trades", "Trades in the head's slot", registry=r)
+        self.slot_trades = Gauge("transx_slot_trades", "Trades in the last block's slot", registry=r)
         self.certificate_gap = Gauge("transx_clearing_certificate_gap", "Duality gap of the last clearing imported "
                                      "live, per unit of bargaining weight, nats (0: empty or void)", registry=r)
         # Delivery settlement and charging sessions, per block imported
