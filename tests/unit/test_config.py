@@ -156,3 +156,13 @@ def test_a_flag_beats_the_environment_which_beats_the_file_which_beats_the_defau
         effective({"metrics_listen": "x"})
     with pytest.raises(ConfigError, match=r"^\$TRANSX_LOG_FORMAT must be one of text, json, got 'xml'$"):
         load_config(d, overrides_from({"TRANSX_LOG_FORMAT": "xml"}, {}))
+
+
+def test_a_devnet_keeps_one_nodes_addresses_out_of_its_nodes_environment():
+    """TRANSX_API_LISTEN and the like name one node's ports and file: a devnet's nodes would all try them."""
+    from transxnode.datadir.config import without_node_overrides
+
+    env = {"TRANSX_API_LISTEN": "127.0.0.1:8645", "TRANSX_P2P_LISTEN": "/ip4/0.0.0.0/tcp/9645", "TRANSX_BOOTSTRAP": PEER,
+           "TRANSX_METRICS_LISTEN": "127.0.0.1:9646", "TRANSX_LOG_FILE": "node.log", "TRANSX_LOG_FORMAT": "json",
+           "TRANSX_LOG_LEVEL": "debug", "PATH": "/usr/bin"}
+    assert without_node_overrides(env) == {"TRANSX_LOG_FORMAT": "json", "TRANSX_LOG_LEVEL": "debug", "PATH": "/usr/bin"}

@@ -41,7 +41,7 @@ from nacl.signing import SigningKey
 
 
 from .node_api import ApiClient, ClientError
-from transxnode.datadir.config import running_api
+from transxnode.datadir.config import running_api, without_node_overrides
 from transxnode.datadir.create import init_datadir
 from consensus.rules.genesis import dev_genesis
 from consensus.rules.keys import address_of_key, encode_address, public_key
@@ -242,7 +242,7 @@ class Devnet:
 
     def start_node(self, n: DevnetNode) -> None:
         (n.datadir / "node.json").unlink(missing_ok=True)
-        env = {**os.environ, "TRANSX_PASSWORD": PASSWORD}
+        env = {**without_node_overrides(os.environ), "TRANSX_PASSWORD": PASSWORD}  # each node has its own ports
         log = open(n.datadir / "node.log", "ab")
         n.proc = subprocess.Popen([*transx_command(), "node", "--datadir", str(n.datadir)], stdout=log,
                                   stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,

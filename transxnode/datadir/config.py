@@ -283,6 +283,13 @@ OVERRIDES = {
 }
 
 
+def without_node_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` without the overrides that belong to one node (its addresses, peers, log file): what a devnet
+    hands each of its nodes, which would otherwise all try the same port or file."""
+    own = {OVERRIDES[f][0] for f in ("api_listen", "p2p_listen", "bootstrap", "metrics_listen", "log_file")}
+    return {k: v for k, v in env.items() if k not in own}
+
+
 def overrides_from(env: Mapping[str, str], flags: Mapping[str, object]) -> dict[str, tuple[object, str]]:
     """The run-time overrides of config.toml, field -> (value, where it came from): a flag (not None, not
     empty) over its environment variable (not empty).  A relative --log-file is relative to the working
