@@ -1,7 +1,7 @@
 """The API for integrators on a real node process: the event stream (/api/events) of new heads and cleared
 slots, read through the CLI's client (transxnode/client/node_api.py), each event as /api/openapi.json
 describes it, and a client that reconnects with Last-Event-ID gets the events it missed, in order; keyset
-paging that stays put while blocks arrive; health; CORS off by default."""
+paging that stays put while blocks arrive, also through the CLI; health; CORS for the configured origin."""
 
 from __future__ import annotations
 
@@ -14,9 +14,15 @@ from node_support import NodeProcess, transx_many, wait_for
 from transxnode.client.node_api import ApiClient, ClientError
 
 
+APP = "https://app.example"  # a web app's origin, let in by the node's config
+
+
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    n = NodeProcess.init_dev(tmp_path_factory.mktemp("api") / "data").start()
+    n = NodeProcess.init_dev(tmp_path_factory.mktemp("api") / "data")
+    config = n.datadir / "config.toml"
+    config.write_text(config.read_text().replace("[api]\n", f'[api]\ncors_origins = ["{APP}"]\n', 1))
+    n.start()
     n.wait_height(1)
     yield n
     n.stop()
@@ -91,14 +97,16 @@ def test_the_cli_pages_blocks_and_slots_by_the_next_line(node):
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "before" in bad.stderr
 
 
-def test_health_and_cors_off_by_default(node):
-    status, doc = node.request("GET", "/api/health")
-    assert status == 200 and doc["ok"] and doc["problems"] == []  # a devnet of one, keeping up: no peers needed
+def test_health_and_cors_for_the_configured_origin_only(node):
     import urllib.request
 
-    req = urllib.request.Request(node.api + "/api/head", headers={"Origin": "https://app.example"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        assert r.headers.get("access-control-allow-origin") is None
+    status, doc = node.request("GET", "/api/health")
+    assert status == 200 and doc["ok"] and doc["problems"] == []  # a devnet of one, keeping up: no peers needed
+    for path in ("/api/head", "/api/events"):
+        for origin, allowed in ((APP, APP), ("https://other.example", None)):
+            req = urllib.request.Request(node.api + path, headers={"Origin": origin})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                assert r.headers.get("access-control-allow-origin") == allowed, (path, origin)
 
 
 def test_a_node_without_the_stream_is_polled(node):
