@@ -133,6 +133,8 @@ class Network:
         self.book = scoring.PeerBook(rates={t.kind: t.rate for t in topics} | {"sync": cfg.sync_rate},
                                      ban_seconds=cfg.ban_seconds)
         self.stats = NetStats()
+        # Told (topic kind, seconds) each time a peer's message gets its verdict: the node's metrics.
+        self.on_validated: Callable[[str, float], None] | None = None
         self._outbox: dict[str, deque[bytes]] = {t.kind: deque() for t in topics}
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -230,11 +232,15 @@ class Network:
         def validate(forwarder, msg) -> bool:
             if forwarder == self.id:
                 return True  # our own publish: the node handled it before handing it over
+            t0 = time.perf_counter()
             try:
                 return self._judge(spec, forwarder, msg.data)
             except Exception:  # never let a handler's bug reach py-libp2p: it would kill the process
                 log.exception("p2p: handler failed on a %s message from %s", spec.kind, forwarder)
                 return False
+            finally:
+                if self.on_validated is not None:
+                    self.on_validated(spec.kind, time.perf_counter() - t0)
         return validate
 
     def _judge(self, spec: TopicSpec, forwarder, data: bytes) -> bool:

@@ -87,6 +87,7 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
                           topics(genesis.max_block_txs + genesis.max_consensus_txs), peering.handle, peering)
         peering.network = network
         metrics.watch((network.stats, "gossip"), (engine.stats, "engine"))
+        metrics.watch_gossip(network)
         node.on_local_tx.append(lambda tx: network.publish("tx", tx.encoded))
         blocksync = BlockSync(network, peering, metrics)
         plugins = load_plugins()

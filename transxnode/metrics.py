@@ -38,6 +38,7 @@ from consensus.rules.blocks import Block
 from consensus.rules.settlement import settled_slot
 from consensus.rules.transactions import SessionClose, SessionOpen
 from consensus.rules.units import MICRO
+from p2p.network import Network
 
 # The counts p2p.network.NetStats and consensus.engine.Stats keep, as (attribute, metric name, help).
 GOSSIP_COUNTS = (
@@ -103,6 +104,10 @@ class NodeMetrics:
                                         "this node solved", registry=r, buckets=SECONDS_BUCKETS)
         self.commit_seconds = Histogram("transx_block_commit_seconds", "Time of the round step that imported a "
                                         "block (validate, execute, write)", registry=r, buckets=SECONDS_BUCKETS)
+        self.gossip_validation_seconds = Histogram("transx_gossip_validation_seconds", "Time from a peer's gossip "
+                                                   "message's arrival to its verdict (a block's verification "
+                                                   "included), by topic", ["topic"], registry=r,
+                                                   buckets=SECONDS_BUCKETS)
         self.import_delay_seconds = Histogram("transx_block_import_delay_seconds", "From the start of a block's "
                                               "slot to its import here (production and gossip latency)",
                                               registry=r, buckets=SECONDS_BUCKETS)
@@ -143,6 +148,12 @@ class NodeMetrics:
         for the consensus engine's Stats."""
         tables = {"gossip": GOSSIP_COUNTS, "engine": ENGINE_COUNTS}
         self.counts.sources.extend((s, tables[kind]) for s, kind in stats)
+
+    def watch_gossip(self, network: Network) -> None:
+        """Time each gossip message's validation on `network` (its topics' series exist from the start)."""
+        for topic in network.topics:
+            self.gossip_validation_seconds.labels(topic)
+        network.on_validated = lambda topic, seconds: self.gossip_validation_seconds.labels(topic).observe(seconds)
 
     def solved(self, seconds: float, sol: Solution) -> None:
         """A slot this node solved: the solve's time, and that of the exact verification inside it."""

@@ -96,6 +96,7 @@ def test_every_dashboard_query_returns_data_from_a_live_devnet(prometheus):
     build = query(prometheus, "transx_build_info")
     assert {s["metric"]["node"] for s in build} == {"node1", "node2"}
     assert {s["metric"]["network"] for s in build} == {"transx-devnet"}
+    assert query(prometheus, "sum(transx_gossip_validation_seconds_count) > 0"), "no gossip validation timed"
     heights = [float(s["value"][1]) for s in query(prometheus, "transx_height")]
     assert min(heights) >= 1 and max(heights) - min(heights) <= 2, heights
 
