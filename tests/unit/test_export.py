@@ -12,15 +12,20 @@ import pytest
 from agent.simulation import chain_reader
 from chain_support import addr, net  # noqa: F401  (the fixture)
 from consensus.rules import keys
-from consensus.rules.transactions import BUY, SELL
+from consensus.rules.charging import authorise, session_cost
+from consensus.rules.transactions import BUY, SELL, SessionClose, SessionOpen
 from transxnode.client import export as ex
 from transxnode.client.wallet import InputError
 
 
 @pytest.fixture
 def settled(net):  # noqa: F811
-    """Two sellers and two buyers bid one slot; one seller reads its meter; the slot settles."""
-    s0, s1, b0, b1 = net.users[:4]
+    """Two sellers and two buyers bid one slot; one seller reads its meter; the slot settles.  Meanwhile
+    an EV (users[4]) charges 12,345 Wh at a station (users[5]) at 0.60 a kWh."""
+    s0, s1, b0, b1, ev, station = net.users[:6]
+    auth = authorise(ev, chain_id=net.g.chain_id, ev_id="WXY-1234", max_wh=30_000, max_price=700_000,
+                     expiry=net.now(net.height + 100), nonce=1)
+    net.submit(station, SessionOpen(auth, 600_000, 20))
     net.register_meter(s0)
     slot = net.next_height + net.g.gate_closure
     net.bid(s0, SELL, slot, 4_000, 200_000)
@@ -28,6 +33,7 @@ def settled(net):  # noqa: F811
     net.bid(b0, BUY, slot, 3_000, 500_000)
     net.bid(b1, BUY, slot, 2_500, 450_000, zone=1)
     net.produce_until(slot)
+    net.submit(station, SessionClose(auth.session_id, 12_345, 85))
     net.submit(s0, net.reading(s0, slot, exported_wh=net.state().bid(_bid_of(net, s0, slot)).traded_wh))
     net.produce_until(slot + net.g.meter_window + 1)
     return net, slot
@@ -60,6 +66,10 @@ def test_tables_hold_every_bid_trade_clearing_and_settlement_of_the_range(settle
     assert set(rows) == {r["owner"] for r in t["bids"] if r["traded_wh"]}
     assert [a for a, r in rows.items() if r["read"]] == [keys.encode_address(addr(net.users[0]))]
     assert sum(r["sold_wh"] for r in rows.values()) == sum(r["bought_wh"] for r in rows.values()) == volume
+    [session] = t["sessions"]
+    assert (session["owner"], session["station"]) == tuple(keys.encode_address(addr(k)) for k in net.users[4:6])
+    assert (session["delivered_wh"], session["amount"], session["status"], session["soc_end"]) == (
+        12_345, session_cost(12_345, 600_000), "closed", 85) and session["opened"] < session["closed"]
 
 
 def test_parquet_and_csv_give_the_same_rows_and_the_schema_gives_units(settled, tmp_path):
@@ -67,7 +77,7 @@ def test_parquet_and_csv_give_the_same_rows_and_the_schema_gives_units(settled, 
     t = ex.build_tables(chain_reader(net.chain), 1, net.height)
     files = ex.write_tables(t, tmp_path / "out", "both", {"from": 1})
     assert {f.name for f in files} == {f"{n}.{e}" for n in ex.TABLES for e in ("csv", "parquet")} | {"schema.json"}
-    for name in ("bids", "trades", "settlements"):
+    for name in ("bids", "trades", "settlements", "sessions"):
         pq, csv = pd.read_parquet(tmp_path / "out" / f"{name}.parquet"), pd.read_csv(tmp_path / "out" / f"{name}.csv")
         assert len(pq) == len(t[name]) > 0
         pd.testing.assert_frame_equal(pq, csv, check_dtype=True)
