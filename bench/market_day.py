@@ -36,7 +36,8 @@ def say(msg: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--homes", default="100,1000", help="comma-separated numbers of homes (default 100,1000)")
+    ap.add_argument("--homes", help="comma-separated numbers of homes (default: the scenario file's count, "
+                                    "or 100,1000 without --scenario)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--scenario", help="a scenario file (TOML or JSON; default scenarios/kuala_lumpur.toml's values)")
     ap.add_argument("--export", metavar="DIR", help="write the day's tables here (as `transx export`)")
@@ -44,11 +45,12 @@ def main() -> None:
     ap.add_argument("--plots", metavar="DIR", help="write the day's plots here (PNG, matplotlib)")
     args = ap.parse_args()
     try:
-        sizes = [int(x) for x in args.homes.split(",")]
+        sizes = [int(x) for x in args.homes.split(",")] if args.homes else None
     except ValueError:
         _refuse(f"--homes {args.homes!r}: comma-separated numbers of homes, e.g. 100,1000")
     try:
         scenario = load_scenario(args.scenario) if args.scenario else Scenario()
+        sizes = sizes or ([scenario.homes] if args.scenario else [100, 1000])
         from transxnode.client.export import check_format, prepare_dir
 
         if args.export:
@@ -77,7 +79,8 @@ def main() -> None:
     import numpy as np
     import pvlib
 
-    print(f"`python bench/market_day.py --homes {args.homes} --seed {args.seed}`\n")
+    given = f" --scenario {args.scenario}" if args.scenario else ""
+    print(f"`python bench/market_day.py --homes {','.join(map(str, sizes))} --seed {args.seed}{given}`\n")
     slots = f"{scenario.slots} {'half-hour' if scenario.slot_minutes == 30 else f'{scenario.slot_minutes}-minute'} slots"
     print(f"{os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}, "
           f"pvlib {pvlib.__version__}, numpy {np.__version__}; {slots}, {scenario.name}, seed {args.seed}\n")

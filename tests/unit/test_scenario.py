@@ -31,6 +31,14 @@ def test_the_shipped_scenario_is_the_default_and_holds_the_old_constants():
     assert scenario_from_doc(json.loads(json.dumps(scenario_doc(sc)))) == sc
 
 
+def test_every_shipped_scenario_loads():
+    files = sorted((ROOT / "scenarios").glob("*.toml"))
+    assert SHIPPED in files and len(files) >= 2
+    for f in files:
+        sc = load_scenario(f)
+        assert sc.homes >= 1 and sum(r.share for r in sc.roles.values()) > 0, f
+
+
 def _old_homes(n: int, seed: int) -> list[tuple]:
     """The homes as the simulation drew them from its constants before scenario files."""
     rng = random.Random(seed)
