@@ -65,7 +65,6 @@ RECENT_SLOTS = 24
 
 
 log = logging.getLogger("transx.api")
-_REASONS = {400: "malformed", 404: "not_found", 405: "malformed", 413: "too_large", 422: "invalid"}
 
 
 _VIEWS = anyio.CapacityLimiter(2)
@@ -319,7 +318,7 @@ def make_app(node: Node, metrics: NodeMetrics, info: Callable[[], dict[str, Any]
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return _json({"error": exc.detail, "reason": _REASONS.get(exc.status_code, "error")}, exc.status_code)
+        return _json({"error": exc.detail, "reason": paging.REASONS.get(exc.status_code, "error")}, exc.status_code)
 
     routes = [
         Route("/api/node", node_info),

@@ -129,7 +129,7 @@ def _param(name: str, where: str, schema: dict[str, Any], text: str) -> dict[str
 def _paged(default: int, maximum: int, cursor: str) -> list[dict[str, Any]]:
     return [_param("limit", "query", {**I, "minimum": 1, "maximum": maximum, "default": default},
                    f"entries per page, 1 to {maximum}"),
-            _param("before", "query", S, f"a page's `next` ({cursor}): the entries after it; malformed is 400")]
+            _param("before", "query", S, f"a page's `next` ({cursor}): the page after it; malformed is 400")]
 
 
 def _json(schema: dict[str, Any], text: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_REASONS = {400: "malformed", 404: "not_found", 405: "malformed", 413: "too_large", 422: "invalid",
+REASONS = {400: "malformed", 404: "not_found", 405: "malformed", 413: "too_large", 422: "invalid",
             503: "unavailable"}
 
 
@@ -18,7 +18,7 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, reason: str | None = None,
                  fields: dict[str, int | bool] | None = None) -> None:
         super().__init__(message)
-        self.status, self.reason = status, reason or _REASONS.get(status, "error")
+        self.status, self.reason = status, reason or REASONS.get(status, "error")
         self.fields = fields or {}
 
 
