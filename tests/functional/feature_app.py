@@ -7,18 +7,31 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from nacl.pwhash import argon2id
 
 from browser_support import browser, screenshot
-from node_support import PASSWORD, NodeProcess, transx, transx_json, wait_for
+from node_support import PASSWORD, NodeProcess, wait_for
+from consensus.rules.charging import decode_authorisation
+from consensus.rules.keys import decode_address
+from consensus.rules.transactions import BUY, Bid, SessionClose, SessionOpen, Transfer
 from consensus.rules.units import price as format_price
+from transxnode.client.node_api import ApiClient
+from transxnode.client.wallet import send
 from transxnode.datadir.keystore import Keystore
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory):
+def starting_browser():
+    """The browser, started beside the node (a few seconds each on a small machine)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool.submit(browser)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory, starting_browser):
     n = NodeProcess.init_dev(tmp_path_factory.mktemp("app") / "data").start()
     n.wait_height(1)
     yield n
@@ -26,18 +39,29 @@ def node(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def wallet(node):
+def node_key(node):
+    """The dev node's own key (funded, solving), unlocked once here: it funds, buys, and plays the station."""
+    return Keystore(node.datadir / "keystore").unlock(node.get("/api/node")["address"], PASSWORD)
+
+
+def send_as(node, key, body) -> dict:
+    """`body` signed by `key` and sent as the CLI sends it (transxnode.client.wallet.send)."""
+    return send(ApiClient(node.api), key, body)
+
+
+@pytest.fixture(scope="module")
+def wallet(node, node_key):
     """A wallet key of the home's own (cheap Argon2id: the machine is small), funded with 100 tokens."""
     me = Keystore(node.datadir / "keystore", opslimit=argon2id.OPSLIMIT_MIN,
                   memlimit=argon2id.MEMLIMIT_MIN).create(PASSWORD)
-    transx("wallet", "send", me, "100", *node.dd, check=True)
+    send_as(node, node_key, Transfer(decode_address(me), 100_000_000))
     wait_for(lambda: node.get(f"/api/address/{me}")["balance"] > 0, 30, "the wallet's funding")
     return me
 
 
 @pytest.fixture(scope="module")
-def driver():
-    d = browser()
+def driver(starting_browser):
+    d = starting_browser.result()  # a skip, if no browser here, is raised again
     yield d
     d.quit()
 
@@ -92,14 +116,16 @@ def test_a_wrong_password_is_one_clear_line_and_unlocks_nothing(node, wallet, dr
     screenshot(driver, "wrong-password", tmp_path)
 
 
-def test_keyboard_bid_with_quote_lands_in_a_block_and_clears(node, wallet, driver, tmp_path):
+def test_keyboard_bid_with_quote_lands_in_a_block_and_clears(node, node_key, wallet, driver, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
     unlock(driver, node, wallet)
     message(driver, "Unlocked")
-    slot = node.get("/api/node")["first_open_slot"] + 10
-    buy = transx_json("bid", "buy", "2kWh", "0.50", "--slot", str(slot), "-y", *node.dd)  # the node key buys
+    info = node.get("/api/node")
+    slot = info["first_open_slot"] + 5  # a few seconds for the page's steps, on a loaded machine
+    buy = send_as(node, node_key, Bid(side=BUY, slot=slot, wh=2000, price=500_000, zone=0,
+                                      expiry=slot - info["gate_closure"]))  # the node key buys
     open_page(driver, node, "bid")
     fill_bid_by_keyboard(driver, "sell", "2kWh", "0.20", slot)
     wait_for(lambda: by(driver, "#quote").is_displayed(), 10, "the quote")
@@ -115,7 +141,7 @@ def test_keyboard_bid_with_quote_lands_in_a_block_and_clears(node, wallet, drive
     assert bid and int(bid[2]) == slot, sent
     node.wait_height(slot, 40)
     trades = node.get(f"/api/market/{slot}")["trades"]
-    assert [(t["seller"], t["buyer"], t["wh"]) for t in trades] == [(bid[1], buy["bid"], 2000)]
+    assert [(t["seller"], t["buyer"], t["wh"]) for t in trades] == [(bid[1], buy["hash"], 2000)]
     open_page(driver, node, "home")
     row = wait_for(lambda: "cleared" in by(driver, f'tr[data-slot="{slot}"]').text and
                    by(driver, f'tr[data-slot="{slot}"]').text, 15, "the home page's cleared slot")
@@ -203,3 +229,39 @@ def test_every_field_has_a_label(node, driver):
               return !((label && label.textContent.trim()) || el.getAttribute('aria-label'));
             }).map((el) => el.outerHTML);""")
     assert unlabelled == []
+
+
+def test_the_car_page_after_a_charging_session_and_the_stations_day(node, node_key, wallet, driver, tmp_path):
+    """The owner signs a card authorisation in the page and downloads it; the node key, as a station, opens
+    and closes a session with it (the transactions `transx station session open|close` and a reader's taps
+    send); the car page shows the session, the station page the station's day."""
+    import base64
+
+    if not by(driver, "#unlocked").is_displayed():
+        unlock(driver, node, wallet)
+        message(driver, "Unlocked")
+    open_page(driver, node, "ev")
+    by(driver, "#auth-ev").send_keys("AB-123")
+    by(driver, "#auth-form button").click()
+    session = re.search(r"session ([0-9a-f]{64})", message(driver, "Authorisation for AB-123 signed"))[1]
+    link = wait_for(lambda: by(driver, "a[download]"), 10, "the authorisation's download link")
+    card = decode_authorisation(base64.b64decode(link.get_attribute("href").split("base64,", 1)[1]))
+    assert card.session_id.hex() == session and card.owner_address == decode_address(wallet)
+    send_as(node, node_key, SessionOpen(card, 600_000, 20))
+    wait_for(lambda: node.request("GET", f"/api/session/{session}")[0] == 200, 30, "the session's opening")
+    send_as(node, node_key, SessionClose(bytes.fromhex(session), 5000, 80))
+    wait_for(lambda: node.get(f"/api/session/{session}")["status"] == "closed", 30, "the session's close")
+    open_page(driver, node, "ev")
+    cells = [c.text for c in driver.find_elements("css selector", "main table:first-of-type tbody tr:first-child td")]
+    node_key = node.get("/api/node")["address"]
+    assert cells == [session[:16], node_key, "AB-123", "closed", "5.000", "0.60", "3.00", "20%", "80%"], cells
+    assert "AB-123" in by(driver, "main").text and "yes" in driver.find_elements("css selector", "main table")[1].text
+    screenshot(driver, "car", tmp_path)
+    by(driver, "#lock-button").click()  # read the station's day as anyone may: no key needed to read
+    message(driver, "Locked")
+    driver.get("about:blank")
+    driver.get(f"{node.api}/app/?account={node_key}#station")
+    day = wait_for(lambda: "Sessions today" in by(driver, "#view").text and by(driver, ".totals").text, 15,
+                   "the station page")
+    assert "Sessions today 1 (0 open)" in day and "Delivered today 5.000 kWh" in day and "Revenue today 3.00" in day
+    screenshot(driver, "station", tmp_path)
