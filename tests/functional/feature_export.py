@@ -89,3 +89,16 @@ def test_export_refuses_bad_ranges_and_outputs_in_one_line(cleared, tmp_path):
                               "cannot write to")):
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and said in r.stderr, r.stderr
     assert not any((tmp_path / d).exists() for d in ("x", "y", "dn"))
+
+
+def test_a_devnet_writes_its_chain_when_it_stops(tmp_path):
+    r = transx("devnet", "--dir", str(tmp_path / "dn"), "--nodes", "1", "--homes", "2", "--slot-seconds", "1",
+               "--slots", "3", "--export", str(tmp_path / "out"), timeout=120)
+    assert r.returncode == 0, r.stderr
+    schema = json.loads((tmp_path / "out" / "schema.json").read_text())
+    head = schema["about"]["to"]
+    assert schema["about"]["source"] == "transx devnet" and head >= 3
+    assert f"exported slots 1..{head}" in r.stdout
+    clearings = pd.read_parquet(tmp_path / "out" / "clearings.parquet")
+    assert clearings["slot"].tolist() == list(range(1, head + 1))
+    assert (tmp_path / "out" / "market.png").stat().st_size > 0 and (tmp_path / "out" / "supply_demand.png").exists()
