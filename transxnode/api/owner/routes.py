@@ -29,7 +29,7 @@ from consensus.chain.store import StoreError
 from consensus.journal import JournalError
 from consensus.node import Node
 from consensus.rules.charging import authorise
-from consensus.rules.keys import AddressError, decode_address
+from consensus.rules.keys import AddressError, address_of_key, decode_address
 from consensus.rules.schedule import first_open_slot
 from consensus.rules.transactions import BUY, SELL, Bid, CancelBid, Body, TxError, sign_tx
 from consensus.rules.units import price as format_price
@@ -37,7 +37,7 @@ from solver.instance import MAX_PRICE
 from transxnode.client.wallet import InputError, parse_energy, parse_tokens, quote
 from transxnode.datadir.keystore import Keystore, KeystoreError
 
-from . import views
+from .views import IssuedAuthorisations, authorisation_json, ev_view, home_view, recent_average
 from .sessions import DEFAULT_IDLE_SECONDS, SessionError, SessionStore
 
 STATIC = Path(__file__).resolve().parents[1] / "static" / "app"
@@ -83,7 +83,7 @@ def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=tim
     if idle_seconds is None:
         idle_seconds = float(os.environ.get(IDLE_ENV, DEFAULT_IDLE_SECONDS))
     store = SessionStore(idle_seconds)
-    issued = views.IssuedAuthorisations(cfg.datadir / "app" / "authorisations.jsonl")
+    issued = IssuedAuthorisations(cfg.datadir / "app" / "authorisations.jsonl")
 
     async def body_of(request: Request) -> dict[str, Any]:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
@@ -122,7 +122,7 @@ def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=tim
         nothing in between, so the nonce read here is still free when the transaction is admitted."""
         if chain.store.unwritable is not None:
             raise OwnerError(503, f"not taking transactions: {chain.store.unwritable}", "unavailable")
-        addr = views.address_of_key(key)
+        addr = address_of_key(key)
         nonce = node.mempool.next_nonce(addr, chain.state().account(addr).nonce)
         tx = sign_tx(key, chain_id=g.chain_id, nonce=nonce, fee=g.min_fee, body=body)
         try:
@@ -160,7 +160,7 @@ def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=tim
         if zone >= g.zones:
             raise OwnerError(400, f"zone {zone} does not exist (this network has zones 0..{g.zones - 1})",
                              "malformed")
-        market = {"grid": {"feed_in": g.feed_in, "retail": g.retail}, "average_price": views.recent_average(chain)}
+        market = {"grid": {"feed_in": g.feed_in, "retail": g.retail}, "average_price": recent_average(chain)}
         return Bid(side=side, slot=slot, wh=wh, price=limit, zone=zone, expiry=slot - g.gate_closure), \
             quote(side, wh, limit, market)
 
@@ -242,19 +242,19 @@ def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=tim
         auth = authorise(s.key, chain_id=g.chain_id, ev_id=ev_id, max_wh=max_wh, max_price=max_price,
                          expiry=int(wall_ms() + hours * 3_600_000), nonce=secrets.randbits(63))
         await anyio.to_thread.run_sync(issued.add, auth)
-        return JSONResponse(views.authorisation_json(auth, chain.state(), wall_ms()), 201)
+        return JSONResponse(authorisation_json(auth, chain.state(), wall_ms()), 201)
 
     async def home(request: Request) -> Response:
         addr = address_param(request)
         tz = request.query_params.get("tz", "0")
         if not tz.lstrip("-").isdigit() or abs(int(tz)) > 24 * 60:
             raise OwnerError(400, "tz is the browser's offset from UTC in minutes", "malformed")
-        return JSONResponse(await anyio.to_thread.run_sync(views.home_view, chain, node, addr, int(tz),
+        return JSONResponse(await anyio.to_thread.run_sync(home_view, chain, node, addr, int(tz),
                                                            wall_ms()))
 
     async def ev(request: Request) -> Response:
         addr = address_param(request)
-        return JSONResponse(await anyio.to_thread.run_sync(views.ev_view, chain, addr, issued,
+        return JSONResponse(await anyio.to_thread.run_sync(ev_view, chain, addr, issued,
                                                            wall_ms()))
 
     async def page(request: Request) -> Response:

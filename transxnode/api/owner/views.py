@@ -12,13 +12,13 @@ from typing import Any
 from consensus.chain.chain import Chain
 from consensus.node import Node
 from consensus.rules.charging import Authorisation
-from consensus.rules.keys import address_of, address_of_key, encode_address
+from consensus.rules.keys import address_of, encode_address
 from consensus.rules.schedule import first_open_slot
 from consensus.rules.state import CANCELLED
 from consensus.rules.transactions import BUY
 from transxnode.api.views import bid_json, session_json
 
-__all__ = ["address_of_key", "recent_average", "home_view", "ev_view", "IssuedAuthorisations",
+__all__ = ["recent_average", "home_view", "ev_view", "IssuedAuthorisations",
            "authorisation_json"]
 
 RECENT_SLOTS = 24  # as GET /api/market: the cleared slots a quote's expected price is based on
