@@ -122,7 +122,9 @@ class ChainFeed:
             common = min(max(self.hashes), chain.height)  # walk down to where both chains agree
             while common in self.hashes and chain.hash_at(common) != self.hashes[common]:
                 common -= 1
-            for h in range(common + 1, chain.height + 1):
+            # After a long catch-up (the node's first rounds follow its initial sync) only the last KEEP
+            # slots: a client further behind gets a reset from the ring anyway, and the loop stays free.
+            for h in range(max(common + 1, chain.height - self.KEEP + 1), chain.height + 1):
                 self._cleared(h)
             for h in [h for h in self.hashes if h > chain.height or h <= chain.height - self.KEEP]:
                 del self.hashes[h]

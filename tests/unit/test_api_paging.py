@@ -143,3 +143,15 @@ def test_the_explorer_pages_blocks_and_slots_by_next(world):
     assert text_of(below).startswith(f"Blocks below {first['next']}") and "#/block/0" in below
     assert "older blocks" not in below  # the oldest page
     assert f'href="#/market?before={market["next"]}"' in slots and f"Slots below {market['next']}" in older_slots
+
+
+def test_after_a_long_catch_up_the_feed_tells_only_the_latest_slots(tmp_path):
+    net = Net(str(tmp_path / "db"))
+    hub = EventHub(run="r")
+    feed = ChainFeed(hub, net.chain)
+    feed.KEEP = 5
+    net.produce_until(12)
+    feed.update()
+    assert [e.data["height"] for e in hub.ring if e.kind == "cleared"] == [8, 9, 10, 11, 12]
+    assert hub.ring[-1].kind == "head" and hub.ring[-1].data["height"] == 12
+    net.close()
