@@ -19,6 +19,7 @@ RETRY_MS = 2000  # how long a browser's EventSource waits before reconnecting
 
 
 def event_stream(hub: EventHub, request: Request, heartbeat: float = HEARTBEAT_SECONDS) -> Response:
+    """The stream for one client (its Last-Event-ID header, or ?last_event_id=), or 503 when the hub is full."""
     last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     wake = anyio.Event()
     try:
