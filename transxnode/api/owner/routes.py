@@ -34,10 +34,11 @@ from consensus.rules.schedule import first_open_slot
 from consensus.rules.transactions import BUY, SELL, Bid, CancelBid, Body, TxError, sign_tx
 from consensus.rules.units import price as format_price
 from solver.instance import MAX_PRICE
+from transxnode.api.views import markets_view
 from transxnode.client.wallet import InputError, parse_energy, parse_tokens, quote
 from transxnode.datadir.keystore import Keystore, KeystoreError
 
-from .views import IssuedAuthorisations, authorisation_json, ev_view, home_view, recent_average
+from .views import IssuedAuthorisations, authorisation_json, ev_view, home_view
 from .sessions import DEFAULT_IDLE_SECONDS, SessionError, SessionStore
 
 STATIC = Path(__file__).resolve().parents[1] / "static" / "app"
@@ -133,21 +134,12 @@ def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=tim
             raise OwnerError(503, f"not taking transactions: {e}", "unavailable") from None
         return {"accepted": True, "hash": admitted.tx.hash.hex(), "nonce": tx.nonce, "fee": tx.fee}
 
-    def bid_request(doc: dict[str, Any]) -> tuple[Bid, Any]:
-        """The bid a form describes and its quote, checked as `transx bid buy|sell` checks it."""
-        side = {"buy": BUY, "sell": SELL}.get(doc.get("side"))
-        if side is None:
-            raise OwnerError(400, "side is buy or sell", "malformed")
-        try:
-            wh = parse_energy(str(doc.get("quantity", "")))
-            limit = parse_tokens(str(doc.get("price", "")), "price", allow_zero=True)
-        except InputError as e:
-            raise OwnerError(400, str(e), "malformed") from None
+    def checked_bid(side: int, wh: int, limit: int, slot: Any, zone: Any) -> Bid:
+        """A bid checked as `transx bid buy|sell` checks it before signing, with the CLI's words."""
         if limit > MAX_PRICE:
-            raise OwnerError(400, f"price {doc['price']} is above the most a bid may name "
+            raise OwnerError(400, f"price {format_price(limit)} is above the most a bid may name "
                                   f"({format_price(MAX_PRICE)} tokens per kWh)", "malformed")
         first = first_open_slot(g, node.next_block() - 1)
-        slot, zone = doc.get("slot"), doc.get("zone", 0)
         slot = first if slot in (None, "") else slot
         if not isinstance(slot, int) or isinstance(slot, bool) or not isinstance(zone, int) or zone < 0:
             raise OwnerError(400, "slot and zone are whole numbers", "malformed")
@@ -160,9 +152,29 @@ def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=tim
         if zone >= g.zones:
             raise OwnerError(400, f"zone {zone} does not exist (this network has zones 0..{g.zones - 1})",
                              "malformed")
-        market = {"grid": {"feed_in": g.feed_in, "retail": g.retail}, "average_price": recent_average(chain)}
-        return Bid(side=side, slot=slot, wh=wh, price=limit, zone=zone, expiry=slot - g.gate_closure), \
-            quote(side, wh, limit, market)
+        return Bid(side=side, slot=slot, wh=wh, price=limit, zone=zone, expiry=slot - g.gate_closure)
+
+    def side_of(doc: dict[str, Any]) -> int:
+        side = {"buy": BUY, "sell": SELL}.get(doc.get("side"))
+        if side is None:
+            raise OwnerError(400, "side is buy or sell", "malformed")
+        return side
+
+    async def market_now() -> dict[str, Any]:
+        """What GET /api/market answers (a quote's basis), read off the node's loop."""
+        return await anyio.to_thread.run_sync(markets_view, chain, first_open_slot(g, node.next_block() - 1))
+
+    async def bid_request(doc: dict[str, Any]) -> tuple[Bid, Any]:
+        """The bid a form describes (quantity and price as people write them) and its quote."""
+        side = side_of(doc)
+        try:
+            wh = parse_energy(str(doc.get("quantity", "")))
+            limit = parse_tokens(str(doc.get("price", "")), "price", allow_zero=True)
+        except InputError as e:
+            raise OwnerError(400, str(e), "malformed") from None
+        market = await market_now()
+        body = checked_bid(side, wh, limit, doc.get("slot"), doc.get("zone", 0))
+        return body, quote(side, wh, limit, market)
 
     async def session(request: Request) -> Response:
         s = store.peek(request.cookies.get(COOKIE), clock())
@@ -205,13 +217,13 @@ def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=tim
         return out
 
     async def quote_bid(request: Request) -> Response:
-        body, q = bid_request(await body_of(request))
+        body, q = await bid_request(await body_of(request))
         return JSONResponse({"slot": body.slot, "quote": q.to_json()})
 
     async def post_bid(request: Request) -> Response:
         doc = await body_of(request)
         s = signer(request)
-        body, q = bid_request(doc)
+        body, q = await bid_request(doc)
         out = submit(s.key, body)
         return JSONResponse({**out, "bid": out["hash"], "slot": body.slot, "quote": q.to_json()}, 202)
 

@@ -18,23 +18,11 @@ from consensus.rules.state import CANCELLED
 from consensus.rules.transactions import BUY
 from transxnode.api.views import bid_json, session_json
 
-__all__ = ["recent_average", "home_view", "ev_view", "IssuedAuthorisations",
+__all__ = ["home_view", "ev_view", "IssuedAuthorisations",
            "authorisation_json"]
 
-RECENT_SLOTS = 24  # as GET /api/market: the cleared slots a quote's expected price is based on
 DAY_MS = 86_400_000
 MAX_BACK = 288  # slots before the head a home view reads at most (3 days of 15-minute slots)
-
-
-def recent_average(chain: Chain) -> int | None:
-    """The average price of the recent cleared slots (micro-units per kWh), as GET /api/market gives it."""
-    wh = value = 0
-    for s in range(max(1, chain.height - RECENT_SLOTS + 1), chain.height + 1):
-        b = chain.block_at(s)
-        if b is not None:
-            wh += sum(t.wh for t in b.clearing.trades)
-            value += sum(t.payment for t in b.clearing.trades)
-    return value * 1000 // wh if wh else None
 
 
 def home_view(chain: Chain, node: Node, addr: bytes, tz_minutes: int, now_ms: int) -> dict[str, Any]:
