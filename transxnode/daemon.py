@@ -36,6 +36,7 @@ from consensus.journal import Journal, JournalError
 from transxnode.datadir.keystore import Keystore
 from .events import ChainFeed, EventHub
 from .health import clock_behind_head_s, health
+from .heap import HeapTrimmer
 from .metrics import NodeMetrics, metrics_app
 from consensus.node import Node
 from transxnode.net.peering import Peering, topics
@@ -184,6 +185,7 @@ async def _run_rounds(engine: Engine, peering: Peering, metrics: NodeMetrics, cf
     A store that cannot be written stops the rounds until it can (`_wait_for_store`)."""
     reported = engine.chain.height
     clock_said = -STORE_LOG_SECONDS
+    heap = HeapTrimmer()
     while True:
         slow = clock_behind_head_s(engine.chain, now_ms())
         if slow and time.monotonic() - clock_said >= STORE_LOG_SECONDS:  # once a minute while it lasts
@@ -212,6 +214,7 @@ async def _run_rounds(engine: Engine, peering: Peering, metrics: NodeMetrics, cf
             if engine.chain.height != reported:
                 metrics.commit_seconds.observe(time.perf_counter() - t0)
                 reported = _report(engine, reported, metrics)
+                heap.after_block(reported)
                 await trio.sleep(0)  # a block landed: the next slot may be due already (catching up)
                 continue
         except StoreWriteError:

@@ -67,9 +67,11 @@ def verify_ticket(public_key: bytes, beacon: bytes, height: int, t: Ticket) -> b
     return type(t) is Ticket and _verified(public_key, msg, t.proof)
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=2048)
 def _verified(pk: bytes, msg: bytes, proof: bytes) -> bool:
-    """One check per ticket in a process: every proposal is ranked by every node."""
+    """One check per ticket in a process: every proposal is ranked by every node.  A ticket matters
+    while its height is open (a committee's few members a height, their proposals relayed a few
+    times), so 2,048 covers many heights; the bound keeps a years-long node flat (issue 20)."""
     return bls.verify(pk, msg, proof)
 
 

@@ -106,7 +106,7 @@ def _signature(sig: bytes) -> G2Point:
     return _parse_signature(sig)
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=2048)  # signatures are parsed for the votes and tickets of the open heights only
 def _parse_signature(sig: bytes) -> G2Point:
     try:
         point = G2Point.from_compressed_bytes(sig)
