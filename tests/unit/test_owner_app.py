@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from chain_support import Net, addr
 from consensus.rules.keys import encode_address
 from consensus.rules.transactions import BUY, Bid
+from agent.plugin import PLUGIN as AGENT
 from transxnode.api.owner import owner_app
 from transxnode.api.owner.routes import signing_refusal
 from transxnode.datadir.keystore import Keystore
@@ -49,7 +50,7 @@ def app(tmp_path):
     me = ks.import_seed(bytes(user), PASSWORD)
     ks.import_seed(bytes(net.poor), PASSWORD)
     clock = Clock()
-    client = TestClient(owner_app(net.node, Cfg(tmp_path / "data", me), idle_seconds=600, clock=clock,
+    client = TestClient(owner_app(net.node, Cfg(tmp_path / "data", me), [AGENT], idle_seconds=600, clock=clock,
                                   wall_ms=lambda: net.now()))
     yield net, client, me, clock
     net.close()
@@ -155,3 +156,25 @@ def test_a_card_authorisation_is_signed_by_the_session_and_listed_until_it_expir
     assert (tmp_path / "data" / "app" / "authorisations.jsonl").exists()  # kept across restarts
     bad = client.post("/api/authorise", json={**form, "ev_id": ""}, headers={"X-CSRF-Token": csrf})
     assert bad.status_code == 400 and "1 to 32 characters" in bad.json()["error"]
+
+
+def test_the_agents_day_plan_is_shown_then_signed_as_shown(app):
+    net, client, me, _ = app
+    assert client.post("/api/settings", json={"kwp": 8.0}).status_code == 403  # saving needs the session
+    csrf = unlock(client, me).json()["csrf"]
+    h = {"X-CSRF-Token": csrf}
+    r = client.post("/api/settings", json={"kwp": 8.0, "daily_kwh": 10.0, "battery_kwh": 0}, headers=h)
+    assert r.status_code == 200 and client.get("/api/settings").json()["kwp"] == 8.0  # kept for the account
+    bad = client.post("/api/settings", json={"kwp": -1}, headers=h)
+    assert (bad.status_code, bad.json()["error"]) == (400, "kwp is a number from 0 to 1000")
+    plan = client.get("/api/plan", params={"slots": 48}).json()
+    assert len(plan["pv_wh"]) == len(plan["load_wh"]) == 48 and max(plan["pv_wh"]) > 0  # 8 kWp: a sunny midday
+    assert plan["bids"] and plan["first_slot"] == net.height + 1 + net.g.gate_closure + 1
+    r = client.post("/api/plan/accept", json={"bids": plan["bids"]}, headers=h)
+    assert r.status_code == 202, r.text
+    sent = r.json()["sent"]
+    assert [s["slot"] for s in sent] == [b["slot"] for b in plan["bids"]]
+    pooled = [net.node.mempool.get(bytes.fromhex(s["bid"])).body for s in sent]
+    assert [(b.slot, b.wh, b.price) for b in pooled] == [(b["slot"], b["wh"], b["price"]) for b in plan["bids"]]
+    late = client.post("/api/plan/accept", json={"bids": [{**plan["bids"][0], "slot": 1}]}, headers=h)
+    assert late.status_code == 422 and late.json()["reason"] == "gate_closed"

@@ -16,6 +16,7 @@ import os
 import secrets
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -29,7 +30,7 @@ from consensus.chain.store import StoreError
 from consensus.journal import JournalError
 from consensus.node import Node
 from consensus.rules.charging import authorise
-from consensus.rules.keys import AddressError, address_of_key, decode_address
+from consensus.rules.keys import AddressError, address_of_key, decode_address, encode_address
 from consensus.rules.schedule import first_open_slot
 from consensus.rules.transactions import BUY, SELL, Bid, CancelBid, Body, TxError, sign_tx
 from consensus.rules.units import price as format_price
@@ -38,13 +39,14 @@ from transxnode.api.views import markets_view
 from transxnode.client.wallet import InputError, parse_energy, parse_tokens, quote
 from transxnode.datadir.keystore import Keystore, KeystoreError
 
-from .views import IssuedAuthorisations, authorisation_json, ev_view, home_view
+from .views import HomeSettings, IssuedAuthorisations, authorisation_json, ev_view, home_view
 from .sessions import DEFAULT_IDLE_SECONDS, SessionError, SessionStore
 
 STATIC = Path(__file__).resolve().parents[1] / "static" / "app"
 COOKIE = "transx_session"
 CSRF_HEADER = "x-csrf-token"
 MAX_BODY = 8 * 1024
+FEE_RESERVE = 20  # fees a day plan leaves unlocked, as `transx agent` does (a solver's commits share the key)
 IDLE_ENV = "TRANSX_APP_IDLE_SECONDS"  # the longest idle time of an unlocked session (default 600)
 
 
@@ -72,11 +74,12 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=time.monotonic,
-              wall_ms=_wall_ms) -> Starlette:
+def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: float | None = None,
+              clock=time.monotonic, wall_ms=_wall_ms) -> Starlette:
     """The app over `node`, unlocking keys of `cfg`'s keystore (cfg: a datadir Config; the TLS and remote
-    fields are read when present).  `clock` times idle sessions, `wall_ms` says what day it is (tests
-    turn both)."""
+    fields are read when present).  `planners`: plugin objects with `plan_day` and `home_settings` (the
+    home agent, agent/plugin.py, through the `transx.plugins` entry point); the first makes day plans.
+    `clock` times idle sessions, `wall_ms` says what day it is (tests turn both)."""
     chain, g = node.chain, node.chain.genesis
     keystore = Keystore(cfg.keystore_dir)
     tls = bool(getattr(cfg, "api_tls_cert", None) and getattr(cfg, "api_tls_key", None))
@@ -85,6 +88,8 @@ def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=tim
         idle_seconds = float(os.environ.get(IDLE_ENV, DEFAULT_IDLE_SECONDS))
     store = SessionStore(idle_seconds)
     issued = IssuedAuthorisations(cfg.datadir / "app" / "authorisations.jsonl")
+    planner = next(iter(planners), None)
+    homes = HomeSettings(cfg.datadir / "app" / "homes.json")
 
     async def body_of(request: Request) -> dict[str, Any]:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
@@ -256,6 +261,67 @@ def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=tim
         await anyio.to_thread.run_sync(issued.add, auth)
         return JSONResponse(authorisation_json(auth, chain.state(), wall_ms()), 201)
 
+    def the_planner():
+        if planner is None:
+            raise OwnerError(404, "no day plan here: the home agent's plugin (transx.plugins: agent) is not "
+                                  "installed", "not_found")
+        return planner
+
+    async def settings(request: Request) -> Response:
+        """GET: the home's description the plan uses (defaults until saved); POST saves it (a session)."""
+        p = the_planner()
+        if request.method == "POST":
+            doc = await body_of(request)
+            s = signer(request)
+            try:
+                home = p.home_settings(doc)
+            except ValueError as e:
+                raise OwnerError(400, str(e), "malformed") from None
+            await anyio.to_thread.run_sync(homes.put, s.address, home)
+            return JSONResponse(home)
+        return JSONResponse(p.home_settings(homes.get(encode_address(address_param(request)))))
+
+    async def plan(request: Request) -> Response:
+        """The agent's plan for the next `slots` slots (default 48) from one past the first open slot, cut to
+        what the account can lock (its balance less a reserve of fees, as `transx agent` keeps)."""
+        p = the_planner()
+        addr = address_param(request)
+        slots = request.query_params.get("slots", "48")
+        if not slots.isdigit() or not 1 <= int(slots) <= 192:
+            raise OwnerError(400, "slots is a number of slots, 1 to 192", "malformed")
+        market = await market_now()
+        info = {"genesis_time": g.timestamp, "slot_seconds": g.slot_seconds, "min_fee": g.min_fee,
+                "grid": {"feed_in": g.feed_in, "retail": g.retail}}
+        acct = chain.state().account(addr)
+        funds = max(0, acct.balance - FEE_RESERVE * g.min_fee)
+        home = p.home_settings(homes.get(encode_address(addr)))
+        doc = await anyio.to_thread.run_sync(p.plan_day, home, info, market, market["first_open_slot"] + 1,
+                                             int(slots), funds)
+        return JSONResponse({**doc, "home": home})
+
+    async def accept(request: Request) -> Response:
+        """Sign the plan's bids as the page showed them: every row is checked before any is signed; a refusal
+        stops there and says which were sent."""
+        doc = await body_of(request)
+        s = signer(request)
+        rows = doc.get("bids")
+        if not isinstance(rows, list) or not rows or len(rows) > 192:
+            raise OwnerError(400, "bids is a list of 1 to 192 planned bids", "malformed")
+        bodies = []
+        for row in rows:
+            if not isinstance(row, dict) or not all(isinstance(row.get(k), int) and not isinstance(row.get(k), bool)
+                                                    for k in ("slot", "wh", "price")) or row["wh"] < 1:
+                raise OwnerError(400, "a planned bid is {slot, side, wh, price} in whole numbers", "malformed")
+            bodies.append(checked_bid(side_of(row), row["wh"], row["price"], row["slot"], doc.get("zone", 0)))
+        sent: list[dict[str, Any]] = []
+        for body in bodies:
+            try:
+                sent.append({"bid": submit(s.key, body)["hash"], "slot": body.slot})
+            except OwnerError as e:
+                e.fields["sent"] = sent
+                raise
+        return JSONResponse({"sent": sent}, 202)
+
     async def home(request: Request) -> Response:
         addr = address_param(request)
         tz = request.query_params.get("tz", "0")
@@ -287,6 +353,9 @@ def owner_app(node: Node, cfg: Any, idle_seconds: float | None = None, clock=tim
         Route("/api/bid", post_bid, methods=["POST"]),
         Route("/api/cancel", cancel, methods=["POST"]),
         Route("/api/authorise", issue, methods=["POST"]),
+        Route("/api/settings", settings, methods=["GET", "POST"]),
+        Route("/api/plan", plan),
+        Route("/api/plan/accept", accept, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC)),
     ]
     app = Starlette(routes=routes, exception_handlers={OwnerError: owner_error})

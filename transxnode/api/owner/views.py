@@ -18,7 +18,7 @@ from consensus.rules.state import CANCELLED
 from consensus.rules.transactions import BUY
 from transxnode.api.views import bid_json, session_json
 
-__all__ = ["home_view", "ev_view", "IssuedAuthorisations",
+__all__ = ["home_view", "ev_view", "IssuedAuthorisations", "HomeSettings",
            "authorisation_json"]
 
 DAY_MS = 86_400_000
@@ -89,6 +89,33 @@ class IssuedAuthorisations:
         with self._lock:
             lines = self.path.read_text().splitlines()
         return [decode_authorisation(bytes.fromhex(d["hex"])) for d in map(json.loads, lines) if d["owner"] == owner]
+
+
+class HomeSettings:
+    """Each account's home description for the day plan (PV size, daily use, battery: the planner's
+    fields), saved by the app in `path` (JSON, by address)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def get(self, address: str) -> dict[str, Any]:
+        with self._lock:
+            return self._all().get(address, {})
+
+    def put(self, address: str, home: dict[str, Any]) -> None:
+        with self._lock:
+            doc = {**self._all(), address: home}
+            self.path.parent.mkdir(mode=0o700, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(doc, indent=1))
+            os.replace(tmp, self.path)
+
+    def _all(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
 
 
 def authorisation_json(auth: Authorisation, state, now_ms: int | None = None) -> dict[str, Any]:

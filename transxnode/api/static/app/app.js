@@ -143,6 +143,7 @@ async function showBid() {
     } catch (e) { say(e.message); }
   });
   await listOpenBids();
+  await showPlanSection();
 }
 
 async function listOpenBids() {
@@ -160,6 +161,56 @@ async function listOpenBids() {
       say(`Cancel sent: transaction ${r.hash} (pending).`, true);
     } catch (e) { say(e.message); }
   }));
+}
+
+// ---------------------------------------------------------------- day plan (the home agent, a plugin)
+const HOME_FIELDS = ["kwp", "daily_kwh", "battery_kwh", "battery_soc"];
+
+function planChart(plan) {
+  // Forecast PV (green) and load (blue) per slot, in Wh; the planned bids marked under their slot.
+  const n = plan.pv_wh.length, w = 640, h = 140, bw = (w - 20) / n;
+  const max = Math.max(1, ...plan.pv_wh, ...plan.load_wh);
+  const bars = plan.pv_wh.map((pv, i) => {
+    const x = 10 + i * bw, lp = (pv / max) * (h - 20), ll = (plan.load_wh[i] / max) * (h - 20);
+    return `<rect x="${x}" y="${h - 10 - lp}" width="${bw / 2}" height="${lp}" fill="#0b5"><title>slot ${plan.first_slot + i}: PV ${kwh(pv)} kWh</title></rect>` +
+      `<rect x="${x + bw / 2}" y="${h - 10 - ll}" width="${bw / 2}" height="${ll}" fill="#36c"><title>slot ${plan.first_slot + i}: load ${kwh(plan.load_wh[i])} kWh</title></rect>`;
+  }).join("");
+  const marks = plan.bids.map((b) => `<circle cx="${10 + (b.slot - plan.first_slot + 0.5) * bw}" cy="${h - 4}" r="3" fill="${b.side === "sell" ? "#0b5" : "#36c"}"><title>${b.side} ${kwh(b.wh)} kWh in slot ${b.slot}</title></circle>`).join("");
+  return `<svg class="chart" role="img" aria-label="Forecast solar (green) and load (blue) per slot; dots: planned bids" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}">${bars}${marks}</svg>`;
+}
+
+async function showPlanSection() {
+  const f = $("#home-form");
+  let home;
+  try { home = await api(`settings?address=${encodeURIComponent(state.address)}`); } catch (e) {
+    $("#plan-section").innerHTML = `<h3>Day plan</h3><p>${esc(e.message)}</p>`;
+    return;
+  }
+  HOME_FIELDS.forEach((k) => { f[k].value = home[k]; });
+  f.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      if (state.csrf) await api("settings", Object.fromEntries(HOME_FIELDS.map((k) => [k, Number(f[k].value)])));
+      const plan = await api(`plan?address=${encodeURIComponent(state.address)}&slots=48`);
+      state.plan = plan;
+      const sold = plan.bids.filter((b) => b.side === "sell").reduce((a, b) => a + b.wh, 0);
+      const bought = plan.bids.filter((b) => b.side === "buy").reduce((a, b) => a + b.wh, 0);
+      $("#plan").innerHTML = planChart(plan) +
+        `<p>${plan.bids.length} bids from slot ${plan.first_slot}: sell ${kwh(sold)} kWh, buy ${kwh(bought)} kWh; ` +
+        `expected gain against net metering ${tokens(plan.expected_gain)} tokens${plan.cut_to_funds ? " (cut to what the balance can lock)" : ""}.</p>` +
+        (plan.bids.length ? `<table><thead><tr><th class="num">Slot</th><th>Side</th><th class="num">kWh</th><th class="num">Price limit</th></tr></thead><tbody>` +
+          plan.bids.map((b) => `<tr><td class="num">${b.slot}</td><td>${b.side}</td><td class="num">${kwh(b.wh)}</td><td class="num">${tokens(b.price)}</td></tr>`).join("") +
+          `</tbody></table><button type="button" id="accept-plan">Accept the plan: sign ${plan.bids.length} bids</button>` : "");
+      const btn = $("#accept-plan");
+      if (btn) btn.addEventListener("click", async () => {
+        try {
+          const r = await api("plan/accept", {bids: state.plan.bids});
+          say(`${r.sent.length} bids sent (pending), slots ${r.sent[0].slot} to ${r.sent[r.sent.length - 1].slot}.`, true);
+          await listOpenBids();
+        } catch (e) { say(e.message); }
+      });
+    } catch (e) { say(e.message); }
+  });
 }
 
 // ---------------------------------------------------------------- car and station
