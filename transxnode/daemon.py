@@ -99,7 +99,7 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
                        health=partial(health, chain, lambda: len(network.peers()), bool(cfg.bootstrap)),
                        events=(hub := EventHub()), cors_origins=getattr(cfg, "cors_origins", []))
         feed = ChainFeed(hub, chain)  # /api/events: heads, final blocks, cleared slots, after each round
-        app.mount("/app", owner_app(node, cfg))  # the owner's web app (issue 16): /app/
+        app.mount("/app", owner_app(node, cfg, [p.obj for p in plugins if p.ready and hasattr(p.obj, "plan_day")]))
         log.info("chain %s at height %d (%s), node %s", genesis.chain_id, chain.height, chain.head.hash.hex()[:16],
                  encode_address(node.address))
         async with trio.open_nursery() as nursery:
