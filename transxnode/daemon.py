@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -26,7 +27,7 @@ from p2p.network import Network, NetworkConfig
 
 from transxnode.api.app import make_app
 from transxnode.api.owner import owner_app
-from transxnode.api.server import hypercorn_config, serve_app
+from transxnode.api.server import check_tls, hypercorn_config, serve_app
 from transxnode.net.blocksync import BlockSync
 from consensus.chain.chain import Chain
 from transxnode.datadir.config import Config, ConfigError, load_config
@@ -60,8 +61,11 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
     cfg = load_config(datadir, overrides)
     genesis = load_genesis(str(cfg.genesis_path))
     key = Keystore(cfg.keystore_dir).unlock(cfg.key, password)
+    tls = _tls(cfg)
     sock, api_url = _listen(cfg.api_listen)
-    metrics_listen = getattr(cfg, "metrics_listen", None)
+    if tls is not None:
+        api_url = "https" + api_url.removeprefix("http")
+    metrics_listen = cfg.metrics_listen
     msock = _listen(metrics_listen, "for metrics")[0] if metrics_listen else None  # a busy port: one line, exit 2
     store = Store(str(cfg.chain_dir), watermark=True)
     journal = Journal(cfg.datadir / "mempool.journal")
@@ -97,14 +101,14 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
                                                     **_p2p_info(network)},
                        peers=partial(_peers, network), final=engine.finalized,
                        health=partial(health, chain, lambda: len(network.peers()), bool(cfg.bootstrap)),
-                       events=(hub := EventHub()), cors_origins=getattr(cfg, "cors_origins", []))
+                       events=(hub := EventHub()), cors_origins=cfg.cors_origins)
         feed = ChainFeed(hub, chain)  # /api/events: heads, final blocks, cleared slots, after each round
         app.mount("/app", owner_app(node, cfg, [p.obj for p in plugins if p.ready and hasattr(p.obj, "plan_day")]))
         log.info("chain %s at height %d (%s), node %s", genesis.chain_id, chain.height, chain.head.hash.hex()[:16],
                  encode_address(node.address))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, nursery.cancel_scope)
-            await nursery.start(partial(serve, serve_app(app), hypercorn_config(sock), shutdown_trigger=trio.sleep_forever))
+            await nursery.start(partial(serve, serve_app(app), hypercorn_config(sock, tls=tls), shutdown_trigger=trio.sleep_forever))
             if msock is not None:
                 await nursery.start(partial(serve, metrics_app(metrics.registry), hypercorn_config(msock),
                                             shutdown_trigger=trio.sleep_forever))
@@ -137,6 +141,20 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
         store.close()
         if chain is not None:
             log.info("stopped; the store is closed at height %d", chain.height)
+
+
+def _tls(cfg: Config) -> tuple[str, str] | None:
+    """The API's (certificate, key) when config.toml gives them, checked now: a file that is missing or not
+    a PEM pair is one line before anything starts."""
+    if cfg.api_tls_cert is None or cfg.api_tls_key is None:
+        return None
+    cert, key = str(cfg.in_datadir(cfg.api_tls_cert)), str(cfg.in_datadir(cfg.api_tls_key))
+    try:
+        check_tls(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"[api] tls_cert/tls_key ({cert}, {key}): cannot serve TLS with them: "
+                          f"{getattr(e, 'strerror', None) or e}") from None
+    return cert, key
 
 
 def _listen(address: str, what: str = "for the API") -> tuple[socket.socket, str]:

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 from typing import Any
 
 import anyio
@@ -35,8 +36,19 @@ MAX_HEAD = 16 * 1024  # the request line and headers; a node's requests need a f
 log = logging.getLogger("transx.api")
 
 
-def hypercorn_config(sock: socket.socket, head_seconds: float = HEAD_SECONDS) -> HypercornConfig:
+def check_tls(cert: str, key: str) -> None:
+    """OSError or ssl.SSLError (with what is wrong) unless `cert` and `key` load as a server's PEM pair:
+    checked before the node starts anything, so a bad file is one line, not a dead listener."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certfile=cert, keyfile=key)
+
+
+def hypercorn_config(sock: socket.socket, head_seconds: float = HEAD_SECONDS,
+                     tls: tuple[str, str] | None = None) -> HypercornConfig:
+    """hypercorn's settings for `sock`; `tls` = (certificate, key) PEM files serves HTTPS only."""
     hc = HypercornConfig()
+    if tls is not None:
+        hc.certfile, hc.keyfile = tls
     hc.bind = [f"fd://{os.dup(sock.fileno())}"]  # hypercorn closes its own copy on the way out
     # A logger of our own: given a name instead, hypercorn adds a stderr handler to "hypercorn.error"
     # that also propagates to the node's, so each of its messages was logged twice.
