@@ -72,6 +72,14 @@ def by(driver, css):
     return driver.find_element(By.CSS_SELECTOR, css)
 
 
+def maybe(driver, css):
+    """The element, or None while the page has not drawn it."""
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    return found[0] if found else None
+
+
 def message(driver, pattern: str) -> str:
     """The page's message line once it matches `pattern`."""
     return wait_for(lambda: re.search(pattern, by(driver, "#message").text) and by(driver, "#message").text, 15,
@@ -244,7 +252,7 @@ def test_the_car_page_after_a_charging_session_and_the_stations_day(node, node_k
     by(driver, "#auth-ev").send_keys("AB-123")
     by(driver, "#auth-form button").click()
     session = re.search(r"session ([0-9a-f]{64})", message(driver, "Authorisation for AB-123 signed"))[1]
-    link = wait_for(lambda: by(driver, "a[download]"), 10, "the authorisation's download link")
+    link = wait_for(lambda: maybe(driver, "a[download]"), 10, "the authorisation's download link")
     card = decode_authorisation(base64.b64decode(link.get_attribute("href").split("base64,", 1)[1]))
     assert card.session_id.hex() == session and card.owner_address == decode_address(wallet)
     send_as(node, node_key, SessionOpen(card, 600_000, 20))
@@ -265,3 +273,27 @@ def test_the_car_page_after_a_charging_session_and_the_stations_day(node, node_k
                    "the station page")
     assert "Sessions today 1 (0 open)" in day and "Delivered today 5.000 kWh" in day and "Revenue today 3.00" in day
     screenshot(driver, "station", tmp_path)
+
+
+def test_the_agents_day_plan_accepted_in_one_click(node, wallet, driver, tmp_path):
+    """The home agent (a plugin the node finds through its entry point) plans the day on the Bid page;
+    one click signs its bids."""
+    if not by(driver, "#unlocked").is_displayed():
+        unlock(driver, node, wallet)
+        message(driver, "Unlocked")
+    assert "agent" in [p["name"] for p in node.get("/api/node")["plugins"]]
+    open_page(driver, node, "bid")
+    wait_for(lambda: maybe(driver, "#home-kwp") and maybe(driver, "#home-kwp").get_attribute("value"), 10,
+             f"the home's settings (the page says {by(driver, '#view').text[-200:]!r})")
+    kwp = by(driver, "#home-kwp")
+    kwp.clear()
+    kwp.send_keys("8")
+    by(driver, "#plan-button").click()
+    accept = wait_for(lambda: maybe(driver, "#accept-plan"), 30, "the day plan")
+    n = int(re.search(r"sign (\d+) bids", accept.text)[1])
+    assert n > 0 and "expected gain against net metering" in by(driver, "#plan").text
+    screenshot(driver, "plan", tmp_path)
+    accept.click()
+    said = message(driver, r"bids sent \(pending\)")
+    assert said.startswith(f"{n} bids sent"), said
+    wait_for(lambda: len(node.get(f"/api/address/{wallet}")["open_bids"]) >= n, 30, "the plan's bids in blocks")
