@@ -308,19 +308,13 @@ class DaySimulation:
 
 def chain_reader(chain: Chain):
     """A GET over `chain` in-process, answering the API paths transxnode/client/export.py reads with the
-    API's own views, so the simulation's tables are the ones `transx export` writes from a node.  The
-    block's clearing adds "certified", which the API does not give yet: a valid clearing that trades is
-    certified exactly when it carries the verifier's multipliers (the uncertified fallback carries none)."""
+    API's own views, so the simulation's tables are the ones `transx export` writes from a node."""
     from transxnode.api import views
 
     def get(path: str):
         kind, ref = path.removeprefix("/api/").split("/", 1)
         if kind == "block":
-            block = chain.block_at(int(ref))
-            doc = views.block_json(chain, block)
-            c = block.clearing
-            doc["clearing"].setdefault("certified", bool(c.lam or c.mu) if c.trades else None)
-            return doc
+            return views.block_json(chain, chain.block_at(int(ref)))
         if kind == "market":
             return views.slot_view(chain, int(ref))
         if kind == "session":

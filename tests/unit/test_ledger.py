@@ -58,6 +58,7 @@ from consensus.rules.transactions import (
 )
 from solver.clearing import Clearing
 from solver.market import fallback
+from transxnode.api.views import block_json
 
 
 # ------------------------------------------------------------------ helpers
@@ -732,6 +733,10 @@ def test_the_fallback_clearing_connects_uncertified_ranked_below_the_certified_o
     assert not ours.uncertified and theirs.uncertified and ours < theirs
     net.chain.connect(block, net.now())
     assert net.chain.head == block.header
+    assert block_json(net.chain, block)["clearing"]["certified"] is False  # what the API and exports say
+    net.chain.revert_head()
+    net.chain.connect(good, net.now())
+    assert block_json(net.chain, good)["clearing"]["certified"] is True
     net.chain.revert_head()
 
 

@@ -109,6 +109,9 @@ def block_json(chain: Chain, block: Block, final: Checkpoint | None = None) -> d
     out["clearing"] = {
         "slot": block.height,
         "void": c.void,
+        # the chain takes a trading clearing without multipliers only as the uncertified fallback
+        # (solver/fallback.py); one with them passed the verifier's certificate.  None: nothing traded
+        "certified": bool(c.lam or c.mu) if c.trades else None,
         "trades": market["trades"] if market else [],
         "traded_wh": sum(t.wh for t in c.trades),
         "value": sum(t.payment for t in c.trades),
