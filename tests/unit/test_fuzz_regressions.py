@@ -26,3 +26,21 @@ def test_a_path_with_a_trailing_slash_is_answered_in_json(tmp_path):
         http.setup(world)(TRAILING_SLASH)
     finally:
         world.close()
+
+
+# Inputs the generic route GET "/api/{}" reaches since issue 15 added /api/docs (HTML for people) and
+# /api/events (a stream that never ends): the target exempted neither, so it reported the first as a
+# finding and would have waited for ever on the second.
+NEW_PAGES = [bytes([0x0b]) + b"docs\n\n", bytes([0x0b]) + b"events\n\n", bytes([0x0b]) + b"openapi.json\n\n"]
+
+
+def test_the_docs_page_and_the_event_stream_are_not_findings(tmp_path):
+    from fuzz import http
+
+    world, _ = harness.build("http", str(tmp_path))
+    try:
+        target = http.setup(world)
+        for data in NEW_PAGES:
+            target(data)
+    finally:
+        world.close()
