@@ -136,6 +136,8 @@ def test_home_shows_a_cleared_slot_with_its_price_and_the_gain_against_the_grid(
     assert 200_000 <= row["clearing_price"] <= 500_000
     assert row["earned"] == row["received"] - 2 * net.g.feed_in > 0  # above what feed-in pays for 2 kWh
     assert [b["status"] for b in row["bids"]] == ["cleared"]
+    month = home["month"]  # from the account's history: the same trade
+    assert (month["sold_wh"], month["earned"], month["complete"]) == (2000, row["earned"], True)
     assert client.get("/api/home", params={"tz": "9999"}).status_code == 400
 
 
@@ -177,4 +179,8 @@ def test_the_agents_day_plan_is_shown_then_signed_as_shown(app):
     pooled = [net.node.mempool.get(bytes.fromhex(s["bid"])).body for s in sent]
     assert [(b.slot, b.wh, b.price) for b in pooled] == [(b["slot"], b["wh"], b["price"]) for b in plan["bids"]]
     late = client.post("/api/plan/accept", json={"bids": [{**plan["bids"][0], "slot": 1}]}, headers=h)
-    assert late.status_code == 422 and late.json()["reason"] == "gate_closed"
+    assert late.status_code == 202 and late.json() == {"sent": [], "skipped_slots": [1]}  # its gate closed: skipped
+    bad = client.post("/api/plan/accept", json={"bids": [plan["bids"][0], {**plan["bids"][0], "side": "lend"}]},
+                      headers=h)
+    assert (bad.status_code, bad.json()["error"]) == (400, "side is buy or sell")  # nothing signed: rows first
+    assert len(net.node.mempool) == len(sent)

@@ -300,27 +300,36 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
         return JSONResponse({**doc, "home": home})
 
     async def accept(request: Request) -> Response:
-        """Sign the plan's bids as the page showed them: every row is checked before any is signed; a refusal
-        stops there and says which were sent."""
+        """Sign the plan's bids as the page showed them.  Every row is checked before any is signed; a slot
+        whose gate closed meanwhile is skipped, as `transx agent` and `transx bid profile` skip it (the rest
+        of the plan still stands); any other refusal stops there and says which were sent."""
         doc = await body_of(request)
         s = signer(request)
         rows = doc.get("bids")
         if not isinstance(rows, list) or not rows or len(rows) > 192:
             raise OwnerError(400, "bids is a list of 1 to 192 planned bids", "malformed")
-        bodies = []
+        bodies, skipped = [], []
         for row in rows:
             if not isinstance(row, dict) or not all(isinstance(row.get(k), int) and not isinstance(row.get(k), bool)
                                                     for k in ("slot", "wh", "price")) or row["wh"] < 1:
                 raise OwnerError(400, "a planned bid is {slot, side, wh, price} in whole numbers", "malformed")
-            bodies.append(checked_bid(side_of(row), row["wh"], row["price"], row["slot"], doc.get("zone", 0)))
+            try:
+                bodies.append(checked_bid(side_of(row), row["wh"], row["price"], row["slot"], doc.get("zone", 0)))
+            except OwnerError as e:
+                if e.reason != "gate_closed":
+                    raise
+                skipped.append(row["slot"])
         sent: list[dict[str, Any]] = []
         for body in bodies:
             try:
                 sent.append({"bid": submit(s.key, body)["hash"], "slot": body.slot})
             except OwnerError as e:
-                e.fields["sent"] = sent
+                if e.reason == "gate_closed":
+                    skipped.append(body.slot)
+                    continue
+                e.fields.update(sent=sent, skipped_slots=skipped)
                 raise
-        return JSONResponse({"sent": sent}, 202)
+        return JSONResponse({"sent": sent, "skipped_slots": skipped}, 202)
 
     async def home(request: Request) -> Response:
         addr = address_param(request)

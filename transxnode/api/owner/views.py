@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from consensus.rules.keys import address_of, encode_address
 from consensus.rules.schedule import first_open_slot
 from consensus.rules.state import CANCELLED
 from consensus.rules.transactions import BUY
-from transxnode.api.views import bid_json, session_json
+from transxnode.api.views import address_history, bid_json, session_json
 
 __all__ = ["home_view", "ev_view", "IssuedAuthorisations", "HomeSettings",
            "authorisation_json"]
@@ -61,7 +62,43 @@ def home_view(chain: Chain, node: Node, addr: bytes, tz_minutes: int, now_ms: in
     acct = state.account(addr)
     return {"address": encode_address(addr), "balance": acct.balance, "escrowed": acct.escrowed,
             "height": chain.height, "first_open_slot": open_from, "today_starts": today, "now": now_ms,
-            "grid": {"feed_in": g.feed_in, "retail": g.retail}, "slots": slots}
+            "grid": {"feed_in": g.feed_in, "retail": g.retail}, "slots": slots,
+            "month": month_totals(chain, addr, tz_minutes, now_ms)}
+
+
+MONTH_SCAN = 5_000  # history entries a month's totals read at most
+
+
+def month_totals(chain: Chain, addr: bytes, tz_minutes: int, now_ms: int) -> dict[str, Any]:
+    """What `addr` traded since the first of this month (the browser's): energy sold and bought, earned above
+    feed-in and saved below retail; read from its history's trades, newest first, at most MONTH_SCAN entries
+    (`complete` false when the month held more)."""
+    g = chain.genesis
+    local = datetime.fromtimestamp(now_ms / 1000, timezone.utc) + timedelta(minutes=tz_minutes)
+    first = int(local.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000) - tz_minutes * 60_000
+    first_slot = max(0, -(-(first - g.timestamp * 1000) // (g.slot_seconds * 1000)))
+    out = {"starts": first, "sold_wh": 0, "bought_wh": 0, "earned": 0, "saved": 0, "complete": True}
+    cursor, read = None, 0
+    while True:
+        page, cursor_text = address_history(chain, addr, 500, cursor, consensus=False)
+        for e in page:
+            if e["height"] < first_slot:
+                return out
+            if e.get("kind") == "trade":
+                if e["side"] == "sell":
+                    out["sold_wh"] += e["traded_wh"]
+                    out["earned"] += e["amount"] - e["traded_wh"] * g.feed_in // 1000
+                else:
+                    out["bought_wh"] += e["traded_wh"]
+                    out["saved"] += e["traded_wh"] * g.retail // 1000 - e["amount"]
+        read += len(page)
+        if cursor_text is None:
+            return out
+        if read >= MONTH_SCAN:
+            out["complete"] = False
+            return out
+        height, _, seq = cursor_text.partition(".")
+        cursor = (int(height), int(seq or 0))
 
 
 class IssuedAuthorisations:

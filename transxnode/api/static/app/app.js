@@ -94,7 +94,10 @@ async function showHome() {
   const tomorrow = d.today_starts + 86400000;
   $("#view").innerHTML = `<h2>Home</h2><p>Account ${esc(d.address)}: balance <b id="balance">${tokens(d.balance)}</b> tokens, ` +
     `${tokens(d.escrowed)} locked in bids. Grid: feed-in ${tokens(d.grid.feed_in)}, retail ${tokens(d.grid.retail)} tokens per kWh. Height ${d.height}.</p>` +
-    daySection("Today", d.slots.filter((s) => s.starts < tomorrow)) + daySection("Tomorrow", d.slots.filter((s) => s.starts >= tomorrow));
+    daySection("Today", d.slots.filter((s) => s.starts < tomorrow)) + daySection("Tomorrow", d.slots.filter((s) => s.starts >= tomorrow)) +
+    `<section aria-label="This month"><h3>This month</h3><div class="totals" id="month"><div>Sold <b>${kwh(d.month.sold_wh)} kWh</b></div>` +
+    `<div>Bought <b>${kwh(d.month.bought_wh)} kWh</b></div><div>Earned against feed-in <b>${tokens(d.month.earned)}</b> tokens</div>` +
+    `<div>Saved against retail <b>${tokens(d.month.saved)}</b> tokens</div></div>${d.month.complete ? "" : "<p>(the latest trades only: the month holds more)</p>"}</section>`;
 }
 
 // ---------------------------------------------------------------- bid
@@ -205,7 +208,8 @@ async function showPlanSection() {
       if (btn) btn.addEventListener("click", async () => {
         try {
           const r = await api("plan/accept", {bids: state.plan.bids});
-          say(`${r.sent.length} bids sent (pending), slots ${r.sent[0].slot} to ${r.sent[r.sent.length - 1].slot}.`, true);
+          const skipped = r.skipped_slots.length ? ` Slots ${r.skipped_slots.join(", ")} closed for bids while sending; not sent.` : "";
+          say(`${r.sent.length} bids sent (pending)` + (r.sent.length ? `, slots ${r.sent[0].slot} to ${r.sent[r.sent.length - 1].slot}.` : ".") + skipped, true);
           await listOpenBids();
         } catch (e) { say(e.message); }
       });
