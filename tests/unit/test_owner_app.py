@@ -114,6 +114,14 @@ def test_refusals_read_as_the_cli_prints_them(app):
     assert r.json()["reason"] == "invalid" and "balance" in r.json()
 
 
+def test_a_node_listening_beyond_loopback_without_tls_unlocks_nothing(app, tmp_path):
+    net, _, me, _ = app
+    exposed = TestClient(owner_app(net.node, Cfg(tmp_path / "data", me, api_listen="0.0.0.0:8645")))
+    r = unlock(exposed, me)
+    assert (r.status_code, r.json()["reason"]) == (403, "remote") and "set-cookie" not in r.headers
+    assert "api_allow_remote" in r.json()["error"] and not exposed.get("/api/session").json()["signing"]
+
+
 def test_beyond_loopback_signing_needs_allow_remote_and_tls():
     assert signing_refusal("127.0.0.1:8645", False, False) is None
     assert signing_refusal("[::1]:8645", False, False) is None
