@@ -243,7 +243,7 @@ async function showEv() {
     const f = ev.target;
     try {
       const a = await api("authorise", {ev_id: f.ev_id.value, max_energy: f.max_energy.value, max_price: f.max_price.value, valid_hours: Number(f.valid_hours.value)});
-      say(`Authorisation for ${a.ev_id} signed: session ${a.session}. Write it to the card with \`transx ev card write\` or download it below.`, true);
+      say(`Authorisation for ${a.ev_id} signed: session ${a.session}. Download it below for a station (transx station session open FILE) or a phone app.`, true);
       await showEv();
     } catch (e) { say(e.message); }
   });
