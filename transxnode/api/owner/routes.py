@@ -331,18 +331,20 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
                 raise
         return JSONResponse({"sent": sent, "skipped_slots": skipped}, 202)
 
-    async def home(request: Request) -> Response:
-        addr = address_param(request)
+    def tz_param(request: Request) -> int:
+        """?tz=: the browser's offset from UTC in minutes (east positive), for what "today" means."""
         tz = request.query_params.get("tz", "0")
         if not tz.lstrip("-").isdigit() or abs(int(tz)) > 24 * 60:
             raise OwnerError(400, "tz is the browser's offset from UTC in minutes", "malformed")
-        return JSONResponse(await anyio.to_thread.run_sync(home_view, chain, node, addr, int(tz),
-                                                           wall_ms()))
+        return int(tz)
+
+    async def home(request: Request) -> Response:
+        addr, tz = address_param(request), tz_param(request)
+        return JSONResponse(await anyio.to_thread.run_sync(home_view, chain, node, addr, tz, wall_ms()))
 
     async def ev(request: Request) -> Response:
-        addr = address_param(request)
-        return JSONResponse(await anyio.to_thread.run_sync(ev_view, chain, addr, issued,
-                                                           wall_ms()))
+        addr, tz = address_param(request), tz_param(request)
+        return JSONResponse(await anyio.to_thread.run_sync(ev_view, chain, addr, issued, tz, wall_ms()))
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})

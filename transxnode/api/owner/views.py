@@ -75,7 +75,8 @@ def month_totals(chain: Chain, addr: bytes, tz_minutes: int, now_ms: int) -> dic
     (`complete` false when the month held more)."""
     g = chain.genesis
     local = datetime.fromtimestamp(now_ms / 1000, timezone.utc) + timedelta(minutes=tz_minutes)
-    first = int(local.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000) - tz_minutes * 60_000
+    month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    first = int(month_start.timestamp() * 1000) - tz_minutes * 60_000
     first_slot = max(0, -(-(first - g.timestamp * 1000) // (g.slot_seconds * 1000)))
     out = {"starts": first, "sold_wh": 0, "bought_wh": 0, "earned": 0, "saved": 0, "complete": True}
     cursor, read = None, 0
@@ -163,9 +164,9 @@ def authorisation_json(auth: Authorisation, state, now_ms: int | None = None) ->
             "hex": auth.encoded.hex()}
 
 
-def ev_view(chain: Chain, addr: bytes, issued: IssuedAuthorisations, now_ms: int) -> dict[str, Any]:
-    """The car's sessions (as owner), the station's (as station: today's energy and revenue), and the
-    authorisations issued here that are still valid or opened a session."""
+def ev_view(chain: Chain, addr: bytes, issued: IssuedAuthorisations, tz_minutes: int, now_ms: int) -> dict[str, Any]:
+    """The car's sessions (as owner), the station's (as station: today's energy and revenue, the day
+    `tz_minutes` east of UTC), and the authorisations issued here that are still valid or opened a session."""
     g, state = chain.genesis, chain.state()
     rows = [session_json(i, rec) for i, rec in state.sessions_of(addr)]
     for r in rows:
@@ -174,7 +175,8 @@ def ev_view(chain: Chain, addr: bytes, issued: IssuedAuthorisations, now_ms: int
     me = encode_address(addr)
     car = [r for r in rows if r["owner"] == me]
     station = [r for r in rows if r["station"] == me]
-    day = now_ms // 86_400_000 * 86_400_000
+    offset = tz_minutes * 60_000
+    day = (now_ms + offset) // DAY_MS * DAY_MS - offset  # the browser's midnight
     today = [r for r in station if r["opened_at"] >= day]
     auths = [authorisation_json(a, state, now_ms) for a in issued.of(addr)]
     return {"address": me, "car": car, "station": station,

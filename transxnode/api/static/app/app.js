@@ -226,7 +226,7 @@ const sessionTable = (rows, whoTitle, who) => rows.length ? `<table><thead><tr><
   rows.map((r) => sessionRow(r, who(r))).join("") + "</tbody></table>" : "<p>No sessions.</p>";
 
 async function showEv() {
-  const d = await api(`ev?address=${encodeURIComponent(state.address)}`);
+  const d = await api(`ev?address=${encodeURIComponent(state.address)}&tz=${-new Date().getTimezoneOffset()}`);
   $("#view").innerHTML = `<h2>Car</h2><h3>Charging sessions</h3>${sessionTable(d.car, "Station", (r) => r.station)}` +
     `<h3>Authorisations issued here</h3>` + (d.authorisations.length ? `<table><thead><tr><th>Car</th><th class="num">Up to kWh</th><th class="num">Max price</th><th>Valid until</th><th>Used</th><th>File</th></tr></thead><tbody>` +
       d.authorisations.map((a) => `<tr><td>${esc(a.ev_id)}</td><td class="num">${kwh(a.max_wh)}</td><td class="num">${tokens(a.max_price)}</td><td>${new Date(a.expiry).toLocaleString()}</td>` +
@@ -250,7 +250,7 @@ async function showEv() {
 }
 
 async function showStation() {
-  const d = await api(`ev?address=${encodeURIComponent(state.address)}`);
+  const d = await api(`ev?address=${encodeURIComponent(state.address)}&tz=${-new Date().getTimezoneOffset()}`);
   const t = d.station_today;
   $("#view").innerHTML = `<h2>Station</h2><div class="totals"><div>Sessions today <b>${t.sessions}</b> (${t.open} open)</div>` +
     `<div>Delivered today <b>${kwh(t.delivered_wh)} kWh</b></div><div>Revenue today <b>${tokens(t.revenue)}</b> tokens</div></div>` +
