@@ -192,3 +192,15 @@ def test_the_agents_day_plan_is_shown_then_signed_as_shown(app):
                       headers=h)
     assert (bad.status_code, bad.json()["error"]) == (400, "side is buy or sell")  # nothing signed: rows first
     assert len(net.node.mempool) == len(sent)
+
+
+@pytest.mark.parametrize("text", ["soon", "0", "-5", "nan"])
+def test_a_bad_idle_time_stops_the_node_with_one_line(monkeypatch, text):
+    from transxnode.api.owner.routes import idle_from_env
+    from transxnode.datadir.config import ConfigError
+
+    monkeypatch.setenv("TRANSX_APP_IDLE_SECONDS", text)
+    with pytest.raises(ConfigError, match="TRANSX_APP_IDLE_SECONDS is the owner app's idle time"):
+        idle_from_env()
+    monkeypatch.setenv("TRANSX_APP_IDLE_SECONDS", "90")
+    assert idle_from_env() == 90.0

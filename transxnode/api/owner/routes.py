@@ -1,8 +1,8 @@
 """The owner app's JSON endpoints under /app/api/ and its static page (transxnode/api/static/app/).
 
-Reading (no session): GET session, home, ev; POST quote.  Signing (an unlocked session: the cookie's token
-and the X-CSRF-Token header): POST bid, cancel, authorise.  POST unlock {address, password, idle_seconds}
-opens a session, POST lock ends it.  Every POST takes a JSON body (Content-Type: application/json), which a
+Reading (no session): GET session, home, ev, settings, plan; POST quote.  Signing or saving (an unlocked
+session: the cookie's token and the X-CSRF-Token header): POST bid, cancel, authorise, settings, plan/accept.
+POST unlock {address, password, idle_seconds} opens a session, POST lock ends it.  Every POST takes a JSON body (Content-Type: application/json), which a
 cross-site form cannot send.  Errors are the API's: ``{"error": for people, "reason": for programs}``; a
 refused transaction says what `POST /api/tx` and the CLI say.  Signing is refused outright when the API
 listens beyond loopback without `api_allow_remote` and TLS.
@@ -15,8 +15,8 @@ import json
 import os
 import secrets
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -37,6 +37,7 @@ from consensus.rules.units import price as format_price
 from solver.instance import MAX_PRICE
 from transxnode.api.views import markets_view
 from transxnode.client.wallet import InputError, parse_energy, parse_tokens, quote
+from transxnode.datadir.config import ConfigError
 from transxnode.datadir.keystore import Keystore, KeystoreError
 
 from .views import HomeSettings, IssuedAuthorisations, authorisation_json, ev_view, home_view
@@ -70,6 +71,21 @@ def signing_refusal(listen: str, allow_remote: bool, tls: bool) -> str | None:
             "and TLS (api_tls_cert, api_tls_key) set in config.toml")
 
 
+def idle_from_env() -> float:
+    """The longest idle time of a session: $TRANSX_APP_IDLE_SECONDS, else 10 minutes; ConfigError if it is
+    not a positive number of seconds (the node does not start: one line)."""
+    text = os.environ.get(IDLE_ENV)
+    if text is None:
+        return DEFAULT_IDLE_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 10**7:
+        raise ConfigError(f"${IDLE_ENV} is the owner app's idle time in seconds (a positive number), got {text!r}")
+    return value
+
+
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -85,7 +101,7 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
     tls = bool(getattr(cfg, "api_tls_cert", None) and getattr(cfg, "api_tls_key", None))
     refusal = signing_refusal(cfg.api_listen, bool(getattr(cfg, "api_allow_remote", False)), tls)
     if idle_seconds is None:
-        idle_seconds = float(os.environ.get(IDLE_ENV, DEFAULT_IDLE_SECONDS))
+        idle_seconds = idle_from_env()
     store = SessionStore(idle_seconds)
     issued = IssuedAuthorisations(cfg.datadir / "app" / "authorisations.jsonl")
     planner = next(iter(planners), None)
