@@ -248,7 +248,9 @@ def test_a_cross_site_request_signs_nothing(node, wallet, driver):
     session = {"Cookie": f"transx_session={cookie['value']}"}
     for headers, reason in [({"Content-Type": "application/json"}, "locked"),  # no cookie
                             ({**session, "Content-Type": "application/json"}, "csrf"),  # the cookie, no CSRF token
-                            ({**session, "Content-Type": "text/plain"}, "malformed")]:  # what a form can send
+                            ({**session, "Content-Type": "text/plain"}, "malformed"),  # what a form can send
+                            ({**session, "Content-Type": "application/json", "Origin": "http://evil.example"},
+                             "cross_site")]:
         status, doc = node.request("POST", "/app/api/bid", bid, headers)
         assert (status, doc["reason"]) == (400 if reason == "malformed" else 403, reason), doc
     assert node.get(f"/api/address/{wallet}")["pending_nonce"] == before

@@ -88,6 +88,9 @@ def test_no_signing_without_session_csrf_or_json_and_wrong_password_is_401(app):
     csrf = unlock(client, me, idle_seconds=5).json()["csrf"]
     r = client.post("/api/bid", json=bid)  # the cookie alone: what a cross-site page could make a browser send
     assert (r.status_code, r.json()["reason"]) == (403, "csrf")
+    r = client.post("/api/bid", json=bid, headers={"X-CSRF-Token": csrf, "Origin": "http://evil.example"})
+    assert (r.status_code, r.json()["reason"]) == (403, "cross_site")
+    assert client.post("/api/quote", json=bid, headers={"Origin": "http://testserver"}).status_code == 200
     r = client.post("/api/bid", content='{"side": "sell"}', headers={"X-CSRF-Token": csrf})
     assert r.status_code == 400 and "Content-Type: application/json" in r.json()["error"]
     clock.t += 6  # idle past the session's own 5 s

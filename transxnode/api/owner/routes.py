@@ -2,10 +2,11 @@
 
 Reading (no session): GET session, home, ev, settings, plan; POST quote.  Signing or saving (an unlocked
 session: the cookie's token and the X-CSRF-Token header): POST bid, cancel, authorise, settings, plan/accept.
-POST unlock {address, password, idle_seconds} opens a session, POST lock ends it.  Every POST takes a JSON body (Content-Type: application/json), which a
-cross-site form cannot send.  Errors are the API's: ``{"error": for people, "reason": for programs}``; a
-refused transaction says what `POST /api/tx` and the CLI say.  Signing is refused outright when the API
-listens beyond loopback without `api_allow_remote` and TLS.
+POST unlock {address, password, idle_seconds} opens a session, POST lock ends it.  Every POST takes a JSON
+body (Content-Type: application/json), which a cross-site form cannot send, and one whose Origin is another
+site is refused.  Errors are the API's: ``{"error": for people, "reason": for programs}``; a refused
+transaction says what `POST /api/tx` and the CLI say.  Signing is refused outright when the API listens
+beyond loopback without `api_allow_remote` and TLS.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from starlette.applications import Starlette
@@ -108,6 +110,11 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
     homes = HomeSettings(cfg.datadir / "app" / "homes.json")
 
     async def body_of(request: Request) -> dict[str, Any]:
+        """A POST's JSON object; refused when a browser says it comes from another site (its Origin is not
+        this page's host: a second line behind the CSRF token) or when it is not JSON."""
+        origin = request.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+            raise OwnerError(403, f"refused: a request from another site ({origin})", "cross_site")
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise OwnerError(400, "expected a JSON body (Content-Type: application/json)", "malformed")
         raw = await request.body()
