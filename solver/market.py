@@ -21,7 +21,7 @@ from .fallback import fallback_arrays
 from .pairs import DEFAULT_CAP, Pairs, candidate_pairs
 from .relaxation import Relaxation, SolverError
 from .rounding import LIFTS, round_clearing, surpluses
-from .sparse import sparsify
+from .vertex import vertex_shares
 from .verifier import DEFAULT_QUANTUM, DEFAULT_TOLERANCE, Verdict, verify
 
 SOLVERS = ("auto", "clarabel", "scs", "dual")
@@ -61,7 +61,7 @@ def clear(
     result that does not verify, raises `SolverError`: never an empty market.
     `progress`, if given, is told each stage as it starts (large solves take
     minutes).  `sparse` first tries the same surpluses on fewer pairs
-    (solver/sparse.py), then the solver's own spread.  A slot that no way of
+    (solver/vertex.py), then the solver's own spread.  A slot that no way of
     rounding certifies is the proposer's to give the fallback (`fallback`).
     """
     say = progress or (lambda _msg: None)
@@ -84,7 +84,7 @@ def clear(
         say("moving the allocation onto fewer pairs")
         t1 = time.perf_counter()
         try:
-            xs, ys = sparsify(inst, pairs, rel.x, rel.y)
+            xs, ys = vertex_shares(inst, pairs, rel.x, rel.y)
         except (ArithmeticError, ValueError, IndexError, KeyError) as e:  # a bug there costs trades, not the slot
             say(f"the sparse step failed ({type(e).__name__}: {e}); rounding the solver's own allocation")
         else:
