@@ -36,9 +36,14 @@ class Cfg:
 class Clock:
     def __init__(self) -> None:
         self.t = 1000.0
+        self.slept: list[float] = []
 
     def __call__(self) -> float:
         return self.t
+
+    async def sleep(self, seconds: float) -> None:  # the delay a wrong password's answer waits
+        self.slept.append(seconds)
+        self.t += seconds
 
 
 @pytest.fixture
@@ -51,7 +56,7 @@ def app(tmp_path):
     ks.import_seed(bytes(net.poor), PASSWORD)
     clock = Clock()
     client = TestClient(owner_app(net.node, Cfg(tmp_path / "data", me), [AGENT], idle_seconds=600, clock=clock,
-                                  wall_ms=lambda: net.now()))
+                                  wall_ms=lambda: net.now(), sleep=clock.sleep), base_url="http://127.0.0.1:8645")
     yield net, client, me, clock
     net.close()
 
@@ -90,7 +95,7 @@ def test_no_signing_without_session_csrf_or_json_and_wrong_password_is_401(app):
     assert (r.status_code, r.json()["reason"]) == (403, "csrf")
     r = client.post("/api/bid", json=bid, headers={"X-CSRF-Token": csrf, "Origin": "http://evil.example"})
     assert (r.status_code, r.json()["reason"]) == (403, "cross_site")
-    assert client.post("/api/quote", json=bid, headers={"Origin": "http://testserver"}).status_code == 200
+    assert client.post("/api/quote", json=bid, headers={"Origin": "http://127.0.0.1:8645"}).status_code == 200
     r = client.post("/api/bid", content='{"side": "sell"}', headers={"X-CSRF-Token": csrf})
     assert r.status_code == 400 and "Content-Type: application/json" in r.json()["error"]
     clock.t += 6  # idle past the session's own 5 s
@@ -122,13 +127,33 @@ def test_a_node_listening_beyond_loopback_without_tls_unlocks_nothing(app, tmp_p
     exposed = TestClient(owner_app(net.node, Cfg(tmp_path / "data", me, api_listen="0.0.0.0:8645")))
     r = unlock(exposed, me)
     assert (r.status_code, r.json()["reason"]) == (403, "remote") and "set-cookie" not in r.headers
-    assert "api_allow_remote" in r.json()["error"] and not exposed.get("/api/session").json()["signing"]
+    assert "[api] allow_remote" in r.json()["error"] and not exposed.get("/api/session").json()["signing"]
+
+
+def test_a_page_of_another_name_pointed_at_loopback_reads_and_unlocks_nothing(app):
+    """DNS rebinding: evil.example resolving to 127.0.0.1 is same-origin to the browser, Origin and Host agree."""
+    net, client, me, _ = app
+    rebound = {"Host": "evil.example:8645", "Origin": "http://evil.example:8645"}
+    for r in (client.get("/api/home", headers=rebound), client.get("/", headers=rebound),
+              client.post("/api/unlock", json={"address": me, "password": PASSWORD}, headers=rebound)):
+        assert (r.status_code, r.json()["reason"]) == (403, "host") and "set-cookie" not in r.headers
+    for host in ("localhost:8645", "127.0.0.1:8645", "[::1]:8645", "127.0.0.2"):
+        assert client.get("/api/session", headers={"Host": host}).status_code == 200, host
+
+
+def test_wrong_passwords_are_answered_ever_more_slowly_until_one_is_right(app):
+    net, client, me, clock = app
+    for _ in range(7):
+        assert unlock(client, me, "guess").status_code == 401
+    assert clock.slept == [1, 2, 4, 8, 16, 30, 30]  # seconds; attempts wait their turn (one check at a time)
+    assert unlock(client, me).status_code == 200
+    assert unlock(client, me, "typo").status_code == 401 and clock.slept[-1] == 1  # a right one starts over
 
 
 def test_beyond_loopback_signing_needs_allow_remote_and_tls():
     assert signing_refusal("127.0.0.1:8645", False, False) is None
     assert signing_refusal("[::1]:8645", False, False) is None
-    assert "api_allow_remote" in signing_refusal("0.0.0.0:8645", False, False)
+    assert "[api] allow_remote = true" in signing_refusal("0.0.0.0:8645", False, False)
     assert signing_refusal("0.0.0.0:8645", True, False) is not None
     assert signing_refusal("192.168.1.5:8645", True, True) is None
 

@@ -4,7 +4,11 @@ Reading (no session): GET session, home, ev, settings, plan; POST quote.  Signin
 session: the cookie's token and the X-CSRF-Token header): POST bid, cancel, authorise, settings, plan/accept.
 POST unlock {address, password, idle_seconds} opens a session, POST lock ends it.  Every POST takes a JSON
 body (Content-Type: application/json), which a cross-site form cannot send, and one whose Origin is another
-site is refused.  Errors are the API's: ``{"error": for people, "reason": for programs}``; a refused
+site is refused.  On a loopback listen address every request must name a loopback host (Host:
+localhost, 127.0.0.1 or [::1]): a page of another site whose name an attacker points at 127.0.0.1 (DNS
+rebinding) is same-origin to the browser, and would otherwise read the pages and guess passwords.  Wrong
+passwords are answered ever more slowly (1, 2, 4 ... 30 s, one attempt at a time) until one is right.
+Errors are the API's: ``{"error": for people, "reason": for programs}``; a refused
 transaction says what `POST /api/tx` and the CLI say.  Signing is refused outright when the API listens
 beyond loopback without `api_allow_remote` and TLS.
 """
@@ -51,6 +55,8 @@ CSRF_HEADER = "x-csrf-token"
 MAX_BODY = 8 * 1024
 FEE_RESERVE = 20  # fees a day plan leaves unlocked, as `transx agent` does (a solver's commits share the key)
 IDLE_ENV = "TRANSX_APP_IDLE_SECONDS"  # the longest idle time of an unlocked session (default 600)
+MAX_UNLOCK_DELAY = 30.0  # seconds: the most a wrong password waits for its answer
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
 class OwnerError(Exception):
@@ -69,8 +75,21 @@ def signing_refusal(listen: str, allow_remote: bool, tls: bool) -> str | None:
         local = False
     if local or (allow_remote and tls):
         return None
-    return (f"the API listens on {listen}, beyond this machine: the app signs only with api_allow_remote "
-            "and TLS (api_tls_cert, api_tls_key) set in config.toml")
+    return (f"the API listens on {listen}, beyond this machine: the app signs only with [api] allow_remote = true "
+            "and TLS ([api] tls_cert and tls_key) set in config.toml")
+
+
+def loopback_host(host: str | None) -> bool:
+    """Whether a Host header names this machine (any port): what a browser sends to a node on loopback."""
+    if not host:
+        return False
+    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1:].partition("]")[0]
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def idle_from_env() -> float:
@@ -93,15 +112,18 @@ def _wall_ms() -> int:
 
 
 def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: float | None = None,
-              clock=time.monotonic, wall_ms=_wall_ms) -> Starlette:
+              clock=time.monotonic, wall_ms=_wall_ms, sleep=anyio.sleep) -> Starlette:
     """The app over `node`, unlocking keys of `cfg`'s keystore (cfg: a datadir Config; the TLS and remote
     fields are read when present).  `planners`: plugin objects with `plan_day` and `home_settings` (the
     home agent, agent/plugin.py, through the `transx.plugins` entry point); the first makes day plans.
-    `clock` times idle sessions, `wall_ms` says what day it is (tests turn both)."""
+    `clock` times idle sessions, `wall_ms` says what day it is, `sleep` delays wrong passwords (tests turn them)."""
     chain, g = node.chain, node.chain.genesis
     keystore = Keystore(cfg.keystore_dir)
     tls = bool(getattr(cfg, "api_tls_cert", None) and getattr(cfg, "api_tls_key", None))
     refusal = signing_refusal(cfg.api_listen, bool(getattr(cfg, "api_allow_remote", False)), tls)
+    local_only = signing_refusal(cfg.api_listen, False, False) is None  # a loopback listen address
+    unlocking = anyio.Lock()  # one password check at a time: guesses cannot run in parallel
+    wrong = 0  # wrong passwords in a row
     if idle_seconds is None:
         idle_seconds = idle_from_env()
     store = SessionStore(idle_seconds)
@@ -226,11 +248,17 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
             raise OwnerError(400, "idle_seconds is a positive number", "malformed")
         if not isinstance(address, str) or not keystore.has(address):
             raise OwnerError(404, f"no key for {address} in this node's keystore", "not_found")
-        try:
-            key = await anyio.to_thread.run_sync(keystore.unlock, address, password)
-        except KeystoreError as e:
-            wrong = str(e).startswith("wrong password")
-            raise OwnerError(401 if wrong else 500, str(e), "password" if wrong else "keystore") from None
+        nonlocal wrong
+        async with unlocking:
+            try:
+                key = await anyio.to_thread.run_sync(keystore.unlock, address, password)
+            except KeystoreError as e:
+                if not str(e).startswith("wrong password"):
+                    raise OwnerError(500, str(e), "keystore") from None
+                wrong += 1
+                await sleep(min(MAX_UNLOCK_DELAY, 2.0 ** (wrong - 1)))
+                raise OwnerError(401, str(e), "password") from None
+            wrong = 0
         token, s = store.open(address, key, clock(), idle)
         out = JSONResponse({"unlocked": True, "address": s.address, "csrf": s.csrf, "idle_seconds": s.idle_seconds})
         out.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/", secure=tls)
@@ -394,4 +422,18 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
     ]
     app = Starlette(routes=routes, exception_handlers={OwnerError: owner_error})
     app.router.redirect_slashes = False
-    return app
+    if not local_only:
+        return app
+
+    async def loopback_only(scope, receive, send) -> None:
+        """On a loopback node, a request naming another host is refused before any route runs."""
+        if scope["type"] == "http":
+            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+            if not loopback_host(host):
+                await JSONResponse({"error": f"refused: this app answers only to this machine's names, not {host!r} "
+                                             "(open it as http://127.0.0.1:PORT/app/ or http://localhost:PORT/app/)",
+                                    "reason": "host"}, 403)(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return loopback_only
