@@ -9,6 +9,7 @@ import http.client
 import ipaddress
 import json
 import ssl
+import subprocess
 import urllib.request
 
 from cryptography import x509
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from node_support import NodeProcess, transx, wait_for
+from node_support import ENV, TRANSX, NodeProcess, transx, wait_for
 
 
 def _self_signed(cert_path, key_path) -> None:
@@ -58,6 +59,10 @@ def test_the_api_serves_https_with_the_configured_certificate_and_nothing_in_the
         except (OSError, http.client.HTTPException):
             answer = None
         assert answer != 200
+        # the CLI on the node's machine reads node.json's https URL and trusts the certificate it is told of
+        r = subprocess.run([*TRANSX, "explorer", "head", *node.dd], capture_output=True, text=True, timeout=60,
+                           env={**ENV, "SSL_CERT_FILE": str(node.datadir / "api.crt")})
+        assert r.returncode == 0 and r.stdout.startswith("block "), r
     finally:
         assert node.stop() == 0
 
