@@ -29,8 +29,10 @@ system-deps:
 		else echo "not installed:$$missing (needs root and apt-get): the tests that need them will skip"; fi; \
 	fi
 
+# The suite in as many workers as cores (at most 4), each test module whole in one worker (its
+# module-scoped node shared by its tests); the functional tests mostly wait on 1-second slots.
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=15
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
