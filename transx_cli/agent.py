@@ -204,12 +204,18 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
     planned_to = -1
     sent_below = 0  # the nonce past our last bid: plan again once the chain has taken them
     learnt = set()
+    paused = False  # the owner turned hands-free off in the app: bids already sent stay, no new ones
     try:
         while True:
             info, market = client.get("/api/node"), client.get("/api/market")
             acct = client.get(f"/api/address/{address}")
+            if paused != (not client.hands_free(address)):
+                paused = not paused
+                click.echo(f"{time.strftime('%H:%M:%S')}  " + ("paused from the app: no new bids until it is turned "
+                                                               "back on (bids already sent stay)" if paused else
+                                                               "resumed from the app"))
             first = max(_agent_first_slot(market), planned_to + 1)
-            last = _agent_first_slot(market) + slots - 1
+            last = _agent_first_slot(market) + slots - 1 if not paused else first - 1
             # The balance tells what can be locked once our bids already sent are in blocks (or dropped:
             # nothing pending).  Other pending transactions of the key, a solver's commits, cost fees only.
             if first <= last and (acct["nonce"] >= sent_below or acct["pending_nonce"] == acct["nonce"]):

@@ -348,3 +348,35 @@ def test_the_agents_day_plan_accepted_in_one_click(node, wallet, driver, tmp_pat
     skipped = re.search(r"Slots ([\d, ]+) closed for bids while sending", said)
     assert sent + (len(skipped[1].split(",")) if skipped else 0) == n and sent >= n - 2, said
     wait_for(lambda: len(node.get(f"/api/address/{wallet}")["open_bids"]) >= sent, 30, "the plan's bids in blocks")
+
+
+def test_hands_free_turned_off_in_the_page_pauses_transx_agent_run_until_turned_on(node, wallet, driver, tmp_path):
+    """The switch on the Bid page is what the home agent's service (`transx agent run`) asks before each plan."""
+    open_page(driver, node, "home")
+    if not by(driver, "#unlocked").is_displayed():
+        unlock(driver, node, wallet)
+        message(driver, "Unlocked")
+    open_page(driver, node, "bid")
+    switch = wait_for(lambda: maybe(driver, "#agent-switch"), 10, "the hands-free switch")
+    wait_for(lambda: switch.is_enabled(), 10, "the switch to be usable (an unlocked session)")
+    if switch.is_selected():
+        switch.click()
+    message(driver, "Hands-free off: saved")
+    out = tmp_path / "agent.log"
+    with open(out, "w") as log:
+        agent = subprocess.Popen([*TRANSX, "agent", "run", *node.dd, "--from", wallet, "--slot-hours", "0",
+                                  "--slots", "4"], stdout=log, stderr=subprocess.STDOUT, env=ENV,
+                                 stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "paused from the app" in out.read_text(), 30, "the agent to say it is paused")
+        nonce = node.get(f"/api/address/{wallet}")["pending_nonce"]
+        node.wait_height(node.height + 2)  # it follows the head, sending nothing
+        assert "bids sent" not in out.read_text() and node.get(f"/api/address/{wallet}")["pending_nonce"] == nonce
+        screenshot(driver, "hands-free-off", tmp_path)
+        by(driver, "#agent-switch").click()
+        message(driver, "Hands-free on: saved")
+        wait_for(lambda: re.search(r"resumed from the app\n.*slots \d+\.\.\d+: \d+ bids sent", out.read_text()), 30,
+                 f"the agent to resume and bid (it says {out.read_text()[-300:]!r})")
+    finally:
+        agent.terminate()
+        agent.wait(15)

@@ -222,6 +222,23 @@ def test_the_agents_day_plan_is_shown_then_signed_as_shown(app):
     assert len(net.node.mempool) == len(sent)
 
 
+def test_the_hands_free_switch_is_saved_for_the_account_and_only_its_session_turns_it(app, tmp_path):
+    net, client, me, _ = app
+    assert client.get("/api/agent", params={"address": me}).json()["hands_free"] is True  # on until turned off
+    assert client.post("/api/agent", json={"hands_free": False}).json()["reason"] == "locked"
+    h = {"X-CSRF-Token": unlock(client, me).json()["csrf"]}
+    assert client.post("/api/agent", json={"hands_free": "no"}, headers=h).status_code == 400
+    r = client.post("/api/agent", json={"hands_free": False}, headers=h)
+    assert r.status_code == 200 and r.json() == {"address": me, "hands_free": False}
+    other = encode_address(addr(net.poor))
+    assert client.get("/api/agent", params={"address": other}).json()["hands_free"] is True  # per account
+    restarted = TestClient(owner_app(net.node, Cfg(tmp_path / "data", me)), base_url="http://127.0.0.1:8645")
+    assert restarted.get("/api/agent", params={"address": me}).json()["hands_free"] is False  # on disk
+    (tmp_path / "data" / "app" / "agent.json").write_text("{not json")
+    r = restarted.get("/api/agent", params={"address": me})
+    assert r.status_code == 503 and "damaged" in r.json()["error"]  # said, never read as "on"
+
+
 @pytest.mark.parametrize("text", ["soon", "0", "-5", "nan"])
 def test_a_bad_idle_time_stops_the_node_with_one_line(monkeypatch, text):
     from transxnode.api.owner.routes import idle_from_env

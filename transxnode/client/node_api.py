@@ -89,6 +89,16 @@ class ApiClient:
         finally:
             conn.close()
 
+    def hands_free(self, address: str) -> bool:
+        """Whether the owner lets the home agent bid for `address` (the app's switch, /app/api/agent); True
+        from a node without the app (older, or behind a proxy that serves only /api)."""
+        try:
+            return bool(self.get(f"/app/api/agent?address={address}")["hands_free"])
+        except ClientError as e:
+            if e.status == 404:
+                return True
+            raise
+
     def new_heads(self, poll_seconds: float) -> Iterator[dict[str, Any] | None]:
         """Yields once per new head: its `head` event from the stream, reconnecting after a break with the
         last event's id; None every `poll_seconds` instead while the node has no stream (an older node) or

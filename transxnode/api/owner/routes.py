@@ -1,7 +1,8 @@
 """The owner app's JSON endpoints under /app/api/ and its static page (transxnode/api/static/app/).
 
-Reading (no session): GET session, home, ev, settings, plan; POST quote.  Signing or saving (an unlocked
-session: the cookie's token and the X-CSRF-Token header): POST bid, cancel, authorise, settings, plan/accept.
+Reading (no session): GET session, home, ev, settings, plan, agent; POST quote.  Signing or saving (an
+unlocked session: the cookie's token and the X-CSRF-Token header): POST bid, cancel, authorise, settings,
+plan/accept, agent (the hands-free switch that `transx agent run` obeys).
 POST unlock {address, password, idle_seconds} opens a session, POST lock ends it.  Every POST takes a JSON
 body (Content-Type: application/json), which a cross-site form cannot send, and one whose Origin is another
 site is refused.  On a loopback listen address every request must name a loopback host (Host:
@@ -46,7 +47,7 @@ from transxnode.client.wallet import InputError, parse_energy, parse_tokens, quo
 from transxnode.datadir.config import ConfigError
 from transxnode.datadir.keystore import Keystore, KeystoreError
 
-from .views import HomeSettings, IssuedAuthorisations, authorisation_json, ev_view, home_view
+from .views import ByAccount, IssuedAuthorisations, authorisation_json, ev_view, home_view
 from .sessions import DEFAULT_IDLE_SECONDS, SessionError, SessionStore
 
 STATIC = Path(__file__).resolve().parents[1] / "static" / "app"
@@ -129,7 +130,20 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
     store = SessionStore(idle_seconds)
     issued = IssuedAuthorisations(cfg.datadir / "app" / "authorisations.jsonl")
     planner = next(iter(planners), None)
-    homes = HomeSettings(cfg.datadir / "app" / "homes.json")
+    homes = ByAccount(cfg.datadir / "app" / "homes.json")
+    switches = ByAccount(cfg.datadir / "app" / "agent.json")  # {"hands_free": bool, "changed": ms} per account
+
+    async def saved(store: ByAccount, address: str, value: dict[str, Any]) -> None:
+        try:
+            await anyio.to_thread.run_sync(store.put, address, value)
+        except (OSError, ValueError) as e:
+            raise OwnerError(503, f"not saved: {e}", "unavailable") from None
+
+    def loaded(store: ByAccount, address: str) -> dict[str, Any]:
+        try:
+            return store.get(address)
+        except (OSError, ValueError) as e:
+            raise OwnerError(503, str(e), "unavailable") from None
 
     async def body_of(request: Request) -> dict[str, Any]:
         """A POST's JSON object; refused when a browser says it comes from another site (its Origin is not
@@ -328,9 +342,24 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
                 home = p.home_settings(doc)
             except ValueError as e:
                 raise OwnerError(400, str(e), "malformed") from None
-            await anyio.to_thread.run_sync(homes.put, s.address, home)
+            await saved(homes, s.address, home)
             return JSONResponse(home)
-        return JSONResponse(p.home_settings(homes.get(encode_address(address_param(request)))))
+        return JSONResponse(p.home_settings(loaded(homes, encode_address(address_param(request)))))
+
+    async def hands_free(request: Request) -> Response:
+        """GET: whether the home agent (`transx agent run`, a service beside the node) bids for the account
+        (default on; it asks before each plan).  POST {hands_free}: the session's account turns it on or off."""
+        if request.method == "POST":
+            doc = await body_of(request)
+            s = signer(request)
+            on = doc.get("hands_free")
+            if not isinstance(on, bool):
+                raise OwnerError(400, "hands_free is true or false", "malformed")
+            await saved(switches, s.address, {"hands_free": on, "changed": wall_ms()})
+            return JSONResponse({"address": s.address, "hands_free": on})
+        address = encode_address(address_param(request))
+        doc = loaded(switches, address)
+        return JSONResponse({"address": address, "hands_free": doc.get("hands_free", True), "changed": doc.get("changed")})
 
     async def plan(request: Request) -> Response:
         """The agent's plan for the next `slots` slots (default 48) from one past the first open slot, cut to
@@ -345,7 +374,7 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
                 "grid": {"feed_in": g.feed_in, "retail": g.retail}}
         acct = chain.state().account(addr)
         funds = max(0, acct.balance - FEE_RESERVE * g.min_fee)
-        home = p.home_settings(homes.get(encode_address(addr)))
+        home = p.home_settings(loaded(homes, encode_address(addr)))
         doc = await anyio.to_thread.run_sync(p.plan_day, home, info, market, market["first_open_slot"] + 1,
                                              int(slots), funds)
         return JSONResponse({**doc, "home": home})
@@ -417,6 +446,7 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
         Route("/api/authorise", issue, methods=["POST"]),
         Route("/api/settings", settings, methods=["GET", "POST"]),
         Route("/api/plan", plan),
+        Route("/api/agent", hands_free, methods=["GET", "POST"]),
         Route("/api/plan/accept", accept, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC)),
     ]

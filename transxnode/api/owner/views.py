@@ -19,7 +19,7 @@ from consensus.rules.state import CANCELLED
 from consensus.rules.transactions import BUY
 from transxnode.api.views import address_history, bid_json, session_json
 
-__all__ = ["home_view", "ev_view", "IssuedAuthorisations", "HomeSettings",
+__all__ = ["home_view", "ev_view", "IssuedAuthorisations", "ByAccount",
            "authorisation_json"]
 
 DAY_MS = 86_400_000
@@ -129,9 +129,10 @@ class IssuedAuthorisations:
         return [decode_authorisation(bytes.fromhex(d["hex"])) for d in map(json.loads, lines) if d["owner"] == owner]
 
 
-class HomeSettings:
-    """Each account's home description for the day plan (PV size, daily use, battery: the planner's
-    fields), saved by the app in `path` (JSON, by address)."""
+class ByAccount:
+    """A JSON object per account that the app saves in `path` (by address): a home's description for the
+    day plan (homes.json), whether the home agent bids hands-free (agent.json).  A put is on disk when it
+    returns (written aside, fsynced, renamed over, the directory fsynced): the page says "saved"."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -141,19 +142,32 @@ class HomeSettings:
         with self._lock:
             return self._all().get(address, {})
 
-    def put(self, address: str, home: dict[str, Any]) -> None:
+    def put(self, address: str, value: dict[str, Any]) -> None:
         with self._lock:
-            doc = {**self._all(), address: home}
+            doc = {**self._all(), address: value}
             self.path.parent.mkdir(mode=0o700, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(doc, indent=1))
+            with open(tmp, "w") as f:
+                f.write(json.dumps(doc, indent=1))
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, self.path)
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def _all(self) -> dict[str, Any]:
         try:
-            return json.loads(self.path.read_text())
+            doc = json.loads(self.path.read_text())
         except FileNotFoundError:
             return {}
+        except ValueError:
+            raise ValueError(f"{self.path} is damaged (not JSON): move it aside to start it afresh") from None
+        if not isinstance(doc, dict):
+            raise ValueError(f"{self.path} is damaged (not a JSON object): move it aside to start it afresh")
+        return doc
 
 
 def authorisation_json(auth: Authorisation, state, now_ms: int | None = None) -> dict[str, Any]:

@@ -146,7 +146,25 @@ async function showBid() {
     } catch (e) { say(e.message); }
   });
   await listOpenBids();
+  await showAgentSwitch();
   await showPlanSection();
+}
+
+async function showAgentSwitch() {
+  // The hands-free switch that `transx agent run` asks before each plan; changing it needs the session.
+  const box = $("#agent-switch");
+  const show = (d) => {
+    box.checked = d.hands_free;
+    $("#agent-state").textContent = d.hands_free ? "On: the agent bids." : "Off: the agent sends no new bids.";
+  };
+  try { show(await api(`agent?address=${encodeURIComponent(state.address)}`)); } catch (e) { say(e.message); }
+  box.disabled = !state.csrf;
+  box.addEventListener("change", async () => {
+    try {
+      show(await api("agent", {hands_free: box.checked}));
+      say(box.checked ? "Hands-free on: saved." : "Hands-free off: saved.", true);
+    } catch (e) { box.checked = !box.checked; say(e.message); }
+  });
 }
 
 async function listOpenBids() {
