@@ -21,6 +21,7 @@ from .fallback import fallback_arrays
 from .pairs import DEFAULT_CAP, Pairs, candidate_pairs
 from .relaxation import Relaxation, SolverError
 from .rounding import LIFTS, round_clearing, surpluses
+from .small import MAX_PAIRS as SMALL_MAX_PAIRS, search_small
 from .vertex import vertex_shares
 from .verifier import DEFAULT_QUANTUM, DEFAULT_TOLERANCE, Verdict, verify
 
@@ -93,9 +94,11 @@ def clear(
         t["sparse"] = time.perf_counter() - t1
     shares.append((rel.x, rel.y))
     # The first shares and way of rounding whose clearing verifies (the first, nearly always).
+    rounded = []  # their energies: where a search near the optimum starts
     for (x, y), lift in ((xy, lift) for xy in shares for lift in LIFTS):
         t1 = time.perf_counter()
         ic = round_clearing(inst, pairs, x, y, lift)
+        rounded.append(ic.wh)
         t2 = time.perf_counter()
         t["round"] = t.get("round", 0.0) + t2 - t1
         if (ic.seller_surplus[pairs.seller] <= 0).any() or (ic.buyer_surplus[pairs.buyer] <= 0).any():
@@ -112,6 +115,18 @@ def clear(
         if v.ok:
             return ClearResult(clearing, v, len(pairs), t, method, rel.status)
         failures.append(v.reason)
+    if len(pairs) <= SMALL_MAX_PAIRS:  # a few-pair extreme market: whole Wh near the optimum, one by one
+        say("no rounding certifies: searching the integer allocations near the optimum")
+        t1 = time.perf_counter()
+
+        def verified(wh, pay, lam, mu):
+            clearing = build_clearing(inst, pairs, wh, pay, lam, mu)
+            return clearing, verify(inst, clearing, pairs=pairs, tolerance=tolerance, quantum=quantum)
+
+        found = search_small(inst, pairs, rel, verified, starts=rounded)
+        t["search"] = time.perf_counter() - t1
+        if found is not None:
+            return ClearResult(found[0], found[1], len(pairs), t, "search near the optimum", rel.status)
     raise SolverError(f"the solution ({rel.status}) did not verify: {failures[0]}")
 
 
