@@ -22,7 +22,7 @@ from .pairs import DEFAULT_CAP, Pairs, candidate_pairs
 from .relaxation import Relaxation, SolverError
 from .rounding import LIFTS, round_clearing, surpluses
 from .small import MAX_PAIRS as SMALL_MAX_PAIRS, search_small
-from .vertex import vertex_shares
+from .vertex import MAX_PAIRS as SPARSE_MAX_PAIRS, vertex_shares
 from .verifier import DEFAULT_QUANTUM, DEFAULT_TOLERANCE, Verdict, verify
 
 SOLVERS = ("auto", "clarabel", "scs", "dual")
@@ -81,7 +81,7 @@ def clear(
     say(f"solved in {rel.solve_s:.1f}s; rounding to Wh and micro-units")
     failures = []
     shares = []
-    if sparse:
+    if sparse and len(pairs) <= SPARSE_MAX_PAIRS:
         say("moving the allocation onto fewer pairs")
         t1 = time.perf_counter()
         try:

@@ -31,6 +31,12 @@ from .pairs import Pairs
 WINDOW = 1000  # participants a window: 0.1-0.6 s of simplex each at 10,000 participants
 ROUNDS = 4  # cuts shifted by WINDOW / ROUNDS each round
 _ACTIVE_WH = 1e-6  # a pair trading less than this many Wh (float) is no trade
+ENERGY_SIGN = -1.0  # the windows' objective: most energy first (any objective gives a vertex)
+# Above this many candidate pairs (~50,000 participants) the vertex's rounding does not certify: at 100,000
+# the smoothed dual's own gap is already at the tolerance's edge (1.7e-3 a participant), and whole Wh on
+# a vertex's one-sided trades add to it (certificate gap 216-307 against 145 allowed, whatever the
+# windows' objective).  clear() keeps the solver's spread there.
+MAX_PAIRS = 300_000
 
 
 def vertex_shares(inst: Instance, pairs: Pairs, x: np.ndarray, y: np.ndarray,
@@ -52,6 +58,7 @@ def vertex_shares(inst: Instance, pairs: Pairs, x: np.ndarray, y: np.ndarray,
         where = _windows(u[live], v[live], n, window, (r * window) // rounds)
         inside = live & (where[u] == where[v])
         use = _use(u, v, q, n)
+        cap = np.maximum(cap, use)  # the surplus repair's last 1e-8 kWh stays allowed (_solve_window)
         order = np.flatnonzero(inside)
         order = order[np.argsort(where[u[order]], kind="stable")]
         bounds = np.flatnonzero(np.diff(where[u[order]])) + 1
@@ -95,9 +102,16 @@ def _solve_window(e: np.ndarray, u, v, per_kwh, x, y, cap, use) -> None:
     q = (x[e] + y[e]) * w
     inner = np.bincount(ru, q, rows) + np.bincount(rv, q, rows)
     room = cap[nodes] - (use[nodes] - inner)
-    res = linprog(-np.concatenate([w, w]), A_ub=a_ub, b_ub=room, A_eq=a_eq, b_eq=b_eq, bounds=(0, None),
+    res = linprog(ENERGY_SIGN * np.concatenate([w, w]), A_ub=a_ub, b_ub=room, A_eq=a_eq, b_eq=b_eq, bounds=(0, None),
                   method="highs-ds")
     if res.status != 0 or res.x is None or not np.isfinite(res.x).all():
         return
-    x[e] = np.maximum(res.x[:m], 0.0)
-    y[e] = np.maximum(res.x[m:], 0.0)
+    xs, ys = np.maximum(res.x[:m], 0.0), np.maximum(res.x[m:], 0.0)
+    # The simplex holds each surplus to within its tolerance (1e-7 tokens), a lot for a participant whose
+    # surplus is a few micro-units: give each row's remainder back on its largest share.
+    for share, at in ((xs, ru), (ys, rv)):  # seller rows hold x shares only, buyer rows y shares
+        off = b_eq - (np.bincount(ru, xs, rows) + np.bincount(rv, ys, rows))
+        order = np.lexsort((share, at))  # by row, then share: the last of each row is its largest
+        last = order[np.r_[np.flatnonzero(np.diff(at[order])), len(order) - 1]]
+        share[last] = np.maximum(share[last] + off[at[last]], 0.0)
+    x[e], y[e] = xs, ys

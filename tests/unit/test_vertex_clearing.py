@@ -30,7 +30,7 @@ def test_the_windows_keep_every_surplus_and_capacity_on_at_most_two_pairs_a_trad
     n_s, n_b = len(inst.sellers), len(inst.buyers)
     for side, old, new, n in ((pairs.seller, rel.x, x, n_s), (pairs.buyer, rel.y, y, n_b)):
         before, after = np.bincount(side, np.maximum(old, 0), n), np.bincount(side, new, n)
-        assert np.allclose(after, before, rtol=1e-6, atol=1e-6)  # tokens: a millionth of a micro-unit's worth
+        assert np.allclose(after, before, rtol=1e-9, atol=1e-12)  # tokens: not the simplex tolerance (1e-7)
     g = pairs.margin / 1e6
     for side, cap, n in ((pairs.seller, inst.seller_wh, n_s), (pairs.buyer, inst.buyer_wh, n_b)):
         before = np.bincount(side, (np.maximum(rel.x, 0) + np.maximum(rel.y, 0)) / g * 1000, n)
