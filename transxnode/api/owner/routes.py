@@ -42,6 +42,7 @@ from consensus.rules.schedule import first_open_slot
 from consensus.rules.transactions import BUY, SELL, Bid, CancelBid, Body, TxError, sign_tx
 from consensus.rules.units import price as format_price
 from solver.instance import MAX_PRICE
+from transxnode.api.paging import ApiError
 from transxnode.api.views import markets_view
 from transxnode.client.wallet import InputError, parse_energy, parse_tokens, quote
 from transxnode.datadir.config import ConfigError
@@ -58,12 +59,6 @@ FEE_RESERVE = 20  # fees a day plan leaves unlocked, as `transx agent` does (a s
 IDLE_ENV = "TRANSX_APP_IDLE_SECONDS"  # the longest idle time of an unlocked session (default 600)
 MAX_UNLOCK_DELAY = 30.0  # seconds: the most a wrong password waits for its answer
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
-
-
-class OwnerError(Exception):
-    def __init__(self, status: int, message: str, reason: str, fields: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.reason, self.fields = status, reason, fields or {}
 
 
 def signing_refusal(listen: str, allow_remote: bool, tls: bool) -> str | None:
@@ -137,40 +132,40 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
         try:
             await anyio.to_thread.run_sync(store.put, address, value)
         except (OSError, ValueError) as e:
-            raise OwnerError(503, f"not saved: {e}", "unavailable") from None
+            raise ApiError(503, f"not saved: {e}", "unavailable") from None
 
     def loaded(store: ByAccount, address: str) -> dict[str, Any]:
         try:
             return store.get(address)
         except (OSError, ValueError) as e:
-            raise OwnerError(503, str(e), "unavailable") from None
+            raise ApiError(503, str(e), "unavailable") from None
 
     async def body_of(request: Request) -> dict[str, Any]:
         """A POST's JSON object; refused when a browser says it comes from another site (its Origin is not
         this page's host: a second line behind the CSRF token) or when it is not JSON."""
         origin = request.headers.get("origin")
         if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
-            raise OwnerError(403, f"refused: a request from another site ({origin})", "cross_site")
+            raise ApiError(403, f"refused: a request from another site ({origin})", "cross_site")
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            raise OwnerError(400, "expected a JSON body (Content-Type: application/json)", "malformed")
+            raise ApiError(400, "expected a JSON body (Content-Type: application/json)", "malformed")
         raw = await request.body()
         if len(raw) > MAX_BODY:
-            raise OwnerError(413, f"body over {MAX_BODY} bytes", "too_large")
+            raise ApiError(413, f"body over {MAX_BODY} bytes", "too_large")
         try:
             doc = json.loads(raw)
         except ValueError:
-            raise OwnerError(400, "the body is not JSON", "malformed") from None
+            raise ApiError(400, "the body is not JSON", "malformed") from None
         if not isinstance(doc, dict):
-            raise OwnerError(400, "the body is a JSON object", "malformed")
+            raise ApiError(400, "the body is a JSON object", "malformed")
         return doc
 
     def signer(request: Request):
         if refusal:
-            raise OwnerError(403, refusal, "remote")
+            raise ApiError(403, refusal, "remote")
         try:
             return store.use(request.cookies.get(COOKIE), request.headers.get(CSRF_HEADER), clock())
         except SessionError as e:
-            raise OwnerError(403, str(e), e.reason) from None
+            raise ApiError(403, str(e), e.reason) from None
 
     def address_param(request: Request) -> bytes:
         text = request.query_params.get("address")
@@ -180,48 +175,48 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
         try:
             return decode_address(text)
         except AddressError as e:
-            raise OwnerError(400, str(e), "malformed") from None
+            raise ApiError(400, str(e), "malformed") from None
 
     def submit(key, body: Body) -> dict[str, Any]:
         """Sign `body` at the key's next nonce and admit it as POST /api/tx would; the node's loop runs
         nothing in between, so the nonce read here is still free when the transaction is admitted."""
         if chain.store.unwritable is not None:
-            raise OwnerError(503, f"not taking transactions: {chain.store.unwritable}", "unavailable")
+            raise ApiError(503, f"not taking transactions: {chain.store.unwritable}", "unavailable")
         addr = address_of_key(key)
         nonce = node.mempool.next_nonce(addr, chain.state().account(addr).nonce)
         tx = sign_tx(key, chain_id=g.chain_id, nonce=nonce, fee=g.min_fee, body=body)
         try:
             admitted = node.submit_local(tx)
         except TxError as e:
-            raise OwnerError(422, str(e), e.reason, e.fields) from None
+            raise ApiError(422, str(e), e.reason, e.fields) from None
         except (JournalError, StoreError) as e:
-            raise OwnerError(503, f"not taking transactions: {e}", "unavailable") from None
+            raise ApiError(503, f"not taking transactions: {e}", "unavailable") from None
         return {"accepted": True, "hash": admitted.tx.hash.hex(), "nonce": tx.nonce, "fee": tx.fee}
 
     def checked_bid(side: int, wh: int, limit: int, slot: Any, zone: Any) -> Bid:
         """A bid checked as `transx bid buy|sell` checks it before signing, with the CLI's words."""
         if limit > MAX_PRICE:
-            raise OwnerError(400, f"price {format_price(limit)} is above the most a bid may name "
+            raise ApiError(400, f"price {format_price(limit)} is above the most a bid may name "
                                   f"({format_price(MAX_PRICE)} tokens per kWh)", "malformed")
         first = first_open_slot(g, node.next_block() - 1)
         slot = first if slot in (None, "") else slot
         if not isinstance(slot, int) or isinstance(slot, bool) or not isinstance(zone, int) or zone < 0:
-            raise OwnerError(400, "slot and zone are whole numbers", "malformed")
+            raise ApiError(400, "slot and zone are whole numbers", "malformed")
         if slot < first:
-            raise OwnerError(422, f"slot {slot} is closed for bids (gate closure); the first open slot is {first}",
+            raise ApiError(422, f"slot {slot} is closed for bids (gate closure); the first open slot is {first}",
                              "gate_closed")
         if slot > chain.height + g.bid_horizon:
-            raise OwnerError(422, f"slot {slot} is beyond the bidding horizon ({g.bid_horizon} slots past height "
+            raise ApiError(422, f"slot {slot} is beyond the bidding horizon ({g.bid_horizon} slots past height "
                                   f"{chain.height})", "invalid")
         if zone >= g.zones:
-            raise OwnerError(400, f"zone {zone} does not exist (this network has zones 0..{g.zones - 1})",
+            raise ApiError(400, f"zone {zone} does not exist (this network has zones 0..{g.zones - 1})",
                              "malformed")
         return Bid(side=side, slot=slot, wh=wh, price=limit, zone=zone, expiry=slot - g.gate_closure)
 
     def side_of(doc: dict[str, Any]) -> int:
         side = {"buy": BUY, "sell": SELL}.get(doc.get("side"))
         if side is None:
-            raise OwnerError(400, "side is buy or sell", "malformed")
+            raise ApiError(400, "side is buy or sell", "malformed")
         return side
 
     async def market_now() -> dict[str, Any]:
@@ -235,7 +230,7 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
             wh = parse_energy(str(doc.get("quantity", "")))
             limit = parse_tokens(str(doc.get("price", "")), "price", allow_zero=True)
         except InputError as e:
-            raise OwnerError(400, str(e), "malformed") from None
+            raise ApiError(400, str(e), "malformed") from None
         market = await market_now()
         body = checked_bid(side, wh, limit, doc.get("slot"), doc.get("zone", 0))
         return body, quote(side, wh, limit, market)
@@ -253,25 +248,25 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
 
     async def unlock(request: Request) -> Response:
         if refusal:
-            raise OwnerError(403, refusal, "remote")
+            raise ApiError(403, refusal, "remote")
         doc = await body_of(request)
         address, password, idle = doc.get("address") or cfg.key, doc.get("password"), doc.get("idle_seconds")
         if not isinstance(password, str) or not password:
-            raise OwnerError(400, "enter the keystore password", "malformed")
+            raise ApiError(400, "enter the keystore password", "malformed")
         if idle is not None and (not isinstance(idle, (int, float)) or isinstance(idle, bool) or idle <= 0):
-            raise OwnerError(400, "idle_seconds is a positive number", "malformed")
+            raise ApiError(400, "idle_seconds is a positive number", "malformed")
         if not isinstance(address, str) or not keystore.has(address):
-            raise OwnerError(404, f"no key for {address} in this node's keystore", "not_found")
+            raise ApiError(404, f"no key for {address} in this node's keystore", "not_found")
         nonlocal wrong
         async with unlocking:
             try:
                 key = await anyio.to_thread.run_sync(keystore.unlock, address, password)
             except KeystoreError as e:
                 if not str(e).startswith("wrong password"):
-                    raise OwnerError(500, str(e), "keystore") from None
+                    raise ApiError(500, str(e), "keystore") from None
                 wrong += 1
                 await sleep(min(MAX_UNLOCK_DELAY, 2.0 ** (wrong - 1)))
-                raise OwnerError(401, str(e), "password") from None
+                raise ApiError(401, str(e), "password") from None
             wrong = 0
         token, s = store.open(address, key, clock(), idle)
         out = JSONResponse({"unlocked": True, "address": s.address, "csrf": s.csrf, "idle_seconds": s.idle_seconds})
@@ -304,7 +299,7 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
             bid_id = bytes.fromhex(str(doc.get("bid", "")))
             assert len(bid_id) == 32
         except (ValueError, AssertionError):
-            raise OwnerError(400, "a bid id is 64 hex characters (the bid transaction's hash)", "malformed") from None
+            raise ApiError(400, "a bid id is 64 hex characters (the bid transaction's hash)", "malformed") from None
         return JSONResponse(submit(s.key, CancelBid(bid_id)), 202)
 
     async def issue(request: Request) -> Response:
@@ -320,7 +315,7 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
             if not 0 < hours <= 24 * 366:
                 raise InputError("valid for 1 minute to a year (valid_hours)")
         except (InputError, ValueError) as e:
-            raise OwnerError(400, str(e), "malformed") from None
+            raise ApiError(400, str(e), "malformed") from None
         auth = authorise(s.key, chain_id=g.chain_id, ev_id=ev_id, max_wh=max_wh, max_price=max_price,
                          expiry=int(wall_ms() + hours * 3_600_000), nonce=secrets.randbits(63))
         await anyio.to_thread.run_sync(issued.add, auth)
@@ -328,7 +323,7 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
 
     def the_planner():
         if planner is None:
-            raise OwnerError(404, "no day plan here: the home agent's plugin (transx.plugins: agent) is not "
+            raise ApiError(404, "no day plan here: the home agent's plugin (transx.plugins: agent) is not "
                                   "installed", "not_found")
         return planner
 
@@ -341,7 +336,7 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
             try:
                 home = p.home_settings(doc)
             except ValueError as e:
-                raise OwnerError(400, str(e), "malformed") from None
+                raise ApiError(400, str(e), "malformed") from None
             await saved(homes, s.address, home)
             return JSONResponse(home)
         return JSONResponse(p.home_settings(loaded(homes, encode_address(address_param(request)))))
@@ -354,7 +349,7 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
             s = signer(request)
             on = doc.get("hands_free")
             if not isinstance(on, bool):
-                raise OwnerError(400, "hands_free is true or false", "malformed")
+                raise ApiError(400, "hands_free is true or false", "malformed")
             await saved(switches, s.address, {"hands_free": on, "changed": wall_ms()})
             return JSONResponse({"address": s.address, "hands_free": on})
         address = encode_address(address_param(request))
@@ -368,7 +363,7 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
         addr = address_param(request)
         slots = request.query_params.get("slots", "48")
         if not slots.isdigit() or not 1 <= int(slots) <= 192:
-            raise OwnerError(400, "slots is a number of slots, 1 to 192", "malformed")
+            raise ApiError(400, "slots is a number of slots, 1 to 192", "malformed")
         market = await market_now()
         info = {"genesis_time": g.timestamp, "slot_seconds": g.slot_seconds, "min_fee": g.min_fee,
                 "grid": {"feed_in": g.feed_in, "retail": g.retail}}
@@ -387,15 +382,15 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
         s = signer(request)
         rows = doc.get("bids")
         if not isinstance(rows, list) or not rows or len(rows) > 192:
-            raise OwnerError(400, "bids is a list of 1 to 192 planned bids", "malformed")
+            raise ApiError(400, "bids is a list of 1 to 192 planned bids", "malformed")
         bodies, skipped = [], []
         for row in rows:
             if not isinstance(row, dict) or not all(isinstance(row.get(k), int) and not isinstance(row.get(k), bool)
                                                     for k in ("slot", "wh", "price")) or row["wh"] < 1:
-                raise OwnerError(400, "a planned bid is {slot, side, wh, price} in whole numbers", "malformed")
+                raise ApiError(400, "a planned bid is {slot, side, wh, price} in whole numbers", "malformed")
             try:
                 bodies.append(checked_bid(side_of(row), row["wh"], row["price"], row["slot"], doc.get("zone", 0)))
-            except OwnerError as e:
+            except ApiError as e:
                 if e.reason != "gate_closed":
                     raise
                 skipped.append(row["slot"])
@@ -403,7 +398,7 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
         for body in bodies:
             try:
                 sent.append({"bid": submit(s.key, body)["hash"], "slot": body.slot})
-            except OwnerError as e:
+            except ApiError as e:
                 if e.reason == "gate_closed":
                     skipped.append(body.slot)
                     continue
@@ -415,7 +410,7 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
         """?tz=: the browser's offset from UTC in minutes (east positive), for what "today" means."""
         tz = request.query_params.get("tz", "0")
         if not tz.lstrip("-").isdigit() or abs(int(tz)) > 24 * 60:
-            raise OwnerError(400, "tz is the browser's offset from UTC in minutes", "malformed")
+            raise ApiError(400, "tz is the browser's offset from UTC in minutes", "malformed")
         return int(tz)
 
     async def home(request: Request) -> Response:
@@ -430,7 +425,7 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
     async def owner_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, OwnerError)
+        assert isinstance(exc, ApiError)
         return JSONResponse({"error": str(exc), "reason": exc.reason, **exc.fields}, exc.status)
 
     routes = [
@@ -450,7 +445,7 @@ def owner_app(node: Node, cfg: Any, planners: Sequence[Any] = (), idle_seconds: 
         Route("/api/plan/accept", accept, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC)),
     ]
-    app = Starlette(routes=routes, exception_handlers={OwnerError: owner_error})
+    app = Starlette(routes=routes, exception_handlers={ApiError: owner_error})
     app.router.redirect_slashes = False
     if not local_only:
         return app

@@ -18,6 +18,7 @@ from consensus.rules.schedule import first_open_slot
 from consensus.rules.state import CANCELLED
 from consensus.rules.transactions import BUY
 from transxnode.api.views import address_history, bid_json, session_json
+from transxnode.datadir.config import atomic_write
 
 __all__ = ["home_view", "ev_view", "IssuedAuthorisations", "ByAccount",
            "authorisation_json"]
@@ -146,17 +147,7 @@ class ByAccount:
         with self._lock:
             doc = {**self._all(), address: value}
             self.path.parent.mkdir(mode=0o700, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            with open(tmp, "w") as f:
-                f.write(json.dumps(doc, indent=1))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            atomic_write(self.path, json.dumps(doc, indent=1))
 
     def _all(self) -> dict[str, Any]:
         try:
