@@ -149,6 +149,7 @@ def soak_node(args) -> list[dict]:
                                if (n.datadir / "mempool.journal").exists() else 0.0 for n in net.nodes],
                 "cpu": [(c - lc) / max(1e-9, now - last_t) for c, lc in zip(cpus, last_cpu)],
                 "mempool": info["mempool"],
+                "final": info["finalized"]["height"] - first,  # undo records at or below it are pruned
             }
             row["rss_mean"] = sum(row["rss"]) / len(procs)
             row["anon_mean"] = sum(row["anon"]) / len(procs)
@@ -174,11 +175,11 @@ def print_node_table(rows: list[dict], args) -> None:
           f"Python {platform.python_version()}, {os.cpu_count()} cores shared with other work\n")
     many = args.nodes > 1
     rss_h = "RSS MB, mean (max)" if many else "RSS MB"
-    print(f"| blocks | minutes | {rss_h} | of which anonymous / file-mapped MB | RSS change since the last row, "
+    print(f"| blocks | final | minutes | {rss_h} | of which anonymous / file-mapped MB | RSS change since the last row, "
           f"MB per 1,000 blocks | open fds "
           f"| chain/ on disk MB{' (mean)' if many else ''} | disk bytes per block since the last row "
           f"| mempool (node 1) | mempool journal kB | CPU, cores |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     prev = None
     for r in rows:
         rss = f"{r['rss_mean']:.1f}" + (f" ({max(r['rss']):.1f})" if many else "")
@@ -190,7 +191,7 @@ def print_node_table(rows: list[dict], args) -> None:
         else:
             drss = disk = "-"
         f = sorted(set(r["fds"]))
-        print(f"| {r['blocks']:,} | {r['minutes']:.1f} | {rss} | {split} | {drss} | {'-'.join(map(str, (f[0], f[-1]))) if many else f[0]} "
+        print(f"| {r['blocks']:,} | {r.get('final', 0):,} | {r['minutes']:.1f} | {rss} | {split} | {drss} | {'-'.join(map(str, (f[0], f[-1]))) if many else f[0]} "
               f"| {r['chain_mean']:.2f} | {disk} | {r['mempool']} | {max(r['journal_kb']):.1f} | "
               f"{sum(r['cpu']) / len(r['cpu']):.2f} |")
         prev = r
@@ -277,7 +278,7 @@ def print_sim_table(rows: list[dict], args) -> None:
         if prev is not None and prev["heap"] == prev["heap"] and r["blocks"] > prev["blocks"]:
             dh = f"{1000 * (r['heap'] - prev['heap']) / (r['blocks'] - prev['blocks']):+.3f}"
         heap = "-" if r["heap"] != r["heap"] else f"{r['heap']:.2f}"
-        print(f"| {r['blocks']:,} | {r['minutes']:.1f} | {r['rss']:.1f} | {heap} | {dh} | {r['entries']} | {r['fds']} "
+        print(f"| {r['blocks']:,} | {r.get('final', 0):,} | {r['minutes']:.1f} | {r['rss']:.1f} | {heap} | {dh} | {r['entries']} | {r['fds']} "
               f"| {r['chain_mb']:.2f} | {'yes' if r['converged'] else 'no'} |")
         prev = r
     summary(rows, args, "rss")

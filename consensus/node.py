@@ -112,7 +112,7 @@ class Node:
         if tx.hash in self.mempool:  # before the signature check: gossip delivers duplicates often
             raise TxError("already in the mempool")
         check_stateless(tx, g.chain_id, g.zones, g.min_fee)
-        if self.chain.tx(tx.hash) is not None:
+        if self.chain.has_tx(tx.hash):
             raise TxError("already on chain")
         state = self.chain.state()
         acct = state.account(tx.sender)

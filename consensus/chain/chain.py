@@ -24,7 +24,7 @@ from consensus.rules.genesis import Genesis
 from consensus.rules.ledger import SlotMarket
 from consensus.rules.settlement import settle_delivery, settled_slot
 from consensus.rules.state import SESSION_EXPIRED, StateOverlay, next_state_hash
-from consensus.rules.transactions import (CONSENSUS, TX, WALLET, Commit, Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError,
+from consensus.rules.transactions import (CONSENSUS, WALLET, Commit, Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError,
                                           check_stateless)
 
 from .forkchoice import ForkChoice
@@ -32,6 +32,7 @@ from .store import REPAIR_HINT, Store, StoreCorrupt, StoreError
 
 RANKS_KEPT = 1024  # ranks cached: several heights' proposals, and the side blocks (engine.MAX_SIDE)
 VERDICTS_KEPT = 256  # verdicts cached (besides the pruning by height at each connect)
+PRUNE_BATCH = 256  # heights pruned at one connect at most: a node syncing years of blocks prunes as it goes
 
 
 class _Recent(dict):
@@ -91,6 +92,7 @@ class Chain(ForkChoice):
             raise StoreError(f"{store.path} belongs to another network (genesis {known.hex()[:16]}..., "
                              f"this genesis file is {genesis.hash.hex()[:16]}...)")
         self.head = self.header_at_hash(store.get(schema.HEAD))  # type: ignore[arg-type]
+        self._pruned = self._read_pruned()
 
     def reload(self) -> None:
         """Read the head again and forget every cache: after the store was reopened (`Store.recover`),
@@ -100,6 +102,7 @@ class Chain(ForkChoice):
         self._verdicts.clear()
         self._voters = self._built = self._checked = None
         self.head = self.header_at_hash(self.store.get(schema.HEAD))  # type: ignore[arg-type]
+        self._pruned = self._read_pruned()
 
     def check(self, depth: int | None = 256) -> None:
         """Refuse a damaged store (`StoreCorrupt`, one line): the head agrees with the store's watermark
@@ -122,7 +125,7 @@ class Chain(ForkChoice):
             if block is None or block.header.height != h or not linked:
                 raise StoreCorrupt(f"the chain database {self.store.path} has a broken chain at block {h} "
                                    f"(head {head.height}): {REPAIR_HINT}")
-            if h > 0 and self.store.get(schema.undo(block.hash)) is None:
+            if h > self._pruned and self.store.get(schema.undo(block.hash)) is None:
                 raise StoreCorrupt(f"the chain database {self.store.path} lost block {h}'s undo record: "
                                    f"{REPAIR_HINT}")
             child = block.header
@@ -163,7 +166,15 @@ class Chain(ForkChoice):
         if raw is None:
             return None
         height, pos = schema.read_location(raw)
-        return TX.decode(raw[12:]), height, pos
+        block = self.block_at(height)
+        if block is None or pos >= len(block.txs):
+            raise StoreCorrupt(f"the chain database {self.store.path} indexes transaction {tx_hash.hex()[:16]} "
+                               f"at block {height}, which does not hold it: {REPAIR_HINT}")
+        return block.txs[pos], height, pos
+
+    def has_tx(self, tx_hash: bytes) -> bool:
+        """Whether the chain includes the transaction (its index entry alone: no block read)."""
+        return self.store.get(schema.tx_location(tx_hash)) is not None
 
     # ------------------------------------------------------------- finality
     def genesis_checkpoint(self) -> Checkpoint:
@@ -242,7 +253,7 @@ class Chain(ForkChoice):
         h, g = block.header, self.genesis
         changes = dict(ex.state.writes)
         for pos, tx in enumerate(block.txs):
-            changes[schema.tx_location(tx.hash)] = schema.location(h.height, pos) + tx.encoded
+            changes[schema.tx_location(tx.hash)] = schema.location(h.height, pos)  # the bytes are in the block
         changes.update(self._history(block, ex.state, market))
         changes[schema.canonical(h.height)] = block.hash
         changes[schema.HEAD] = block.hash
@@ -252,6 +263,7 @@ class Chain(ForkChoice):
             del self._markets[s]
         for k in [k for k in self._verdicts if k[0] <= h.height - g.finality_depth]:  # no block there can win
             del self._verdicts[k]
+        self._prune_final()
         return Connected(block, ex.fees, verdict, market, len(changes))
 
     def _validate(self, block: Block, now_ms: int) -> tuple[_Execution, Verdict | None, SlotMarket]:
@@ -453,11 +465,43 @@ class Chain(ForkChoice):
         """Whether our chain slashed `solver` for a double proposal (evidence is rare: a scan of it all)."""
         return any(k.endswith(solver) for k, _ in self.state().items(schema.EVIDENCE))
 
+    # --------------------------------------------------------------- pruning
+    @property
+    def pruned(self) -> int:
+        """The height up to which the chain's blocks have no undo record (0: none pruned)."""
+        return self._pruned
+
+    def _read_pruned(self) -> int:
+        raw = self.store.get(schema.PRUNED)
+        return 0 if raw is None else schema.read_u64(raw)
+
+    def _prune_final(self) -> None:
+        """Delete what nothing reads again at or below the final checkpoint: each block's undo record (the
+        fork choice never reverts a final block) and this node's own proposal and commit there (it never
+        proposes or reveals at a final height).  What a block leaves on disk is then the block itself,
+        its index entries and its share of the state."""
+        top = min(self.finalized().height, self._pruned + PRUNE_BATCH)
+        if top <= self._pruned:
+            return
+        doomed = []
+        for h in range(self._pruned + 1, top + 1):
+            at = self.hash_at(h)
+            if at is not None:
+                doomed.append(schema.undo(at))
+            doomed += [schema.own_proposal(h), schema.own_commit(h)]
+        try:
+            self.store.prune(doomed, (schema.PRUNED, schema.u64(top)))
+        except StoreError:
+            return  # the block is connected; the store now refuses writes, so the next one says why
+        self._pruned = top
+
     # -------------------------------------------------------------- reverting
     def revert_head(self) -> Block:
         """Undo the head block (a reorg's first step); returns it so its transactions can go back to the mempool."""
         if self.height == 0:
             raise BlockError("the genesis block cannot be reverted")
+        if self.height <= self._pruned:
+            raise BlockError(f"block {self.height} is final: its undo record was pruned")
         block = self.block(self.head.hash)
         assert block is not None
         self.store.revert(block.hash, block.height)

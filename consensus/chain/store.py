@@ -36,8 +36,9 @@ FORMAT_VERSION = b"5"  # 2: delivery settlement (meter keys, readings, settlemen
 # 5: committees (the stake total, recent beacons, when each vote key was registered, commits carry tickets)
 
 LRU_CACHE = 8 << 20  # LevelDB's block cache, bytes (its default)
-WRITE_BUFFER = 4 << 20  # LevelDB's memtable, bytes (its default)
+WRITE_BUFFER = 1 << 20  # LevelDB's memtable, bytes (default 4 MB): a block writes about 20 kB, so ~50 blocks a flush
 MAX_OPEN_FILES = 74  # LevelDB's table cache: 64 table files open, its least (default: 1,000, so 990 files)
+MAX_FILE_SIZE = 512 << 10  # LevelDB's compacted table files, bytes (default 2 MB): 64 open ones map at most ~32 MB
 REOPEN_MARGIN = 4 << 20  # bytes free, beyond twice the log, before an unwritable store is reopened
 REPAIR_HINT = "`transx check` says what is wrong; `transx repair` keeps it aside and re-syncs from peers"
 
@@ -84,9 +85,12 @@ class Store:
             # bytes) and its memtable (WRITE_BUFFER bytes, two while one is flushed) are fixed sizes, and
             # its table cache keeps at most MAX_OPEN_FILES - 10 table files open (each an fd or a mapping
             # whose read pages count in RSS as file pages): the default, 1,000, let both grow with the store
-            # (about 2 GB of tables); LevelDB raises anything below 74 to 74.
+            # (about 2 GB of tables); LevelDB raises anything below 74 to 74.  Its compactions write tables
+            # of MAX_FILE_SIZE, so the mapped pages stop growing once the store is ~32 MB (the default, 2 MB
+            # tables, let them grow to 128 MB).
             return plyvel.DB(self.path, create_if_missing=not has_files, paranoid_checks=True,
-                             lru_cache_size=LRU_CACHE, write_buffer_size=WRITE_BUFFER, max_open_files=MAX_OPEN_FILES)
+                             lru_cache_size=LRU_CACHE, write_buffer_size=WRITE_BUFFER, max_open_files=MAX_OPEN_FILES,
+                             max_file_size=MAX_FILE_SIZE)
         except plyvel.IOError as e:
             raise _open_failure(self.path, e) from None
         except plyvel.Error as e:
@@ -147,6 +151,16 @@ class Store:
         self._write(write)
         if schema.HEAD in changes:
             self._mark_head(height)
+
+    def prune(self, keys: list[bytes], record: tuple[bytes, bytes]) -> None:
+        """Delete node-local `keys` no rule can read again, and write `record` (how far pruning got) in
+        the same batch; not synced: a prune lost in a crash is done again."""
+        def write() -> None:
+            with self.db.write_batch() as wb:
+                for k in keys:
+                    wb.delete(k)
+                wb.put(*record)
+        self._write(write)
 
     def put_local(self, key: bytes, value: bytes | None) -> None:
         """A node-local record outside any block (synced): what this node proposed or committed to."""

@@ -171,7 +171,8 @@ def slot_bid_count(slot: int, side: int) -> bytes:
 
 # --- indexes -----------------------------------------------------------------
 def tx_location(tx_hash: bytes) -> bytes:
-    """tx hash -> its location (height, position; 12 bytes) and its encoding, so one read finds it."""
+    """tx hash -> its location (height, position; 12 bytes); the transaction is read from that block
+    (stores of format 5 before pruning also kept its encoding after the location: ignored)."""
     return b"it" + tx_hash
 
 
@@ -223,6 +224,7 @@ def own_commit(height: int) -> bytes:
 
 
 HEAD = b"mhead"
+PRUNED = b"mundo"  # u64: the undo records and own proposals and commits of the chain's blocks up to this height are deleted (final: never reverted, never proposed again)
 GENESIS = b"mgenesis"
 FORMAT = b"mformat"
 

@@ -12,7 +12,8 @@ import pytest
 
 from consensus import engine as E
 from consensus.chain import chain as C
-from consensus.rules import transactions as T
+from consensus.rules import schema, transactions as T
+from consensus.rules.blocks import BlockError
 from consensus.sim import SimConfig, Simulation
 
 DEPTH = 4
@@ -102,3 +103,26 @@ def test_recent_keeps_the_newest():
         d[i] = i
     d[9] = "again"  # an existing key: nothing evicted
     assert list(d) == [7, 8, 9] and d[9] == "again"
+
+
+def test_below_finality_the_store_keeps_no_undo_records_or_own_proposals(sim):
+    """Disk per block (issue 20): a final block is never reverted, and this node never proposes or reveals
+    at a final height again, so their undo records and its own proposals and commits are deleted."""
+    sim.run_rounds(BLOCKS // 2)
+    c = sim.engines[0].chain
+    final = c.finalized().height
+    assert final >= BLOCKS // 2 - 8 and c.pruned == final
+    undo = {k for k, _ in c.store.items(b"cu")}
+    held = {h for h in range(1, c.height + 1) if schema.undo(c.hash_at(h)) in undo}
+    assert held == set(range(final + 1, c.height + 1))  # every block above the final one stays revertible
+    own = [schema.read_u64(k[2:]) for k, _ in [*c.store.items(b"mp"), *c.store.items(b"mc")]]
+    assert own and min(own) > final
+    c.check(depth=None)  # a pruned store is a sound one
+    # A transaction in a pruned block is still found, and a final block still refuses to be reverted.
+    h, tx = next((h, c.block_at(h).txs[0]) for h in range(final, 0, -1) if c.block_at(h).txs)
+    assert c.tx(tx.hash) == (tx, h, 0)
+    while c.height > final:
+        c.revert_head()
+    with pytest.raises(BlockError, match="is final"):
+        c.revert_head()
+    assert C.Chain(c.store, c.genesis).pruned == final  # remembered across a restart
