@@ -32,6 +32,11 @@ REGRESSIONS = {
     1404: "16 pairs from 0.4 Wh to 2.3 MWh at the optimum: the 0.4 Wh pair given 2 Wh, 321.6 Wh given 320",
     2153: "19 pairs, one of 302 MWh beside trades of 5 to 40 Wh: a pair idle at the optimum given 1 Wh",
     2918: "seven sellers of one 638 Wh buyer: the rounding's own energies, each gain split anew",
+    # Nothing near the optimum certified this one in 30,000 tries: a 1 Wh rounding of a small seller
+    # paired with two full buyers raised their prices on all their capacity.  The mixed-integer program
+    # of small.py finds whole Wh at which everyone can still be paid its float surplus (22 Wh on a
+    # 4.8-token-a-MWh pair where the optimum has 2.1).
+    7498: "seven sellers of two full buyers, one of weight 505 and four of 1 Wh at the optimum",
 }
 
 
@@ -46,8 +51,11 @@ def _clears(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", sorted(REGRESSIONS))
-def test_markets_that_did_not_certify_do(seed):
+def test_markets_that_did_not_certify_do(seed, capfd):
     _clears(seed)
+    # Silently: a solver library's print would corrupt `transx solve --json` (HiGHS' MIP prints to
+    # stdout from C++ unless told not to before it starts).
+    assert capfd.readouterr().out == ""
 
 
 def test_extreme_markets_certify():
