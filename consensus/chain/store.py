@@ -30,10 +30,12 @@ from consensus.rules import schema
 from consensus.rules.blocks import BLOCK
 from consensus.rules.state import decode_changes, encode_changes
 
-FORMAT_VERSION = b"5"  # 2: delivery settlement (meter keys, readings, settlements, grid totals); 3: address
+FORMAT_VERSION = b"6"  # 2: delivery settlement (meter keys, readings, settlements, grid totals); 3: address
 # history entries for trades, settlements and sessions (schema.address_tx), and accounts carry a consensus
 # nonce beside the wallet nonce; 4: finality votes in blocks, the justified and final checkpoints in the state;
-# 5: committees (the stake total, recent beacons, when each vote key was registered, commits carry tickets)
+# 5: committees (the stake total, recent beacons, when each vote key was registered, commits carry tickets);
+# 6: the vote key's registration height under its own tag (schema.bls_since), undo records pruned below
+# finality (schema.PRUNED), the tx index without the transaction's bytes
 
 LRU_CACHE = 8 << 20  # LevelDB's block cache, bytes (its default)
 WRITE_BUFFER = 1 << 20  # LevelDB's memtable, bytes (default 4 MB): a block writes about 20 kB, so ~50 blocks a flush

@@ -172,7 +172,7 @@ def slot_bid_count(slot: int, side: int) -> bytes:
 # --- indexes -----------------------------------------------------------------
 def tx_location(tx_hash: bytes) -> bytes:
     """tx hash -> its location (height, position; 12 bytes); the transaction is read from that block
-    (stores of format 5 before pruning also kept its encoding after the location: ignored)."""
+    (stores before format 6 also kept its encoding after the location)."""
     return b"it" + tx_hash
 
 
@@ -246,8 +246,9 @@ def beacon_at(height: int) -> bytes:
 
 def bls_since(addr: bytes) -> bytes:
     """u64: the height whose block registered the solver's current BLS key (it draws tickets only on
-    beacons made after that block: committee.py)."""
-    return b"sb" + addr
+    beacons made after that block: committee.py).  Its own tag: under ``sb`` (format 5) an address whose
+    first 8 bytes a solver ground to a slot number put this record among that slot's bids."""
+    return b"sz" + addr
 
 
 # --- finality (node metadata) ------------------------------------------------
