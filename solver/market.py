@@ -22,7 +22,7 @@ from .pairs import DEFAULT_CAP, Pairs, candidate_pairs
 from .relaxation import Relaxation, SolverError
 from .rounding import LIFTS, round_clearing, surpluses
 from .small import MAX_PAIRS as SMALL_MAX_PAIRS, search_small
-from .vertex import MAX_PAIRS as SPARSE_MAX_PAIRS, vertex_shares
+from .vertex import vertex_shares
 from .verifier import DEFAULT_QUANTUM, DEFAULT_TOLERANCE, Verdict, verify
 
 SOLVERS = ("auto", "clarabel", "scs", "dual")
@@ -61,8 +61,8 @@ def clear(
     An instance without a tradable pair clears empty.  A solver failure, or a
     result that does not verify, raises `SolverError`: never an empty market.
     `progress`, if given, is told each stage as it starts (large solves take
-    minutes).  `sparse` first tries the same surpluses on fewer pairs
-    (solver/vertex.py), then the solver's own spread.  A slot that no way of
+    minutes).  `sparse` first tries the float surpluses on fewer pairs, within
+    the true capacities (solver/vertex.py), then the solver's own spread.  A slot that no way of
     rounding certifies is the proposer's to give the fallback (`fallback`).
     """
     say = progress or (lambda _msg: None)
@@ -81,7 +81,7 @@ def clear(
     say(f"solved in {rel.solve_s:.1f}s; rounding to Wh and micro-units")
     failures = []
     shares = []
-    if sparse and len(pairs) <= SPARSE_MAX_PAIRS:
+    if sparse:
         say("moving the allocation onto fewer pairs")
         t1 = time.perf_counter()
         try:

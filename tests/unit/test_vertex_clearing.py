@@ -1,4 +1,5 @@
-"""A sparse clearing (solver/vertex.py): the same surpluses on few pairs, certified as before (issue 19)."""
+"""A sparse clearing (solver/vertex.py): the float surpluses on few pairs within the true capacities,
+certified as before (issue 19)."""
 
 import numpy as np
 import pytest
@@ -22,20 +23,27 @@ def _trading(pairs, x, y):
     return np.count_nonzero(live), len(set(pairs.seller[live])) + len(set(pairs.buyer[live]))
 
 
-def test_the_windows_keep_every_surplus_and_capacity_on_at_most_two_pairs_a_trader(market):
-    """2,500 participants span three windows, so pairs that cross a cut are moved in a later round."""
+def test_the_windows_pay_the_float_surpluses_within_true_capacities_on_at_most_two_pairs_a_trader(market):
+    """2,500 participants span three windows, so pairs that cross a cut are moved in a later round.  The
+    smoothed dual's allocation overshoots some capacities; the vertex holds every one."""
     inst, pairs, rel = market
     x, y = vertex_shares(inst, pairs, rel.x, rel.y, window=1000)
     assert (x >= 0).all() and (y >= 0).all()
     n_s, n_b = len(inst.sellers), len(inst.buyers)
+    kept = []
     for side, old, new, n in ((pairs.seller, rel.x, x, n_s), (pairs.buyer, rel.y, y, n_b)):
         before, after = np.bincount(side, np.maximum(old, 0), n), np.bincount(side, new, n)
-        assert np.allclose(after, before, rtol=1e-9, atol=1e-12)  # tokens: not the simplex tolerance (1e-7)
+        assert (after <= before * (1 + 1e-9) + 1e-7).all()  # never paid more than at the optimum
+        kept.append((after.sum(), before.sum()))
+    assert sum(a for a, _ in kept) > 0.98 * sum(b for _, b in kept)  # and nearly all of it
     g = pairs.margin / 1e6
+    over = False
     for side, cap, n in ((pairs.seller, inst.seller_wh, n_s), (pairs.buyer, inst.buyer_wh, n_b)):
         before = np.bincount(side, (np.maximum(rel.x, 0) + np.maximum(rel.y, 0)) / g * 1000, n)
         after = np.bincount(side, (x + y) / g * 1000, n)
-        assert (after <= np.maximum(cap, before) + 1e-3).all()  # Wh: beyond before only by the simplex tolerance
+        over |= (before > cap + 0.5).any()
+        assert (after <= cap + 1e-3).all()  # Wh: the simplex tolerance
+    assert over  # the float allocation did overshoot somewhere
     trades, traders = _trading(pairs, x, y)
     dense, _ = _trading(pairs, rel.x, rel.y)
     assert trades <= 2 * traders and trades < 0.6 * dense
