@@ -358,7 +358,9 @@ def test_hands_free_turned_off_in_the_page_pauses_transx_agent_run_until_turned_
         message(driver, "Unlocked")
     open_page(driver, node, "bid")
     switch = wait_for(lambda: maybe(driver, "#agent-switch"), 10, "the hands-free switch")
-    wait_for(lambda: switch.is_enabled(), 10, "the switch to be usable (an unlocked session)")
+    # Enabled once the saved state is shown (before, a checkbox not yet loaded read as off: CI race)
+    wait_for(lambda: switch.is_enabled(), 10, "the switch to show its saved state and be usable (an unlocked session)")
+    assert by(driver, "#agent-state").text
     if switch.is_selected():
         switch.click()
     message(driver, "Hands-free off: saved")

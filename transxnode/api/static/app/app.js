@@ -157,7 +157,8 @@ async function showAgentSwitch() {
     box.checked = d.hands_free;
     $("#agent-state").textContent = d.hands_free ? "On: the agent bids." : "Off: the agent sends no new bids.";
   };
-  try { show(await api(`agent?address=${encodeURIComponent(state.address)}`)); } catch (e) { say(e.message); }
+  // Disabled (in the page) until the saved state is shown: a click before it would flip a guess.
+  try { show(await api(`agent?address=${encodeURIComponent(state.address)}`)); } catch (e) { say(e.message); return; }
   box.disabled = !state.csrf;
   box.addEventListener("change", async () => {
     try {
