@@ -2,7 +2,8 @@
 
 A block that extends the head is taken.  A block for a height the chain already has (the first
 height where the two chains differ decides) is compared with ours there:
-  1. never at or below the chain's final checkpoint (checkpoints.py): it stays;
+  1. never at or below the chain's final checkpoint (checkpoints.py), nor below one this node saw
+     final and pruned: it stays;
   2. the block that wins the caller's `weigh(block hash, height)` (compared with <): the branch of the
      highest checkpoint known justified, then the deposit of the voters whose latest vote is for that
      block or a descendant of it (LMD-GHOST; consensus/votes.py `VoteBook.prefer`).  Votes are cast once a block is adopted at the end of its reveal window, so
@@ -72,7 +73,9 @@ class ForkChoice:
             return "connected", []
         if h.height > self.height or self.hash_at(h.height - 1) != h.parent:
             return "orphan", []
-        if h.height <= self.finalized().height:
+        if h.height <= max(self.finalized().height, self.pruned):
+            # Final on this chain, now or before a shallow reorg took the head's state back below it:
+            # a block this node saw final stays (its undo record is gone: chain.py `_prune_final`).
             return "final", []
         if weigh is None and h.height <= self.justified().height:
             return "final", []

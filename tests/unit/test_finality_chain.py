@@ -11,7 +11,7 @@ import pytest
 from chain_support import Net, addr
 from consensus.engine import ACCEPT, IGNORE, REJECT, VOTE, Engine
 from consensus.proposer import solve_slot
-from consensus.rules import bls, committee, finality, keys
+from consensus.rules import bls, committee, finality, keys, schema
 from consensus.rules.blocks import BlockError
 from consensus.rules.checkpoints import VOTE_WINDOW
 from consensus.rules.finality import Checkpoint
@@ -198,6 +198,23 @@ def test_the_fork_choice_weighs_votes_before_rank(tmp_path):
         weights = {worse.hash: 3, better.hash: 5}
         status, reverted = a.chain.offer(better, a.now(5), lambda h, height: weights.get(h, 0))
         assert status == "reorg" and reverted == [worse]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_block_this_node_saw_final_stays_though_a_reorg_took_the_state_below_it(tmp_path):
+    """Once pruned (its undo record gone), a block is never reverted, whatever the head's state says."""
+    a, b = Net(str(tmp_path / "a")), Net(str(tmp_path / "b"))
+    try:
+        for n in (a, b):
+            n.produce_until(3)
+        x, y = build(a), build(b, late_ms=1)
+        a.chain.connect(x, a.now(4))
+        a.chain.store.prune([], (schema.PRUNED, schema.u64(4)))  # as `_prune_final` records block 4 final
+        a.chain.reload()
+        status, reverted = a.chain.offer(y, a.now(5), lambda h, height: 9 if h == y.hash else 0)
+        assert (status, reverted) == ("final", []) and a.chain.head.hash == x.hash
     finally:
         a.close()
         b.close()
