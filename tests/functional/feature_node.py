@@ -612,7 +612,8 @@ def test_explorer_address_lists_an_ev_owners_sessions_trades_and_settlements_pag
 
 def test_explorer_market_says_a_bid_no_trade_took_was_not_matched(node):
     buyer, _ = _funded_wallet(node, amount="10")
-    slot = node.get("/api/node")["first_open_slot"] + 4
+    # 10 one-second slots of margin: a CLI process under load took over 4 s to send it (a CI failure)
+    slot = node.get("/api/node")["first_open_slot"] + 10
     bid = transx_json("bid", "buy", "1kWh", "0.000001", "--slot", str(slot), "--from", buyer, "-y", *node.dd)
     node.wait_height(slot)
     m = node.get(f"/api/market/{slot}")
