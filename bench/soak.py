@@ -39,8 +39,10 @@ from pathlib import Path
 from agent.home import random_home
 from consensus.engine import Engine
 from consensus.proposer import solve_slot
+from consensus.rules import verified
 from consensus.sim import SimConfig, Simulation
 from transxnode.client.devnet import Devnet, interrupt_all
+from transxnode.heap import TRIM_EVERY
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -249,8 +251,11 @@ def soak_sim(args) -> list[dict]:
     try:
         done = 0
         while done <= args.blocks:
-            if done:
-                sim.run_rounds(args.every)
+            left = args.every if done else 0
+            while left > 0:  # as the daemon: the checked signatures forgotten every TRIM_EVERY blocks
+                sim.run_rounds(min(TRIM_EVERY, left))
+                left -= min(TRIM_EVERY, left)
+                verified.forget()
             h = sim.engines[0].chain.height
             row = {"blocks": h, "minutes": (time.monotonic() - t0) / 60, "rss": rss_mb(), "fds": fds(),
                    "heap": tracemalloc.get_traced_memory()[0] / 1e6 if tracemalloc.is_tracing() else float("nan"),
@@ -278,7 +283,7 @@ def print_sim_table(rows: list[dict], args) -> None:
         if prev is not None and prev["heap"] == prev["heap"] and r["blocks"] > prev["blocks"]:
             dh = f"{1000 * (r['heap'] - prev['heap']) / (r['blocks'] - prev['blocks']):+.3f}"
         heap = "-" if r["heap"] != r["heap"] else f"{r['heap']:.2f}"
-        print(f"| {r['blocks']:,} | {r.get('final', 0):,} | {r['minutes']:.1f} | {r['rss']:.1f} | {heap} | {dh} | {r['entries']} | {r['fds']} "
+        print(f"| {r['blocks']:,} | {r['minutes']:.1f} | {r['rss']:.1f} | {heap} | {dh} | {r['entries']} | {r['fds']} "
               f"| {r['chain_mb']:.2f} | {'yes' if r['converged'] else 'no'} |")
         prev = r
     summary(rows, args, "rss")

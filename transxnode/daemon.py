@@ -31,6 +31,7 @@ from transxnode.api.server import check_tls, hypercorn_config, serve_app
 from transxnode.net.blocksync import BlockSync
 from consensus.chain.chain import Chain
 from transxnode.datadir.config import Config, ConfigError, load_config
+from consensus.rules import verified
 from consensus.rules.genesis import load_genesis
 from consensus.rules.keys import encode_address
 from consensus.journal import Journal, JournalError
@@ -203,7 +204,7 @@ async def _run_rounds(engine: Engine, peering: Peering, metrics: NodeMetrics, cf
     A store that cannot be written stops the rounds until it can (`_wait_for_store`)."""
     reported = engine.chain.height
     clock_said = -STORE_LOG_SECONDS
-    heap = HeapTrimmer()
+    heap = HeapTrimmer(forget=verified.forget)
     while True:
         slow = clock_behind_head_s(engine.chain, now_ms())
         if slow and time.monotonic() - clock_said >= STORE_LOG_SECONDS:  # once a minute while it lasts

@@ -29,10 +29,11 @@ def _malloc_trim():
 
 
 class HeapTrimmer:
-    """Call `after_block(height)` for each new head; every TRIM_EVERY heights the heap is trimmed."""
+    """Call `after_block(height)` for each new head; every TRIM_EVERY heights `forget` is called (caches
+    of what only saves work: consensus/rules/verified.py) and then the heap is trimmed."""
 
-    def __init__(self, every: int = TRIM_EVERY) -> None:
-        self.every, self.trims = every, 0
+    def __init__(self, every: int = TRIM_EVERY, forget=None) -> None:
+        self.every, self.trims, self.forget = every, 0, forget
         self._trim = _malloc_trim()
         self._last = None
 
@@ -43,7 +44,11 @@ class HeapTrimmer:
     def after_block(self, height: int) -> bool:
         """Trim if `height` crossed a multiple of `every` since the last call; whether it trimmed."""
         last, self._last = self._last, height
-        if self._trim is None or last is None or height // self.every == last // self.every:
+        if last is None or height // self.every == last // self.every:
+            return False
+        if self.forget is not None:
+            self.forget()
+        if self._trim is None:
             return False
         self._trim(0)
         self.trims += 1

@@ -322,8 +322,13 @@ def check_stateless(tx: Tx, chain_id: str, zones: int, min_fee: int) -> None:
         except FinalityError as e:
             raise InvalidTx(f"key registration: {e}") from None
     while len(_VERIFIED) >= _VERIFIED_MAX:
-        del _VERIFIED[next(iter(_VERIFIED))]  # the oldest first
+        _VERIFIED.pop(next(iter(_VERIFIED), None), None)  # the oldest first (forgotten meanwhile: nothing)
     _VERIFIED[tx.hash] = None
+
+
+def forget_verified() -> None:
+    """Forget every transaction checked so far (consensus/rules/verified.py)."""
+    _VERIFIED.clear()
 
 
 # Bitcoin Core's signature cache: a transaction's signatures are checked once in a process, when it is

@@ -12,7 +12,7 @@ import pytest
 
 from consensus import engine as E
 from consensus.chain import chain as C
-from consensus.rules import schema, transactions as T
+from consensus.rules import schema, transactions as T, verified
 from consensus.rules.blocks import BlockError
 from consensus.sim import SimConfig, Simulation
 
@@ -126,3 +126,15 @@ def test_below_finality_the_store_keeps_no_undo_records_or_own_proposals(sim):
     with pytest.raises(BlockError, match="is final"):
         c.revert_head()
     assert C.Chain(c.store, c.genesis).pruned == final  # remembered across a restart
+
+
+def test_forgetting_the_checked_signatures_empties_them_and_the_chain_goes_on(sim):
+    """consensus/rules/verified.py: what the daemon calls every 64 blocks (transxnode/heap.py)."""
+    sim.run_rounds(12)
+    assert verified.held() > 0  # transactions, votes, tickets checked
+    verified.forget()
+    assert verified.held() == 0
+    e = sim.engines[0]
+    height, final = e.chain.height, e.final_height()
+    sim.run_rounds(8)  # votes and blocks checked again from scratch
+    assert e.chain.height >= height + 6 and e.final_height() > final

@@ -43,3 +43,12 @@ def test_a_trim_returns_what_a_worker_thread_freed():
     assert t.after_block(1)
     after = _rss_anon_kb()
     assert before - after > 20_000, (before, after)  # tens of MB back: the kept buffers pin little
+
+
+def test_the_caches_of_checked_signatures_are_forgotten_at_each_crossing():
+    """Bounded by count, they took thousands of blocks to fill on a small network (issue 20's soak)."""
+    calls = []
+    t = HeapTrimmer(every=64, forget=lambda: calls.append(1))
+    for h in (10, 63, 64, 65, 127, 128, 129):
+        t.after_block(h)
+    assert len(calls) == 2
