@@ -15,18 +15,18 @@ from __future__ import annotations
 from . import beacon, bls, finality, transactions
 
 
+# The lru-cached checks (and parses) `forget` empties besides the transactions' own cache.
+_CACHED = (finality._verified, finality._aggregate_ok, beacon._verified, bls._parse_signature)
+
+
 def forget() -> None:
     """Empty the caches of checked signatures: transactions', votes', tickets', certificates' and the
     parsed signatures behind them."""
     transactions.forget_verified()
-    finality._verified.cache_clear()
-    finality._aggregate_ok.cache_clear()
-    beacon._verified.cache_clear()
-    bls._parse_signature.cache_clear()
+    for check in _CACHED:
+        check.cache_clear()
 
 
 def held() -> int:
     """Entries the caches hold now (what `forget` empties)."""
-    return (len(transactions._VERIFIED) + finality._verified.cache_info().currsize
-            + finality._aggregate_ok.cache_info().currsize + beacon._verified.cache_info().currsize
-            + bls._parse_signature.cache_info().currsize)
+    return len(transactions._VERIFIED) + sum(check.cache_info().currsize for check in _CACHED)
