@@ -10,6 +10,10 @@ row says otherwise, the engine's defaults otherwise.  Columns:
   brackets the seeds where the attacker found its opening (a round it expected to win) and acted;
 - attacker share: its share of blocks from the attack's start, mean over seeds, against its fair share
   (1 / nodes; node 0's share for the rows with no attacker);
+- luck: for the rows judged by share, the successes a fair lottery alone would give over these seeds
+  (the sum over seeds of P(Binomial(blocks, fair) > 1.5 x fair x blocks)); for every row, the
+  attacker's blocks pooled over the seeds and their one-sided binomial p-value at the fair share.  A
+  success count near the first figure, with a large p, is the lottery's variance, not the attack;
 - honest commits lost: honest commits (for heights whose window closed) that their sender's own chain
   never held, over all seeds, and the worst share one honest solver lost in one seed;
 - deepest revert: the most blocks any honest node reverted at once, over all seeds (median in brackets);
@@ -24,12 +28,15 @@ Seeds run in `--jobs` processes; every run is deterministic given its seed.
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import platform
 import statistics
 import sys
 import time
+
+from scipy.stats import binom, binomtest
 
 from consensus import adversaries
 from consensus.adversaries import SCENARIOS, Result, Scenario
@@ -51,6 +58,24 @@ def pct(x: float) -> str:
     return f"{100 * x:.0f}%" if x >= 0.01 or x == 0 else f"{100 * x:.1f}%"
 
 
+def luck(results: list[Result]) -> str:
+    """What a fair lottery gives by chance.  For a row judged by share (above `factor` times fair): the
+    expected count of seeds above it.  For every row: the attacker's blocks pooled over the seeds and
+    their one-sided binomial p-value at the fair share."""
+    p = results[0].fair_share
+    n = sum(r.blocks for r in results)
+    if not p or not n:
+        return "-"
+    k = sum(r.attacker_blocks for r in results)
+    pooled = f"pooled {k}/{n}, p = {binomtest(k, n, p, alternative='greater').pvalue:.2g}"
+    factor = results[0].detail.get("share_factor")
+    if factor is None:
+        return pooled
+    # a seed succeeds with more than factor * p * blocks blocks; the 1e-9 keeps an exact product exact
+    expected = sum(binom.sf(math.floor(factor * p * r.blocks + 1e-9), r.blocks, p) for r in results if r.blocks)
+    return f"{expected:.1f}; {pooled}"
+
+
 def summarise(sc: Scenario, results: list[Result], wall: float) -> str:
     n = len(results)
     won = sum(r.succeeded for r in results)
@@ -62,7 +87,7 @@ def summarise(sc: Scenario, results: list[Result], wall: float) -> str:
     reverts = [r.deepest_revert for r in results]
     splits = sum(r.split for r in results)
     return (f"| {sc.label} | {sc.nodes} | {n} | **{won}/{n}** ({acted} acted) | {pct(share)} / {pct(results[0].fair_share)} "
-            f"| {lost}/{sent} ({pct(lost / sent if sent else 0)}); worst solver {pct(worst)} "
+            f"| {luck(results)} | {lost}/{sent} ({pct(lost / sent if sent else 0)}); worst solver {pct(worst)} "
             f"| {max(reverts)} ({statistics.median(reverts):g}) | {splits}/{n} | {wall:.0f} | {sc.issue} |")
 
 
@@ -118,9 +143,9 @@ def main() -> None:
             say(f"{done}/{len(tasks)} {SCENARIOS[row].label} seed {seed}: {'SUCCESS' if r.succeeded else 'failed'} "
                 f"({r.why}) {wall:.1f} s")
     print()
-    print("| attack | nodes | seeds | success (acted) | attacker share / fair | honest commits lost | deepest honest "
-          "revert (median) | permanent splits | CPU-wall s | issue 12 said |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("| attack | nodes | seeds | success (acted) | attacker share / fair | luck: expected successes; pooled share "
+          "| honest commits lost | deepest honest revert (median) | permanent splits | CPU-wall s | issue 12 said |")
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
     for i in rows:
         results = sorted(got[i], key=lambda r: r.seed)
         print(summarise(SCENARIOS[i], results, walls[i]))

@@ -623,6 +623,7 @@ def run_until(sim: Simulation, done: Callable[[], bool], max_rounds: int) -> int
 def share_above(factor: float = 1.5) -> Callable[[Arena, Result], Verdict]:
     """Success when the attacker's (or node 0's) share of blocks exceeds `factor` times its fair share."""
     def judge(sim: Arena, r: Result) -> Verdict:
+        r.detail["share_factor"] = factor  # for the bench's count of what luck alone gives this criterion
         return r.attacker_share > factor * r.fair_share, f"share {r.attacker_share:.0%} against a fair {r.fair_share:.0%}"
     return judge
 
