@@ -135,7 +135,8 @@ SETTLEMENT = Record(Settlement, {
 class Reader(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
-    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+    def items(self, prefix: bytes, reverse: bool = False,
+              stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 _ABSENT = object()
@@ -195,18 +196,40 @@ class StateOverlay:
     def delete(self, key: bytes) -> None:
         self.put(key, None)
 
-    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """(key, value) under `prefix` in key order, with this overlay's writes applied."""
+    def items(self, prefix: bytes, reverse: bool = False,
+              stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) under `prefix` in key order (`reverse`: newest key first; `stop`, a key under
+        `prefix`: only the keys below it), with this overlay's writes applied.  The overlay's writes in
+        the range are taken when iteration starts.  A reverse or stopped scan (the API's pages) reads
+        the store as far as its caller reads: the newest 20 of an account's years of settlements read
+        20 keys.  A forward scan of a whole prefix (the rules' scans, of one slot's or height's records)
+        reads it at once, as it always did, so the rules never run with a store iterator open."""
         lo = bisect.bisect_left(self._sorted, prefix)
         hi = lo
         while hi < len(self._sorted) and self._sorted[hi].startswith(prefix):
             hi += 1
-        merged: dict[bytes, bytes | None] = dict(self.base.items(prefix))
-        merged.update((k, self.writes[k]) for k in self._sorted[lo:hi])
-        for k in sorted(merged):
-            v = merged[k]
-            if v is not None:
-                yield k, v
+        if stop is not None:
+            assert stop.startswith(prefix)
+            hi = bisect.bisect_left(self._sorted, stop, lo, hi)
+        mine = [(k, self.writes[k]) for k in self._sorted[lo:hi]]
+        if reverse:
+            mine.reverse()
+        base = self.base.items(prefix, reverse=reverse, stop=stop)
+        if not reverse and stop is None:
+            base = iter(list(base))
+        at = next(base, None)
+        i = 0
+        while i < len(mine) or at is not None:
+            if i < len(mine) and (at is None or mine[i][0] == at[0] or (mine[i][0] > at[0]) == reverse):
+                k, v = mine[i]  # the overlay's write comes first, and replaces the store's value of its key
+                i += 1
+                if at is not None and at[0] == k:
+                    at = next(base, None)
+                if v is not None:
+                    yield k, v
+            else:
+                yield at  # type: ignore[misc]
+                at = next(base, None)
 
     def checkpoint(self) -> int:
         return len(self._journal)
@@ -313,12 +336,16 @@ class StateOverlay:
         return [(k[len(prefix):], SETTLEMENT.decode(v)) for k, v in self.items(prefix)]
 
     def settlements_of(self, addr: bytes, last: int | None = None) -> list[tuple[int, Settlement]]:
-        """(slot, settlement) of an account, oldest first (`last`: only the newest that many; the index
-        is walked, but only those are read)."""
+        """(slot, settlement) of an account, oldest first (`last`: only the newest that many, and only
+        those are read: the index is walked from its newest end)."""
         prefix = schema.party_settlements(addr)
-        slots = [schema.read_u64(k[len(prefix):]) for k, _ in self.items(prefix)]
+        slots = []
+        for k, _ in self.items(prefix, reverse=True):
+            if last is not None and len(slots) >= last:
+                break
+            slots.append(schema.read_u64(k[len(prefix):]))
         out = []
-        for slot in slots[-last:] if last else slots:
+        for slot in reversed(slots):
             raw = self.get(schema.settlement(slot, addr))
             if raw is not None:
                 out.append((slot, SETTLEMENT.decode(raw)))

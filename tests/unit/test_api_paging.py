@@ -47,6 +47,9 @@ def test_walking_a_list_by_next_sees_each_entry_once_while_blocks_arrive(world):
         if key == "recent":  # oldest first within a page, pages newest first
             got = sorted(got, key=lambda r: r["slot"])
         assert got == whole and len(whole) >= 2, url
+    sold = f"/api/settlements/{f['seller']}"
+    assert walk(api, sold, "settlements", 1) == api.get(sold).json()["settlements"]  # pages of one, by cursor
+    assert api.get(f"{sold}?before={10**18 - 1}").json()["settlements"] == api.get(sold).json()["settlements"]
 
 
 def test_a_malformed_cursor_or_limit_is_a_400_that_says_what_is_expected(world):

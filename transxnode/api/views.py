@@ -247,24 +247,28 @@ def sessions_view(chain: Chain, addr: bytes, limit: int = 500,
 
 
 def settlements_view(chain: Chain, addr: bytes, limit: int, before: int | None = None) -> dict[str, Any]:
-    """A page of an account's delivery settlements, newest slot first; `next` is the page's last slot."""
-    slots = [s for s, _ in _settled_slots(chain, addr) if before is None or s < before]
-    page = slots[::-1][:limit]
+    """A page of an account's delivery settlements, newest slot first; `next` is the page's last slot.
+    The account's index is read from `before` down, one row past the page: a page costs its size, not
+    the account's years of history."""
     state = chain.state()
+    prefix = schema.party_settlements(addr)
+    stop = schema.party_settlement(addr, before) if before is not None else None  # paging: below 10^18
+    page: list[int] = []
+    more = False
+    for k, _ in state.items(prefix, reverse=True, stop=stop):
+        if len(page) >= limit:
+            more = True
+            break
+        page.append(schema.read_u64(k[len(prefix):]))
     rows = []
     for slot in page:
         raw = state.get(schema.settlement(slot, addr))
         if raw is not None:
             rows.append({"slot": slot, **settlement_json(SETTLEMENT.decode(raw))})
     out: dict[str, Any] = {"address": encode_address(addr), "settlements": rows}
-    if len(slots) > limit:
+    if more:
         out["next"] = str(page[-1])
     return out
-
-
-def _settled_slots(chain: Chain, addr: bytes) -> list[tuple[int, bytes]]:
-    prefix = schema.party_settlements(addr)
-    return [(schema.read_u64(k[len(prefix):]), v) for k, v in chain.state().items(prefix)]
 
 
 def blocks_view(chain: Chain, limit: int, before: int | None = None) -> dict[str, Any]:
