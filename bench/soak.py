@@ -9,7 +9,9 @@ run by the home agent that bid every slot, send their meter readings after each 
 and so load the nodes with bids, readings, settlements and clearings, for `--blocks` blocks.  Every
 `--every` blocks, for each node process (from /proc/PID): its resident memory (VmRSS), open file
 descriptors (/proc/PID/fd), CPU time (utime + stime), and its LevelDB directory's size on disk
-(`chain/`, the files' apparent sizes) and mempool journal; one table row per sample.
+(`chain/`, the files' apparent sizes) and mempool journal, and from its /metrics LevelDB's own memory
+(`transx_store_memory_bytes`: block cache and memtables, part of the anonymous RSS); one table row per
+sample.
 
 `sim`: the consensus simulator (`consensus.sim.Simulation`, `--nodes` nodes in this process, each
 with its own LevelDB store), for `--blocks` blocks; Python's heap (tracemalloc, traced current bytes,
@@ -36,7 +38,10 @@ import tracemalloc
 import urllib.request
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from agent.home import random_home
+from consensus.chain.store import LRU_CACHE, WRITE_BUFFER
 from consensus.engine import Engine
 from consensus.proposer import solve_slot
 from consensus.rules import verified
@@ -106,6 +111,15 @@ def get_json(url: str) -> dict:
         return json.load(r)
 
 
+def store_memory_mb(api: str) -> float:
+    """The node's `transx_store_memory_bytes` (LevelDB's block cache and memtables), from its /metrics."""
+    with urllib.request.urlopen(api + "/metrics", timeout=30) as r:
+        for fam in text_string_to_metric_families(r.read().decode()):
+            if fam.name == "transx_store_memory_bytes":
+                return fam.samples[0].value / 1e6
+    return float("nan")
+
+
 def soak_node(args) -> list[dict]:
     base = Path(tempfile.mkdtemp(prefix="transx-soak-"))
     net = Devnet(base / "devnet", nodes=args.nodes, homes=args.homes, slot_seconds=args.slot_seconds, seed=args.seed,
@@ -151,12 +165,14 @@ def soak_node(args) -> list[dict]:
                                if (n.datadir / "mempool.journal").exists() else 0.0 for n in net.nodes],
                 "cpu": [(c - lc) / max(1e-9, now - last_t) for c, lc in zip(cpus, last_cpu)],
                 "mempool": info["mempool"],
+                "leveldb": [store_memory_mb(n.api) for n in net.nodes],
                 "final": info["finalized"]["height"] - first,  # undo records at or below it are pruned
             }
             row["rss_mean"] = sum(row["rss"]) / len(procs)
             row["anon_mean"] = sum(row["anon"]) / len(procs)
             row["file_mean"] = sum(row["file"]) / len(procs)
             row["chain_mean"] = sum(row["chain_mb"]) / len(procs)
+            row["leveldb_mean"] = sum(row["leveldb"]) / len(procs)
             rows.append(row)
             say(f"block {row['blocks']}: RSS {', '.join(f'{x:.1f}' for x in row['rss'])} MB, fds {row['fds']}, "
                 f"chain {row['chain_mean']:.2f} MB")
@@ -177,11 +193,12 @@ def print_node_table(rows: list[dict], args) -> None:
           f"Python {platform.python_version()}, {os.cpu_count()} cores shared with other work\n")
     many = args.nodes > 1
     rss_h = "RSS MB, mean (max)" if many else "RSS MB"
-    print(f"| blocks | final | minutes | {rss_h} | of which anonymous / file-mapped MB | RSS change since the last row, "
+    print(f"| blocks | final | minutes | {rss_h} | of which anonymous / file-mapped MB | of the anonymous, LevelDB's "
+          f"(block cache, memtables) MB | RSS change since the last row, "
           f"MB per 1,000 blocks | open fds "
           f"| chain/ on disk MB{' (mean)' if many else ''} | disk bytes per block since the last row "
           f"| mempool (node 1) | mempool journal kB | CPU, cores |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     prev = None
     for r in rows:
         rss = f"{r['rss_mean']:.1f}" + (f" ({max(r['rss']):.1f})" if many else "")
@@ -193,7 +210,7 @@ def print_node_table(rows: list[dict], args) -> None:
         else:
             drss = disk = "-"
         f = sorted(set(r["fds"]))
-        print(f"| {r['blocks']:,} | {r.get('final', 0):,} | {r['minutes']:.1f} | {rss} | {split} | {drss} | {'-'.join(map(str, (f[0], f[-1]))) if many else f[0]} "
+        print(f"| {r['blocks']:,} | {r.get('final', 0):,} | {r['minutes']:.1f} | {rss} | {split} | {r['leveldb_mean']:.1f} | {drss} | {'-'.join(map(str, (f[0], f[-1]))) if many else f[0]} "
               f"| {r['chain_mean']:.2f} | {disk} | {r['mempool']} | {max(r['journal_kb']):.1f} | "
               f"{sum(r['cpu']) / len(r['cpu']):.2f} |")
         prev = r
@@ -201,6 +218,10 @@ def print_node_table(rows: list[dict], args) -> None:
     s = slope_per_1000(rows, "anon_mean", args.warmup)
     if s is not None:
         print(f"anonymous RSS (heaps, not file pages) after {args.warmup:,} blocks: {s:+.2f} MB per 1,000 blocks")
+        lv = slope_per_1000(rows, "leveldb_mean", args.warmup)
+        if lv is not None:
+            print(f"of which LevelDB's block cache and memtables: {lv:+.2f} MB per 1,000 blocks (bounded: "
+                  f"{LRU_CACHE / 2**20:.0f} MiB cache, {WRITE_BUFFER / 2**20:.0f} MiB memtable, two while one is written)")
     allf = [x for r in rows for x in r["fds"]]
     after = [r for r in rows if r["blocks"] >= args.warmup] or rows
     fd_after = [x for r in after for x in r["fds"]]

@@ -94,6 +94,7 @@ async def run_node(datadir: str, password: str, engine_for: Callable[[Node], Eng
         peering.network = network
         metrics.watch((network.stats, "gossip"), (engine.stats, "engine"))
         metrics.watch_gossip(network)
+        metrics.watch_store(chain.store)
         node.on_local_tx.append(lambda tx: network.publish("tx", tx.encoded))
         blocksync = BlockSync(network, peering, metrics)
         plugins = load_plugins()

@@ -33,6 +33,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from consensus.chain.chain import Chain
+from consensus.chain.store import Store
 from consensus.proposer import Solution
 from consensus.rules.blocks import Block
 from consensus.rules.settlement import settled_slot
@@ -95,6 +96,8 @@ class NodeMetrics:
         for reason in ("malformed", "invalid"):  # the API's reasons, at 0 from the start: a series to query
             self.tx_rejected.labels(reason)
         self.peers = Gauge("transx_peers", "Connected peers", registry=r)
+        self.store_memory = Gauge("transx_store_memory_bytes", "The chain database's own memory, approximately "
+                                  "(LevelDB's block cache, at most 8 MiB, and its memtables)", registry=r)
         self.sync_target = Gauge("transx_sync_target_height", "Best head height seen at a peer", registry=r)
         self.sync_remaining = Gauge("transx_sync_remaining_blocks", "Blocks left in the running sync", registry=r)
         # Timings
@@ -148,6 +151,10 @@ class NodeMetrics:
         for the consensus engine's Stats."""
         tables = {"gossip": GOSSIP_COUNTS, "engine": ENGINE_COUNTS}
         self.counts.sources.extend((s, tables[kind]) for s, kind in stats)
+
+    def watch_store(self, store: Store) -> None:
+        """Read the chain database's memory at each scrape."""
+        self.store_memory.set_function(store.memory_bytes)
 
     def watch_gossip(self, network: Network) -> None:
         """Time each gossip message's validation on `network` (its topics' series exist from the start)."""

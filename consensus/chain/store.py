@@ -113,6 +113,16 @@ class Store:
         finally:
             self._gate.leave()
 
+    def memory_bytes(self) -> int:
+        """LevelDB's own memory, approximately: its block cache (at most LRU_CACHE) and memtables."""
+        self._gate.enter()
+        try:
+            return int(self.db.get_property(b"leveldb.approximate-memory-usage") or 0)
+        except plyvel.Error as e:
+            raise self._damaged(e) from None
+        finally:
+            self._gate.leave()
+
     def items(self, prefix: bytes, reverse: bool = False, stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Keys under `prefix` in order (`stop`, a key under `prefix`: only those below it)."""
         if stop is not None:

@@ -9,6 +9,7 @@ from chain_support import Net
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client import generate_latest
 
+from consensus.chain.store import LRU_CACHE, WRITE_BUFFER
 from consensus.engine import Stats
 from p2p.network import NetStats
 from test_ledger import market_bids
@@ -105,5 +106,8 @@ def test_blocks_count_energy_value_certificate_and_delivery_shortfalls(tmp_path)
         assert reg.get_sample_value("transx_settlement_shortfall_wh_total") == sum(t.wh for t in traded)
         m.head(net.chain, 0, 0)
         assert reg.get_sample_value("transx_height") == net.height
+        # The chain database's own memory, read at the scrape: its memtable holds the blocks just written.
+        m.watch_store(net.chain.store)
+        assert 0 < reg.get_sample_value("transx_store_memory_bytes") <= LRU_CACHE + 2 * WRITE_BUFFER + (1 << 20)
     finally:
         net.close()
