@@ -33,7 +33,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from consensus.chain.chain import Chain
-from consensus.chain.store import Store
+from consensus.chain.store import Store, StoreError
 from consensus.proposer import Solution
 from consensus.rules.blocks import Block
 from consensus.rules.settlement import settled_slot
@@ -153,8 +153,14 @@ class NodeMetrics:
         self.counts.sources.extend((s, tables[kind]) for s, kind in stats)
 
     def watch_store(self, store: Store) -> None:
-        """Read the chain database's memory at each scrape."""
-        self.store_memory.set_function(store.memory_bytes)
+        """Read the chain database's memory at each scrape (NaN while it cannot be read: reopening after
+        a failed write, or closed at shutdown; the scrape's other metrics still answer)."""
+        def read() -> float:
+            try:
+                return store.memory_bytes()
+            except (StoreError, RuntimeError):  # RuntimeError: plyvel's "Database is closed"
+                return float("nan")
+        self.store_memory.set_function(read)
 
     def watch_gossip(self, network: Network) -> None:
         """Time each gossip message's validation on `network` (its topics' series exist from the start)."""

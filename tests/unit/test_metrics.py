@@ -109,5 +109,8 @@ def test_blocks_count_energy_value_certificate_and_delivery_shortfalls(tmp_path)
         # The chain database's own memory, read at the scrape: its memtable holds the blocks just written.
         m.watch_store(net.chain.store)
         assert 0 < reg.get_sample_value("transx_store_memory_bytes") <= LRU_CACHE + 2 * WRITE_BUFFER + (1 << 20)
+        net.chain.store.close()  # a store that cannot be read: NaN, and the scrape still answers
+        memory = families(m)["transx_store_memory_bytes"].samples[0].value
+        assert memory != memory and reg.get_sample_value("transx_height") == net.height
     finally:
         net.close()
