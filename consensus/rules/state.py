@@ -335,17 +335,23 @@ class StateOverlay:
         prefix = schema.settlements_of_slot(slot)
         return [(k[len(prefix):], SETTLEMENT.decode(v)) for k, v in self.items(prefix)]
 
-    def settlements_of(self, addr: bytes, last: int | None = None) -> list[tuple[int, Settlement]]:
-        """(slot, settlement) of an account, oldest first (`last`: only the newest that many, and only
-        those are read: the index is walked from its newest end)."""
+    def settled_slots(self, addr: bytes, last: int | None = None, before: int | None = None) -> list[int]:
+        """The slots an account was settled in, newest first (`last`: at most that many; `before`: only
+        slots below it), read from the index's newest end: the cost is what is returned, not the history."""
         prefix = schema.party_settlements(addr)
-        slots = []
-        for k, _ in self.items(prefix, reverse=True):
+        stop = schema.party_settlement(addr, before) if before is not None else None
+        slots: list[int] = []
+        for k, _ in self.items(prefix, reverse=True, stop=stop):
             if last is not None and len(slots) >= last:
                 break
             slots.append(schema.read_u64(k[len(prefix):]))
+        return slots
+
+    def settlements_of(self, addr: bytes, last: int | None = None) -> list[tuple[int, Settlement]]:
+        """(slot, settlement) of an account, oldest first (`last`: only the newest that many, and only
+        those are read)."""
         out = []
-        for slot in reversed(slots):
+        for slot in reversed(self.settled_slots(addr, last)):
             raw = self.get(schema.settlement(slot, addr))
             if raw is not None:
                 out.append((slot, SETTLEMENT.decode(raw)))

@@ -251,15 +251,9 @@ def settlements_view(chain: Chain, addr: bytes, limit: int, before: int | None =
     The account's index is read from `before` down, one row past the page: a page costs its size, not
     the account's years of history."""
     state = chain.state()
-    prefix = schema.party_settlements(addr)
-    stop = schema.party_settlement(addr, before) if before is not None else None  # paging: below 10^18
-    page: list[int] = []
-    more = False
-    for k, _ in state.items(prefix, reverse=True, stop=stop):
-        if len(page) >= limit:
-            more = True
-            break
-        page.append(schema.read_u64(k[len(prefix):]))
+    page = state.settled_slots(addr, limit + 1, before)  # one past the page: is there a next?
+    more = len(page) > limit
+    page = page[:limit]
     rows = []
     for slot in page:
         raw = state.get(schema.settlement(slot, addr))
