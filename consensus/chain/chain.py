@@ -9,6 +9,7 @@ with the solver-free exact verifier before anything is written.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from solver import Pairs, candidate_pairs, verify
@@ -23,7 +24,7 @@ from consensus.rules.ranking import NO_TICKET, Rank
 from consensus.rules.genesis import Genesis
 from consensus.rules.ledger import SlotMarket
 from consensus.rules.settlement import settle_delivery, settled_slot
-from consensus.rules.state import SESSION_EXPIRED, StateOverlay, next_state_hash
+from consensus.rules.state import SESSION_EXPIRED, SessionRecord, StateOverlay, next_state_hash
 from consensus.rules.transactions import (CONSENSUS, WALLET, Commit, Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError,
                                           check_stateless)
 
@@ -176,6 +177,20 @@ class Chain(ForkChoice):
         """Whether the chain includes the transaction (its index entry alone: no block read)."""
         return self.store.get(schema.tx_location(tx_hash)) is not None
 
+    def sessions_of(self, party: bytes, before: tuple[int, bytes] | None = None
+                    ) -> Iterator[tuple[bytes, SessionRecord]]:
+        """A party's charging sessions, as EV owner or station, newest first (by the height that opened
+        them, then id, both descending; `before` (opened, id): only those after it in that order), read
+        lazily from the index's newest end: a page costs its size, not the party's years of history."""
+        prefix = schema.party_sessions_opened(party)
+        stop = None if before is None else schema.party_session_opened(party, *before)
+        state = self.state()
+        for key, _ in self.store.items(prefix, reverse=True, stop=stop):
+            sid = key[len(prefix) + 8:]
+            rec = state.session(sid)
+            if rec is not None:  # None: a reorg reverted the block that opened it since the scan began
+                yield sid, rec
+
     # ------------------------------------------------------------- finality
     def genesis_checkpoint(self) -> Checkpoint:
         return Checkpoint(0, self.hash_at(0))  # type: ignore[arg-type]
@@ -255,6 +270,7 @@ class Chain(ForkChoice):
         for pos, tx in enumerate(block.txs):
             changes[schema.tx_location(tx.hash)] = schema.location(h.height, pos)  # the bytes are in the block
         changes.update(self._history(block, ex.state, market))
+        changes.update(session_index(block, ex.state))
         changes[schema.canonical(h.height)] = block.hash
         changes[schema.HEAD] = block.hash
         self.store.commit(block.hash, block.encoded, changes, h.height)
@@ -526,6 +542,20 @@ class Chain(ForkChoice):
         changes = dict(state.writes)
         changes.update({schema.canonical(0): block.hash, schema.HEAD: block.hash, schema.GENESIS: g.hash})
         self.store.commit(block.hash, block.encoded, changes, 0)
+
+
+def session_index(block: Block, state: StateOverlay) -> dict[bytes, bytes]:
+    """The index entries (schema.party_session_opened) of the sessions `block` opened, executed into
+    `state`: one under the EV's owner and one under the station."""
+    out = {}
+    for tx in block.txs:
+        if isinstance(tx.body, SessionOpen):
+            sid = tx.body.auth.session_id
+            rec = state.session(sid)
+            if rec is not None:
+                for party in (rec.owner, rec.station):
+                    out[schema.party_session_opened(party, rec.opened, sid)] = b""
+    return out
 
 
 def decode_block(raw: bytes) -> Block:

@@ -28,14 +28,16 @@ import plyvel
 
 from consensus.rules import schema
 from consensus.rules.blocks import BLOCK
-from consensus.rules.state import decode_changes, encode_changes
+from consensus.rules.codec import DecodeError
+from consensus.rules.state import SESSION, decode_changes, encode_changes
 
-FORMAT_VERSION = b"6"  # 2: delivery settlement (meter keys, readings, settlements, grid totals); 3: address
+FORMAT_VERSION = b"7"  # 2: delivery settlement (meter keys, readings, settlements, grid totals); 3: address
 # history entries for trades, settlements and sessions (schema.address_tx), and accounts carry a consensus
 # nonce beside the wallet nonce; 4: finality votes in blocks, the justified and final checkpoints in the state;
 # 5: committees (the stake total, recent beacons, when each vote key was registered, commits carry tickets);
 # 6: the vote key's registration height under its own tag (schema.bls_since), undo records pruned below
-# finality (schema.PRUNED), the tx index without the transaction's bytes
+# finality (schema.PRUNED), the tx index without the transaction's bytes; 7: sessions indexed by the height
+# that opened them (schema.party_session_opened), built in place from a format 6 store's sessions
 
 LRU_CACHE = 8 << 20  # LevelDB's block cache, bytes (its default)
 WRITE_BUFFER = 1 << 20  # LevelDB's memtable, bytes (default 4 MB): a block writes about 20 kB, so ~50 blocks a flush
@@ -68,10 +70,36 @@ class Store:
         fmt = self.get(schema.FORMAT)
         if fmt is None:
             self._write(lambda: self.db.put(schema.FORMAT, FORMAT_VERSION, sync=True))
+        elif fmt == b"6":
+            self._upgrade_from_6()
         elif fmt != FORMAT_VERSION:
             self.db.close()
             raise StoreError(f"{path} holds store format {fmt.decode(errors='replace')}, this node reads "
                              f"{FORMAT_VERSION.decode()}")
+
+    def _upgrade_from_6(self) -> None:
+        """Index every session by the height that opened it, and mark the store format 7, in one synced
+        batch: a crash before it leaves format 6, upgraded again at the next open."""
+        prefix = schema.session(b"")
+        try:
+            entries = []
+            for key, raw in self.items(prefix):
+                try:
+                    rec = SESSION.decode(raw)
+                except DecodeError as e:
+                    raise StoreCorrupt(f"the chain database {self.path} holds a damaged session record "
+                                       f"({e}): {REPAIR_HINT}") from None
+                entries += [schema.party_session_opened(p, rec.opened, key[len(prefix):]) for p in (rec.owner, rec.station)]
+
+            def write() -> None:
+                with self.db.write_batch(sync=True) as wb:
+                    for k in entries:
+                        wb.put(k, b"")
+                    wb.put(schema.FORMAT, FORMAT_VERSION)
+            self._write(write)
+        except StoreError:
+            self.db.close()
+            raise
 
     def _open(self) -> plyvel.DB:
         path, marked = Path(self.path), self.watermark()

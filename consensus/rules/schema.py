@@ -176,6 +176,16 @@ def tx_location(tx_hash: bytes) -> bytes:
     return b"it" + tx_hash
 
 
+def party_session_opened(party: bytes, opened: int, session_id: bytes) -> bytes:
+    """A session listed under its owner and its station by the height that opened it (node-local, empty
+    values): a page of them is read from the newest end and costs its size, not the station's years."""
+    return b"io" + party + u64(opened) + session_id
+
+
+def party_sessions_opened(party: bytes) -> bytes:
+    return b"io" + party
+
+
 def address_tx(addr: bytes, height: int, seq: int) -> bytes:
     """An address's history: one key per thing block `height` did to it, `seq` counting them in the
     block's order (its bids' clearing, its delivery settlement, its expired charging sessions, then

@@ -309,12 +309,6 @@ class StateOverlay:
         self.put(schema.party_session(rec.owner, session_id), b"")
         self.put(schema.party_session(rec.station, session_id), b"")
 
-    def sessions_of(self, party: bytes) -> list[tuple[bytes, SessionRecord]]:
-        """Sessions where `party` is the owner or the station, by id."""
-        prefix = schema.party_sessions(party)
-        ids = [k[len(prefix):] for k, _ in self.items(prefix)]
-        return [(i, rec) for i in ids if (rec := self.session(i)) is not None]
-
     def meter_key(self, addr: bytes) -> bytes | None:
         return self.get(schema.meter_key(addr))
 

@@ -15,7 +15,7 @@ FAMILIES = [
     {"evidence", "EVIDENCE"}, {"session_deadline", "session_deadlines"}, {"owner_bid", "owner_bids"},
     {"settlement", "settlements_of_slot"}, {"party_settlement", "party_settlements"}, {"meter", "meter_readings"},
     {"solver", "SOLVERS"}, {"solver_bls", "SOLVER_BLS"}, {"solver_exit", "solver_exits"},
-    {"address_tx", "address_txs"},
+    {"address_tx", "address_txs"}, {"party_session_opened", "party_sessions_opened"},
 ]
 
 

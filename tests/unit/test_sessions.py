@@ -58,8 +58,8 @@ def test_a_session_locks_the_most_it_may_cost_and_pays_for_what_was_delivered(ne
     assert net.account(station).balance == before_station.balance - 2 * FEE + paid
     rec = net.state().session(auth.session_id)
     assert (rec.status, rec.delivered_wh, rec.amount, rec.soc_end) == (SESSION_CLOSED, 12_345, paid, 85)
-    assert [i for i, _ in net.state().sessions_of(addr(owner))] == [auth.session_id]
-    assert [i for i, _ in net.state().sessions_of(addr(station))] == [auth.session_id]
+    assert [i for i, _ in net.chain.sessions_of(addr(owner))] == [auth.session_id]
+    assert [i for i, _ in net.chain.sessions_of(addr(station))] == [auth.session_id]
 
 
 def test_the_chain_refuses_replayed_expired_overpriced_and_unpayable_authorisations(net):

@@ -7,6 +7,7 @@ records, so a cleared slot shows the same participants its block cleared.
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
 from solver.instance import preferred
@@ -235,14 +236,14 @@ def session_json(session_id: bytes, rec) -> dict[str, Any]:
 def sessions_view(chain: Chain, addr: bytes, limit: int = 500,
                   before: tuple[int, str] | None = None) -> dict[str, Any]:
     """A page of an address's charging sessions, as EV owner or as station, newest first (by the height
-    that opened them, then id); `before` (opened, id hex) starts below a page's last, `next` is its cursor."""
-    rows = [session_json(i, rec) for i, rec in chain.state().sessions_of(addr)]
-    rows.sort(key=lambda r: (-r["opened"], r["session"]))
-    if before is not None:
-        rows = [r for r in rows if (-r["opened"], r["session"]) > (-before[0], before[1])]
-    out: dict[str, Any] = {"address": encode_address(addr), "sessions": rows[:limit]}
-    if len(rows) > limit:
-        out["next"] = f"{rows[limit - 1]['opened']}.{rows[limit - 1]['session']}"
+    that opened them, then id, both descending); `before` (opened, id hex) starts below a page's last,
+    `next` is its cursor.  Read from the index's newest end, one past the page: a page costs its size."""
+    cursor = None if before is None else (before[0], bytes.fromhex(before[1]))
+    page = list(islice(chain.sessions_of(addr, cursor), limit + 1))
+    rows = [session_json(i, rec) for i, rec in page[:limit]]
+    out: dict[str, Any] = {"address": encode_address(addr), "sessions": rows}
+    if len(page) > limit:
+        out["next"] = f"{rows[-1]['opened']}.{rows[-1]['session']}"
     return out
 
 

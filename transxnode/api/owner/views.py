@@ -24,6 +24,7 @@ __all__ = ["home_view", "ev_view", "IssuedAuthorisations", "ByAccount",
            "authorisation_json"]
 
 DAY_MS = 86_400_000
+SESSIONS_SHOWN = 100  # a car's and a station's newest sessions the app lists (the explorer pages through all)
 MAX_BACK = 288  # slots before the head a home view reads at most (3 days of 15-minute slots)
 
 
@@ -173,18 +174,23 @@ def ev_view(chain: Chain, addr: bytes, issued: IssuedAuthorisations, tz_minutes:
     """The car's sessions (as owner), the station's (as station: today's energy and revenue, the day
     `tz_minutes` east of UTC), and the authorisations issued here that are still valid or opened a session."""
     g, state = chain.genesis, chain.state()
-    rows = [session_json(i, rec) for i, rec in state.sessions_of(addr)]
-    for r in rows:
-        r["opened_at"] = g.slot_start_ms(r["opened"])
-    rows.sort(key=lambda r: (-r["opened"], r["session"]))
+    offset = tz_minutes * 60_000
+    day = (now_ms + offset) // DAY_MS * DAY_MS - offset  # the browser's midnight
+    rows, more = [], False
+    for i, rec in chain.sessions_of(addr):  # newest first: all of today's, and the newest SESSIONS_SHOWN
+        opened_at = g.slot_start_ms(rec.opened)
+        if opened_at < day and len(rows) >= SESSIONS_SHOWN:
+            more = True
+            break
+        rows.append({**session_json(i, rec), "opened_at": opened_at})
     me = encode_address(addr)
     car = [r for r in rows if r["owner"] == me]
     station = [r for r in rows if r["station"] == me]
-    offset = tz_minutes * 60_000
-    day = (now_ms + offset) // DAY_MS * DAY_MS - offset  # the browser's midnight
     today = [r for r in station if r["opened_at"] >= day]
+    more = more or len(car) > SESSIONS_SHOWN or len(station) > SESSIONS_SHOWN
     auths = [authorisation_json(a, state, now_ms) for a in issued.of(addr)]
-    return {"address": me, "car": car, "station": station,
+    return {"address": me, "car": car[:SESSIONS_SHOWN], "station": station[:SESSIONS_SHOWN],
+            "more": more, "shown": SESSIONS_SHOWN,
             "station_today": {"sessions": len(today), "open": sum(r["status"] == "open" for r in today),
                               "delivered_wh": sum(r["delivered_wh"] for r in today),
                               "revenue": sum(r["amount"] for r in today)},
