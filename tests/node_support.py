@@ -33,7 +33,7 @@ def transx(*args: str, timeout: float = 60, check: bool = False) -> subprocess.C
 
 def transx_many(runs: list[tuple[str, ...]], workers: int = 3) -> list[subprocess.CompletedProcess]:
     """`transx` with each argument tuple, a few at a time (each is mostly interpreter start-up), results in
-    order.  Only for runs that do not depend on each other: refusals, reads."""
+    order.  Only for runs that do not depend on each other: refusals, reads, sends from different keys."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=workers) as pool:

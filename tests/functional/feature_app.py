@@ -171,7 +171,7 @@ def test_keyboard_bid_with_quote_lands_in_a_block_and_clears(node, node_key, wal
     unlock(driver, node, wallet)
     message(driver, "Unlocked")
     info = node.get("/api/node")
-    slot = info["first_open_slot"] + 5  # a few seconds for the page's steps, on a loaded machine
+    slot = info["first_open_slot"] + 15  # 1-s slots: time for the page's steps on a loaded machine
     buy = send_as(node, node_key, Bid(side=BUY, slot=slot, wh=2000, price=500_000, zone=0,
                                       expiry=slot - info["gate_closure"]))  # the node key buys
     open_page(driver, node, "bid")
@@ -227,7 +227,7 @@ def test_cancel_a_bid_from_the_page(node, wallet, driver, tmp_path):
 @pytest.mark.parametrize("quantity, price, slot, said", [
     ("3", "0.5", "", r"^quantity '3' has no unit: write 3kWh or 3000Wh$"),
     ("1kWh", "0.5", "1", r"^slot 1 is closed for bids \(gate closure\); the first open slot is \d+$"),
-    ("900kWh", "0.5", "+5", r"^insufficient balance: [\d.]+ tokens, the transaction needs [\d.,]+ tokens"),
+    ("900kWh", "0.5", "+30", r"^insufficient balance: [\d.]+ tokens, the transaction needs [\d.,]+ tokens"),
 ])
 def test_refusals_read_as_the_cli_prints_them(node, wallet, driver, quantity, price, slot, said):
     if slot.startswith("+"):  # slots after the first open one: still open when the page signs
@@ -341,9 +341,9 @@ def test_the_agents_day_plan_accepted_in_one_click(node, wallet, driver, tmp_pat
     accept = wait_for(lambda: maybe(driver, "#accept-plan"), 30, "the day plan")
     n = int(re.search(r"sign (\d+) bids", accept.text)[1])
     assert n > 0 and "expected gain against net metering" in by(driver, "#plan").text
-    screenshot(driver, "plan", tmp_path)
-    accept.click()
+    accept.click()  # at once: each second from the plan closes a slot of it (1-s slots)
     said = message(driver, r"bids sent \(pending\)")
+    screenshot(driver, "plan", tmp_path)
     sent = int(said.split()[0])  # a slot whose gate closed meanwhile (1 s slots here) is skipped, and said
     skipped = re.search(r"Slots ([\d, ]+) closed for bids while sending", said)
     assert sent + (len(skipped[1].split(",")) if skipped else 0) == n and sent >= n - 2, said

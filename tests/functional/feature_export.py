@@ -32,9 +32,10 @@ def cleared(tmp_path_factory):
                          body=Transfer(decode_address(to), 100_000_000))
             assert node.submit(tx.encoded)[0] == 202
         wait_for(lambda: all(node.get(f"/api/address/{a}")["balance"] for a in (seller, buyer)), 30, "funding")
-        slot = node.get("/api/node")["first_open_slot"] + 2
+        keys = {who: ks.unlock(who, PASSWORD) for who in (seller, buyer)}  # before the slot is chosen: slow
+        slot = node.get("/api/node")["first_open_slot"] + 6
         for who, side, wh, price in ((seller, SELL, 5000, 300_000), (buyer, BUY, 3000, 500_000)):
-            tx = sign_tx(ks.unlock(who, PASSWORD), chain_id=info["chain_id"], nonce=0, fee=1000,
+            tx = sign_tx(keys[who], chain_id=info["chain_id"], nonce=0, fee=1000,
                          body=Bid(side, slot, wh, price, 0, slot))
             assert node.submit(tx.encoded)[0] == 202
         node.wait_height(slot)

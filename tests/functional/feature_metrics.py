@@ -97,8 +97,10 @@ def test_every_dashboard_query_returns_data_from_a_live_devnet(prometheus):
     assert {s["metric"]["node"] for s in build} == {"node1", "node2"}
     assert {s["metric"]["network"] for s in build} == {"transx-devnet"}
     assert query(prometheus, "sum(transx_gossip_validation_seconds_count) > 0"), "no gossip validation timed"
-    heights = [float(s["value"][1]) for s in query(prometheus, "transx_height")]
-    assert min(heights) >= 1 and max(heights) - min(heights) <= 2, heights
+    # (Two scrapes are never at one instant, and a missed one leaves an older sample: waited for, not read once.)
+    heights = lambda: [float(s["value"][1]) for s in query(prometheus, "transx_height")]  # noqa: E731
+    wait_for(lambda: (h := heights()) and min(h) >= 1 and max(h) - min(h) <= 2, 15,
+             "both nodes' heights within two blocks")
 
 
 def test_the_devnet_config_names_each_node_and_refuses_a_directory_without_a_devnet(devnet, tmp_path):

@@ -47,7 +47,7 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     listed = transx_json("wallet", "list", *node.dd)
     assert {seller, buyer} <= {r["address"] for r in listed}
 
-    slot = node.get("/api/node")["first_open_slot"] + 6  # six blocks for two CLI calls (~1.6 s each) on a loaded machine
+    slot = node.get("/api/node")["first_open_slot"] + 15  # 1-s slots: two CLI calls (~1.6 s each, 4 s on a loaded CI)
     sell = transx_json("bid", "sell", "5kWh", "0.30", "--slot", str(slot), "--from", seller, "-y", *node.dd)
     buy = transx_json("bid", "buy", "3kWh", "0.50", "--slot", str(slot), "--zone", "1", "--from", buyer, "-y",
                       *node.dd)
@@ -60,7 +60,14 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     assert [b["id"] for b in transx_json("bid", "list", buyer, *node.dd)] == [buy["bid"]]
 
     node.wait_height(slot)
-    m = transx_json("explorer", "market", str(slot), *node.dd)
+    s, b = _balance(node, seller), _balance(node, buyer)  # the clearing's, before delivery settles
+    # The meters' readings for the slot land within meter_window blocks (6 s here): sent side by side,
+    # with the explorer's read of the market, so a slow machine's CLI start-ups do not add up.
+    look, *reads = transx_many([("explorer", "market", str(slot), "--json", *node.dd),
+                                ("meter", "read", "--slot", str(slot), "--exported-wh", "2000", "--address", seller, *node.dd),
+                                ("meter", "read", "--slot", str(slot), "--imported-wh", "3000", "--address", buyer, *node.dd)])
+    assert all(r.returncode == 0 for r in (look, *reads)), [r.stderr for r in (look, *reads)]
+    m = json.loads(look.stdout)
     assert m["status"] == "cleared"
     assert [(t["seller"], t["buyer"], t["wh"]) for t in m["trades"]] == [(sell["bid"], buy["bid"], 3000)]
     payment = m["trades"][0]["payment"]
@@ -69,7 +76,6 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     assert rows["sell"]["return_vs_grid"] > 0 and rows["buy"]["return_vs_grid"] > 0
 
     fee = 1000
-    s, b = _balance(node, seller), _balance(node, buyer)
     # Held until delivery settles: the revenue, and the collateral of the 3 kWh sold (2 kWh unsold came back).
     collateral = 3 * (570_000 - 300_000)
     assert (s["balance"], s["escrowed"]) == (100_000_000 - 2 * fee - collateral, payment + collateral)
@@ -77,9 +83,7 @@ def test_wallets_bid_a_slot_clears_and_settles_against_the_meters(node):
     assert rows["buy"]["amount"] == payment + 30_000 * 3000 // 1000  # payment plus the network charge
     assert b["escrowed"] == 0 and b["open_bids"] == []
 
-    # The meters: the seller delivered 2 of its 3 kWh, the buyer took all 3.
-    transx("meter", "read", "--slot", str(slot), "--exported-wh", "2000", "--address", seller, *node.dd, check=True)
-    transx("meter", "read", "--slot", str(slot), "--imported-wh", "3000", "--address", buyer, *node.dd, check=True)
+    # The meters (read above): the seller delivered 2 of its 3 kWh, the buyer took all 3.
     window = node.get("/api/node")["meter_window"]
     node.wait_height(slot + window + 1)
     s = _balance(node, seller)
@@ -147,25 +151,25 @@ def test_a_day_of_bids_from_a_profile_file_lands_slot_by_slot(node, tmp_path):
     _fund(node, home)
     info = node.get("/api/node")
     profile = tmp_path / "day.csv"
-    # +1, +2, +3 (one past the first open slot: a block has time to take the first row), an absolute
-    # slot, and a zone of its own; blank lines are fine.
-    absolute = info["first_open_slot"] + 5
-    profile.write_text("slot,side,quantity,price,zone\n+1,sell,2.5kWh,0.30,\n+2,sell,3kWh,0.28,\n\n"
-                       f"+3,buy,800Wh,0.50,2\n{absolute},sell,1kWh,0.25,\n")
+    # +4, +5, +6 (a few past the first open slot: 1-s slots, and the CLI reads the market, then unlocks
+    # the key before its first send), an absolute slot, and a zone of its own; blank lines are fine.
+    absolute = info["first_open_slot"] + 15
+    profile.write_text("slot,side,quantity,price,zone\n+4,sell,2.5kWh,0.30,\n+5,sell,3kWh,0.28,\n\n"
+                       f"+6,buy,800Wh,0.50,2\n{absolute},sell,1kWh,0.25,\n")
     r = transx("bid", "profile", str(profile), "--from", home, "--zone", "1", "-y", "--json", *node.dd, check=True)
     out = json.loads(r.stdout)
     # It sells, and has no meter: it is told what that will cost, once, and the bids go anyway.
     assert r.stderr.count("warning: no meter is registered to") == 1, r.stderr
     slots = [b["slot"] for b in out["bids"]]
-    first = slots[0] - 1
-    assert slots == [first + 1, first + 2, first + 3, absolute] and first >= info["first_open_slot"]
+    first = slots[0] - 4
+    assert slots == [first + 4, first + 5, first + 6, absolute] and first >= info["first_open_slot"]
     wait_for(lambda: len(_balance(node, home)["open_bids"]) + sum(
         1 for h in _balance(node, home)["history"] if h["kind"] == "bid") >= 4, 30, "the profile's bids on chain")
     mine = {b["slot"]: b for b in transx_json("bid", "list", home, *node.dd)}
     for s in slots:
         if s in mine:  # a slot may have cleared already on a fast chain
-            assert (mine[s]["side"], mine[s]["zone"]) == (("buy", 2) if s == first + 3 else ("sell", 1))
-    assert mine.get(first + 1, {"wh": 2_500})["wh"] == 2_500
+            assert (mine[s]["side"], mine[s]["zone"]) == (("buy", 2) if s == first + 6 else ("sell", 1))
+    assert mine.get(first + 4, {"wh": 2_500})["wh"] == 2_500
     # A bad row sends nothing: the whole file is checked first.
     before = _balance(node, home)["pending_nonce"]
     profile.write_text('[{"slot": "+1", "side": "sell", "quantity": "2kWh", "price": "0.3"},'
@@ -542,7 +546,7 @@ def test_explorer_address_lists_an_ev_owners_sessions_trades_and_settlements_pag
 
     # The owner buys 1 kWh in a slot of its own, and charges its EV four times at the station, which
     # signs every session transaction: the owner sends none of them.
-    slot = info["first_open_slot"] + 6  # six blocks for two CLI calls on a loaded machine
+    slot = info["first_open_slot"] + 15  # 1-s slots: two CLI calls (~4 s each on a loaded CI)
     transx_json("bid", "sell", "1kWh", "0.30", "--slot", str(slot), "--from", seller, "-y", *node.dd)
     buy = transx_json("bid", "buy", "1kWh", "0.50", "--slot", str(slot), "--from", owner, "-y", *node.dd)
     auths = [authorise(owner_key, chain_id=info["chain_id"], ev_id="EV-9", max_wh=20_000, max_price=600_000,

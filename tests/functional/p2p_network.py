@@ -98,7 +98,10 @@ def test_a_node_killed_for_five_slots_syncs_and_rejoins(five):
     victim.proc.wait()
     at = min(heights(others))
     wait_for(lambda: min(heights(others)) >= at + 5, 40, "five slots without the victim")
-    assert agree(others) is not None, logs(net)
+    try:
+        wait_for(lambda: agree(others) is not None, 20, "the four to agree")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{logs(net)}") from None
     net.start_node(victim)
     net.wait_node(victim, time.monotonic() + 60)
     wait_for(lambda: get(victim, "/api/node")["height"] >= min(heights(others)) - 1, 60,
