@@ -9,6 +9,7 @@ with the solver-free exact verifier before anything is written.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ from consensus.rules.ranking import NO_TICKET, Rank
 from consensus.rules.genesis import Genesis
 from consensus.rules.ledger import SlotMarket
 from consensus.rules.settlement import settle_delivery, settled_slot
-from consensus.rules.state import SESSION_EXPIRED, SessionRecord, StateOverlay, next_state_hash
+from consensus.rules.state import SESSION_EXPIRED, SessionRecord, StateOverlay, next_state_hash, session_index_keys
 from consensus.rules.transactions import (CONSENSUS, WALLET, Commit, Reveal, SessionClose, SessionOpen, Transfer, Tx, TxError,
                                           check_stateless)
 
@@ -177,19 +178,32 @@ class Chain(ForkChoice):
         """Whether the chain includes the transaction (its index entry alone: no block read)."""
         return self.store.get(schema.tx_location(tx_hash)) is not None
 
-    def sessions_of(self, party: bytes, before: tuple[int, bytes] | None = None
-                    ) -> Iterator[tuple[bytes, SessionRecord]]:
-        """A party's charging sessions, as EV owner or station, newest first (by the height that opened
-        them, then id, both descending; `before` (opened, id): only those after it in that order), read
-        lazily from the index's newest end: a page costs its size, not the party's years of history."""
-        prefix = schema.party_sessions_opened(party)
-        stop = None if before is None else schema.party_session_opened(party, *before)
+    def sessions_of(self, party: bytes, roles: tuple[int, ...] = (schema.AS_OWNER, schema.AS_STATION),
+                    before: tuple[int, bytes] | None = None) -> Iterator[tuple[bytes, SessionRecord]]:
+        """A party's charging sessions in `roles` (schema.AS_OWNER, AS_STATION), newest first (by the height
+        that opened them, then id, both descending; `before` (opened, id): only those after it in that
+        order), each once, read lazily from the index's newest end: a page costs its size, not years."""
         state = self.state()
-        for key, _ in self.store.items(prefix, reverse=True, stop=stop):
-            sid = key[len(prefix) + 8:]
-            rec = state.session(sid)
-            if rec is not None:  # None: a reorg reverted the block that opened it since the scan began
+        merged = heapq.merge(*(self._indexed_sessions(state, party, role, before) for role in roles),
+                             key=lambda e: e[:2], reverse=True)
+        last = None
+        for opened, sid, rec in merged:
+            if sid != last:  # a party that is its own station: the same session under both roles, in a row
                 yield sid, rec
+            last = sid
+
+    def _indexed_sessions(self, state: StateOverlay, party: bytes, role: int, before: tuple[int, bytes] | None
+                          ) -> Iterator[tuple[int, bytes, SessionRecord]]:
+        prefix = schema.party_sessions_opened(party, role)
+        stop = None if before is None else schema.party_session_opened(party, role, *before)
+        for key, _ in self.store.items(prefix, reverse=True, stop=stop):
+            opened, sid = schema.read_u64(key[len(prefix):len(prefix) + 8]), key[len(prefix) + 8:]
+            rec = state.session(sid)
+            # An entry whose block a reorg undid since the scan began, or one a format 6 store's upgrade
+            # wrote above the final checkpoint (that block's undo record predates the index, so a revert
+            # leaves it): the session is gone, or opened again at another height, listed there.
+            if rec is not None and rec.opened == opened and key in session_index_keys(sid, rec):
+                yield opened, sid, rec
 
     # ------------------------------------------------------------- finality
     def genesis_checkpoint(self) -> Checkpoint:
@@ -553,8 +567,7 @@ def session_index(block: Block, state: StateOverlay) -> dict[bytes, bytes]:
             sid = tx.body.auth.session_id
             rec = state.session(sid)
             if rec is not None:
-                for party in (rec.owner, rec.station):
-                    out[schema.party_session_opened(party, rec.opened, sid)] = b""
+                out.update(dict.fromkeys(session_index_keys(sid, rec), b""))
     return out
 
 

@@ -18,6 +18,7 @@ apart from one that never had them.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from contextlib import contextmanager
@@ -29,7 +30,9 @@ import plyvel
 from consensus.rules import schema
 from consensus.rules.blocks import BLOCK
 from consensus.rules.codec import DecodeError
-from consensus.rules.state import SESSION, decode_changes, encode_changes
+from consensus.rules.state import SESSION, decode_changes, encode_changes, session_index_keys
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = b"7"  # 2: delivery settlement (meter keys, readings, settlements, grid totals); 3: address
 # history entries for trades, settlements and sessions (schema.address_tx), and accounts carry a consensus
@@ -42,6 +45,7 @@ FORMAT_VERSION = b"7"  # 2: delivery settlement (meter keys, readings, settlemen
 LRU_CACHE = 8 << 20  # LevelDB's block cache, bytes (its default)
 WRITE_BUFFER = 1 << 20  # LevelDB's memtable, bytes (default 4 MB): a block writes about 20 kB, so ~50 blocks a flush
 MAX_OPEN_FILES = 74  # LevelDB's table cache: 64 table files open, its least (default: 1,000, so 990 files)
+UPGRADE_BATCH = 50_000  # sessions indexed per write batch when a format 6 store is upgraded
 MAX_FILE_SIZE = 512 << 10  # LevelDB's compacted table files, bytes (default 2 MB): 64 open ones map at most ~32 MB
 REOPEN_MARGIN = 4 << 20  # bytes free, beyond twice the log, before an unwritable store is reopened
 REPAIR_HINT = "`transx check` says what is wrong; `transx repair` keeps it aside and re-syncs from peers"
@@ -61,8 +65,11 @@ class StoreWriteError(StoreError):
 
 
 class Store:
-    def __init__(self, path: str, watermark: bool = False) -> None:
+    def __init__(self, path: str, watermark: bool = False, upgrade: bool = True) -> None:
+        """Open (or create) the chain database at `path`; `upgrade`: bring an older format it can read up
+        to date in place (else `format_behind` says what the node would do, and nothing is written)."""
         self.path = path
+        self.format_behind: str | None = None
         self.watermark_path = Path(str(path).rstrip("/") + ".head") if watermark else None
         self.unwritable: str | None = None  # why writes are refused until `recover` (None: writable)
         self._gate = _ReadGate()
@@ -70,36 +77,44 @@ class Store:
         fmt = self.get(schema.FORMAT)
         if fmt is None:
             self._write(lambda: self.db.put(schema.FORMAT, FORMAT_VERSION, sync=True))
-        elif fmt == b"6":
+        elif fmt == b"6" and upgrade:
             self._upgrade_from_6()
+        elif fmt == b"6":
+            self.format_behind = "store format 6: the node indexes its charging sessions (format 7) when it next starts"
         elif fmt != FORMAT_VERSION:
             self.db.close()
             raise StoreError(f"{path} holds store format {fmt.decode(errors='replace')}, this node reads "
                              f"{FORMAT_VERSION.decode()}")
 
     def _upgrade_from_6(self) -> None:
-        """Index every session by the height that opened it, and mark the store format 7, in one synced
-        batch: a crash before it leaves format 6, upgraded again at the next open."""
+        """Index every session by the height that opened it (format 7).  The keys go in unsynced batches of
+        UPGRADE_BATCH sessions, so memory stays flat for any number; then the format mark, synced.  A crash
+        before the mark leaves format 6 and some of the keys, which the next open writes again."""
         prefix = schema.session(b"")
+        log.info("upgrading the chain database %s to store format 7: indexing charging sessions", self.path)
         try:
-            entries = []
-            for key, raw in self.items(prefix):
+            entries: list[bytes] = []
+            for n, (key, raw) in enumerate(self.items(prefix), 1):
                 try:
-                    rec = SESSION.decode(raw)
+                    entries += session_index_keys(key[len(prefix):], SESSION.decode(raw))
                 except DecodeError as e:
                     raise StoreCorrupt(f"the chain database {self.path} holds a damaged session record "
                                        f"({e}): {REPAIR_HINT}") from None
-                entries += [schema.party_session_opened(p, rec.opened, key[len(prefix):]) for p in (rec.owner, rec.station)]
-
-            def write() -> None:
-                with self.db.write_batch(sync=True) as wb:
-                    for k in entries:
-                        wb.put(k, b"")
-                    wb.put(schema.FORMAT, FORMAT_VERSION)
-            self._write(write)
+                if n % UPGRADE_BATCH == 0:
+                    self._put_all(entries, sync=False)
+                    entries = []
+            self._put_all(entries, sync=False)
+            self._write(lambda: self.db.put(schema.FORMAT, FORMAT_VERSION, sync=True))
         except StoreError:
             self.db.close()
             raise
+
+    def _put_all(self, keys: list[bytes], sync: bool) -> None:
+        def write() -> None:
+            with self.db.write_batch(sync=sync) as wb:
+                for k in keys:
+                    wb.put(k, b"")
+        self._write(write)
 
     def _open(self) -> plyvel.DB:
         path, marked = Path(self.path), self.watermark()

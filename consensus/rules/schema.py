@@ -176,14 +176,17 @@ def tx_location(tx_hash: bytes) -> bytes:
     return b"it" + tx_hash
 
 
-def party_session_opened(party: bytes, opened: int, session_id: bytes) -> bytes:
-    """A session listed under its owner and its station by the height that opened it (node-local, empty
-    values): a page of them is read from the newest end and costs its size, not the station's years."""
-    return b"io" + party + u64(opened) + session_id
+AS_OWNER, AS_STATION = 0, 1  # a party's role in a session, in party_session_opened
 
 
-def party_sessions_opened(party: bytes) -> bytes:
-    return b"io" + party
+def party_session_opened(party: bytes, role: int, opened: int, session_id: bytes) -> bytes:
+    """A session listed under its owner (AS_OWNER) and its station (AS_STATION) by the height that opened
+    it (node-local, empty values): a page is read from the newest end and costs its size, not years."""
+    return b"io" + party + bytes([role]) + u64(opened) + session_id
+
+
+def party_sessions_opened(party: bytes, role: int) -> bytes:
+    return b"io" + party + bytes([role])
 
 
 def address_tx(addr: bytes, height: int, seq: int) -> bytes:

@@ -239,7 +239,7 @@ def sessions_view(chain: Chain, addr: bytes, limit: int = 500,
     that opened them, then id, both descending); `before` (opened, id hex) starts below a page's last,
     `next` is its cursor.  Read from the index's newest end, one past the page: a page costs its size."""
     cursor = None if before is None else (before[0], bytes.fromhex(before[1]))
-    page = list(islice(chain.sessions_of(addr, cursor), limit + 1))
+    page = list(islice(chain.sessions_of(addr, before=cursor), limit + 1))
     rows = [session_json(i, rec) for i, rec in page[:limit]]
     out: dict[str, Any] = {"address": encode_address(addr), "sessions": rows}
     if len(page) > limit:

@@ -46,7 +46,7 @@ def check_datadir(datadir: str | Path) -> Report:
         report.ok.append("chain: none yet (the node has not run here)")
     else:
         try:
-            store = Store(str(chain_dir), watermark=True)
+            store = Store(str(chain_dir), watermark=True, upgrade=False)  # a check writes nothing
         except StoreError as e:
             if "another node is using" in str(e):
                 raise StoreError(f"{e}: stop the node before checking it") from None
@@ -54,6 +54,8 @@ def check_datadir(datadir: str | Path) -> Report:
         else:
             try:
                 report.ok.append(_check_chain(store, genesis))
+                if store.format_behind:
+                    report.ok.append(f"chain: {store.format_behind}")
             except StoreError as e:
                 report.problems.append(f"chain: {e}")
             finally:

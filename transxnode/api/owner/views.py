@@ -13,6 +13,7 @@ from typing import Any
 from consensus.chain.chain import Chain
 from consensus.node import Node
 from consensus.rules.charging import Authorisation
+from consensus.rules import schema
 from consensus.rules.keys import address_of, encode_address
 from consensus.rules.schedule import first_open_slot
 from consensus.rules.state import CANCELLED
@@ -176,21 +177,24 @@ def ev_view(chain: Chain, addr: bytes, issued: IssuedAuthorisations, tz_minutes:
     g, state = chain.genesis, chain.state()
     offset = tz_minutes * 60_000
     day = (now_ms + offset) // DAY_MS * DAY_MS - offset  # the browser's midnight
-    rows, more = [], False
-    for i, rec in chain.sessions_of(addr):  # newest first: all of today's, and the newest SESSIONS_SHOWN
-        opened_at = g.slot_start_ms(rec.opened)
-        if opened_at < day and len(rows) >= SESSIONS_SHOWN:
-            more = True
-            break
-        rows.append({**session_json(i, rec), "opened_at": opened_at})
-    me = encode_address(addr)
-    car = [r for r in rows if r["owner"] == me]
-    station = [r for r in rows if r["station"] == me]
+
+    def newest(role: int, whole_day: bool) -> tuple[list[dict[str, Any]], bool]:
+        """The role's newest SESSIONS_SHOWN sessions (and all of today's if `whole_day`); more: older ones."""
+        rows = []
+        for i, rec in chain.sessions_of(addr, (role,)):
+            opened_at = g.slot_start_ms(rec.opened)
+            if len(rows) >= SESSIONS_SHOWN and not (whole_day and opened_at >= day):
+                return rows, True
+            rows.append({**session_json(i, rec), "opened_at": opened_at})
+        return rows, False
+
+    car, more_car = newest(schema.AS_OWNER, False)
+    station, more_station = newest(schema.AS_STATION, True)  # today's totals count every one of today's
     today = [r for r in station if r["opened_at"] >= day]
-    more = more or len(car) > SESSIONS_SHOWN or len(station) > SESSIONS_SHOWN
     auths = [authorisation_json(a, state, now_ms) for a in issued.of(addr)]
-    return {"address": me, "car": car[:SESSIONS_SHOWN], "station": station[:SESSIONS_SHOWN],
-            "more": more, "shown": SESSIONS_SHOWN,
+    return {"address": encode_address(addr), "car": car, "station": station[:SESSIONS_SHOWN],
+            "more_car": more_car, "more_station": more_station or len(station) > SESSIONS_SHOWN,
+            "shown": SESSIONS_SHOWN,
             "station_today": {"sessions": len(today), "open": sum(r["status"] == "open" for r in today),
                               "delivered_wh": sum(r["delivered_wh"] for r in today),
                               "revenue": sum(r["amount"] for r in today)},

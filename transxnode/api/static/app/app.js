@@ -244,11 +244,11 @@ const sessionTable = (rows, whoTitle, who) => rows.length ? `<table><thead><tr><
   `<th class="num">Price/kWh</th><th class="num">Paid (tokens)</th><th class="num">Charge before</th><th class="num">after</th></tr></thead><tbody>` +
   rows.map((r) => sessionRow(r, who(r))).join("") + "</tbody></table>" : "<p>No sessions.</p>";
 
-const older = (d) => d.more ? `<p>The newest ${d.shown} sessions; <code>transx ev sessions</code> and the explorer list older ones.</p>` : "";
+const older = (d, more) => more ? `<p>The newest ${d.shown} sessions; <code>transx ev sessions</code> and the explorer list older ones.</p>` : "";
 
 async function showEv() {
   const d = await api(`ev?address=${encodeURIComponent(state.address)}&tz=${-new Date().getTimezoneOffset()}`);
-  $("#view").innerHTML = `<h2>Car</h2><h3>Charging sessions</h3>${sessionTable(d.car, "Station", (r) => r.station)}${older(d)}` +
+  $("#view").innerHTML = `<h2>Car</h2><h3>Charging sessions</h3>${sessionTable(d.car, "Station", (r) => r.station)}${older(d, d.more_car)}` +
     `<h3>Authorisations issued here</h3>` + (d.authorisations.length ? `<table><thead><tr><th>Car</th><th class="num">Up to kWh</th><th class="num">Max price</th><th>Valid until</th><th>Used</th><th>File</th></tr></thead><tbody>` +
       d.authorisations.map((a) => `<tr><td>${esc(a.ev_id)}</td><td class="num">${kwh(a.max_wh)}</td><td class="num">${tokens(a.max_price)}</td><td>${new Date(a.expiry).toLocaleString()}</td>` +
         `<td>${a.used ? "yes" : "no"}</td><td><a download="authorisation-${esc(a.ev_id)}.bin" href="data:application/octet-stream;base64,${btoa(a.hex.match(/../g).map((h) => String.fromCharCode(parseInt(h, 16))).join(""))}">download</a></td></tr>`).join("") + "</tbody></table>"
@@ -276,7 +276,7 @@ async function showStation() {
   $("#view").innerHTML = `<h2>Station</h2><div class="totals"><div>Sessions today <b>${t.sessions}</b> (${t.open} open)</div>` +
     `<div>Delivered today <b>${kwh(t.delivered_wh)} kWh</b></div><div>Revenue today <b>${tokens(t.revenue)}</b> tokens</div></div>` +
     `<p>Reader: the node does not know the reader's state (the station's NFC plugin reports it in its own log).</p>` +
-    `<h3>Sessions</h3>${sessionTable(d.station, "Owner", (r) => r.owner)}${older(d)}`;
+    `<h3>Sessions</h3>${sessionTable(d.station, "Owner", (r) => r.owner)}${older(d, d.more_station)}`;
 }
 
 // ---------------------------------------------------------------- wiring
