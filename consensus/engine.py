@@ -225,7 +225,7 @@ class Engine:
             out += self._resend_own_consensus_txs()
             out += self._resend_last_vote()
             out += self._register_vote_key()
-            for r in range(max(1, head - g.reveal_window), head + 1):
+            for r in self._own_commits(max(1, head - g.reveal_window), head):
                 out += self._reveal(r)
             self.reveals_checked = self.chain.head.hash  # all done (a failed write tries them all again)
         for r in range(head + 2, head + 2 + g.commit_window):
@@ -425,6 +425,17 @@ class Engine:
     def _commit_ticket(self, r: int) -> bytes:
         """What our commit for `r` carries: our ticket once committees draw `r`, else zeros."""
         return self.ticket(r) if committee.started(self.chain.state(), r) else bytes(96)
+
+    def _own_commits(self, lo: int, hi: int) -> list[int]:
+        """The heights in lo..hi this node committed to, by its own records, in order: a reveal can be due
+        only there, and a node is drawn for few heights of a long reveal window (the devnet's reaches 602)."""
+        heights = []
+        for key, _ in self.chain.store.items(schema.OWN_COMMITS, reverse=True, stop=schema.own_commit(hi + 1)):
+            h = schema.read_u64(key[len(schema.OWN_COMMITS):])
+            if h < lo:
+                break
+            heights.append(h)
+        return heights[::-1]
 
     def _reveal(self, r: int) -> list[Message]:
         """Our commit for `r` is still pending on this chain (our proposal lost, or a reorg replaced the

@@ -236,6 +236,9 @@ def own_commit(height: int) -> bytes:
     return b"mc" + u64(height)
 
 
+OWN_COMMITS = b"mc"  # the prefix of own_commit
+
+
 HEAD = b"mhead"
 PRUNED = b"mundo"  # u64: the undo records and own proposals and commits of the chain's blocks up to this height are deleted (final: never reverted, never proposed again)
 GENESIS = b"mgenesis"
