@@ -249,3 +249,28 @@ def test_a_bad_idle_time_stops_the_node_with_one_line(monkeypatch, text):
         idle_from_env()
     monkeypatch.setenv("TRANSX_APP_IDLE_SECONDS", "90")
     assert idle_from_env() == 90.0
+
+
+def test_a_months_totals_read_the_month_not_a_solvers_years_of_commits(tmp_path, monkeypatch):
+    from consensus.rules import schema
+    from transxnode.api.owner import views
+
+    net = Net(str(tmp_path / "db"))
+    try:
+        solver = addr(net.solver_key)
+        for h in range(1, 3_001):  # years of commits and reveals, as a solver's history holds
+            net.store.db.put(schema.address_tx(solver, h, 0), bytes([schema.HISTORY_CONSENSUS_TX]) + bytes(32))
+        read = []
+        items = net.store.items
+
+        def counting(prefix, reverse=False, stop=None):
+            for kv in items(prefix, reverse=reverse, stop=stop):
+                read.append(kv[0])
+                yield kv
+        monkeypatch.setattr(net.store, "items", counting)
+        later = (net.g.timestamp + 40 * 86_400) * 1000  # 40 days on: this month began after all of them
+        month = views.month_totals(net.chain, solver, 0, later)
+        assert (month["sold_wh"], month["bought_wh"], month["complete"]) == (0, 0, True)
+        assert len(read) == 1  # the newest entry is older than the month: the walk ends there
+    finally:
+        net.close()

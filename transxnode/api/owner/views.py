@@ -17,8 +17,8 @@ from consensus.rules import schema
 from consensus.rules.keys import address_of, encode_address
 from consensus.rules.schedule import first_open_slot
 from consensus.rules.state import CANCELLED
-from consensus.rules.transactions import BUY
-from transxnode.api.views import address_history, bid_json, session_json
+from consensus.rules.transactions import BUY, SELL
+from transxnode.api.views import bid_json, session_json
 from transxnode.datadir.config import atomic_write
 
 __all__ = ["home_view", "ev_view", "IssuedAuthorisations", "ByAccount",
@@ -69,40 +69,36 @@ def home_view(chain: Chain, node: Node, addr: bytes, tz_minutes: int, now_ms: in
             "month": month_totals(chain, addr, tz_minutes, now_ms)}
 
 
-MONTH_SCAN = 5_000  # history entries a month's totals read at most
+MONTH_SCAN = 100_000  # history index keys a month's totals pass over at most (a solver's commits and reveals too)
 
 
 def month_totals(chain: Chain, addr: bytes, tz_minutes: int, now_ms: int) -> dict[str, Any]:
     """What `addr` traded since the first of this month (the browser's): energy sold and bought, earned above
-    feed-in and saved below retail; read from its history's trades, newest first, at most MONTH_SCAN entries
-    (`complete` false when the month held more)."""
-    g = chain.genesis
+    feed-in and saved below retail.  Its history index is read from the newest end down to the month's first
+    slot, and only its trades are looked up: the cost is the month's entries, never the years before it
+    (at most MONTH_SCAN keys; `complete` false when the month held more)."""
+    g, state = chain.genesis, chain.state()
     local = datetime.fromtimestamp(now_ms / 1000, timezone.utc) + timedelta(minutes=tz_minutes)
     month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     first = int(month_start.timestamp() * 1000) - tz_minutes * 60_000
     first_slot = max(0, -(-(first - g.timestamp * 1000) // (g.slot_seconds * 1000)))
     out = {"starts": first, "sold_wh": 0, "bought_wh": 0, "earned": 0, "saved": 0, "complete": True}
-    cursor, read = None, 0
-    while True:
-        page, cursor_text = address_history(chain, addr, 500, cursor, consensus=False)
-        for e in page:
-            if e["height"] < first_slot:
-                return out
-            if e.get("kind") == "trade":
-                if e["side"] == "sell":
-                    out["sold_wh"] += e["traded_wh"]
-                    out["earned"] += e["amount"] - e["traded_wh"] * g.feed_in // 1000
-                else:
-                    out["bought_wh"] += e["traded_wh"]
-                    out["saved"] += e["traded_wh"] * g.retail // 1000 - e["amount"]
-        read += len(page)
-        if cursor_text is None:
-            return out
-        if read >= MONTH_SCAN:
+    prefix = schema.address_txs(addr)
+    for n, (key, value) in enumerate(chain.store.items(prefix, reverse=True)):
+        if schema.read_location(key[len(prefix):])[0] < first_slot:
+            break
+        if n >= MONTH_SCAN:
             out["complete"] = False
-            return out
-        height, _, seq = cursor_text.partition(".")
-        cursor = (int(height), int(seq or 0))
+            break
+        if value[0] != schema.HISTORY_TRADE or (rec := state.bid(value[1:])) is None:
+            continue
+        if rec.side == SELL:
+            out["sold_wh"] += rec.traded_wh
+            out["earned"] += rec.amount - rec.traded_wh * g.feed_in // 1000
+        else:
+            out["bought_wh"] += rec.traded_wh
+            out["saved"] += rec.traded_wh * g.retail // 1000 - rec.amount
+    return out
 
 
 class IssuedAuthorisations:
