@@ -142,6 +142,19 @@ def net(tmp_path):
     n.close()
 
 
+def counting_scans(store: Store, monkeypatch) -> list[bytes]:
+    """The keys `store`'s scans hand out from now on, in order: what a read costs."""
+    read: list[bytes] = []
+    items = store.items
+
+    def counting(*args, **kwargs):
+        for kv in items(*args, **kwargs):
+            read.append(kv[0])
+            yield kv
+    monkeypatch.setattr(store, "items", counting)
+    return read
+
+
 def snapshot(store: Store, prefixes: tuple[bytes, ...] = (schema.STATE, schema.INDEX, b"ch")) -> dict:
     """Every key and value under `prefixes`, plus the head pointer."""
     snap = {p: dict(store.items(p)) for p in prefixes}

@@ -10,7 +10,7 @@ import pytest
 from nacl.pwhash import argon2id
 from starlette.testclient import TestClient
 
-from chain_support import Net, addr
+from chain_support import Net, addr, counting_scans
 from consensus.rules.keys import encode_address
 from consensus.rules.transactions import BUY, Bid
 from agent.plugin import PLUGIN as AGENT
@@ -260,14 +260,7 @@ def test_a_months_totals_read_the_month_not_a_solvers_years_of_commits(tmp_path,
         solver = addr(net.solver_key)
         for h in range(1, 3_001):  # years of commits and reveals, as a solver's history holds
             net.store.db.put(schema.address_tx(solver, h, 0), bytes([schema.HISTORY_CONSENSUS_TX]) + bytes(32))
-        read = []
-        items = net.store.items
-
-        def counting(prefix, reverse=False, stop=None):
-            for kv in items(prefix, reverse=reverse, stop=stop):
-                read.append(kv[0])
-                yield kv
-        monkeypatch.setattr(net.store, "items", counting)
+        read = counting_scans(net.store, monkeypatch)
         later = (net.g.timestamp + 40 * 86_400) * 1000  # 40 days on: this month began after all of them
         month = views.month_totals(net.chain, solver, 0, later)
         assert (month["sold_wh"], month["bought_wh"], month["complete"]) == (0, 0, True)

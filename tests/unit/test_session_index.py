@@ -8,7 +8,7 @@ from itertools import islice
 
 import pytest
 
-from chain_support import Net, addr
+from chain_support import Net, addr, counting_scans
 from consensus.chain import store as store_module
 from consensus.chain.store import Store, StoreError
 from consensus.rules import schema
@@ -48,14 +48,7 @@ def test_a_stations_sessions_page_newest_first_and_a_page_reads_only_itself(net,
         walked += page
         cursor = page[-1]
     assert walked == expected
-    read = []
-    items = net.store.items
-
-    def counting(prefix, reverse=False, stop=None):
-        for kv in items(prefix, reverse=reverse, stop=stop):
-            read.append(kv[0])
-            yield kv
-    monkeypatch.setattr(net.store, "items", counting)
+    read = counting_scans(net.store, monkeypatch)
     assert listed(net, station, expected[9], 3) == expected[10:13]
     assert len(read) == 3  # the index from the cursor down: not the station's 20 sessions
 
