@@ -428,14 +428,11 @@ class Engine:
 
     def _own_commits(self, lo: int, hi: int) -> list[int]:
         """The heights in lo..hi this node committed to, by its own records, in order: a reveal can be due
-        only there, and a node is drawn for few heights of a long reveal window (the devnet's reaches 602)."""
-        heights = []
-        for key, _ in self.chain.store.items(schema.OWN_COMMITS, reverse=True, stop=schema.own_commit(hi + 1)):
-            h = schema.read_u64(key[len(schema.OWN_COMMITS):])
-            if h < lo:
-                break
-            heights.append(h)
-        return heights[::-1]
+        only there, and a node is drawn for few heights of a long reveal window (the devnet's reaches 602).
+        (From lo up: never over the records pruned below it, which LevelDB keeps as deletions for a while.)"""
+        n = len(schema.OWN_COMMITS)
+        return [schema.read_u64(key[n:]) for key, _ in self.chain.store.items(
+            schema.OWN_COMMITS, start=schema.own_commit(lo), stop=schema.own_commit(hi + 1))]
 
     def _reveal(self, r: int) -> list[Message]:
         """Our commit for `r` is still pending on this chain (our proposal lost, or a reorg replaced the

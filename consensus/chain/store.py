@@ -166,15 +166,19 @@ class Store:
         finally:
             self._gate.leave()
 
-    def items(self, prefix: bytes, reverse: bool = False, stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        """Keys under `prefix` in order (`stop`, a key under `prefix`: only those below it)."""
+    def items(self, prefix: bytes, reverse: bool = False, stop: bytes | None = None,
+              start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Keys under `prefix` in order (`stop`, a key under `prefix`: only those below it; `start`, one
+        too, forward only: those from it on, so a scan never steps over the deleted keys before it)."""
         if stop is not None:
             assert stop.startswith(prefix)
+        if start is not None:
+            assert start.startswith(prefix) and not reverse
         upper = stop if stop is not None else _after_prefix(prefix)
         self._gate.enter()
         try:
             if not reverse:
-                with self.db.iterator(verify_checksums=True, start=prefix, stop=upper) as it:
+                with self.db.iterator(verify_checksums=True, start=start or prefix, stop=upper) as it:
                     yield from it
                 return
             # plyvel 1.5.1 yields nothing in reverse when the one key of [start, stop) equals start

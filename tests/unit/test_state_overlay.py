@@ -80,3 +80,21 @@ def test_the_newest_settlements_of_an_account_read_only_those(tmp_path):
         assert SETTLEMENT.decode(store.get(schema.settlement(999, addr))).sold_wh == 999
     finally:
         store.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(stored=st.dictionaries(KEYS, st.binary(min_size=1, max_size=2), max_size=12),
+       prefix=st.binary(max_size=2).map(lambda b: bytes(x % 3 for x in b)), start_tail=KEYS,
+       stop_tail=st.none() | KEYS)
+def test_a_forward_scan_from_a_start_is_the_stores_keys_from_it(stored, prefix, start_tail, stop_tail):
+    start, stop = prefix + start_tail, None if stop_tail is None else prefix + stop_tail
+    with tempfile.TemporaryDirectory() as d:
+        store = Store(d)
+        try:
+            for k, v in stored.items():
+                store.db.put(k, v)
+            stored = dict(store.db.iterator())
+            want = [kv for kv in _model(stored, {}, prefix, False, stop) if kv[0] >= start]
+            assert list(store.items(prefix, start=start, stop=stop)) == want
+        finally:
+            store.close()
