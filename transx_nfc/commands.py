@@ -416,12 +416,17 @@ def ev_emulate(datadir, device, address, ev_id, max_kwh, max_price, valid_hours,
 
 @ev.command("sessions")
 @click.argument("address", required=False)
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="Sessions per page.")
+@click.option("--before", help="Start below this cursor (a page's 'next', OPENED.SESSION_ID).")
 @datadir_option
 @api_option
 @json_option
 @guard
-def ev_sessions(address, datadir, api, as_json) -> None:
-    """An owner's (or a station's) charging sessions: energy, cost, state of charge."""
+def ev_sessions(address, limit, before, datadir, api, as_json) -> None:
+    """An owner's (or a station's) charging sessions, newest first, a page at a time: energy, cost, state
+    of charge."""
+    from urllib.parse import urlencode
+
     from consensus.rules.keys import decode_address
 
     if address is None:
@@ -429,7 +434,8 @@ def ev_sessions(address, datadir, api, as_json) -> None:
 
         address = default_address(datadir)
     decode_address(address)
-    doc = node_client(api, datadir).get(f"/api/sessions/{address}")
+    query = {"limit": limit, **({"before": before} if before else {})}
+    doc = node_client(api, datadir).get(f"/api/sessions/{address}?{urlencode(query)}")
     if as_json:
         click.echo(json.dumps(doc, indent=1))
         return
@@ -441,3 +447,6 @@ def ev_sessions(address, datadir, api, as_json) -> None:
         click.echo(f"no charging sessions for {address}")
         return
     click.echo(table(["session", "ev", "status", "opened", "kWh", "cost", "price/kWh", "charge", "station"], rows))
+    if "next" in doc:
+        flags = f" --limit {limit}" if limit != 50 else ""
+        click.echo(f"next page: transx ev sessions {address} --before {doc['next']}{flags}")

@@ -347,6 +347,15 @@ def test_one_card_charges_session_after_session_past_the_receipts_it_keeps_at_on
     owner_after = chain.account(chain.owner)
     assert owner_after["balance"] == owner_before["balance"] - sum(r["amount"] for r in got)
     assert owner_after["escrowed"] == 0
+    # `transx ev sessions` pages through the owner's sessions, newest first, by the command it prints.
+    station = chain.station_keys["s1"]
+    command, walked = ["ev", "sessions", station, "--limit", "4"], []
+    while command:
+        out = transx(*command, *chain.dd, check=True).stdout
+        walked += [line.split()[0] for line in out.splitlines()[2:] if not line.startswith("next page")]
+        nxt = re.search(r"^next page: transx (.+)$", out, re.M)
+        command = nxt[1].split() if nxt else None
+    assert walked[:SESSIONS] == [x[:16] for x in reversed(sessions)] and len(set(walked)) == len(walked), walked
 
 
 # ------------------------------------------------------------------- what a person at a charger sees
