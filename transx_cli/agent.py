@@ -203,7 +203,7 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
     heads = client.new_heads(max(0.5, client.get("/api/node")["slot_seconds"] / 4))
     planned_to = -1
     sent_below = 0  # the nonce past our last bid: plan again once the chain has taken them
-    learnt = set()
+    learnt_to = -1  # the newest settled slot learnt from (a service runs for years: no set of them all)
     paused = False  # the owner turned hands-free off in the app: bids already sent stay, no new ones
     try:
         while True:
@@ -231,12 +231,12 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
                 if why and not told_empty:
                     click.echo(why)
                 told_empty = told_empty or bool(why)
-            for s in acct["settlements"]:
-                if s["slot"] not in learnt:
-                    learnt.add(s["slot"])
+            for s in acct["settlements"]:  # the newest 20, newest first
+                if s["slot"] > learnt_to:
                     home.strategy.learn(s["sold_wh"] or s["bought_wh"], s["shortfall_wh"] or s["unused_wh"])
                     click.echo(f"{time.strftime('%H:%M:%S')}  slot {s['slot']} settled: {kwh(s['shortfall_wh'])} kWh "
                                f"short, {kwh(s['unused_wh'])} kWh unused; margin now {home.strategy.margin:.0%}")
+            learnt_to = max([learnt_to] + [s["slot"] for s in acct["settlements"]])
             next(heads)
     except KeyboardInterrupt:
         click.echo("agent stopped; bids already sent stay on the chain")
