@@ -45,9 +45,9 @@ FORMAT_VERSION = b"7"  # 2: delivery settlement (meter keys, readings, settlemen
 LRU_CACHE = 8 << 20  # LevelDB's block cache, bytes (its default)
 WRITE_BUFFER = 1 << 20  # LevelDB's memtable, bytes (default 4 MB): a block writes about 20 kB, so ~50 blocks a flush
 MAX_OPEN_FILES = 74  # LevelDB's table cache: 64 table files open, its least (default: 1,000, so 990 files)
-UPGRADE_BATCH = 50_000  # sessions indexed per write batch when a format 6 store is upgraded
 MAX_FILE_SIZE = 512 << 10  # LevelDB's compacted table files, bytes (default 2 MB): 64 open ones map at most ~32 MB
 REOPEN_MARGIN = 4 << 20  # bytes free, beyond twice the log, before an unwritable store is reopened
+UPGRADE_BATCH = 50_000  # sessions indexed per write batch when a format 6 store is upgraded
 REPAIR_HINT = "`transx check` says what is wrong; `transx repair` keeps it aside and re-syncs from peers"
 
 

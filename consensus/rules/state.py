@@ -359,11 +359,11 @@ class StateOverlay:
         self.put(schema.TOTALS, TOTALS.encode(t))
 
 
-
 def session_index_keys(session_id: bytes, rec: SessionRecord) -> list[bytes]:
     """The session's node-local index keys (schema.party_session_opened): under its owner and its station."""
     return [schema.party_session_opened(rec.owner, schema.AS_OWNER, rec.opened, session_id),
             schema.party_session_opened(rec.station, schema.AS_STATION, rec.opened, session_id)]
+
 
 __all__ = ["ACCOUNT", "BID", "READING", "SESSION", "SETTLEMENT", "Account", "BidRecord", "Reading", "SessionRecord",
            "Settlement", "SolverRecord", "StateOverlay", "Totals",

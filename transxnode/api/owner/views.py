@@ -168,8 +168,9 @@ def authorisation_json(auth: Authorisation, state, now_ms: int | None = None) ->
 
 
 def ev_view(chain: Chain, addr: bytes, issued: IssuedAuthorisations, tz_minutes: int, now_ms: int) -> dict[str, Any]:
-    """The car's sessions (as owner), the station's (as station: today's energy and revenue, the day
-    `tz_minutes` east of UTC), and the authorisations issued here that are still valid or opened a session."""
+    """The car's newest sessions (as owner), the station's (as station: today's energy and revenue, the day
+    `tz_minutes` east of UTC), and the authorisations issued here that are still valid or opened a session;
+    each list read from the session index's newest end (SESSIONS_SHOWN, `more_*` when there are older)."""
     g, state = chain.genesis, chain.state()
     offset = tz_minutes * 60_000
     day = (now_ms + offset) // DAY_MS * DAY_MS - offset  # the browser's midnight
