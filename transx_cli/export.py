@@ -14,7 +14,7 @@ from .plugin_api import api_option, datadir_option, guard, kwh, node_client, tok
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="directory to write the tables to")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "both"]), default="both", show_default=True,
               help="parquet needs pyarrow: pip install 'transx[research]'")
-@click.option("--plots", is_flag=True, help="also market.png and supply_demand.png (matplotlib)")
+@click.option("--plots", is_flag=True, help="also market.png and supply_demand.png (matplotlib; holds the range in memory)")
 @datadir_option
 @api_option
 @guard
@@ -30,16 +30,20 @@ def export(first, last, out, fmt, plots, datadir, api) -> None:
     info = client.get("/api/node")
     first, last = ex.check_range(first, last, info["height"])
     ex.prepare_dir(out)
-    tables = ex.build_tables(client.get, first, last, progress=lambda m: click.echo(m, err=True))
     about = {"source": client.url, "chain_id": info["chain_id"], "genesis": info["genesis"], "from": first,
              "to": last, "head": info["height"], "slot_seconds": info["slot_seconds"], "grid": info["grid"]}
-    ex.write_tables(tables, out, fmt, about)
-    if plots:
+    progress = lambda m: click.echo(m, err=True)  # noqa: E731
+    if plots:  # the plots read the whole range: held in memory
+        tables = ex.build_tables(client.get, first, last, progress=progress)
+        ex.write_tables(tables, out, fmt, about)
         ex.plot_market(tables, out)
-    c = tables["clearings"]
-    click.echo(f"slots {first}..{last}: {len(tables['bids'])} bids, {len(tables['trades'])} trades, "
-               f"{kwh(sum(r['volume_wh'] for r in c))} kWh, {tokens(sum(r['value'] for r in c))} tokens, "
-               f"{len(tables['settlements'])} settlements, {len(tables['sessions'])} sessions -> {out}")
+        n = {name: len(rows) for name, rows in tables.items()}
+        n["volume_wh"] = sum(r["volume_wh"] for r in tables["clearings"])
+        n["value"] = sum(r["value"] for r in tables["clearings"])
+    else:  # written as it is read: a chunk of slots in memory, whatever the range
+        n = ex.export_range(client.get, first, last, out, fmt, about, progress=progress)
+    click.echo(f"slots {first}..{last}: {n['bids']} bids, {n['trades']} trades, {kwh(n['volume_wh'])} kWh, "
+               f"{tokens(n['value'])} tokens, {n['settlements']} settlements, {n['sessions']} sessions -> {out}")
 
 
 def check_research(out: str) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,19 @@ def check_range(first: int | None, last: int | None, head: int) -> tuple[int, in
 
 def build_tables(get: Get, first: int, last: int, progress: Callable[[str], None] | None = None
                  ) -> dict[str, list[dict[str, Any]]]:
-    """Every table's rows for slots `first`..`last`, read from `get` (an API's GET: path -> JSON)."""
+    """Every table's rows for slots `first`..`last`, read from `get` (an API's GET: path -> JSON), in memory
+    (a simulation's or a devnet's short chain, for plots; `export_range` writes a long one as it reads)."""
+    out: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
+    for chunk in read_tables(get, first, last, progress):
+        for name, rows in chunk.items():
+            out[name] += rows
+    return out
+
+
+def read_tables(get: Get, first: int, last: int, progress: Callable[[str], None] | None = None,
+                chunk: int = 500) -> Iterator[dict[str, list[dict[str, Any]]]]:
+    """The tables' rows for slots `first`..`last`, `chunk` slots at a time, then the sessions those slots
+    opened or closed (by id only until then: what is held is a chunk of rows, not the range)."""
     out: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
     sessions: dict[str, None] = {}
     for slot in range(first, last + 1):
@@ -135,9 +147,33 @@ def build_tables(get: Get, first: int, last: int, progress: Callable[[str], None
                 sessions.setdefault(tx["session"], None)
         if progress is not None and (slot - first) % 50 == 49:
             progress(f"read {slot - first + 1} of {last - first + 1} slots")
-    for sid in sessions:
-        out["sessions"].append(_session_row(get(f"/api/session/{sid}")))
-    return out
+        if (slot - first) % chunk == chunk - 1:
+            yield out
+            out = {t: [] for t in TABLES}
+    ids = list(sessions)
+    for i in range(0, len(ids), chunk):
+        out["sessions"] += [_session_row(get(f"/api/session/{sid}")) for sid in ids[i:i + chunk]]
+        yield out
+        out = {t: [] for t in TABLES}
+    if any(out.values()):
+        yield out
+
+
+def export_range(get: Get, first: int, last: int, out: str | Path, fmt: str, about: dict[str, Any],
+                 progress: Callable[[str], None] | None = None, chunk: int = 500) -> dict[str, int]:
+    """Slots `first`..`last` written to `out` as they are read (`TableWriter`): an export of years holds a
+    chunk of slots in memory, not the years.  Returns each table's row count and the range's traded
+    volume (Wh) and value (micro-units)."""
+    writer = TableWriter(out, fmt)
+    totals = {"volume_wh": 0, "value": 0}
+    try:
+        for rows in read_tables(get, first, last, progress, chunk):
+            writer.add(rows)
+            totals["volume_wh"] += sum(r["volume_wh"] for r in rows["clearings"])
+            totals["value"] += sum(r["value"] for r in rows["clearings"])
+    finally:
+        writer.close(about)
+    return {**writer.rows, **totals}
 
 
 def _slot_rows(out: dict[str, list[dict[str, Any]]], block: dict[str, Any], market: dict[str, Any]) -> None:
@@ -207,47 +243,85 @@ def write_tables(tables: dict[str, list[dict[str, Any]]], out: str | Path, fmt: 
                  about: dict[str, Any] | None = None) -> list[Path]:
     """`tables` as <name>.csv and/or <name>.parquet in `out`, and schema.json (columns, types, units, and
     `about`: where the data came from).  Returns the files written."""
-    check_format(fmt)
-    path = prepare_dir(out)
-    written = []
-    for name, rows in tables.items():
-        cols = SCHEMA[name]
-        if fmt in ("csv", "both"):
-            written.append(_write_csv(path / f"{name}.csv", cols, rows))
-        if fmt in ("parquet", "both"):
-            written.append(_write_parquet(path / f"{name}.parquet", cols, rows))
-    doc = {"about": about or {}, "units": {"Wh": "watt-hours", "micro-units": "10^-6 token",
-                                           "micro-units/kWh": "10^-6 token per kWh"},
-           "tables": {n: {"rows": len(tables.get(n, [])),
-                          "columns": [{"name": c, "type": t, "unit": u, "description": d} for c, t, u, d in SCHEMA[n]]}
-                      for n in tables}}
-    (path / "schema.json").write_text(json.dumps(doc, indent=1) + "\n")
-    written.append(path / "schema.json")
+    writer = TableWriter(out, fmt, tuple(tables))
+    try:
+        writer.add(tables)
+    finally:
+        written = writer.close(about)
     return written
 
 
-def _write_csv(file: Path, cols, rows: Iterable[dict[str, Any]]) -> Path:
-    with open(file, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow([c for c, *_ in cols])
-        for r in rows:
-            w.writerow(["" if r.get(c) is None else _csv_cell(r[c], t) for c, t, *_ in cols])
-    return file
+class TableWriter:
+    """Tables written as their rows come: CSV rows appended, a Parquet row group per `add`, schema.json
+    (with the row counts) at `close`.  Every file exists from the start, with its columns."""
+
+    def __init__(self, out: str | Path, fmt: str = "both", tables: tuple[str, ...] = TABLES) -> None:
+        check_format(fmt)
+        self.path = prepare_dir(out)
+        self.rows = {name: 0 for name in tables}
+        self.files: list[Path] = []
+        self._csv: dict[str, tuple[Any, Any]] = {}
+        self._parquet: dict[str, Any] = {}
+        for name in tables:
+            cols = SCHEMA[name]
+            if fmt in ("csv", "both"):
+                file = self.path / f"{name}.csv"
+                f = open(file, "w", newline="")
+                w = csv.writer(f)
+                w.writerow([c for c, *_ in cols])
+                self._csv[name] = (f, w)
+                self.files.append(file)
+            if fmt in ("parquet", "both"):
+                import pyarrow.parquet as pq
+
+                file = self.path / f"{name}.parquet"
+                self._parquet[name] = pq.ParquetWriter(file, _arrow_schema(cols))
+                self.files.append(file)
+
+    def add(self, tables: dict[str, list[dict[str, Any]]]) -> None:
+        """Append each table's rows."""
+        for name, rows in tables.items():
+            cols = SCHEMA[name]
+            if not rows:
+                continue
+            self.rows[name] += len(rows)
+            if name in self._csv:
+                w = self._csv[name][1]
+                for r in rows:
+                    w.writerow(["" if r.get(c) is None else _csv_cell(r[c], t) for c, t, *_ in cols])
+            if name in self._parquet:
+                import pyarrow as pa
+
+                writer = self._parquet[name]
+                writer.write_table(pa.Table.from_pydict({c: [r.get(c) for r in rows] for c, *_ in cols},
+                                                        schema=writer.schema))
+
+    def close(self, about: dict[str, Any] | None = None) -> list[Path]:
+        """Close the files and write schema.json; returns every file written."""
+        for f, _ in self._csv.values():
+            f.close()
+        for writer in self._parquet.values():
+            writer.close()
+        self._csv, self._parquet = {}, {}
+        doc = {"about": about or {}, "units": {"Wh": "watt-hours", "micro-units": "10^-6 token",
+                                               "micro-units/kWh": "10^-6 token per kWh"},
+               "tables": {n: {"rows": self.rows[n],
+                              "columns": [{"name": c, "type": t, "unit": u, "description": d}
+                                          for c, t, u, d in SCHEMA[n]]}
+                          for n in self.rows}}
+        (self.path / "schema.json").write_text(json.dumps(doc, indent=1) + "\n")
+        return [*self.files, self.path / "schema.json"]
 
 
 def _csv_cell(v: Any, kind: str) -> Any:
     return ("true" if v else "false") if kind == "bool" else repr(float(v)) if kind == "float64" else v
 
 
-def _write_parquet(file: Path, cols, rows: list[dict[str, Any]]) -> Path:
+def _arrow_schema(cols):
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     types = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(), "string": pa.string()}
-    schema = pa.schema([pa.field(c, types[t], metadata={"unit": u, "description": d}) for c, t, u, d in cols])
-    table = pa.Table.from_pydict({c: [r.get(c) for r in rows] for c, *_ in cols}, schema=schema)
-    pq.write_table(table, file)
-    return file
+    return pa.schema([pa.field(c, types[t], metadata={"unit": u, "description": d}) for c, t, u, d in cols])
 
 
 # ------------------------------------------------------------------------------------------------- plots
@@ -300,5 +374,5 @@ def plot_market(tables: dict[str, list[dict[str, Any]]], out: str | Path, slot: 
     return [path / "market.png", path / "supply_demand.png"]
 
 
-__all__ = ["FORMATS", "RESEARCH_HINT", "SCHEMA", "TABLES", "build_tables", "check_format", "check_range",
-           "plot_market", "prepare_dir", "write_tables"]
+__all__ = ["FORMATS", "RESEARCH_HINT", "SCHEMA", "TABLES", "TableWriter", "build_tables", "check_format",
+           "check_range", "export_range", "plot_market", "prepare_dir", "read_tables", "write_tables"]
