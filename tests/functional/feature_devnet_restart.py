@@ -52,7 +52,7 @@ def test_the_devnet_survives_node_1_being_killed_and_restarted(tmp_path):
             restarted = subprocess.Popen([*TRANSX, "node", "--datadir", str(node1)], stdout=log, stderr=log,
                                          stdin=subprocess.DEVNULL,
                                          env={k: v for k, v in ENV.items() if k != "TRANSX_PASSWORD"})
-        back = expect(lambda ln: ln.startswith("node node1 answers again at http://127.0.0.1:"), 30, "node 1 back")
+        back = expect(lambda ln: ln.startswith("node node1 answers again at http://127.0.0.1:"), 60, "node 1 back")
         assert proc.poll() is None, "".join(lines)
     finally:
         proc.send_signal(signal.SIGINT)

@@ -248,7 +248,7 @@ def test_a_tap_opens_a_session_on_chain_a_second_closes_it_pays_the_station_and_
         enabled = st.wait_line(r"charger ENABLED for WXY1234 ", 60)
         assert session[:16] in enabled and "up to 20 kWh at 0.6/kWh" in enabled
         opened = wait_for(lambda: chain.session(session), 30, "the session on chain")
-        assert opened["status"] == "open", opened
+        assert opened["status"] in ("open", "closed"), opened  # closed already if the node read it late (4 s)
         assert (opened["owner"], opened["station"], opened["ev_id"]) == (chain.owner, station_addr, "WXY1234")
         assert (opened["max_wh"], opened["price"], opened["soc_start"]) == (20_000, PRICE, 20)
         assert opened["escrow"] == escrow_for(20_000, PRICE)
