@@ -141,7 +141,7 @@ def agent_plan(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh,
     info, market = client.get("/api/node"), client.get("/api/market")
     clock, clock_line = _clock(info, slot_hours, utc_offset)
     address = (sender or default_address(datadir)) if do_send else None
-    funds = _lockable(client.get(f"/api/address/{address}"), info) if address else None
+    funds = _lockable(client.get(f"/api/address/{address}?limit=1"), info) if address else None
     plan = home.plan(_agent_first_slot(market), slots, info, market, clock=clock, funds=funds)
     doc = plan.to_json()
     doc["clock"] = {"slot_hours": clock[1] / 3600 if clock else None,
@@ -208,7 +208,7 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
     try:
         while True:
             info, market = client.get("/api/node"), client.get("/api/market")
-            acct = client.get(f"/api/address/{address}")
+            acct = client.get(f"/api/address/{address}?limit=1")
             if paused != (not client.hands_free(address)):
                 paused = not paused
                 click.echo(f"{time.strftime('%H:%M:%S')}  " + ("paused from the app: no new bids until it is turned "
@@ -221,7 +221,7 @@ def agent_run(kwp, tilt, azimuth, lat, lon, utc_offset, daily_kwh, battery_kwh, 
             if first <= last and (acct["nonce"] >= sent_below or acct["pending_nonce"] == acct["nonce"]):
                 plan = home.plan(first, last - first + 1, info, market, clock=clock, funds=_lockable(acct, info))
                 sent, _ = send_bids(client, key, [b.to_bid(zone, info["gate_closure"]) for b in plan.bids])
-                sent_below = client.get(f"/api/address/{address}")["pending_nonce"]
+                sent_below = client.get(f"/api/address/{address}?limit=1")["pending_nonce"]
                 planned_to = last
                 click.echo(f"{time.strftime('%H:%M:%S')}  slots {first}..{last}: {len(sent)} bids sent, expected "
                            f"{tokens(plan.expected_gain)} tokens against net metering "

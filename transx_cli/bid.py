@@ -201,7 +201,7 @@ def bid_cancel(bid_id, sender, datadir, api, password_file, as_json) -> None:
 @guard
 def bid_list(address, datadir, api, as_json) -> None:
     """Open bids of ADDRESS (default: the default address)."""
-    bids = fetch_account(address, datadir, api)["open_bids"]
+    bids = fetch_account(address, datadir, api, history=1)["open_bids"]
     emit(bids, as_json, lambda bs: bids_table(bs) if bs else "no open bids")
 
 

@@ -57,7 +57,7 @@ def meter_read(slot, imported_wh, exported_wh, address, datadir, api, password_f
         fail("a reading is an import or an export for one slot, not both")
     client = node_client(api, datadir)
     account = address or default_address(datadir)
-    registered = fetch_account(account, datadir, api)["meter"]
+    registered = fetch_account(account, datadir, api, history=1)["meter"]
     if registered is None:
         fail(f"no meter is registered to {account}: `transx meter register` first")
     meter_address = encode_address(address_of(bytes.fromhex(registered)))

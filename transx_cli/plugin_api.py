@@ -220,10 +220,11 @@ def unlock(datadir, address: str | None, password_file):
     return open_keystore(datadir).unlock(address, ask_password(password_file, datadir=resolve_datadir(datadir)))
 
 
-def fetch_account(address: str | None, datadir, api) -> dict:
-    """The node's view of ADDRESS (default: the default address), checked before asking."""
+def fetch_account(address: str | None, datadir, api, history: int = 50) -> dict:
+    """The node's view of ADDRESS (default: the default address), checked before asking, with its newest
+    `history` entries (1 to 500; 1 when only the account is wanted: each entry costs the node a read)."""
     from consensus.rules.keys import decode_address
 
     address = address or default_address(datadir)
     decode_address(address)
-    return node_client(api, datadir).get(f"/api/address/{address}")
+    return node_client(api, datadir).get(f"/api/address/{address}?limit={history}")

@@ -33,7 +33,7 @@ def send_bids(client, key, bodies: list) -> tuple[list[tuple[int, str]], list[in
 
 def warn_without_meter(client, address: str) -> None:
     """Selling without a registered meter is allowed, but every sale would settle as undelivered."""
-    if client.get(f"/api/address/{address}").get("meter") is None:
+    if client.get(f"/api/address/{address}?limit=1").get("meter") is None:
         click.echo(f"warning: no meter is registered to {address}: without its readings the chain settles its "
                    "sales as undelivered, bought from the grid at retail at its cost (`transx meter register`)",
                    err=True)

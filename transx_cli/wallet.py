@@ -37,7 +37,7 @@ def wallet_list(datadir, api, as_json) -> None:
     client = node_client(api, datadir)
     for a in open_keystore(datadir).addresses():
         try:
-            acct = client.get(f"/api/address/{a}")
+            acct = client.get(f"/api/address/{a}?limit=1")
             rows.append({"address": a, "balance": acct["balance"], "escrowed": acct["escrowed"]})
         except ClientError:
             rows.append({"address": a, "balance": None, "escrowed": None})

@@ -119,7 +119,7 @@ class Station:
                                    f"{auth.max_price / 1e6:g}/kWh")
         owner = keys.encode_address(auth.owner_address)
         need = escrow_for(auth.max_wh, self.price)
-        balance = self.client.get(f"/api/address/{owner}")["balance"]
+        balance = self.client.get(f"/api/address/{owner}?limit=1")["balance"]
         if balance < need:
             raise Refused("insufficient_balance", f"the balance {balance / 1e6:,.2f} does not cover "
                                                   f"{auth.max_wh / 1000:g} kWh at {self.price / 1e6:g}/kWh "

@@ -412,7 +412,7 @@ class Devnet:
                 continue  # none answers now: try again next slot
             client = self._client(via)
             try:
-                h.nonce = client.get(f"/api/address/{h.address}")["pending_nonce"]
+                h.nonce = client.get(f"/api/address/{h.address}?limit=1")["pending_nonce"]
             except ClientError as e:
                 if e.status is None:
                     self._lost(via)

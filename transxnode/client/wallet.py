@@ -152,7 +152,7 @@ def send(client: ApiClient, key, body: Body, fee: int | None = None) -> dict[str
     with the next one."""
     info = client.get("/api/node")
     for attempt in range(SEND_ATTEMPTS):
-        acct = client.get(f"/api/address/{_bech32(key)}")
+        acct = client.get(f"/api/address/{_bech32(key)}?limit=1")  # the account, not its history
         tx = sign_tx(key, chain_id=info["chain_id"], nonce=acct["pending_nonce"],
                      fee=info["min_fee"] if fee is None else fee, body=body)
         try:
