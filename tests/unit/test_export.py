@@ -129,3 +129,16 @@ def test_an_export_written_as_it_is_read_holds_a_chunk_and_writes_the_same_table
         assert n[name] == len(whole[name])
     assert n["volume_wh"] == sum(r["volume_wh"] for r in whole["clearings"]) > 0
     assert (tmp_path / "streamed" / "schema.json").read_text() == (tmp_path / "whole" / "schema.json").read_text()
+
+
+def test_an_export_that_fails_half_way_leaves_no_schema_json(settled, tmp_path):
+    net, slot = settled  # noqa: F811
+    read = chain_reader(net.chain)
+
+    def failing(path):
+        if path == f"/api/market/{slot}":
+            raise OSError("the node went away")
+        return read(path)
+    with pytest.raises(OSError, match="went away"):
+        ex.export_range(failing, 1, net.height, tmp_path / "out", "both", {"from": 1}, chunk=2)
+    assert (tmp_path / "out" / "bids.csv").exists() and not (tmp_path / "out" / "schema.json").exists()

@@ -171,8 +171,10 @@ def export_range(get: Get, first: int, last: int, out: str | Path, fmt: str, abo
             writer.add(rows)
             totals["volume_wh"] += sum(r["volume_wh"] for r in rows["clearings"])
             totals["value"] += sum(r["value"] for r in rows["clearings"])
-    finally:
-        writer.close(about)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close(about)
     return {**writer.rows, **totals}
 
 
@@ -246,9 +248,10 @@ def write_tables(tables: dict[str, list[dict[str, Any]]], out: str | Path, fmt: 
     writer = TableWriter(out, fmt, tuple(tables))
     try:
         writer.add(tables)
-    finally:
-        written = writer.close(about)
-    return written
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close(about)
 
 
 class TableWriter:
@@ -296,13 +299,17 @@ class TableWriter:
                 writer.write_table(pa.Table.from_pydict({c: [r.get(c) for r in rows] for c, *_ in cols},
                                                         schema=writer.schema))
 
-    def close(self, about: dict[str, Any] | None = None) -> list[Path]:
-        """Close the files and write schema.json; returns every file written."""
+    def abort(self) -> None:
+        """Close the files without schema.json: an export that failed half-way does not look whole."""
         for f, _ in self._csv.values():
             f.close()
         for writer in self._parquet.values():
             writer.close()
         self._csv, self._parquet = {}, {}
+
+    def close(self, about: dict[str, Any] | None = None) -> list[Path]:
+        """Close the files and write schema.json; returns every file written."""
+        self.abort()
         doc = {"about": about or {}, "units": {"Wh": "watt-hours", "micro-units": "10^-6 token",
                                                "micro-units/kWh": "10^-6 token per kWh"},
                "tables": {n: {"rows": self.rows[n],
