@@ -261,6 +261,7 @@ class TableWriter:
     def __init__(self, out: str | Path, fmt: str = "both", tables: tuple[str, ...] = TABLES) -> None:
         check_format(fmt)
         self.path = prepare_dir(out)
+        (self.path / "schema.json").unlink(missing_ok=True)  # a previous export's: written again at close
         self.rows = {name: 0 for name in tables}
         self.files: list[Path] = []
         self._csv: dict[str, tuple[Any, Any]] = {}
