@@ -225,8 +225,8 @@ class Engine:
             out += self._resend_own_consensus_txs()
             out += self._resend_last_vote()
             out += self._register_vote_key()
-            for r in self._own_commits(max(1, head - g.reveal_window), head):
-                out += self._reveal(r)
+            for r, clearing_hash in self._own_commits(max(1, head - g.reveal_window), head):
+                out += self._reveal(r, clearing_hash)
             self.reveals_checked = self.chain.head.hash  # all done (a failed write tries them all again)
         for r in range(head + 2, head + 2 + g.commit_window):
             # Not once block r - 1's slot has begun (as on a node still syncing): its proposals are built,
@@ -426,21 +426,21 @@ class Engine:
         """What our commit for `r` carries: our ticket once committees draw `r`, else zeros."""
         return self.ticket(r) if committee.started(self.chain.state(), r) else bytes(96)
 
-    def _own_commits(self, lo: int, hi: int) -> list[int]:
-        """The heights in lo..hi this node committed to, by its own records, in order: a reveal can be due
-        only there, and a node is drawn for few heights of a long reveal window (the devnet's reaches 602).
-        (From lo up: never over the records pruned below it, which LevelDB keeps as deletions for a while.)"""
+    def _own_commits(self, lo: int, hi: int) -> list[tuple[int, bytes]]:
+        """(height, clearing hash) of each height in lo..hi this node committed to, by its own records, in
+        order: a reveal can be due only there, and a node is drawn for few heights of a long reveal window
+        (the devnet's reaches 602).  (From lo up: never over the records pruned below it, which LevelDB
+        keeps as deletions for a while.)"""
         n = len(schema.OWN_COMMITS)
-        return [schema.read_u64(key[n:]) for key, _ in self.chain.store.items(
+        return [(schema.read_u64(key[n:]), clearing_hash) for key, clearing_hash in self.chain.store.items(
             schema.OWN_COMMITS, start=schema.own_commit(lo), stop=schema.own_commit(hi + 1))]
 
-    def _reveal(self, r: int) -> list[Message]:
-        """Our commit for `r` is still pending on this chain (our proposal lost, or a reorg replaced the
-        block that held our reveal): show it was honest, or forfeit part of the deposit."""
+    def _reveal(self, r: int, clearing_hash: bytes) -> list[Message]:
+        """Our commit for `r` (to `clearing_hash`) is still pending on this chain (our proposal lost, or a
+        reorg replaced the block that held our reveal): show it was honest, or forfeit part of the deposit."""
         a = self.node.address
         raw = self.chain.state().get(schema.commit(r, a))
-        clearing_hash = self.chain.store.get(schema.own_commit(r))
-        if raw is None or raw[32] != schema.COMMIT_PENDING or clearing_hash is None or self._pending(Reveal, r):
+        if raw is None or raw[32] != schema.COMMIT_PENDING or self._pending(Reveal, r):
             return []
         return self._send_tx(Reveal(r, clearing_hash, self.salt(r)))
 

@@ -197,13 +197,13 @@ class Chain(ForkChoice):
         prefix = schema.party_sessions_opened(party, role)
         stop = None if before is None else schema.party_session_opened(party, role, *before)
         for key, _ in self.store.items(prefix, reverse=True, stop=stop):
-            opened, sid = schema.read_u64(key[len(prefix):len(prefix) + 8]), key[len(prefix) + 8:]
+            sid = key[len(prefix) + 8:]  # after the opening height
             rec = state.session(sid)
             # An entry whose block a reorg undid since the scan began, or one a format 6 store's upgrade
             # wrote above the final checkpoint (that block's undo record predates the index, so a revert
             # leaves it): the session is gone, or opened again at another height, listed there.
-            if rec is not None and rec.opened == opened and key in session_index_keys(sid, rec):
-                yield opened, sid, rec
+            if rec is not None and key in session_index_keys(sid, rec):
+                yield rec.opened, sid, rec
 
     # ------------------------------------------------------------- finality
     def genesis_checkpoint(self) -> Checkpoint:

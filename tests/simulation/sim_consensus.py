@@ -182,7 +182,7 @@ class _Silent(Engine):
 class Withholder(_Silent):
     """Commits every round, never reveals (no proposal, no Reveal transaction)."""
 
-    def _reveal(self, r):
+    def _reveal(self, r, clearing_hash):
         return []
 
 
